@@ -1,0 +1,11 @@
+/* forward_cmd.h — `transpolmo forward`: run the model on token ids, print the top
+ * next tokens of each sequence, optionally save capture points and logits as .npy. */
+#ifndef TP_FORWARD_CMD_H
+#define TP_FORWARD_CMD_H
+
+#include "core/cli.h"
+#include "core/error.h"
+
+tp_status forward_cmd_run(tp_cli *cli, const char *run_dir);
+
+#endif

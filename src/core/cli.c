@@ -1,0 +1,161 @@
+#include "core/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TP_DEFAULT_CONFIG "configs/default.yaml"
+
+/* Named options and the config key each sets. A NULL key marks the special ones. */
+typedef struct {
+    const char *opt;
+    const char *key;      /* NULL: handled by name */
+    bool flag;            /* takes no value; sets the key to "true" */
+} named_opt;
+
+static const named_opt named[] = {
+    {"--config", NULL, false},
+    {"--set", NULL, false},
+    {"--model", "model.path", false},
+    {"--num-samples", "data.num_samples", false},
+    {"--device", "device", false},
+    {"--skip-sae", "sae.skip", true},
+    {"--layers", "layers", false},
+    {"--out", "run.out_dir", false},
+};
+
+static const named_opt *find_named(const char *arg, const char **inline_val)
+{
+    *inline_val = NULL;
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++) {
+        size_t n = strlen(named[i].opt);
+        if (strncmp(arg, named[i].opt, n) != 0) continue;
+        if (arg[n] == '\0') return &named[i];
+        if (arg[n] == '=') { *inline_val = arg + n + 1; return &named[i]; }
+    }
+    return NULL;
+}
+
+static bool is_yaml(const char *s)
+{
+    size_t n = strlen(s);
+    return (n > 5 && !strcmp(s + n - 5, ".yaml")) || (n > 4 && !strcmp(s + n - 4, ".yml"));
+}
+
+tp_status cli_parse(int argc, char **argv, tp_cli *out)
+{
+    memset(out, 0, sizeof *out);
+    if (argc < 2) return tp_err(TP_ERR_CONFIG, "no command given (try 'transpolmo help')");
+    out->command = argv[1];
+    TP_CHECK(tp_config_new(&out->cfg));
+
+    /* Pass 1: the config file, so that every other option overrides it. */
+    const char *config_path = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        const named_opt *o = find_named(argv[i], &v);
+        if (o && !strcmp(o->opt, "--config")) {
+            if (!v) {
+                if (i + 1 >= argc) return tp_err(TP_ERR_CONFIG, "--config needs a file");
+                v = argv[++i];
+            }
+            config_path = v;
+        } else if (o && !o->flag && !v) {
+            i++;   /* skip the value */
+        } else if (!o && i == 2 && !strcmp(out->command, "run") && is_yaml(argv[i])) {
+            config_path = argv[i];
+        }
+    }
+    /* `run` without a config file uses the bundled default, when run from the repo. */
+    if (!config_path && !strcmp(out->command, "run") && access(TP_DEFAULT_CONFIG, R_OK) == 0)
+        config_path = TP_DEFAULT_CONFIG;
+    if (config_path) TP_CHECK(tp_config_load_file(out->cfg, config_path));
+
+    /* Pass 2: named options and --set, in order; the rest is the command's. */
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        const named_opt *o = find_named(argv[i], &v);
+        if (!o) {
+            if (i == 2 && !strcmp(out->command, "run") && is_yaml(argv[i])) continue;
+            if (out->nrest == CLI_MAX_REST) return tp_err(TP_ERR_CONFIG, "too many arguments");
+            out->rest[out->nrest++] = argv[i];
+            continue;
+        }
+        if (o->flag) {
+            if (v) return tp_err(TP_ERR_CONFIG, "%s takes no value", o->opt);
+            TP_CHECK(tp_config_set(out->cfg, o->key, "true", o->opt));
+            continue;
+        }
+        if (!v) {
+            if (i + 1 >= argc) return tp_err(TP_ERR_CONFIG, "%s needs a value", o->opt);
+            v = argv[++i];
+        }
+        if (!strcmp(o->opt, "--config")) continue;
+        if (!strcmp(o->opt, "--set")) TP_CHECK(tp_config_set_kv(out->cfg, v));
+        else TP_CHECK(tp_config_set(out->cfg, o->key, v, o->opt));
+    }
+    return TP_OK;
+}
+
+void cli_free(tp_cli *cli)
+{
+    tp_config_free(cli->cfg);
+    cli->cfg = NULL;
+}
+
+const char *cli_take_value(tp_cli *cli, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < cli->nrest; i++) {
+        if (cli->rest_used[i] || strncmp(cli->rest[i], name, n) != 0) continue;
+        if (cli->rest[i][n] == '=') {
+            cli->rest_used[i] = true;
+            return cli->rest[i] + n + 1;
+        }
+        if (cli->rest[i][n] == '\0' && i + 1 < cli->nrest) {
+            cli->rest_used[i] = cli->rest_used[i + 1] = true;
+            return cli->rest[i + 1];
+        }
+    }
+    return NULL;
+}
+
+bool cli_take_flag(tp_cli *cli, const char *name)
+{
+    for (int i = 0; i < cli->nrest; i++) {
+        if (!cli->rest_used[i] && !strcmp(cli->rest[i], name)) {
+            cli->rest_used[i] = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *cli_take_positional(tp_cli *cli)
+{
+    for (int i = 0; i < cli->nrest; i++) {
+        if (!cli->rest_used[i] && cli->rest[i][0] != '-') {
+            cli->rest_used[i] = true;
+            return cli->rest[i];
+        }
+    }
+    return NULL;
+}
+
+tp_status cli_reject_rest(const tp_cli *cli)
+{
+    for (int i = 0; i < cli->nrest; i++)
+        if (!cli->rest_used[i])
+            return tp_err(TP_ERR_CONFIG, "%s: unknown argument '%s' (try 'transpolmo help')",
+                          cli->command, cli->rest[i]);
+    return TP_OK;
+}
+
+const char *cli_run_dir(const tp_config *cfg, char *buf, size_t n)
+{
+    const char *out = tp_config_str(cfg, "run.out_dir");
+    if (out && out[0]) snprintf(buf, n, "%s", out);
+    else snprintf(buf, n, "runs/%s", tp_config_str(cfg, "run.name"));
+    return buf;
+}

@@ -1,0 +1,44 @@
+/* cli.h — the options every command takes, applied to the config.
+ *
+ * `transpolmo <command> [args]`. Common options: --config FILE, --set key=value,
+ * --model DIR, --num-samples N, --device cpu|cuda, --skip-sae, --layers 0,6,11,
+ * --out DIR (each also as --opt=value). Precedence: built-in defaults < config file
+ * < command line, whatever their order on the line. Anything else is left in
+ * `rest` for the command to parse (cli_take_* helpers), and a command must reject
+ * what it does not know (cli_reject_rest).
+ */
+#ifndef TP_CLI_H
+#define TP_CLI_H
+
+#include "core/config.h"
+#include "core/error.h"
+
+#include <stdbool.h>
+
+#define CLI_MAX_REST 64
+
+typedef struct {
+    const char *command;
+    tp_config *cfg;
+    int nrest;
+    const char *rest[CLI_MAX_REST];
+    bool rest_used[CLI_MAX_REST];
+} tp_cli;
+
+/* Parses argv (argv[0] program, argv[1] command). A positional .yaml or .yml file right
+ * after `run` is taken as the config file. */
+tp_status cli_parse(int argc, char **argv, tp_cli *out);
+void cli_free(tp_cli *cli);
+
+/* Command-specific options: "--name VALUE" or "--name=VALUE". Returns NULL if absent. */
+const char *cli_take_value(tp_cli *cli, const char *name);
+bool cli_take_flag(tp_cli *cli, const char *name);
+/* Next positional argument not yet taken, or NULL. */
+const char *cli_take_positional(tp_cli *cli);
+/* Error naming the first argument nobody took. */
+tp_status cli_reject_rest(const tp_cli *cli);
+
+/* The run directory: run.out_dir, or runs/<run.name>. */
+const char *cli_run_dir(const tp_config *cfg, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,105 @@
+#include "core/fsutil.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *fs_join(char *buf, size_t n, const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    snprintf(buf, n, "%s%s%s", a, (la && a[la - 1] == '/') ? "" : "/", b);
+    return buf;
+}
+
+bool fs_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+tp_status fs_mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return tp_err(TP_ERR_IO, "path too long: %s", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return tp_err(TP_ERR_IO, "cannot create directory '%s': %s", buf, strerror(errno));
+            struct stat sb;
+            if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+                return tp_err(TP_ERR_IO, "'%s' exists and is not a directory", buf);
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return TP_OK;
+}
+
+tp_status fs_open_tmp(const char *path, FILE **f)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    *f = fopen(tmp, "wb");
+    if (!*f) return tp_err(TP_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
+    return TP_OK;
+}
+
+void fs_abort(FILE *f, const char *path)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (f) fclose(f);
+    unlink(tmp);
+}
+
+tp_status fs_commit(FILE *f, const char *path)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int bad = ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int err = errno;
+    if (fclose(f) != 0 && !bad) { bad = 1; err = errno; }
+    if (bad) {
+        unlink(tmp);
+        return tp_err(TP_ERR_IO, "writing '%s' failed: %s", path, strerror(err ? err : EIO));
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        unlink(tmp);
+        return tp_err(TP_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
+    }
+    return TP_OK;
+}
+
+tp_status fs_write_atomic(const char *path, const void *data, size_t n)
+{
+    FILE *f;
+    TP_CHECK(fs_open_tmp(path, &f));
+    if (n && fwrite(data, 1, n, f) != n) {
+        int err = errno;
+        fs_abort(f, path);
+        return tp_err(TP_ERR_IO, "writing '%s' failed: %s", path, strerror(err ? err : EIO));
+    }
+    return fs_commit(f, path);
+}
+
+tp_status fs_write_json(const char *path, const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    if (!s) return tp_err(TP_ERR_NOMEM, "cannot serialise JSON for '%s'", path);
+    size_t n = strlen(s);
+    tp_status st = fs_write_atomic(path, s, n);
+    if (st == TP_OK) {
+        /* Trailing newline, as text files should end. */
+        FILE *f = fopen(path, "ab");
+        if (!f || fputc('\n', f) == EOF || fclose(f) != 0)
+            st = tp_err(TP_ERR_IO, "writing '%s' failed: %s", path, strerror(errno));
+    }
+    free(s);
+    return st;
+}

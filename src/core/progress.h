@@ -1,0 +1,28 @@
+/* progress.h — done/total, rate and ETA for long work, from rank 0 only.
+ *
+ * Lines are printed at most every `interval_s` seconds (and once at the end).
+ * Mode: auto prints only when stderr is a TTY; always/never force it.
+ */
+#ifndef TP_PROGRESS_H
+#define TP_PROGRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { TP_PROGRESS_AUTO = 0, TP_PROGRESS_ALWAYS, TP_PROGRESS_NEVER } tp_progress_mode;
+
+typedef struct {
+    char label[64];
+    char unit[16];
+    uint64_t total, done;
+    double t_start, t_last, interval_s;
+    bool enabled;
+} tp_progress;
+
+void tp_progress_set_default(tp_progress_mode mode, double interval_s);
+void tp_progress_begin(tp_progress *p, const char *label, const char *unit, uint64_t total);
+void tp_progress_add(tp_progress *p, uint64_t n);   /* may print a line */
+void tp_progress_end(tp_progress *p);               /* prints the final line */
+double tp_now(void);                                /* monotonic seconds */
+
+#endif

@@ -1,0 +1,106 @@
+#include "dist/world.h"
+
+#include "core/log.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_rank = 0, g_size = 1, g_inited = 0;
+
+#define MPI_TRY(call)                                                              \
+    do {                                                                           \
+        int rc_ = (call);                                                          \
+        if (rc_ != MPI_SUCCESS) {                                                  \
+            char es_[MPI_MAX_ERROR_STRING]; int el_ = 0;                           \
+            MPI_Error_string(rc_, es_, &el_);                                      \
+            return tp_err(TP_ERR_MPI, "%s failed: %s", #call, es_);                \
+        }                                                                          \
+    } while (0)
+
+tp_status dist_init(int *argc, char ***argv)
+{
+    int already = 0;
+    MPI_Initialized(&already);
+    if (!already) MPI_TRY(MPI_Init(argc, argv));
+    g_inited = !already;
+    /* Errors come back as codes we turn into messages, not as MPI's own abort. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
+    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
+    tp_log_set_rank(g_rank, g_size);
+    return TP_OK;
+}
+
+void dist_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (g_inited && !fin) MPI_Finalize();
+}
+
+int dist_rank(void) { return g_rank; }
+int dist_size(void) { return g_size; }
+
+void dist_abort(int code)
+{
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    dist_finalize();
+    exit(code);
+}
+
+tp_status dist_gather_strings(const char *mine, char ***all)
+{
+    *all = NULL;
+    int len = (int)strlen(mine) + 1;
+    int *lens = NULL, *displs = NULL;
+    char *buf = NULL;
+    if (g_rank == 0) {
+        lens = tp_calloc((size_t)g_size, sizeof *lens);
+        displs = tp_calloc((size_t)g_size, sizeof *displs);
+        if (!lens || !displs) { free(lens); free(displs); return TP_ERR_NOMEM; }
+    }
+    MPI_TRY(MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (g_rank == 0) {
+        size_t total = 0;
+        for (int r = 0; r < g_size; r++) {
+            displs[r] = (int)total;
+            total += (size_t)lens[r];
+        }
+        buf = tp_malloc(total);
+        if (!buf) { free(lens); free(displs); return TP_ERR_NOMEM; }
+    }
+    MPI_TRY(MPI_Gatherv(mine, len, MPI_CHAR, buf, lens, displs, MPI_CHAR, 0, MPI_COMM_WORLD));
+    if (g_rank == 0) {
+        char **out = tp_calloc((size_t)g_size + 1, sizeof *out);
+        if (!out) { free(buf); free(lens); free(displs); return TP_ERR_NOMEM; }
+        for (int r = 0; r < g_size; r++) out[r] = strdup(buf + displs[r]);
+        *all = out;
+        free(buf);
+        free(lens);
+        free(displs);
+    }
+    return TP_OK;
+}
+
+void dist_free_strings(char **all)
+{
+    if (!all) return;
+    for (int r = 0; all[r]; r++) free(all[r]);
+    free(all);
+}
+
+const char *dist_library_version(char *buf, size_t n)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    char *nl = strchr(v, '\n');
+    if (nl) *nl = '\0';
+    snprintf(buf, n, "%s", v);
+    return buf;
+}

@@ -1,0 +1,24 @@
+/* world.h — the MPI world: start-up, rank/size, and the small collectives the
+ * phase drivers share. A failure on one rank ends the job through dist_abort
+ * (MPI_Abort), never a hang. */
+#ifndef TP_DIST_WORLD_H
+#define TP_DIST_WORLD_H
+
+#include "core/error.h"
+
+#include <stddef.h>
+
+tp_status dist_init(int *argc, char ***argv);
+void dist_finalize(void);
+int dist_rank(void);
+int dist_size(void);
+/* Ends every rank with exit code `code` (after the caller printed why). */
+void dist_abort(int code) __attribute__((noreturn));
+/* Rank 0 receives every rank's NUL-terminated string (all[r], malloc'ed; free with
+ * dist_free_strings); other ranks get NULL. Collective. */
+tp_status dist_gather_strings(const char *mine, char ***all);
+void dist_free_strings(char **all);
+/* MPI library version string (for versions.json). */
+const char *dist_library_version(char *buf, size_t n);
+
+#endif

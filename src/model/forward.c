@@ -1,0 +1,332 @@
+/* forward.c — the architecture-independent parts of the forward pass: scratch,
+ * embedding, RoPE, attention, MLP, final norm and head. The decoder layers
+ * themselves live in olmo2.c and llama.c. */
+#include "model/forward_internal.h"
+
+#include "backend/cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest f32 tile of a converted matrix: 4 Mi floats (16 MiB). Big enough that the
+ * GEMM on it runs at full speed, small enough to cost nothing next to the mmap. */
+#define WTILE_MAX_ELEMS ((size_t)4 << 20)
+
+static size_t tile_rows(const tp_mat *w)
+{
+    size_t r = WTILE_MAX_ELEMS / (size_t)w->cols;
+    if (r < 1) r = 1;
+    return r < (size_t)w->rows ? r : (size_t)w->rows;
+}
+
+static void note_tile(size_t *need, const tp_mat *w)
+{
+    if (w->dtype == TP_DTYPE_F32) return;
+    size_t e = tile_rows(w) * (size_t)w->cols;
+    if (e > *need) *need = e;
+}
+
+/* RoPE inverse frequencies exactly as transformers computes them, in f32:
+ * inv_freq = 1 / theta^(2i/dh), then the rope_type's rescaling. */
+static void rope_inv_freq(const tp_model_config *c, float *inv, int half)
+{
+    int dh = c->head_dim;
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)dh;
+        inv[i] = 1.0f / powf((float)c->rope_theta, e);
+    }
+    if (c->rope_type == TP_ROPE_LINEAR) {
+        for (int i = 0; i < half; i++) inv[i] /= (float)c->rope_factor;
+    } else if (c->rope_type == TP_ROPE_LLAMA3) {
+        /* transformers _compute_llama3_parameters (Llama 3.1 frequency smoothing) */
+        float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor,
+              hi = (float)c->rope_high_freq_factor, old = (float)c->rope_original_max_pos;
+        float lo_wavelen = old / lo, hi_wavelen = old / hi;
+        for (int i = 0; i < half; i++) {
+            float wavelen = 2.0f * (float)M_PI / inv[i];
+            float f = wavelen > lo_wavelen ? inv[i] / factor : inv[i];
+            float smooth = (old / wavelen - lo) / (hi - lo);
+            float smoothed = (1.0f - smooth) * f / factor + smooth * f;
+            int medium = !(wavelen < hi_wavelen) && !(wavelen > lo_wavelen);
+            inv[i] = medium ? smoothed : f;
+        }
+    }
+}
+
+tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward **out)
+{
+    const tp_model_config *c = &m->cfg;
+    if (max_batch < 1 || max_seq < 1)
+        return tp_err(TP_ERR_RANGE, "forward: batch %d and sequence length %d must be >= 1",
+                      max_batch, max_seq);
+    tp_forward *f = tp_calloc(1, sizeof *f);
+    if (!f) return TP_ERR_NOMEM;
+    f->m = m;
+    f->max_batch = max_batch;
+    f->max_seq = max_seq;
+    size_t rows = (size_t)max_batch * (size_t)max_seq;
+    size_t d = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
+    size_t qd = (size_t)c->num_heads * (size_t)c->head_dim;
+    size_t kd = (size_t)c->num_kv_heads * (size_t)c->head_dim;
+    size_t half = (size_t)c->head_dim / 2;
+
+    size_t wt = 0;
+    note_tile(&wt, &m->embed);
+    note_tile(&wt, &m->lm_head);
+    for (int L = 0; L < c->num_layers; L++) {
+        const tp_mat *mats[7];
+        int n = model_layer_mats(m, L, mats, NULL);
+        for (int i = 0; i < n; i++) note_tile(&wt, mats[i]);
+    }
+    f->wtile_elems = wt;
+
+    struct { float **p; size_t n; } bufs[] = {
+        {&f->x, rows * d}, {&f->xn, rows * d}, {&f->q, rows * qd}, {&f->k, rows * kd},
+        {&f->v, rows * kd}, {&f->z, rows * qd}, {&f->ao, rows * d}, {&f->gate, rows * F},
+        {&f->up, rows * F}, {&f->att, (size_t)max_seq * (size_t)max_seq},
+        {&f->wtile, wt}, {&f->rope_cos, (size_t)max_seq * half},
+        {&f->rope_sin, (size_t)max_seq * half},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        if (!bufs[i].n) continue;
+        *bufs[i].p = tp_malloc(bufs[i].n * sizeof(float));
+        if (!*bufs[i].p) { forward_free(f); return TP_ERR_NOMEM; }
+        f->bytes += bufs[i].n * sizeof(float);
+    }
+
+    /* cos/sin of position * inv_freq with the product rounded to f32 first, as
+     * transformers does (its angle is an f32 matmul). */
+    float *inv = tp_malloc(half * sizeof(float));
+    if (!inv) { forward_free(f); return TP_ERR_NOMEM; }
+    rope_inv_freq(c, inv, (int)half);
+    for (int t = 0; t < max_seq; t++) {
+        for (size_t i = 0; i < half; i++) {
+            float ang = (float)t * inv[i];
+            f->rope_cos[(size_t)t * half + i] = cosf(ang);
+            f->rope_sin[(size_t)t * half + i] = sinf(ang);
+        }
+    }
+    free(inv);
+    *out = f;
+    return TP_OK;
+}
+
+void forward_free(tp_forward *f)
+{
+    if (!f) return;
+    float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->z, f->ao, f->gate, f->up,
+                     f->att, f->pattern, f->logits, f->wtile, f->rope_cos, f->rope_sin};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(f);
+}
+
+size_t forward_scratch_bytes(const tp_forward *f) { return f->bytes; }
+
+tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y)
+{
+    if (W->dtype == TP_DTYPE_F32) {
+        cpu_gemm_nt(n, W->rows, W->cols, 1.0f, x, W->cols, (const float *)W->data, W->cols,
+                    0.0f, y, W->rows);
+        return TP_OK;
+    }
+    size_t R = tile_rows(W), esz = tp_dtype_size(W->dtype);
+    for (int64_t r0 = 0; r0 < W->rows; r0 += (int64_t)R) {
+        int64_t r = W->rows - r0 < (int64_t)R ? W->rows - r0 : (int64_t)R;
+        const char *src = (const char *)W->data + (size_t)r0 * (size_t)W->cols * esz;
+        tp_convert_to_f32(W->dtype, src, f->wtile, (size_t)(r * W->cols));
+        cpu_gemm_nt(n, r, W->cols, 1.0f, x, W->cols, f->wtile, W->cols, 0.0f, y + r0, W->rows);
+    }
+    return TP_OK;
+}
+
+tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data)
+{
+    if (!hooks_active(f->hooks, L, pt)) return TP_OK;
+    if (pt == TP_HOOK_PATTERN) return tp_err(TP_ERR_INTERNAL, "pattern hook fired through fwd_fire");
+    char name[96];
+    tp_hook_info info = {.layer = L, .point = pt, .seq = 0};
+    info.name = hooks_point_name(L, pt, name, sizeof name);
+    info.ndim = hooks_point_shape(&f->m->cfg, pt, f->B, f->T, info.shape);
+    return hooks_fire(f->hooks, &info, data);
+}
+
+/* In-place RoPE on x [rows, nh*dh] (rotate_half convention: pairs (i, i+dh/2)). */
+static void apply_rope(const tp_forward *f, float *x, int nh)
+{
+    const tp_model_config *c = &f->m->cfg;
+    int dh = c->head_dim, half = dh / 2;
+    int64_t rows = (int64_t)f->B * f->T;
+    for (int64_t r = 0; r < rows; r++) {
+        int t = (int)(r % f->T);
+        const float *cs = f->rope_cos + (size_t)t * half, *sn = f->rope_sin + (size_t)t * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (size_t)r * nh * dh + (size_t)h * dh;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+tp_status fwd_attention(tp_forward *f, int L, const float *in)
+{
+    const tp_model *m = f->m;
+    const tp_model_config *c = &m->cfg;
+    const tp_layer *l = &m->layers[L];
+    int64_t rows = (int64_t)f->B * f->T, T = f->T;
+    int H = c->num_heads, K = c->num_kv_heads, dh = c->head_dim, group = H / K;
+    int64_t qd = (int64_t)H * dh, kd = (int64_t)K * dh;
+    float eps = (float)c->rms_norm_eps, scale = 1.0f / sqrtf((float)dh);
+
+    TP_CHECK(fwd_linear(f, &l->q, in, rows, f->q));
+    TP_CHECK(fwd_linear(f, &l->k, in, rows, f->k));
+    TP_CHECK(fwd_linear(f, &l->v, in, rows, f->v));
+    if (l->q_norm) cpu_rmsnorm(f->q, f->q, l->q_norm, rows, qd, eps);
+    if (l->k_norm) cpu_rmsnorm(f->k, f->k, l->k_norm, rows, kd, eps);
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_Q, f->q));
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_K, f->k));
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_V, f->v));
+    apply_rope(f, f->q, H);
+    apply_rope(f, f->k, K);
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_ROT_Q, f->q));
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_ROT_K, f->k));
+
+    int want_pattern = hooks_active(f->hooks, L, TP_HOOK_PATTERN);
+    if (want_pattern && !f->pattern) {
+        /* Only when asked: [H, T, T] for one sequence, kept for later runs. */
+        size_t n = (size_t)H * (size_t)f->max_seq * (size_t)f->max_seq;
+        f->pattern = tp_malloc(n * sizeof(float));
+        if (!f->pattern) return TP_ERR_NOMEM;
+        f->bytes += n * sizeof(float);
+    }
+    for (int b = 0; b < f->B; b++) {
+        const float *qb = f->q + (size_t)b * T * qd;
+        const float *kb = f->k + (size_t)b * T * kd;
+        const float *vb = f->v + (size_t)b * T * kd;
+        float *zb = f->z + (size_t)b * T * qd;
+        for (int h = 0; h < H; h++) {
+            float *s = want_pattern ? f->pattern + (size_t)h * T * T : f->att;
+            int g = h / group;
+            cpu_gemm_nt(T, T, dh, 1.0f, qb + (size_t)h * dh, qd, kb + (size_t)g * dh, kd, 0.0f, s, T);
+            cpu_softmax_causal(s, T, T, scale);
+            if (!want_pattern)
+                cpu_gemm_nn(T, dh, T, 1.0f, s, T, vb + (size_t)g * dh, kd, 0.0f, zb + (size_t)h * dh, qd);
+        }
+        if (want_pattern) {
+            char name[96];
+            tp_hook_info info = {.layer = L, .point = TP_HOOK_PATTERN, .ndim = 4, .seq = b,
+                                 .shape = {1, H, T, T}};
+            info.name = hooks_point_name(L, TP_HOOK_PATTERN, name, sizeof name);
+            TP_CHECK(hooks_fire(f->hooks, &info, f->pattern));
+            for (int h = 0; h < H; h++) {
+                int g = h / group;
+                cpu_gemm_nn(T, dh, T, 1.0f, f->pattern + (size_t)h * T * T, T, vb + (size_t)g * dh, kd,
+                            0.0f, zb + (size_t)h * dh, qd);
+            }
+        }
+    }
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_Z, f->z));
+    TP_CHECK(fwd_linear(f, &l->o, f->z, rows, f->ao));
+    return fwd_fire(f, L, TP_HOOK_ATTN_O, f->ao);
+}
+
+tp_status fwd_mlp(tp_forward *f, int L, const float *in)
+{
+    const tp_layer *l = &f->m->layers[L];
+    int64_t rows = (int64_t)f->B * f->T, F = f->m->cfg.intermediate_size;
+    TP_CHECK(fwd_linear(f, &l->gate, in, rows, f->gate));
+    TP_CHECK(fwd_linear(f, &l->up, in, rows, f->up));
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE, f->gate));
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE_LINEAR, f->up));
+    cpu_silu_mul(f->gate, f->up, (size_t)(rows * F));
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_POST, f->gate));
+    TP_CHECK(fwd_linear(f, &l->down, f->gate, rows, f->ao));
+    return fwd_fire(f, L, TP_HOOK_MLP_O, f->ao);
+}
+
+static tp_status embed_tokens(tp_forward *f, const int32_t *ids, int64_t rows)
+{
+    const tp_mat *E = &f->m->embed;
+    size_t d = (size_t)E->cols, esz = tp_dtype_size(E->dtype);
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t id = ids[r];
+        if (id < 0 || id >= E->rows)
+            return tp_err(TP_ERR_RANGE, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                          id, (long long)r, (long long)E->rows);
+        tp_convert_to_f32(E->dtype, (const char *)E->data + (size_t)id * d * esz,
+                          f->x + (size_t)r * d, d);
+    }
+    return TP_OK;
+}
+
+static tp_status ensure_logits(tp_forward *f, size_t rows)
+{
+    /* Grown to the largest request seen: [B, V] for next-token logits costs far less
+     * than [B*T, V] at a 100k vocabulary. */
+    size_t n = rows * (size_t)f->m->cfg.vocab_size;
+    if (n <= f->logits_elems) return TP_OK;
+    free(f->logits);
+    f->bytes -= f->logits_elems * sizeof(float);
+    f->logits_elems = 0;
+    f->logits = tp_malloc(n * sizeof(float));
+    if (!f->logits) return TP_ERR_NOMEM;
+    f->logits_elems = n;
+    f->bytes += n * sizeof(float);
+    return TP_OK;
+}
+
+tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_hooks *hooks,
+                      tp_logits_mode mode, int last_layer, const float **logits)
+{
+    const tp_model *m = f->m;
+    const tp_model_config *c = &m->cfg;
+    if (B < 1 || B > f->max_batch || T < 1 || T > f->max_seq)
+        return tp_err(TP_ERR_RANGE, "forward: batch %d x %d tokens exceeds the allocated %d x %d",
+                      B, T, f->max_batch, f->max_seq);
+    if (last_layer >= c->num_layers)
+        return tp_err(TP_ERR_RANGE, "forward: layer %d out of range (model has %d layers)",
+                      last_layer, c->num_layers);
+    f->B = B, f->T = T, f->hooks = hooks;
+    int64_t rows = (int64_t)B * T, d = c->hidden_size;
+    int stop = (mode == TP_LOGITS_NONE && last_layer >= 0) ? last_layer : c->num_layers - 1;
+
+    TP_CHECK(embed_tokens(f, ids, rows));
+    TP_CHECK(fwd_fire(f, -1, TP_HOOK_EMBED, f->x));
+    for (int L = 0; L <= stop; L++) {
+        tp_status st = c->arch == TP_ARCH_OLMO2 ? olmo2_block(f, L) : llama_block(f, L);
+        if (st != TP_OK) return st;
+    }
+    if (stop < c->num_layers - 1) return TP_OK;
+
+    cpu_rmsnorm(f->xn, f->x, m->final_norm, rows, d, (float)c->rms_norm_eps);
+    TP_CHECK(fwd_fire(f, -1, TP_HOOK_LN_FINAL, f->xn));
+    if (mode == TP_LOGITS_NONE) {
+        if (logits) *logits = NULL;
+        return TP_OK;
+    }
+    TP_CHECK(ensure_logits(f, mode == TP_LOGITS_ALL ? (size_t)rows : (size_t)B));
+    if (mode == TP_LOGITS_ALL) {
+        TP_CHECK(fwd_linear(f, &m->lm_head, f->xn, rows, f->logits));
+    } else {
+        /* Gather each sequence's last position, then one GEMM over B rows. */
+        for (int b = 0; b < B; b++)
+            memmove(f->xn + (size_t)b * d, f->xn + ((size_t)b * T + T - 1) * d, (size_t)d * sizeof(float));
+        TP_CHECK(fwd_linear(f, &m->lm_head, f->xn, B, f->logits));
+    }
+    if (logits) *logits = f->logits;
+    return TP_OK;
+}
+
+double forward_flops(const tp_model_config *c, int B, int T, tp_logits_mode mode)
+{
+    double rows = (double)B * T, d = c->hidden_size, F = c->intermediate_size;
+    double qd = (double)c->num_heads * c->head_dim, kd = (double)c->num_kv_heads * c->head_dim;
+    double per_layer = 2.0 * rows * (d * qd + 2 * d * kd + qd * d + 3 * d * F)
+                     + 2.0 * 2.0 * (double)B * c->num_heads * (double)T * T * c->head_dim;
+    double head = mode == TP_LOGITS_ALL ? 2.0 * rows * d * c->vocab_size
+                : mode == TP_LOGITS_LAST ? 2.0 * B * d * c->vocab_size : 0.0;
+    return per_layer * c->num_layers + head;
+}

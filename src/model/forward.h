@@ -1,0 +1,40 @@
+/* forward.h — the CPU forward pass over a batch of token sequences, in f32.
+ *
+ * forward_new() allocates every scratch buffer once, sized for max_batch sequences
+ * of at most max_seq tokens; forward_run() runs B sequences of T tokens each
+ * (positions 0..T-1), firing the callbacks registered in `hooks` at each capture
+ * point (model/hooks.h). GEMMs go to BLAS; BF16/F16 weights are converted to f32
+ * per tile of rows just before their GEMM unless the model converted them up front.
+ * The computation per sequence does not depend on B or on the other sequences.
+ */
+#ifndef TP_FORWARD_H
+#define TP_FORWARD_H
+
+#include "core/error.h"
+#include "model/hooks.h"
+#include "model/model.h"
+
+#include <stdint.h>
+
+typedef enum {
+    TP_LOGITS_NONE = 0,   /* stop after the last layer needed (capture) */
+    TP_LOGITS_LAST,       /* [B, V]: next-token logits of each sequence */
+    TP_LOGITS_ALL         /* [B*T, V] */
+} tp_logits_mode;
+
+typedef struct tp_forward tp_forward;
+
+tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward **out);
+void forward_free(tp_forward *f);
+
+/* ids: [B, T] row-major, each in [0, vocab). *logits (may be NULL for NONE) points
+ * into the state and is valid until the next run. With TP_LOGITS_NONE the pass stops
+ * after `last_layer` (-1 = run every layer). */
+tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_hooks *hooks,
+                      tp_logits_mode mode, int last_layer, const float **logits);
+
+size_t forward_scratch_bytes(const tp_forward *f);
+/* Multiply-adds x2 of one pass (GEMMs and attention), for benchmarks. */
+double forward_flops(const tp_model_config *c, int B, int T, tp_logits_mode mode);
+
+#endif

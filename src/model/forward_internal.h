@@ -1,0 +1,45 @@
+/* forward_internal.h — what the per-architecture block files share with forward.c.
+ * Not for use outside src/model/. */
+#ifndef TP_FORWARD_INTERNAL_H
+#define TP_FORWARD_INTERNAL_H
+
+#include "model/forward.h"
+
+struct tp_forward {
+    const tp_model *m;
+    int max_batch, max_seq;
+    int B, T;                  /* current batch */
+    const tp_hooks *hooks;
+    /* [rows = B*T] activations */
+    float *x;                  /* residual stream [rows, d] */
+    float *xn;                 /* normed input [rows, d] */
+    float *q, *k, *v, *z;      /* [rows, H*dh] / [rows, K*dh] */
+    float *ao;                 /* sub-block output [rows, d] */
+    float *gate, *up;          /* [rows, F] */
+    float *att;                /* [T, T] scores of one head */
+    float *pattern;            /* [H, T, T] one sequence, only if a pattern hook asks */
+    float *logits;             /* [rows or B, V] */
+    size_t logits_elems;
+    float *wtile;              /* f32 tile of a converted weight matrix */
+    size_t wtile_elems;
+    float *rope_cos, *rope_sin;  /* [max_seq, dh/2] */
+    size_t bytes;
+};
+
+/* y[n, W.rows] = x[n, W.cols] . W^T */
+tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y);
+/* Fires the callbacks on (L, pt) with the tensor's shape derived from the point. */
+tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data);
+/* Attention sub-block on `in` [rows, d]: q/k/v (+ q/k norm when the layer has one),
+ * RoPE, causal softmax, o_proj into f->ao; fires q,k,v,rot_q,rot_k,pattern,z and
+ * attn.hook_out. */
+tp_status fwd_attention(tp_forward *f, int L, const float *in);
+/* SwiGLU MLP on `in` [rows, d] into f->ao; fires mlp.hook_pre, hook_pre_linear,
+ * hook_post and mlp.hook_out. */
+tp_status fwd_mlp(tp_forward *f, int L, const float *in);
+
+/* One decoder layer, per architecture (model/olmo2.c, model/llama.c). */
+tp_status olmo2_block(tp_forward *f, int L);
+tp_status llama_block(tp_forward *f, int L);
+
+#endif

@@ -1,0 +1,89 @@
+/* hooks.h — named capture points of the forward pass and the callbacks on them.
+ *
+ * Points use TransformerLens names (`blocks.6.hook_resid_post`); Hugging Face module
+ * paths (`model.layers.6.mlp`) are accepted as aliases (docs/hooks.md lists every
+ * point and alias with the exact tensor it denotes). A callback sees the tensor in
+ * row-major f32 with its shape and may overwrite it in place: the forward pass
+ * continues from what the callback leaves. Points with no callback cost nothing.
+ *
+ * Shapes (B sequences, T positions, H heads, K kv heads, dh head dim, F MLP width):
+ *   [B,T,d]   hook_embed, hook_resid_*, hook_attn_out, hook_mlp_out, attn.hook_out,
+ *             mlp.hook_out, ln_final.hook_normalized
+ *   [B,T,H,dh] attn.hook_q, attn.hook_rot_q, attn.hook_z   ([B,T,K,dh] for k, v, rot_k)
+ *   [B,T,F]   mlp.hook_pre, mlp.hook_pre_linear, mlp.hook_post
+ *   [1,H,T,T] attn.hook_pattern — one call per sequence, info->seq says which, so
+ *             the whole [B,H,T,T] tensor never exists at once.
+ */
+#ifndef TP_HOOKS_H
+#define TP_HOOKS_H
+
+#include "core/error.h"
+#include "model/model_config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    /* per layer */
+    TP_HOOK_RESID_PRE = 0,
+    TP_HOOK_Q,
+    TP_HOOK_K,
+    TP_HOOK_V,
+    TP_HOOK_ROT_Q,
+    TP_HOOK_ROT_K,
+    TP_HOOK_PATTERN,
+    TP_HOOK_Z,
+    TP_HOOK_ATTN_O,       /* attn.hook_out: o_proj output */
+    TP_HOOK_ATTN_OUT,     /* hook_attn_out: added to the residual */
+    TP_HOOK_RESID_MID,
+    TP_HOOK_MLP_PRE,
+    TP_HOOK_MLP_PRE_LINEAR,
+    TP_HOOK_MLP_POST,
+    TP_HOOK_MLP_O,        /* mlp.hook_out: down_proj output */
+    TP_HOOK_MLP_OUT,      /* hook_mlp_out: added to the residual */
+    TP_HOOK_RESID_POST,
+    TP_HOOK_LAYER_COUNT,
+    /* global (layer = -1) */
+    TP_HOOK_EMBED = TP_HOOK_LAYER_COUNT,
+    TP_HOOK_LN_FINAL,
+    TP_HOOK_POINT_COUNT
+} tp_hook_point;
+
+typedef struct {
+    int layer;               /* -1 for global points */
+    tp_hook_point point;
+    const char *name;        /* canonical name, e.g. "blocks.3.attn.hook_z" */
+    int ndim;
+    int64_t shape[4];
+    int seq;                 /* first sequence of the batch this call covers */
+} tp_hook_info;
+
+typedef tp_status (*tp_hook_fn)(const tp_hook_info *info, float *data, void *user);
+
+typedef struct tp_hooks tp_hooks;
+
+tp_status hooks_new(int num_layers, tp_hooks **out);
+void hooks_free(tp_hooks *h);
+/* Adds a callback on (layer, point); several may share a point (called in order). */
+tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user);
+/* Parses a name (canonical or alias) and adds the callback. */
+tp_status hooks_add_named(tp_hooks *h, const tp_model_config *cfg, const char *name,
+                          tp_hook_fn fn, void *user);
+bool hooks_active(const tp_hooks *h, int layer, tp_hook_point pt);   /* h may be NULL */
+/* Calls every callback on (layer, pt) in order; stops at the first failure. */
+tp_status hooks_fire(const tp_hooks *h, const tp_hook_info *info, float *data);
+
+/* Resolves a name to (layer, point). Accepts canonical TransformerLens names, the
+ * and the Hugging Face module paths listed in docs/hooks.md. An architecture-specific alias that does not apply (q_norm on
+ * Llama) or a layer >= num_layers is an error naming the hook and the valid range. */
+tp_status hooks_parse_name(const tp_model_config *cfg, const char *name, int *layer,
+                           tp_hook_point *pt);
+/* Full shape of a point over B sequences of T tokens (pattern: [B,H,T,T]); returns
+ * ndim. */
+int hooks_point_shape(const tp_model_config *cfg, tp_hook_point pt, int B, int T, int64_t shape[4]);
+/* Canonical name into buf ("blocks.3.hook_resid_post", "hook_embed"). */
+const char *hooks_point_name(int layer, tp_hook_point pt, char *buf, size_t n);
+/* Suffix after "blocks.L." ("hook_resid_post", "attn.hook_z"), or the global name. */
+const char *hooks_point_suffix(tp_hook_point pt);
+
+#endif

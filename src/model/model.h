@@ -1,0 +1,64 @@
+/* model.h — a loaded model: validated config, weights as views into the mmap.
+ *
+ * model_open() reads config.json, maps the safetensors (single file or shards),
+ * checks that every tensor the architecture needs is there with the shape the
+ * config implies and a float dtype (F32, BF16, F16), and reports tensors it does
+ * not use. Matrices stay in their stored dtype in the mmap; with
+ * `conversion = upfront` BF16/F16 matrices are converted to f32 once at load
+ * (faster per token, f32-sized memory). Norm vectors are always converted (small).
+ */
+#ifndef TP_MODEL_H
+#define TP_MODEL_H
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/model_config.h"
+
+#include <stdint.h>
+
+/* A weight matrix as nn.Linear stores it: [rows = out, cols = in], row-major. */
+typedef struct {
+    const char *name;
+    const void *data;
+    tp_dtype dtype;
+    int64_t rows, cols;
+} tp_mat;
+
+typedef struct {
+    tp_mat q, k, v, o, gate, up, down;
+    const float *q_norm, *k_norm;   /* OLMo-2 only: [H*dh], [K*dh] */
+    /* OLMo-2: post_attention_layernorm, post_feedforward_layernorm (applied to the
+     * sub-block outputs). Llama: input_layernorm, post_attention_layernorm (applied
+     * to the sub-block inputs). */
+    const float *norm1, *norm2;
+} tp_layer;
+
+typedef enum { TP_CONVERT_PER_MATRIX = 0, TP_CONVERT_UPFRONT } tp_convert_mode;
+
+typedef struct {
+    char dir[1024];
+    tp_model_config cfg;
+    st_file *st;
+    tp_mat embed, lm_head;
+    const float *final_norm;
+    tp_layer *layers;
+    float *norm_storage;      /* all norm vectors, f32 */
+    float *upfront_storage;   /* f32 copies when converted up front, else NULL */
+    size_t upfront_bytes;
+    int64_t n_params;
+    tp_dtype weight_dtype;    /* dtype of the largest matrix as stored */
+    tp_convert_mode convert;
+} tp_model;
+
+tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out);
+void model_close(tp_model *m);
+
+/* Checks a user's layer list (config key `layers`) against the model; the error
+ * names where the list came from. */
+tp_status model_validate_layers(const tp_model *m, const int64_t *layers, size_t n, const char *origin);
+
+/* The matrices of layer L in a fixed order, for reports (q,k,v,o,gate,up,down). */
+int model_layer_mats(const tp_model *m, int L, const tp_mat **mats, const char **kinds);
+
+#endif

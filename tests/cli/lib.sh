@@ -1,0 +1,44 @@
+# Shared helpers of the CLI tests: run the binary, expect failure with a one-line
+# message containing given words.
+set -u
+BIN=${TP_BINARY:?TP_BINARY not set}
+DATA=${TP_TEST_DATA:?TP_TEST_DATA not set}
+TMP=$(mktemp -d /tmp/tp_cli_XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+passes=0
+
+# expect_fail NAME "word1|word2..." -- command...
+# The command must exit non-zero and print exactly one line on stderr that contains
+# every '|'-separated word.
+expect_fail() {
+  local name=$1 words=$2
+  shift 3
+  local out rc
+  out=$("$@" 2>&1 >/dev/null)
+  rc=$?
+  local lines
+  lines=$(printf '%s' "$out" | grep -c '' || true)
+  local ok=1
+  if [ "$rc" -eq 0 ]; then ok=0; echo "FAIL $name: exit code 0"; fi
+  if [ "$lines" -ne 1 ]; then ok=0; echo "FAIL $name: $lines lines on stderr:"; printf '%s\n' "$out"; fi
+  local IFS='|'
+  for w in $words; do
+    if ! printf '%s' "$out" | grep -qF -- "$w"; then ok=0; echo "FAIL $name: message lacks '$w': $out"; fi
+  done
+  if [ $ok -eq 1 ]; then passes=$((passes + 1)); echo "ok   $name: $out"; else failures=$((failures + 1)); fi
+}
+
+# expect_ok NAME -- command...
+expect_ok() {
+  local name=$1
+  shift 2
+  local out
+  if out=$("$@" 2>&1); then passes=$((passes + 1)); echo "ok   $name"
+  else failures=$((failures + 1)); echo "FAIL $name: exit $?"; printf '%s\n' "$out"; fi
+}
+
+finish() {
+  echo "$passes passed, $failures failed"
+  [ "$failures" -eq 0 ]
+}

@@ -1,0 +1,43 @@
+#include "tp_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *tp_test_data(const char *rel)
+{
+    static char bufs[8][4096];
+    static int slot = 0;
+    const char *root = getenv("TP_TEST_DATA");
+    if (!root) root = "tests/data";
+    char *b = bufs[slot++ % 8];
+    snprintf(b, 4096, "%s/%s", root, rel);
+    return b;
+}
+
+const char *tp_test_tmpdir(void)
+{
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/tp_test_XXXXXX");
+        if (!mkdtemp(dir)) { perror("mkdtemp"); exit(2); }
+    }
+    return dir;
+}
+
+int tp_test_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+int tp_test_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,19 @@
+/* tp_test.h — helpers shared by the Check tests.
+ *
+ * tp_test_data(rel) gives an absolute path under tests/data (TP_TEST_DATA);
+ * tp_test_tmpdir() makes a fresh temporary directory; tp_test_run_suite runs one
+ * suite and returns the process exit code.
+ */
+#ifndef TP_TEST_H
+#define TP_TEST_H
+
+#include <check.h>
+#include <stddef.h>
+
+const char *tp_test_data(const char *rel);      /* static buffer, rotating (8 slots) */
+const char *tp_test_tmpdir(void);               /* static, created once per process */
+int tp_test_run_suite(Suite *s);                 /* srunner + exit code */
+/* Writes `n` bytes to path; returns 0 on success. */
+int tp_test_write_file(const char *path, const void *data, size_t n);
+
+#endif

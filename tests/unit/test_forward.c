@@ -1,0 +1,314 @@
+/* Parity of the C forward pass with Hugging Face transformers.
+ *
+ * Golden data: tools/reference/make_golden.py (transformers, float32, eager
+ * attention) on four tiny random models: OLMo-2 MHA (F32), OLMo-2 GQA (BF16),
+ * OLMo-2 GQA (F16, sharded) and Llama GQA with tied embeddings and llama3 RoPE.
+ * Every capture point of every layer and the logits must agree to a relative error
+ * max|c - ref| / max|ref| <= 1e-4: both sides compute in f32, so what is left is
+ * summation order (~1e-6 here); a wrong norm weight or RoPE frequency moves the
+ * logits by 5e-2 or more (checked when the goldens were made).
+ */
+#include "tp_test.h"
+
+#include "io/npy.h"
+#include "model/forward.h"
+#include "model/hooks.h"
+#include "model/model.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REL_TOL 1e-4
+
+static const char *const models[] = {"olmo2-mha-f32", "olmo2-gqa-bf16", "olmo2-gqa-f16-sharded",
+                                     "llama-gqa-tied"};
+#define NMODELS (sizeof models / sizeof *models)
+
+typedef struct {
+    float *data;
+    size_t n;
+    int seen;
+} capture;
+
+typedef struct {
+    int num_layers;
+    capture cap[64][TP_HOOK_POINT_COUNT];   /* row num_layers = global points */
+} captures;
+
+static tp_status capture_cb(const tp_hook_info *info, float *data, void *user)
+{
+    capture *c = user;
+    size_t per = 1;
+    for (int i = 1; i < info->ndim; i++) per *= (size_t)info->shape[i];
+    memcpy(c->data + (size_t)info->seq * per, data, (size_t)info->shape[0] * per * sizeof(float));
+    c->seen++;
+    return TP_OK;
+}
+
+static double rel_err(const float *a, const float *ref, size_t n)
+{
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d;   /* NaN propagates as a failure */
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+static int32_t *load_ids(const char *model, int *B, int *T)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s/input_ids.npy", model);
+    npy_array a;
+    ck_assert_msg(npy_read(tp_test_data(rel), &a) == TP_OK, "%s", tp_err_msg());
+    ck_assert_int_eq(a.ndim, 2);
+    *B = (int)a.shape[0], *T = (int)a.shape[1];
+    int32_t *ids = malloc((size_t)a.numel * sizeof *ids);
+    for (int64_t i = 0; i < a.numel; i++)
+        ids[i] = (int32_t)(a.dtype == TP_DTYPE_I64 ? ((int64_t *)a.data)[i] : ((int32_t *)a.data)[i]);
+    npy_free(&a);
+    return ids;
+}
+
+static void compare_npy(const char *model, const char *name, const float *got, size_t n)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s/%s.npy", model, name);
+    npy_array ref;
+    ck_assert_msg(npy_read_f32(tp_test_data(rel), &ref) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg((size_t)ref.numel == n, "%s %s: %zu values, golden has %lld", model, name, n,
+                  (long long)ref.numel);
+    double e = rel_err(got, ref.data, n);
+    ck_assert_msg(e <= REL_TOL, "%s %s: relative error %.3g > %.0e", model, name, e, REL_TOL);
+    npy_free(&ref);
+}
+
+static tp_model *open_model(const char *name, tp_convert_mode mode)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s", name);
+    tp_model *m = NULL;
+    ck_assert_msg(model_open(tp_test_data(rel), mode, &m) == TP_OK, "%s", tp_err_msg());
+    return m;
+}
+
+static void check_model(const char *name, tp_convert_mode mode)
+{
+    tp_model *m = open_model(name, mode);
+    const tp_model_config *c = &m->cfg;
+    int B, T;
+    int32_t *ids = load_ids(name, &B, &T);
+    tp_hooks *h;
+    ck_assert(hooks_new(c->num_layers, &h) == TP_OK);
+    captures *cs = calloc(1, sizeof *cs);
+    ck_assert_int_le(c->num_layers, 63);
+    for (int L = -1; L < c->num_layers; L++) {
+        int first = L < 0 ? TP_HOOK_LAYER_COUNT : 0, last = L < 0 ? TP_HOOK_POINT_COUNT : TP_HOOK_LAYER_COUNT;
+        for (int p = first; p < last; p++) {
+            int64_t shape[4];
+            int nd = hooks_point_shape(c, (tp_hook_point)p, B, T, shape);
+            size_t n = 1;
+            for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+            capture *cap = &cs->cap[L < 0 ? c->num_layers : L][p];
+            cap->data = calloc(n, sizeof(float));
+            cap->n = n;
+            ck_assert(hooks_add(h, L, (tp_hook_point)p, capture_cb, cap) == TP_OK);
+        }
+    }
+    tp_forward *f;
+    ck_assert_msg(forward_new(m, B, T, &f) == TP_OK, "%s", tp_err_msg());
+    const float *logits;
+    ck_assert_msg(forward_run(f, ids, B, T, h, TP_LOGITS_ALL, -1, &logits) == TP_OK, "%s", tp_err_msg());
+    compare_npy(name, "logits", logits, (size_t)B * T * c->vocab_size);
+    for (int L = -1; L < c->num_layers; L++) {
+        int first = L < 0 ? TP_HOOK_LAYER_COUNT : 0, last = L < 0 ? TP_HOOK_POINT_COUNT : TP_HOOK_LAYER_COUNT;
+        for (int p = first; p < last; p++) {
+            capture *cap = &cs->cap[L < 0 ? c->num_layers : L][p];
+            char pn[96];
+            hooks_point_name(L, (tp_hook_point)p, pn, sizeof pn);
+            /* The pattern is delivered once per sequence, everything else once. */
+            ck_assert_int_eq(cap->seen, p == TP_HOOK_PATTERN ? B : 1);
+            compare_npy(name, pn, cap->data, cap->n);
+            free(cap->data);
+        }
+    }
+    free(cs);
+    forward_free(f);
+    hooks_free(h);
+    model_close(m);
+    free(ids);
+}
+
+START_TEST(test_parity_per_matrix)
+{
+    check_model(models[_i], TP_CONVERT_PER_MATRIX);
+}
+END_TEST
+
+START_TEST(test_parity_upfront)
+{
+    check_model(models[_i], TP_CONVERT_UPFRONT);
+}
+END_TEST
+
+/* The reference edit: at layer `layer`'s output, position `position` of every
+ * sequence, h = h * scale + shift. */
+typedef struct {
+    float scale, shift;
+    int position;
+} edit_spec;
+
+static tp_status edit_cb(const tp_hook_info *info, float *data, void *user)
+{
+    const edit_spec *e = user;
+    int64_t B = info->shape[0], T = info->shape[1], d = info->shape[2];
+    for (int64_t b = 0; b < B; b++) {
+        float *row = data + ((size_t)b * T + (size_t)e->position) * (size_t)d;
+        for (int64_t i = 0; i < d; i++) row[i] = row[i] * e->scale + e->shift;
+    }
+    return TP_OK;
+}
+
+START_TEST(test_edit_resid_post)
+{
+    const char *name = models[_i];
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s/edit.json", name);
+    json_error_t je;
+    json_t *spec = json_load_file(tp_test_data(rel), 0, &je);
+    ck_assert_ptr_nonnull(spec);
+    edit_spec e = {(float)json_number_value(json_object_get(spec, "scale")),
+                   (float)json_number_value(json_object_get(spec, "shift")),
+                   (int)json_integer_value(json_object_get(spec, "position"))};
+    int layer = (int)json_integer_value(json_object_get(spec, "layer"));
+    char hook[96];
+    snprintf(hook, sizeof hook, "blocks.%d.%s", layer, json_string_value(json_object_get(spec, "hook")));
+    json_decref(spec);
+
+    tp_model *m = open_model(name, TP_CONVERT_PER_MATRIX);
+    int B, T;
+    int32_t *ids = load_ids(name, &B, &T);
+    tp_hooks *h;
+    ck_assert(hooks_new(m->cfg.num_layers, &h) == TP_OK);
+    ck_assert_msg(hooks_add_named(h, &m->cfg, hook, edit_cb, &e) == TP_OK, "%s", tp_err_msg());
+    tp_forward *f;
+    ck_assert(forward_new(m, B, T, &f) == TP_OK);
+    const float *logits;
+    ck_assert(forward_run(f, ids, B, T, h, TP_LOGITS_ALL, -1, &logits) == TP_OK);
+    compare_npy(name, "logits_edit", logits, (size_t)B * T * m->cfg.vocab_size);
+    /* And the edit really mattered: without it the logits are the clean ones. */
+    ck_assert(forward_run(f, ids, B, T, NULL, TP_LOGITS_ALL, -1, &logits) == TP_OK);
+    compare_npy(name, "logits", logits, (size_t)B * T * m->cfg.vocab_size);
+    forward_free(f);
+    hooks_free(h);
+    model_close(m);
+    free(ids);
+}
+END_TEST
+
+/* Each sequence's result does not depend on the batch it is in, and LAST/NONE
+ * modes agree with ALL. */
+START_TEST(test_batch_and_modes)
+{
+    const char *name = models[_i];
+    tp_model *m = open_model(name, TP_CONVERT_PER_MATRIX);
+    const tp_model_config *c = &m->cfg;
+    int B, T;
+    int32_t *ids = load_ids(name, &B, &T);
+    tp_forward *f;
+    ck_assert(forward_new(m, B, T, &f) == TP_OK);
+    const float *all;
+    ck_assert(forward_run(f, ids, B, T, NULL, TP_LOGITS_ALL, -1, &all) == TP_OK);
+    size_t V = (size_t)c->vocab_size;
+    float *keep = malloc((size_t)B * T * V * sizeof(float));
+    memcpy(keep, all, (size_t)B * T * V * sizeof(float));
+    const float *last;
+    ck_assert(forward_run(f, ids, B, T, NULL, TP_LOGITS_LAST, -1, &last) == TP_OK);
+    for (int b = 0; b < B; b++)
+        ck_assert_double_le(rel_err(last + (size_t)b * V, keep + ((size_t)b * T + T - 1) * V, V), 1e-6);
+    const float *one;
+    ck_assert(forward_run(f, ids + T, 1, T, NULL, TP_LOGITS_ALL, -1, &one) == TP_OK);
+    ck_assert_double_le(rel_err(one, keep + (size_t)T * V, (size_t)T * V), 1e-6);
+    free(keep);
+    forward_free(f);
+    model_close(m);
+    free(ids);
+}
+END_TEST
+
+START_TEST(test_bad_token_and_sizes)
+{
+    tp_model *m = open_model(models[0], TP_CONVERT_PER_MATRIX);
+    tp_forward *f;
+    ck_assert(forward_new(m, 1, 4, &f) == TP_OK);
+    int32_t ids[4] = {1, 2, m->cfg.vocab_size, 3};
+    ck_assert_int_eq(forward_run(f, ids, 1, 4, NULL, TP_LOGITS_LAST, -1, NULL), TP_ERR_RANGE);
+    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "outside the vocabulary"));
+    ck_assert_int_eq(forward_run(f, ids, 1, 5, NULL, TP_LOGITS_LAST, -1, NULL), TP_ERR_RANGE);
+    ck_assert_int_eq(forward_run(f, ids, 1, 4, NULL, TP_LOGITS_NONE, 99, NULL), TP_ERR_RANGE);
+    forward_free(f);
+    model_close(m);
+}
+END_TEST
+
+START_TEST(test_hook_names)
+{
+    tp_model *m = open_model(models[0], TP_CONVERT_PER_MATRIX);
+    tp_model *l = open_model(models[3], TP_CONVERT_PER_MATRIX);
+    int L;
+    tp_hook_point pt;
+    struct { const char *name; int layer; tp_hook_point pt; } ok[] = {
+        {"blocks.1.hook_resid_post", 1, TP_HOOK_RESID_POST},
+        {"blocks.0.attn.hook_pattern", 0, TP_HOOK_PATTERN},
+        {"model.layers.1", 1, TP_HOOK_RESID_POST},
+        {"model.layers.0.mlp", 0, TP_HOOK_MLP_O},
+        {"model.layers.0.mlp.down_proj.input", 0, TP_HOOK_MLP_POST},
+        {"model.layers.1.self_attn", 1, TP_HOOK_ATTN_O},
+        {"model.layers.1.self_attn.q_norm", 1, TP_HOOK_Q},
+        {"model.layers.0.post_feedforward_layernorm", 0, TP_HOOK_MLP_OUT},
+        {"hook_embed", -1, TP_HOOK_EMBED},
+        {"model.norm", -1, TP_HOOK_LN_FINAL},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        ck_assert_msg(hooks_parse_name(&m->cfg, ok[i].name, &L, &pt) == TP_OK, "%s", tp_err_msg());
+        ck_assert_int_eq(L, ok[i].layer);
+        ck_assert_int_eq(pt, ok[i].pt);
+        char buf[96];
+        if (L >= 0) {   /* canonical names round-trip */
+            hooks_point_name(L, pt, buf, sizeof buf);
+            int L2;
+            tp_hook_point pt2;
+            ck_assert(hooks_parse_name(&m->cfg, buf, &L2, &pt2) == TP_OK);
+            ck_assert(L2 == L && pt2 == pt);
+        }
+    }
+    ck_assert_int_eq(hooks_parse_name(&m->cfg, "blocks.2.hook_resid_post", &L, &pt), TP_ERR_RANGE);
+    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "layers 0..1"));
+    ck_assert_int_eq(hooks_parse_name(&m->cfg, "blocks.0.hook_nope", &L, &pt), TP_ERR_CONFIG);
+    ck_assert_int_eq(hooks_parse_name(&m->cfg, "model.layers.0.input_layernorm", &L, &pt), TP_ERR_CONFIG);
+    ck_assert_int_eq(hooks_parse_name(&l->cfg, "model.layers.0.self_attn.q_norm", &L, &pt), TP_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "llama"));
+    ck_assert_int_eq(hooks_parse_name(&l->cfg, "model.layers.0.self_attn.q_proj", &L, &pt), TP_OK);
+    model_close(m);
+    model_close(l);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("forward");
+    TCase *tc = tcase_create("parity");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_parity_per_matrix, 0, NMODELS);
+    tcase_add_loop_test(tc, test_parity_upfront, 0, NMODELS);
+    tcase_add_loop_test(tc, test_edit_resid_post, 0, NMODELS);
+    tcase_add_loop_test(tc, test_batch_and_modes, 0, NMODELS);
+    tcase_add_test(tc, test_bad_token_and_sizes);
+    tcase_add_test(tc, test_hook_names);
+    suite_add_tcase(s, tc);
+    return tp_test_run_suite(s);
+}

@@ -1,0 +1,462 @@
+/* bench_forward.c — speed and memory of the C forward pass, with the sgemm ceiling
+ * measured in the same process (run by tools/bench/forward.sh, which prints the
+ * PyTorch baseline beside it).
+ *
+ *   bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]
+ *                 [--threads 2] [--reps 5] [--capture-layer L]
+ *                 [--no-profile] [--no-ceiling]
+ *
+ * 1. forward: model_open(), forward_new(m, 1, seq), a capture callback on one layer's
+ *    hook_resid_post that copies the tensor out, one warm-up, then the median of
+ *    `reps` runs of forward_run(TP_LOGITS_ALL). Peak RSS (ru_maxrss) is read right
+ *    after these runs, before anything below allocates.
+ * 2. profile: the same runs with a timestamp callback on every capture point (except
+ *    attn.hook_pattern, which would change the code path), so the time between two
+ *    consecutive points is the work done between them; summed over layers, median
+ *    over reps.
+ * 3. conversion: tp_convert_to_f32 alone over every BF16/F16 matrix, tile by tile as
+ *    fwd_linear does it (only for a model that has such matrices in per_matrix mode).
+ * 4. ceiling: cpu_gemm_nt alone on exactly the GEMM shapes of one pass (q,k,v,o,gate,
+ *    up,down per layer, then the LM head; M = seq rows), f32 weights (the model's own
+ *    when they are f32), same thread count: the GEMM-only GFLOP/s the pass could reach.
+ *
+ * Output is `key=value` lines, one per quantity, for the script to collect.
+ */
+#include "backend/cpu.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "model/forward.h"
+#include "model/hooks.h"
+#include "model/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define DIE(...)                              \
+    do {                                      \
+        fprintf(stderr, "bench_forward: ");   \
+        fprintf(stderr, __VA_ARGS__);         \
+        fprintf(stderr, "\n");                \
+        exit(1);                              \
+    } while (0)
+
+#define CHECK(expr)                                                                      \
+    do {                                                                                 \
+        tp_status s_ = (expr);                                                           \
+        if (s_ != TP_OK)                                                                 \
+            DIE("%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #expr,                  \
+                tp_status_name(s_), tp_err_msg());                                       \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;   /* Linux: KiB */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double *s = malloc((size_t)n * sizeof *s);
+    if (!s) DIE("out of memory");
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    double r = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
+    return r;
+}
+
+/* ---- capture: copy the tensor out, as `transpolmo capture` would ---------- */
+
+typedef struct {
+    float *buf;
+    size_t n;
+} capture_t;
+
+static tp_status capture_cb(const tp_hook_info *info, float *data, void *user)
+{
+    capture_t *c = user;
+    size_t n = 1;
+    for (int i = 0; i < info->ndim; i++) n *= (size_t)info->shape[i];
+    if (n > c->n) return tp_err(TP_ERR_INTERNAL, "capture buffer too small for %s", info->name);
+    memcpy(c->buf, data, n * sizeof(float));
+    return TP_OK;
+}
+
+/* ---- profile: time between consecutive capture points --------------------- */
+
+#define PHASE_END TP_HOOK_POINT_COUNT   /* LN_FINAL -> end of forward_run: LM head */
+
+typedef struct {
+    double last;
+    double acc[TP_HOOK_POINT_COUNT + 1];
+} profile_t;
+
+static tp_status stamp_cb(const tp_hook_info *info, float *data, void *user)
+{
+    profile_t *p = user;
+    double t = now_s();
+    p->acc[info->point] += t - p->last;
+    p->last = t;
+    return TP_OK;
+}
+
+/* What ran between the previous capture point and this one (OLMo-2 block order). */
+static const char *phase_label(int pt)
+{
+    switch (pt) {
+    case TP_HOOK_EMBED: return "embedding gather";
+    case TP_HOOK_RESID_PRE: return "capture copy (prev. layer resid_post)";
+    case TP_HOOK_Q: return "q,k,v GEMMs + q/k RMSNorm";
+    case TP_HOOK_K: return "(k hook)";
+    case TP_HOOK_V: return "(v hook)";
+    case TP_HOOK_ROT_Q: return "RoPE q";
+    case TP_HOOK_ROT_K: return "RoPE k";
+    case TP_HOOK_Z: return "attention core: QK^T, softmax, PV";
+    case TP_HOOK_ATTN_O: return "o_proj GEMM";
+    case TP_HOOK_ATTN_OUT: return "post-attention RMSNorm";
+    case TP_HOOK_RESID_MID: return "residual add (attn)";
+    case TP_HOOK_MLP_PRE: return "gate,up GEMMs";
+    case TP_HOOK_MLP_PRE_LINEAR: return "(pre_linear hook)";
+    case TP_HOOK_MLP_POST: return "silu(gate)*up";
+    case TP_HOOK_MLP_O: return "down GEMM";
+    case TP_HOOK_MLP_OUT: return "post-MLP RMSNorm";
+    case TP_HOOK_RESID_POST: return "residual add (mlp)";
+    case TP_HOOK_LN_FINAL: return "final RMSNorm";
+    case PHASE_END: return "LM head GEMM";
+    default: return "?";
+    }
+}
+
+static const char *phase_key(int pt)
+{
+    return pt == PHASE_END ? "lm_head" : hooks_point_suffix((tp_hook_point)pt);
+}
+
+/* ---- the sgemm ceiling ------------------------------------------------------ */
+
+enum { G_Q, G_K, G_V, G_O, G_GATE, G_UP, G_DOWN, G_HEAD, G_KINDS };
+static const char *gemm_kind_name[G_KINDS] = {"q", "k", "v", "o", "gate", "up", "down", "lm_head"};
+
+static void fill_random(float *x, size_t n, uint64_t seed, float scale)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = scale * ((float)(s >> 40) / (float)(1 << 24) * 2.0f - 1.0f);
+    }
+}
+
+/* An f32 view of w: the model's own data when stored f32, else a converted copy
+ * (kept in *owned to free). */
+static const float *f32_of(const tp_mat *w, float **owned)
+{
+    *owned = NULL;
+    if (w->dtype == TP_DTYPE_F32) return w->data;
+    size_t n = (size_t)w->rows * (size_t)w->cols;
+    float *p = malloc(n * sizeof *p);
+    if (!p) DIE("out of memory for a %zu-element f32 copy of %s", n, w->name);
+    tp_convert_to_f32(w->dtype, w->data, p, n);
+    *owned = p;
+    return p;
+}
+
+static void run_ceiling(const tp_model *m, int T, int reps)
+{
+    const tp_model_config *c = &m->cfg;
+    int nl = c->num_layers;
+    int64_t maxk = c->hidden_size > c->intermediate_size ? c->hidden_size : c->intermediate_size;
+    int64_t maxk2 = (int64_t)c->num_heads * c->head_dim;
+    if (maxk2 > maxk) maxk = maxk2;
+    float *A = malloc((size_t)T * (size_t)maxk * sizeof *A);
+    float *C = malloc((size_t)T * (size_t)c->vocab_size * sizeof *C);
+    if (!A || !C) DIE("out of memory for the ceiling buffers");
+    fill_random(A, (size_t)T * (size_t)maxk, 7, 1.0f);
+
+    /* Per layer, the model's f32 matrices; for non-f32 layers one converted copy of
+     * layer 0's seven matrices stands in for every layer (same shapes; each is far
+     * larger than the 32 MiB L3, so reuse across layers gains no cache hits). */
+    const float *W[1024][7];
+    float *owned[8] = {0};
+    if (nl > 1024) DIE("more than 1024 layers");
+    int layer_f32 = m->layers[0].q.dtype == TP_DTYPE_F32;
+    const tp_mat *mats0[7];
+    model_layer_mats(m, 0, mats0, NULL);
+    if (!layer_f32)
+        for (int i = 0; i < 7; i++) W[0][i] = f32_of(mats0[i], &owned[i]);
+    for (int L = 0; L < nl; L++) {
+        const tp_mat *mats[7];
+        model_layer_mats(m, L, mats, NULL);
+        for (int i = 0; i < 7; i++) {
+            if (mats[i]->dtype == TP_DTYPE_F32) W[L][i] = mats[i]->data;
+            else W[L][i] = W[0][i];
+        }
+    }
+    const float *Wh = f32_of(&m->lm_head, &owned[7]);
+
+    double flops = 0, kind_flops[G_KINDS] = {0};
+    double *tk = calloc((size_t)G_KINDS * (size_t)reps, sizeof *tk);
+    double *tt = calloc((size_t)reps, sizeof *tt);
+    if (!tk || !tt) DIE("out of memory");
+    for (int rep = -1; rep < reps; rep++) {   /* rep -1: warm-up */
+        double t_all = now_s();
+        for (int L = 0; L < nl; L++) {
+            const tp_mat *mats[7];
+            model_layer_mats(m, L, mats, NULL);
+            for (int i = 0; i < 7; i++) {
+                const tp_mat *w = mats[i];
+                double t0 = now_s();
+                cpu_gemm_nt(T, w->rows, w->cols, 1.0f, A, w->cols, W[L][i], w->cols, 0.0f, C, w->rows);
+                if (rep >= 0) tk[(size_t)i * reps + rep] += now_s() - t0;
+                if (rep == 0) {
+                    double fl = 2.0 * T * (double)w->rows * (double)w->cols;
+                    kind_flops[i] += fl;
+                    flops += fl;
+                }
+            }
+        }
+        const tp_mat *h = &m->lm_head;
+        double t0 = now_s();
+        cpu_gemm_nt(T, h->rows, h->cols, 1.0f, A, h->cols, Wh, h->cols, 0.0f, C, h->rows);
+        double t1 = now_s();
+        if (rep >= 0) {
+            tk[(size_t)G_HEAD * reps + rep] = t1 - t0;
+            tt[rep] = t1 - t_all;
+        }
+        if (rep == 0) {
+            kind_flops[G_HEAD] = 2.0 * T * (double)h->rows * (double)h->cols;
+            flops += kind_flops[G_HEAD];
+        }
+    }
+    double med = median(tt, reps);
+    printf("ceiling_gflop=%.2f\n", flops / 1e9);
+    printf("ceiling_median_s=%.4f\n", med);
+    printf("ceiling_gflops=%.1f\n", flops / med / 1e9);
+    for (int k = 0; k < G_KINDS; k++) {
+        double mk = median(tk + (size_t)k * reps, reps);
+        printf("ceiling_%s_ms=%.1f ceiling_%s_gflops=%.1f\n", gemm_kind_name[k], 1e3 * mk,
+               gemm_kind_name[k], kind_flops[k] / mk / 1e9);
+    }
+    for (int i = 0; i < 8; i++) free(owned[i]);
+    free(tk);
+    free(tt);
+    free(A);
+    free(C);
+}
+
+/* ---- BF16/F16 -> f32 conversion alone, tile by tile as fwd_linear does ------ */
+
+static void run_conversion(const tp_model *m, int reps)
+{
+    const tp_model_config *c = &m->cfg;
+    const size_t tile_max = (size_t)4 << 20;   /* WTILE_MAX_ELEMS in forward.c */
+    float *tile = malloc(tile_max * sizeof *tile);
+    if (!tile) DIE("out of memory");
+    double *tt = calloc((size_t)reps, sizeof *tt);
+    if (!tt) DIE("out of memory");
+    double elems = 0;
+    for (int rep = -1; rep < reps; rep++) {
+        double t0 = now_s();
+        for (int L = -1; L < c->num_layers; L++) {
+            const tp_mat *mats[7];
+            int n = 1;
+            if (L < 0) mats[0] = &m->lm_head;
+            else n = model_layer_mats(m, L, mats, NULL);
+            for (int i = 0; i < n; i++) {
+                const tp_mat *w = mats[i];
+                if (w->dtype == TP_DTYPE_F32) continue;
+                size_t R = tile_max / (size_t)w->cols, esz = tp_dtype_size(w->dtype);
+                if (R < 1) R = 1;
+                for (size_t r0 = 0; r0 < (size_t)w->rows; r0 += R) {
+                    size_t r = (size_t)w->rows - r0 < R ? (size_t)w->rows - r0 : R;
+                    tp_convert_to_f32(w->dtype, (const char *)w->data + r0 * (size_t)w->cols * esz,
+                                      tile, r * (size_t)w->cols);
+                    if (rep == 0) elems += (double)(r * (size_t)w->cols);
+                }
+            }
+        }
+        if (rep >= 0) tt[rep] = now_s() - t0;
+    }
+    if (elems > 0) {
+        double med = median(tt, reps);
+        printf("convert_kernel=%s\n", tp_dtype_kernel_name());
+        printf("convert_ms=%.1f convert_gelem_per_s=%.2f\n", 1e3 * med, elems / med / 1e9);
+    }
+    free(tt);
+    free(tile);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]\n"
+            "                     [--threads 2] [--reps 5] [--capture-layer L]\n"
+            "                     [--no-profile] [--no-ceiling]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *conv = "per_matrix";
+    int T = 512, threads = 2, reps = 5, cap_layer = -1, do_profile = 1, do_ceiling = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-profile")) { do_profile = 0; continue; }
+        if (!strcmp(a, "--no-ceiling")) { do_ceiling = 0; continue; }
+        if (!v) usage();
+        if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--conversion")) conv = v;
+        else if (!strcmp(a, "--seq")) T = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else if (!strcmp(a, "--capture-layer")) cap_layer = atoi(v);
+        else usage();
+        i++;
+    }
+    if (!dir || T < 1 || threads < 1 || reps < 1) usage();
+    tp_convert_mode mode;
+    if (!strcmp(conv, "per_matrix")) mode = TP_CONVERT_PER_MATRIX;
+    else if (!strcmp(conv, "upfront")) mode = TP_CONVERT_UPFRONT;
+    else DIE("--conversion must be per_matrix or upfront, not '%s'", conv);
+
+    cpu_set_threads(threads);
+    printf("blas=%s threads=%d cpu_features=%s\n", openblas_get_corename(), cpu_get_threads(),
+           cpu_features());
+
+    double t0 = now_s();
+    tp_model *m = NULL;
+    CHECK(model_open(dir, mode, &m));
+    double t_load = now_s() - t0;
+    const tp_model_config *c = &m->cfg;
+    printf("model=%s layers=%d weight_dtype=%s conversion=%s\n", dir, c->num_layers,
+           tp_dtype_name(m->weight_dtype), conv);
+    printf("load_s=%.2f rss_after_load_mb=%.0f upfront_mb=%.0f\n", t_load, peak_rss_mb(),
+           (double)m->upfront_bytes / 1048576.0);
+    printf("f32_weights_mb=%.0f\n", (double)m->n_params * 4.0 / 1048576.0);
+
+    tp_forward *f = NULL;
+    CHECK(forward_new(m, 1, T, &f));
+    int L = cap_layer >= 0 ? cap_layer : c->num_layers / 2;
+    if (L >= c->num_layers) DIE("--capture-layer %d: model has %d layers", L, c->num_layers);
+
+    capture_t cap = {.n = (size_t)T * (size_t)c->hidden_size};
+    cap.buf = malloc(cap.n * sizeof(float));
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    double *times = calloc((size_t)reps, sizeof *times);
+    if (!cap.buf || !ids || !times) DIE("out of memory");
+    uint64_t s = 1234;
+    for (int t = 0; t < T; t++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ids[t] = (int32_t)((s >> 33) % (uint64_t)c->vocab_size);
+    }
+
+    tp_hooks *hooks = NULL;
+    CHECK(hooks_new(c->num_layers, &hooks));
+    CHECK(hooks_add(hooks, L, TP_HOOK_RESID_POST, capture_cb, &cap));
+
+    const float *logits = NULL;
+    for (int rep = -1; rep < reps; rep++) {   /* rep -1: warm-up */
+        double ts = now_s();
+        CHECK(forward_run(f, ids, 1, T, hooks, TP_LOGITS_ALL, -1, &logits));
+        if (rep >= 0) times[rep] = now_s() - ts;
+    }
+    double rss = peak_rss_mb();
+    int finite = 1;
+    for (size_t i = 0; i < (size_t)T * (size_t)c->vocab_size; i++)
+        if (!isfinite(logits[i])) { finite = 0; break; }
+    for (size_t i = 0; i < cap.n; i++)
+        if (!isfinite(cap.buf[i])) { finite = 0; break; }
+    double cap_sum = 0;
+    for (size_t i = 0; i < cap.n; i++) cap_sum += cap.buf[i];
+
+    double med = median(times, reps), lo = times[0], hi = times[0];
+    for (int i = 1; i < reps; i++) {
+        lo = times[i] < lo ? times[i] : lo;
+        hi = times[i] > hi ? times[i] : hi;
+    }
+    double fl = forward_flops(c, 1, T, TP_LOGITS_ALL);
+    printf("seq=%d capture_layer=%d reps=%d scratch_mb=%.0f\n", T, L, reps,
+           (double)forward_scratch_bytes(f) / 1048576.0);
+    printf("median_s=%.4f min_s=%.4f max_s=%.4f\n", med, lo, hi);
+    printf("tokens_per_s=%.1f\n", T / med);
+    printf("gflop=%.2f gflops=%.1f\n", fl / 1e9, fl / med / 1e9);
+    printf("peak_rss_mb=%.0f\n", rss);
+    printf("finite=%d capture_sum=%.6g\n", finite, cap_sum);
+
+    if (do_profile) {
+        tp_hooks *ph = NULL;
+        profile_t prof;
+        CHECK(hooks_new(c->num_layers, &ph));
+        /* The stamp goes first, so the capture copy is charged to the next phase. */
+        for (int l = 0; l < c->num_layers; l++)
+            for (int pt = 0; pt < TP_HOOK_LAYER_COUNT; pt++) {
+                if (pt == TP_HOOK_PATTERN) continue;
+                CHECK(hooks_add(ph, l, (tp_hook_point)pt, stamp_cb, &prof));
+                if (l == L && pt == TP_HOOK_RESID_POST)
+                    CHECK(hooks_add(ph, l, (tp_hook_point)pt, capture_cb, &cap));
+            }
+        CHECK(hooks_add(ph, -1, TP_HOOK_EMBED, stamp_cb, &prof));
+        CHECK(hooks_add(ph, -1, TP_HOOK_LN_FINAL, stamp_cb, &prof));
+        int np = TP_HOOK_POINT_COUNT + 1;
+        double *pt_times = calloc((size_t)np * (size_t)reps, sizeof *pt_times);
+        double *tot = calloc((size_t)reps, sizeof *tot);
+        if (!pt_times || !tot) DIE("out of memory");
+        for (int rep = -1; rep < reps; rep++) {
+            memset(&prof, 0, sizeof prof);
+            prof.last = now_s();
+            double ts = prof.last;
+            CHECK(forward_run(f, ids, 1, T, ph, TP_LOGITS_ALL, -1, &logits));
+            double te = now_s();
+            prof.acc[PHASE_END] += te - prof.last;
+            if (rep < 0) continue;
+            tot[rep] = te - ts;
+            for (int p = 0; p < np; p++) pt_times[(size_t)p * reps + rep] = prof.acc[p];
+        }
+        double attn_fl = 4.0 * c->num_heads * (double)T * T * c->head_dim * c->num_layers;
+        printf("profile_total_ms=%.1f\n", 1e3 * median(tot, reps));
+        for (int p = 0; p < np; p++) {
+            if (p == TP_HOOK_PATTERN) continue;
+            double ms = 1e3 * median(pt_times + (size_t)p * reps, reps);
+            printf("phase %-20s %8.1f ms  %s", phase_key(p), ms, phase_label(p));
+            if (p == TP_HOOK_Z) printf(" (%.1f GFLOP/s)", attn_fl / (ms * 1e-3) / 1e9);
+            printf("\n");
+        }
+        free(pt_times);
+        free(tot);
+        hooks_free(ph);
+    }
+
+    if (do_ceiling) {
+        if (mode == TP_CONVERT_PER_MATRIX) run_conversion(m, reps);
+        run_ceiling(m, T, reps);
+    }
+
+    hooks_free(hooks);
+    forward_free(f);
+    model_close(m);
+    free(cap.buf);
+    free(ids);
+    free(times);
+    return 0;
+}
