@@ -9,19 +9,20 @@ failures=0
 passes=0
 
 # expect_fail NAME "word1|word2..." -- command...
-# The command must exit non-zero and print exactly one line on stderr that contains
-# every '|'-separated word.
+# The command must exit non-zero and print exactly one error line on stderr (other
+# lines are progress/info logs) that contains every '|'-separated word.
 expect_fail() {
   local name=$1 words=$2
   shift 3
   local out rc
   out=$("$@" 2>&1 >/dev/null)
   rc=$?
+  out=$(printf '%s\n' "$out" | grep 'error:')
   local lines
   lines=$(printf '%s' "$out" | grep -c '' || true)
   local ok=1
   if [ "$rc" -eq 0 ]; then ok=0; echo "FAIL $name: exit code 0"; fi
-  if [ "$lines" -ne 1 ]; then ok=0; echo "FAIL $name: $lines lines on stderr:"; printf '%s\n' "$out"; fi
+  if [ "$lines" -ne 1 ]; then ok=0; echo "FAIL $name: $lines error lines on stderr:"; printf '%s\n' "$out"; fi
   local IFS='|'
   for w in $words; do
     if ! printf '%s' "$out" | grep -qF -- "$w"; then ok=0; echo "FAIL $name: message lacks '$w': $out"; fi

@@ -50,7 +50,9 @@ tp_status spectrum_of_block(const tp_mat *W, int64_t r0, int64_t nr, int64_t c0,
         for (int64_t c = 0; c < nc; c++) a[(size_t)r * nc + c] = row[c];
     }
     free(row);
-    lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', (lapack_int)nr, (lapack_int)nc, a,
+    /* The row-major [nr, nc] block read as column-major is its transpose: same
+     * singular values, and no row-major workspace copy inside LAPACKE. */
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)nc, (lapack_int)nr, a,
                                      (lapack_int)nc, out->sv, NULL, 1, NULL, 1);
     free(a);
     if (info != 0) {
