@@ -34,9 +34,11 @@ expect_fail() {
 expect_ok() {
   local name=$1
   shift 2
-  local out
-  if out=$("$@" 2>&1); then passes=$((passes + 1)); echo "ok   $name"
-  else failures=$((failures + 1)); echo "FAIL $name: exit $?"; printf '%s\n' "$out"; fi
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ]; then passes=$((passes + 1)); echo "ok   $name"
+  else failures=$((failures + 1)); echo "FAIL $name: exit $rc"; printf '%s\n' "$out"; fi
 }
 
 finish() {

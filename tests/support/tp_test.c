@@ -33,11 +33,15 @@ int tp_test_write_file(const char *path, const void *data, size_t n)
     return (fclose(f) == 0 && w == n) ? 0 : -1;
 }
 
-int tp_test_run_suite(Suite *s)
+static int run(Suite *s, int nofork)
 {
     SRunner *sr = srunner_create(s);
+    if (nofork) srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+int tp_test_run_suite(Suite *s) { return run(s, 0); }
+int tp_test_run_suite_nofork(Suite *s) { return run(s, 1); }

@@ -13,6 +13,8 @@
 const char *tp_test_data(const char *rel);      /* static buffer, rotating (8 slots) */
 const char *tp_test_tmpdir(void);               /* static, created once per process */
 int tp_test_run_suite(Suite *s);                 /* srunner + exit code */
+/* Same without forking (tests that initialise MPI or CUDA: a forked child breaks them). */
+int tp_test_run_suite_nofork(Suite *s);
 /* Writes `n` bytes to path; returns 0 on success. */
 int tp_test_write_file(const char *path, const void *data, size_t n);
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `transpolmo forward` end to end: ids from the golden .npy, capture points and
+# logits dumped to .npy match Hugging Face (tools/reference) to 1e-4 relative, for
+# canonical names and Hugging Face aliases; `run` makes a run directory and skips
+# the complete phase on a re-run.
+. "$(dirname "$0")/lib.sh"
+CLOSE=${TP_NPY_ALLCLOSE:?}
+for model in olmo2-gqa-bf16 llama-gqa-tied; do
+  g=$DATA/golden/$model
+  out=$TMP/$model
+  expect_ok "$model forward --dump" -- "$BIN" forward --model "$DATA/models/$model" --ids-file "$g/input_ids.npy" \
+    --top 3 --dump blocks.1.hook_resid_post,blocks.0.attn.hook_pattern,model.layers.0.mlp,model.layers.1.self_attn.o_proj.input \
+    --dump-dir "$out" --logits-out "$out/logits.npy" --out "$TMP/run"
+  for pair in logits:logits blocks.1.hook_resid_post:blocks.1.hook_resid_post \
+              blocks.0.attn.hook_pattern:blocks.0.attn.hook_pattern \
+              blocks.0.mlp.hook_out:blocks.0.mlp.hook_out blocks.1.attn.hook_z:blocks.1.attn.hook_z; do
+    mine=${pair%%:*}; ref=${pair##*:}
+    expect_ok "$model $mine matches transformers" -- "$CLOSE" "$out/$mine.npy" "$g/$ref.npy" 1e-4
+  done
+done
+
+# The top-1 token printed is the argmax of the golden logits' last position.
+line=$("$BIN" forward --model "$DATA/models/olmo2-mha-f32" --ids 5,6,7 --top 1 --out "$TMP/run" 2>/dev/null)
+if printf '%s' "$line" | grep -q "rank  1  token"; then passes=$((passes+1)); echo "ok   top-1 printed: $line"
+else failures=$((failures+1)); echo "FAIL top-1 line: $line"; fi
+
+# run: records config and versions, writes the phase output, skips it when complete,
+# and re-runs it when a key it depends on changes.
+r=$TMP/runs/a
+expect_ok "run" -- "$BIN" run --model "$DATA/models/olmo2-mha-f32" --out "$r"
+for f in config.yaml versions.json results/architecture.json .phases/inspect.done; do
+  if [ -s "$r/$f" ]; then passes=$((passes+1)); echo "ok   run wrote $f"; else failures=$((failures+1)); echo "FAIL run did not write $f"; fi
+done
+if "$BIN" run --model "$DATA/models/olmo2-mha-f32" --out "$r" 2>&1 | grep -q "phase inspect: complete, skipped"; then
+  passes=$((passes+1)); echo "ok   re-run skips the complete phase"
+else failures=$((failures+1)); echo "FAIL re-run did not skip"; fi
+if "$BIN" run --model "$DATA/models/olmo2-mha-f32" --out "$r" --set inspect.spectra=false 2>&1 | grep -q "phase inspect: start"; then
+  passes=$((passes+1)); echo "ok   changed key re-runs the phase"
+else failures=$((failures+1)); echo "FAIL changed key did not re-run"; fi
+# The recorded config reads back as a config file.
+expect_ok "config.yaml reloads" -- "$BIN" config show --config "$r/config.yaml"
+finish
