@@ -2,6 +2,7 @@
  * phase or tool, and main decides the exit code; a failure on any rank ends every
  * rank (MPI_Abort) with the message naming the rank. */
 #include "analysis/constraints/inspect_phase.h"
+#include "backend/cpu.h"
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -54,6 +55,7 @@ static tp_status apply_runtime_config(const tp_config *cfg)
     tp_progress_mode pm = !strcmp(mode, "always") ? TP_PROGRESS_ALWAYS
                         : !strcmp(mode, "never") ? TP_PROGRESS_NEVER : TP_PROGRESS_AUTO;
     tp_progress_set_default(pm, tp_config_float(cfg, "log.progress_interval"));
+    cpu_set_threads((int)tp_config_int(cfg, "forward.threads"));
     if (!strcmp(tp_config_str(cfg, "device"), "cuda"))
         return tp_err(TP_ERR_UNSUPPORTED,
                       "device 'cuda': the GPU forward pass is not implemented yet; use --device cpu");

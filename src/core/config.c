@@ -45,6 +45,8 @@ static const cfg_key SCHEMA[] = {
     {"data.num_samples", TP_CFG_INT, "256", R_MIN(1), NULL, "number of sequences to run"},
     {"data.seq_len", TP_CFG_INT, "128", R_IN(2, 1048576), NULL, "tokens per sequence"},
     {"data.seed", TP_CFG_INT, "1234", R_MIN(0), NULL, "seed for drawing the samples"},
+    {"data.skip_malformed", TP_CFG_BOOL, "false", R_ANY, NULL, "skip (and count) malformed corpus lines instead of stopping at the first"},
+    {"data.packing", TP_CFG_STRING, "split", R_ANY, "split|pack", "split: each document cut into sequences of its own; pack: documents joined by EOS and cut into full sequences"},
     {"layers", TP_CFG_INT_LIST, "", R_MIN(0), NULL, "layers to capture; empty means all (checked against the model later)"},
     {"forward.batch_size", TP_CFG_INT, "8", R_IN(1, 65536), NULL, "sequences per forward batch"},
     {"forward.threads", TP_CFG_INT, "0", R_MIN(0), NULL, "BLAS threads; 0 means the BLAS default"},

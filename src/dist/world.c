@@ -1,6 +1,7 @@
 #include "dist/world.h"
 
 #include "core/log.h"
+#include "dist/mpi_check.h"
 
 #include <mpi.h>
 #include <stdio.h>
@@ -9,26 +10,16 @@
 
 static int g_rank = 0, g_size = 1, g_inited = 0;
 
-#define MPI_TRY(call)                                                              \
-    do {                                                                           \
-        int rc_ = (call);                                                          \
-        if (rc_ != MPI_SUCCESS) {                                                  \
-            char es_[MPI_MAX_ERROR_STRING]; int el_ = 0;                           \
-            MPI_Error_string(rc_, es_, &el_);                                      \
-            return tp_err(TP_ERR_MPI, "%s failed: %s", #call, es_);                \
-        }                                                                          \
-    } while (0)
-
 tp_status dist_init(int *argc, char ***argv)
 {
     int already = 0;
     MPI_Initialized(&already);
-    if (!already) MPI_TRY(MPI_Init(argc, argv));
+    if (!already) MPI_CHECK(MPI_Init(argc, argv));
     g_inited = !already;
     /* Errors come back as codes we turn into messages, not as MPI's own abort. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
-    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
     tp_log_set_rank(g_rank, g_size);
     return TP_OK;
 }
@@ -64,7 +55,7 @@ tp_status dist_gather_strings(const char *mine, char ***all)
         displs = tp_calloc((size_t)g_size, sizeof *displs);
         if (!lens || !displs) { free(lens); free(displs); return TP_ERR_NOMEM; }
     }
-    MPI_TRY(MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (g_rank == 0) {
         size_t total = 0;
         for (int r = 0; r < g_size; r++) {
@@ -74,7 +65,7 @@ tp_status dist_gather_strings(const char *mine, char ***all)
         buf = tp_malloc(total);
         if (!buf) { free(lens); free(displs); return TP_ERR_NOMEM; }
     }
-    MPI_TRY(MPI_Gatherv(mine, len, MPI_CHAR, buf, lens, displs, MPI_CHAR, 0, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Gatherv(mine, len, MPI_CHAR, buf, lens, displs, MPI_CHAR, 0, MPI_COMM_WORLD));
     if (g_rank == 0) {
         char **out = tp_calloc((size_t)g_size + 1, sizeof *out);
         if (!out) { free(buf); free(lens); free(displs); return TP_ERR_NOMEM; }
