@@ -60,12 +60,18 @@ void cpu_add(float *restrict y, const float *restrict x, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-TP_MULTIVERSION
 void cpu_softmax_causal(float *s, int64_t T, int64_t ld, float scale)
 {
+    cpu_softmax_causal_offset(s, T, ld, scale, 0);
+}
+
+TP_MULTIVERSION
+void cpu_softmax_causal_offset(float *s, int64_t T, int64_t ld, float scale, int64_t offset)
+{
+    int64_t width = offset + T;
     for (int64_t i = 0; i < T; i++) {
         float *row = s + i * ld;
-        int64_t n = i + 1;
+        int64_t n = offset + i + 1;
         float mx = -INFINITY;
         for (int64_t j = 0; j < n; j++) {
             row[j] *= scale;
@@ -78,7 +84,7 @@ void cpu_softmax_causal(float *s, int64_t T, int64_t ld, float scale)
         }
         float inv = 1.0f / sum;
         for (int64_t j = 0; j < n; j++) row[j] *= inv;
-        for (int64_t j = n; j < T; j++) row[j] = 0.0f;
+        for (int64_t j = n; j < width; j++) row[j] = 0.0f;
     }
 }
 

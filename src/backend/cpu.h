@@ -27,6 +27,9 @@ void cpu_add(float *restrict y, const float *restrict x, size_t n);
 /* Causal softmax of row i of s[T, ld] over columns 0..i (columns > i set to 0);
  * scale applied to the scores first. Computed in f32 like torch's eager attention. */
 void cpu_softmax_causal(float *s, int64_t T, int64_t ld, float scale);
+/* The same for T queries at positions offset..offset+T-1 over offset+T keys: row i
+ * keeps columns 0..offset+i (decoding with a KV cache). */
+void cpu_softmax_causal_offset(float *s, int64_t T, int64_t ld, float scale, int64_t offset);
 
 /* BLAS threads (0 leaves the library default). */
 void cpu_set_threads(int n);

@@ -116,7 +116,8 @@ void forward_free(tp_forward *f)
 {
     if (!f) return;
     float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->z, f->ao, f->gate, f->up,
-                     f->att, f->pattern, f->logits, f->wtile, f->rope_cos, f->rope_sin};
+                     f->att, f->pattern, f->logits, f->wtile, f->rope_cos, f->rope_sin,
+                     f->kcache, f->vcache};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(f);
 }
@@ -158,7 +159,7 @@ static void apply_rope(const tp_forward *f, float *x, int nh)
     int dh = c->head_dim, half = dh / 2;
     int64_t rows = (int64_t)f->B * f->T;
     for (int64_t r = 0; r < rows; r++) {
-        int t = (int)(r % f->T);
+        int t = f->pos0 + (int)(r % f->T);
         const float *cs = f->rope_cos + (size_t)t * half, *sn = f->rope_sin + (size_t)t * half;
         for (int h = 0; h < nh; h++) {
             float *v = x + (size_t)r * nh * dh + (size_t)h * dh;
@@ -202,18 +203,29 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
         if (!f->pattern) return TP_ERR_NOMEM;
         f->bytes += n * sizeof(float);
     }
+    int64_t P = f->pos0 + T;   /* keys visible to the last query */
+    if (want_pattern && f->pos0 > 0)
+        return tp_err(TP_ERR_UNSUPPORTED, "attn.hook_pattern is not delivered while decoding with a KV cache");
     for (int b = 0; b < f->B; b++) {
         const float *qb = f->q + (size_t)b * T * qd;
         const float *kb = f->k + (size_t)b * T * kd;
         const float *vb = f->v + (size_t)b * T * kd;
+        if (f->kcache) {
+            /* Append this call's rotated keys and values, then attend over the cache. */
+            size_t base = ((size_t)L * f->max_batch + (size_t)b) * (size_t)f->max_seq * (size_t)kd;
+            memcpy(f->kcache + base + (size_t)f->pos0 * kd, kb, (size_t)T * kd * sizeof(float));
+            memcpy(f->vcache + base + (size_t)f->pos0 * kd, vb, (size_t)T * kd * sizeof(float));
+            kb = f->kcache + base;
+            vb = f->vcache + base;
+        }
         float *zb = f->z + (size_t)b * T * qd;
         for (int h = 0; h < H; h++) {
             float *s = want_pattern ? f->pattern + (size_t)h * T * T : f->att;
             int g = h / group;
-            cpu_gemm_nt(T, T, dh, 1.0f, qb + (size_t)h * dh, qd, kb + (size_t)g * dh, kd, 0.0f, s, T);
-            cpu_softmax_causal(s, T, T, scale);
+            cpu_gemm_nt(T, P, dh, 1.0f, qb + (size_t)h * dh, qd, kb + (size_t)g * dh, kd, 0.0f, s, P);
+            cpu_softmax_causal_offset(s, T, P, scale, f->pos0);
             if (!want_pattern)
-                cpu_gemm_nn(T, dh, T, 1.0f, s, T, vb + (size_t)g * dh, kd, 0.0f, zb + (size_t)h * dh, qd);
+                cpu_gemm_nn(T, dh, P, 1.0f, s, P, vb + (size_t)g * dh, kd, 0.0f, zb + (size_t)h * dh, qd);
         }
         if (want_pattern) {
             char name[96];
@@ -278,18 +290,50 @@ static tp_status ensure_logits(tp_forward *f, size_t rows)
     return TP_OK;
 }
 
+tp_status forward_kv_enable(tp_forward *f)
+{
+    if (f->kcache) return TP_OK;
+    const tp_model_config *c = &f->m->cfg;
+    size_t n = (size_t)c->num_layers * (size_t)f->max_batch * (size_t)f->max_seq *
+               (size_t)c->num_kv_heads * (size_t)c->head_dim;
+    f->kcache = tp_malloc(n * sizeof(float));
+    f->vcache = tp_malloc(n * sizeof(float));
+    if (!f->kcache || !f->vcache) return TP_ERR_NOMEM;
+    f->bytes += 2 * n * sizeof(float);
+    return TP_OK;
+}
+
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
+                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                              const float **logits);
+
 tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_hooks *hooks,
                       tp_logits_mode mode, int last_layer, const float **logits)
 {
+    return forward_impl(f, ids, B, T, 0, hooks, mode, last_layer, logits);
+}
+
+tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
+                       const tp_hooks *hooks, tp_logits_mode mode, const float **logits)
+{
+    if (pos0 > 0 && !f->kcache)
+        return tp_err(TP_ERR_INTERNAL, "forward_step at position %d needs forward_kv_enable", pos0);
+    return forward_impl(f, ids, B, T, pos0, hooks, mode, -1, logits);
+}
+
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
+                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                              const float **logits)
+{
     const tp_model *m = f->m;
     const tp_model_config *c = &m->cfg;
-    if (B < 1 || B > f->max_batch || T < 1 || T > f->max_seq)
-        return tp_err(TP_ERR_RANGE, "forward: batch %d x %d tokens exceeds the allocated %d x %d",
-                      B, T, f->max_batch, f->max_seq);
+    if (B < 1 || B > f->max_batch || T < 1 || pos0 < 0 || pos0 + T > f->max_seq)
+        return tp_err(TP_ERR_RANGE, "forward: batch %d x positions %d..%d exceeds the allocated %d x %d",
+                      B, pos0, pos0 + T - 1, f->max_batch, f->max_seq);
     if (last_layer >= c->num_layers)
         return tp_err(TP_ERR_RANGE, "forward: layer %d out of range (model has %d layers)",
                       last_layer, c->num_layers);
-    f->B = B, f->T = T, f->hooks = hooks;
+    f->B = B, f->T = T, f->pos0 = pos0, f->hooks = hooks;
     int64_t rows = (int64_t)B * T, d = c->hidden_size;
     int stop = (mode == TP_LOGITS_NONE && last_layer >= 0) ? last_layer : c->num_layers - 1;
 

@@ -33,6 +33,16 @@ void forward_free(tp_forward *f);
 tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_hooks *hooks,
                       tp_logits_mode mode, int last_layer, const float **logits);
 
+/* Greedy decoding support: allocates a KV cache for max_batch x max_seq positions
+ * of every layer. Afterwards forward_step() can continue sequences. */
+tp_status forward_kv_enable(tp_forward *f);
+/* Runs T new tokens per sequence at positions pos0..pos0+T-1 (pos0 > 0 needs the KV
+ * cache filled by earlier calls for positions < pos0). forward_run(...) is
+ * forward_step(..., pos0 = 0, ...). The pattern hook is only delivered when
+ * pos0 == 0. */
+tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
+                       const tp_hooks *hooks, tp_logits_mode mode, const float **logits);
+
 size_t forward_scratch_bytes(const tp_forward *f);
 /* Multiply-adds x2 of one pass (GEMMs and attention), for benchmarks. */
 double forward_flops(const tp_model_config *c, int B, int T, tp_logits_mode mode);

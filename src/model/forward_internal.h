@@ -9,6 +9,7 @@ struct tp_forward {
     const tp_model *m;
     int max_batch, max_seq;
     int B, T;                  /* current batch */
+    int pos0;                  /* position of the first token of this call */
     const tp_hooks *hooks;
     /* [rows = B*T] activations */
     float *x;                  /* residual stream [rows, d] */
@@ -23,6 +24,9 @@ struct tp_forward {
     float *wtile;              /* f32 tile of a converted weight matrix */
     size_t wtile_elems;
     float *rope_cos, *rope_sin;  /* [max_seq, dh/2] */
+    /* KV cache (forward_kv_enable): rotated keys and values of every layer,
+     * [L][max_batch][max_seq][K*dh]; NULL when decoding is not used. */
+    float *kcache, *vcache;
     size_t bytes;
 };
 

@@ -240,6 +240,43 @@ START_TEST(test_batch_and_modes)
 }
 END_TEST
 
+/* Decoding with the KV cache gives the logits of a full recomputation: a prefix of
+ * 5 tokens, then one token per step. */
+START_TEST(test_kv_cache_matches_full)
+{
+    const char *name = models[_i];
+    tp_model *m = open_model(name, TP_CONVERT_PER_MATRIX);
+    size_t V = (size_t)m->cfg.vocab_size;
+    int B, T;
+    int32_t *ids = load_ids(name, &B, &T);
+    tp_forward *full, *dec;
+    ck_assert(forward_new(m, B, T, &full) == TP_OK);
+    ck_assert(forward_new(m, B, T, &dec) == TP_OK);
+    ck_assert(forward_kv_enable(dec) == TP_OK);
+    const float *ref;
+    ck_assert(forward_run(full, ids, B, T, NULL, TP_LOGITS_ALL, -1, &ref) == TP_OK);
+    int prefix = 5;
+    int32_t *step = malloc((size_t)B * T * sizeof *step);
+    for (int b = 0; b < B; b++) memcpy(step + (size_t)b * prefix, ids + (size_t)b * T, (size_t)prefix * sizeof *step);
+    const float *lg;
+    ck_assert_msg(forward_step(dec, step, B, prefix, 0, NULL, TP_LOGITS_LAST, &lg) == TP_OK, "%s", tp_err_msg());
+    for (int t = prefix - 1; t < T; t++) {
+        if (t >= prefix) {
+            for (int b = 0; b < B; b++) step[b] = ids[(size_t)b * T + t];
+            ck_assert_msg(forward_step(dec, step, B, 1, t, NULL, TP_LOGITS_LAST, &lg) == TP_OK, "%s", tp_err_msg());
+        }
+        for (int b = 0; b < B; b++)
+            ck_assert_msg(rel_err(lg + (size_t)b * V, ref + ((size_t)b * T + t) * V, V) <= 1e-5,
+                          "%s: position %d of sequence %d differs with the KV cache", name, t, b);
+    }
+    free(step);
+    free(ids);
+    forward_free(full);
+    forward_free(dec);
+    model_close(m);
+}
+END_TEST
+
 START_TEST(test_bad_token_and_sizes)
 {
     tp_model *m = open_model(models[0], TP_CONVERT_PER_MATRIX);
@@ -307,6 +344,7 @@ int main(void)
     tcase_add_loop_test(tc, test_parity_upfront, 0, NMODELS);
     tcase_add_loop_test(tc, test_edit_resid_post, 0, NMODELS);
     tcase_add_loop_test(tc, test_batch_and_modes, 0, NMODELS);
+    tcase_add_loop_test(tc, test_kv_cache_matches_full, 0, NMODELS);
     tcase_add_test(tc, test_bad_token_and_sizes);
     tcase_add_test(tc, test_hook_names);
     suite_add_tcase(s, tc);
