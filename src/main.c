@@ -11,6 +11,9 @@
 #include "dist/world.h"
 #include "pipeline.h"
 #include "cmd/forward_cmd.h"
+#include "cmd/tokenize_cmd.h"
+#include "cmd/eval_cmd.h"
+#include "cmd/generate_cmd.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +36,16 @@ static void usage(FILE *f)
         "                      --dump HOOK[,HOOK]   capture points to save as .npy (docs/hooks.md)\n"
         "                      --dump-dir DIR       where to save them (default <run>/forward)\n"
         "                      --logits-out F.npy   save all logits [B,T,V]\n"
+        "  tokenize            text to token ids, or ids to text (docs/tokenizer.md)\n"
+        "                      --text \"...\" | --file F (- for stdin) | --ids 1,2,3\n"
+        "                      --tokenizer FILE     tokenizer.json (default <model>/tokenizer.json)\n"
+        "                      --replace-invalid    replace invalid UTF-8 instead of failing\n"
+        "                      --no-special / --skip-special / --show-tokens\n"
+        "  eval                per-token loss and perplexity over sampled corpus documents\n"
+        "                      -> <run>/results/eval.json (overall and per domain)\n"
+        "                      --per-token-out F.npy  every predicted token's loss, in order\n"
+        "  generate            greedy continuation with the KV cache\n"
+        "                      --prompt \"text\" | --ids 1,2,3   --max-new N (40)  --no-stop\n"
         "  config show         print the effective configuration as YAML\n"
         "  config schema       print every configuration key as a Markdown table\n"
         "  version             print the version\n"
@@ -89,6 +102,9 @@ static tp_status dispatch(tp_cli *cli)
         return pipeline_run_all(cli->cfg, run_dir);
     }
     if (!strcmp(cmd, "forward")) return forward_cmd_run(cli, run_dir);
+    if (!strcmp(cmd, "tokenize")) return tokenize_cmd_run(cli);
+    if (!strcmp(cmd, "eval")) return eval_cmd_run(cli, run_dir);
+    if (!strcmp(cmd, "generate")) return generate_cmd_run(cli, run_dir);
     const tp_phase *p = pipeline_find(cmd);
     if (p) {
         TP_CHECK(cli_reject_rest(cli));

@@ -187,13 +187,7 @@ tp_status forward_cmd_run(tp_cli *cli, const char *run_dir)
             print_top(row, V, top, b);
         }
         if (logits_out) {
-            char parent[4096];
-            snprintf(parent, sizeof parent, "%s", logits_out);
-            char *slash = strrchr(parent, '/');
-            if (slash && slash != parent) {
-                *slash = '\0';
-                TP_CHECK_GOTO(fs_mkdir_p(parent), st, done);
-            }
+            TP_CHECK_GOTO(fs_mkdir_parent(logits_out), st, done);
             int64_t shape[3] = {B, T, V};
             TP_CHECK_GOTO(npy_write(logits_out, TP_DTYPE_F32, 3, shape, logits), st, done);
         }

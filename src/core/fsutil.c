@@ -40,6 +40,16 @@ tp_status fs_mkdir_p(const char *path)
     return TP_OK;
 }
 
+tp_status fs_mkdir_parent(const char *path)
+{
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash == parent) return TP_OK;
+    *slash = '\0';
+    return fs_mkdir_p(parent);
+}
+
 tp_status fs_open_tmp(const char *path, FILE **f)
 {
     char tmp[4200];

@@ -16,6 +16,7 @@
 
 tp_status fs_mkdir_p(const char *path);                   /* like mkdir -p */
 bool fs_exists(const char *path);
+tp_status fs_mkdir_parent(const char *path);              /* mkdir -p of dirname(path) */
 /* Opens "<path>.tmp" for writing; commit with fs_commit, or fs_abort on failure. */
 tp_status fs_open_tmp(const char *path, FILE **f);
 tp_status fs_commit(FILE *f, const char *path);           /* fflush+fsync+fclose+rename */

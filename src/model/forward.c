@@ -123,6 +123,9 @@ void forward_free(tp_forward *f)
 }
 
 size_t forward_scratch_bytes(const tp_forward *f) { return f->bytes; }
+const tp_model *forward_model(const tp_forward *f) { return f->m; }
+int forward_max_batch(const tp_forward *f) { return f->max_batch; }
+int forward_max_seq(const tp_forward *f) { return f->max_seq; }
 
 tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y)
 {

@@ -44,6 +44,9 @@ tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0
                        const tp_hooks *hooks, tp_logits_mode mode, const float **logits);
 
 size_t forward_scratch_bytes(const tp_forward *f);
+const tp_model *forward_model(const tp_forward *f);
+int forward_max_batch(const tp_forward *f);
+int forward_max_seq(const tp_forward *f);
 /* Multiply-adds x2 of one pass (GEMMs and attention), for benchmarks. */
 double forward_flops(const tp_model_config *c, int B, int T, tp_logits_mode mode);
 

@@ -1,0 +1,121 @@
+#include "cmd/tokenize_cmd.h"
+
+#include "core/fsutil.h"
+#include "dist/world.h"
+#include "model/tokenizer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Whole file (or stdin for "-") into memory. */
+static tp_status read_all(const char *path, char **data, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return tp_err(TP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = tp_malloc(cap);
+    tp_status st = buf ? TP_OK : TP_ERR_NOMEM;
+    while (st == TP_OK) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { st = tp_err(TP_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap * 2); break; }
+            buf = nb, cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) st = tp_err(TP_ERR_IO, "%s: read failed", path);
+            break;
+        }
+    }
+    if (f != stdin) fclose(f);
+    if (st != TP_OK) { free(buf); return st; }
+    *data = buf, *len = n;
+    return TP_OK;
+}
+
+/* "1,2,3" (spaces allowed after commas) into ids. */
+static tp_status parse_ids(const char *text, int32_t **ids, size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = text; *p; p++) cap += *p == ',';
+    int32_t *out = tp_malloc(cap * sizeof *out);
+    if (!out) return TP_ERR_NOMEM;
+    size_t k = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            free(out);
+            return tp_err(TP_ERR_CONFIG, "tokenize: --ids: expected non-negative integers separated by ',', got '%s'",
+                          text);
+        }
+        out[k++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    *ids = out, *n = k;
+    return TP_OK;
+}
+
+static tp_status print_ids(const tp_tokenizer *tok, const int32_t *ids, size_t n, int show_tokens)
+{
+    if (show_tokens) {
+        for (size_t i = 0; i < n; i++) printf("%d\t%s\n", ids[i], tokenizer_id_to_token(tok, ids[i]));
+    } else {
+        for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
+        printf("\n");
+    }
+    return fflush(stdout) ? tp_err(TP_ERR_IO, "tokenize: writing to stdout failed") : TP_OK;
+}
+
+tp_status tokenize_cmd_run(tp_cli *cli)
+{
+    const char *tok_file = cli_take_value(cli, "--tokenizer");
+    const char *text = cli_take_value(cli, "--text");
+    const char *file = cli_take_value(cli, "--file");
+    const char *ids_text = cli_take_value(cli, "--ids");
+    int replace = cli_take_flag(cli, "--replace-invalid");
+    int no_special = cli_take_flag(cli, "--no-special");
+    int skip_special = cli_take_flag(cli, "--skip-special");
+    int show_tokens = cli_take_flag(cli, "--show-tokens");
+    TP_CHECK(cli_reject_rest(cli));
+    if ((text != NULL) + (file != NULL) + (ids_text != NULL) != 1)
+        return tp_err(TP_ERR_CONFIG, "tokenize: give exactly one of --text, --file or --ids");
+
+    char path[4096];
+    if (tok_file) snprintf(path, sizeof path, "%s", tok_file);
+    else fs_join(path, sizeof path, tp_config_str(cli->cfg, "model.path"), "tokenizer.json");
+    tp_tokenizer *tok;
+    TP_CHECK(tokenizer_load(path, &tok));
+
+    tp_status st = TP_OK;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char *data = NULL;
+    size_t len = 0;
+    if (ids_text) {
+        TP_CHECK_GOTO(parse_ids(ids_text, &ids, &n), st, done);
+        unsigned flags = skip_special ? TOKENIZER_SKIP_SPECIAL : 0;
+        TP_CHECK_GOTO(tokenizer_decode(tok, ids, n, flags, &data, &len), st, done);
+        if (dist_rank() == 0 && (fwrite(data, 1, len, stdout) != len || fflush(stdout)))
+            st = tp_err(TP_ERR_IO, "tokenize: writing to stdout failed");
+        goto done;
+    }
+    if (file) TP_CHECK_GOTO(read_all(file, &data, &len), st, done);
+    unsigned flags = (no_special ? 0 : TOKENIZER_ADD_SPECIAL) | (replace ? TOKENIZER_REPLACE_INVALID : 0);
+    st = tokenizer_encode(tok, file ? data : text, file ? len : strlen(text), flags, &ids, &n);
+    if (st != TP_OK) {
+        tp_err_prefix("tokenize %s", file ? file : "--text");
+        goto done;
+    }
+    if (dist_rank() == 0) st = print_ids(tok, ids, n, show_tokens);
+done:
+    free(ids);
+    free(data);
+    tokenizer_free(tok);
+    return st;
+}

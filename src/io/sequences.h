@@ -1,0 +1,40 @@
+/* sequences.h — corpus documents to token sequences of the configured length.
+ *
+ * split: each document is tokenized and cut into pieces of at most seq_len tokens;
+ *        a sequence never spans two documents (positions restart at 0 per piece).
+ * pack:  documents are tokenized, joined with the EOS token after each, and cut into
+ *        sequences of exactly seq_len (the tail shorter than seq_len is dropped).
+ * Sequences are in document order; seq_doc names the (first) document of each.
+ */
+#ifndef TP_SEQUENCES_H
+#define TP_SEQUENCES_H
+
+#include "core/error.h"
+#include "io/corpus.h"
+#include "model/tokenizer.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { TP_PACK_SPLIT = 0, TP_PACK_PACK } tp_packing;
+
+typedef struct {
+    int32_t *tokens;          /* all sequences back to back */
+    size_t n_tokens;
+    size_t n_seqs;
+    size_t *seq_start;        /* [n_seqs + 1] offsets into tokens */
+    size_t *seq_doc;          /* [n_seqs] corpus index of the sequence's first document */
+} tp_sequences;
+
+/* Tokenizes docs[0..ndocs) of the corpus. eos_id is used by pack (and ignored by
+ * split). A document that tokenizes to nothing is skipped. Errors from the corpus or
+ * the tokenizer (invalid UTF-8 ...) name the document's file and line. */
+tp_status sequences_build(const corpus *c, const size_t *docs, size_t ndocs, tp_tokenizer *tok,
+                          int seq_len, tp_packing packing, int32_t eos_id, tp_sequences *out);
+void sequences_free(tp_sequences *s);
+static inline size_t sequences_len(const tp_sequences *s, size_t i)
+{
+    return s->seq_start[i + 1] - s->seq_start[i];
+}
+
+#endif

@@ -1,0 +1,78 @@
+/* store.h — the activation store: one HDF5 file per run, written collectively by
+ * all ranks through MPI-IO (layout in docs/store.md):
+ *
+ *   /tokens         int32  [N]       token id of each row, document order
+ *   /positions      int32  [N]       position of the row within its sequence
+ *   /mask           uint8  [N]       1 = use the row in analyses (0: masked first/BOS rows)
+ *   /doc_offsets    int64  [D+1]     first row of each sampled document
+ *   /doc_index      int64  [D]       the document's index in the corpus
+ *   /units_complete uint8  [U]       1 once a unit's rows are written and flushed
+ *   /acts/<hook>    f32|f16|bf16 [N, d]   chunked by rows, unlimited first dimension
+ *   root attributes: provenance (model, config/tokenizer/corpus hashes, seed, hooks,
+ *   dtype, ...); each dataset: complete = 0|1.
+ *
+ * Rows are addressed globally; every write call is collective (a rank with nothing
+ * to write passes n = 0). Reopening a store checks the provenance and refuses a
+ * mismatch by name, so a rerun against another model or corpus cannot mix rows.
+ */
+#ifndef TP_STORE_H
+#define TP_STORE_H
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_NAME_MAX 128
+
+typedef struct {
+    char name[STORE_NAME_MAX];   /* hook name, e.g. "blocks.3.hook_resid_post" */
+    int64_t cols;
+    tp_dtype dtype;              /* storage: F32, F16 or BF16 */
+} store_act_spec;
+
+typedef struct {
+    int64_t n_rows, n_docs, n_units;
+    const store_act_spec *acts;
+    int n_acts;
+    const char *const *provenance;   /* key, value, key, value, ..., NULL */
+} store_layout;
+
+typedef struct tp_store tp_store;
+
+/* Creates the file (and its datasets) or reopens an existing one and checks that
+ * it has this layout and provenance. *created says which. Collective. */
+tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *L, bool *created,
+                           tp_store **out);
+/* Opens for reading (every rank or one, comm decides). */
+tp_status store_open_read(const char *path, MPI_Comm comm, tp_store **out);
+tp_status store_close(tp_store *s);
+
+/* Collective writes of rows [row0, row0+n) of this rank. */
+tp_status store_write_index(tp_store *s, int64_t row0, int64_t n, const int32_t *tokens,
+                            const int32_t *positions, const uint8_t *mask);
+tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_t *doc_index,
+                           bool writer);   /* only the writer's data is used */
+tp_status store_write_acts(tp_store *s, int act, int64_t row0, int64_t n, const float *rows);
+/* Marks this rank's finished units (collective; n may be 0), then flushes. */
+tp_status store_mark_units(tp_store *s, const int64_t *units, int n);
+tp_status store_read_units(tp_store *s, uint8_t *done);   /* [n_units] */
+tp_status store_flush(tp_store *s);
+/* Sets complete = 1 on every dataset (after the last write and flush). Collective. */
+tp_status store_mark_complete(tp_store *s);
+
+/* Reading. */
+int store_num_acts(const tp_store *s);
+const store_act_spec *store_act(const tp_store *s, int i);
+int store_find_act(const tp_store *s, const char *name);   /* -1 if absent */
+int64_t store_rows(const tp_store *s);
+bool store_is_complete(const tp_store *s, const char *dataset);
+tp_status store_read_acts(tp_store *s, int act, int64_t row0, int64_t n, float *out);
+tp_status store_read_i32(tp_store *s, const char *dataset, int64_t row0, int64_t n, int32_t *out);
+/* Value of a root provenance attribute into buf ("" if absent). */
+const char *store_attr(tp_store *s, const char *key, char *buf, size_t n);
+
+#endif
