@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include "analysis/capture/capture_phase.h"
 #include "analysis/constraints/inspect_phase.h"
 #include "backend/cpu.h"
 #include "core/fsutil.h"
@@ -19,8 +20,12 @@
 static const char *const inspect_outputs[] = {"results/architecture.json", NULL};
 static const char *const inspect_depends[] = {"model.", "inspect.", NULL};
 
+static const char *const capture_outputs[] = {"activations.h5", "results/capture_summary.json", NULL};
+static const char *const capture_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", NULL};
+
 static const tp_phase phases[] = {
     {"inspect", inspect_phase_run, inspect_outputs, inspect_depends},
+    {"capture", capture_phase_run, capture_outputs, capture_depends},
 };
 
 const tp_phase *pipeline_phases(int *n)

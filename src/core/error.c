@@ -46,6 +46,7 @@ void tp_err_prefix(const char *fmt, ...)
 
 const char *tp_err_msg(void) { return err_buf; }
 void tp_err_clear(void) { err_buf[0] = '\0'; }
+void tp_err_restore(const char *saved) { snprintf(err_buf, sizeof err_buf, "%s", saved); }
 
 const char *tp_status_name(tp_status s)
 {

@@ -34,6 +34,9 @@ tp_status tp_err_at(tp_status code, const char *file, int line, const char *fmt,
 void tp_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 const char *tp_err_msg(void);   /* last message, "" if none */
+/* Puts back a message saved from tp_err_msg(): cleanup after a failure (closing
+ * files, ...) may fail too, and the first failure is the one to report. */
+void tp_err_restore(const char *saved);
 void tp_err_clear(void);
 const char *tp_status_name(tp_status s);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int g_rank = 0, g_size = 1, g_inited = 0;
 
@@ -40,8 +41,10 @@ void dist_abort(int code)
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (init && !fin && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
-    dist_finalize();
-    exit(code);
+    /* No MPI_Finalize and no atexit handlers: after a failed write HDF5's own
+     * shutdown would try to close the broken file again (and crash doing it). */
+    fflush(NULL);
+    _exit(code);
 }
 
 tp_status dist_gather_strings(const char *mine, char ***all)

@@ -50,11 +50,14 @@ tp_status sequences_build(const corpus *c, const size_t *docs, size_t ndocs, tp_
     if (seq_len < 2) return tp_err(TP_ERR_RANGE, "sequence length %d must be >= 2", seq_len);
     builder b = {out, 0, 0};
     out->seq_start = tp_calloc(1, sizeof *out->seq_start);
-    if (!out->seq_start) return TP_ERR_NOMEM;
+    out->doc_start = tp_calloc(ndocs + 1, sizeof *out->doc_start);
+    if (!out->seq_start || !out->doc_start) { sequences_free(out); return TP_ERR_NOMEM; }
+    out->n_docs = ndocs;
     tp_status st = TP_OK;
     size_t pending = 0;            /* pack: tokens in the open sequence */
     size_t pending_doc = 0;
     for (size_t i = 0; i < ndocs && st == TP_OK; i++) {
+        out->doc_start[i] = out->n_tokens;
         corpus_doc d;
         st = corpus_read(c, docs[i], &d);
         if (st != TP_OK) break;
@@ -88,6 +91,8 @@ tp_status sequences_build(const corpus *c, const size_t *docs, size_t ndocs, tp_
         free(ids);
     }
     if (st == TP_OK && pending) out->n_tokens -= pending;   /* drop the short tail */
+    for (size_t i = 0; st == TP_OK && i <= ndocs; i++)
+        if (i == ndocs || out->doc_start[i] > out->n_tokens) out->doc_start[i] = out->n_tokens;
     if (st != TP_OK) sequences_free(out);
     return st;
 }
@@ -97,5 +102,6 @@ void sequences_free(tp_sequences *s)
     free(s->tokens);
     free(s->seq_start);
     free(s->seq_doc);
+    free(s->doc_start);
     memset(s, 0, sizeof *s);
 }

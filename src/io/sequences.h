@@ -24,6 +24,8 @@ typedef struct {
     size_t n_seqs;
     size_t *seq_start;        /* [n_seqs + 1] offsets into tokens */
     size_t *seq_doc;          /* [n_seqs] corpus index of the sequence's first document */
+    size_t n_docs;            /* documents given (including ones with no tokens) */
+    size_t *doc_start;        /* [n_docs + 1] first token of each document (n_tokens past the end) */
 } tp_sequences;
 
 /* Tokenizes docs[0..ndocs) of the corpus. eos_id is used by pack (and ignored by

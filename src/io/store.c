@@ -49,6 +49,8 @@ static hid_t storage_type(tp_dtype t)
     return h;
 }
 
+static void store_abandon(tp_store *s);
+
 static tp_status set_int_attr(tp_store *s, hid_t obj, const char *name, int value)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
@@ -244,6 +246,15 @@ static tp_status check_provenance(tp_store *s, const store_layout *L)
     if (s->n_acts != L->n_acts)
         return tp_err(TP_ERR_CONFIG, "%s: holds %d capture points, this run asks for %d", s->path,
                       s->n_acts, L->n_acts);
+    /* The file lists its datasets by name; writers address them in the layout's
+     * order, so put them in that order. */
+    for (int i = 0; i < L->n_acts; i++) {
+        int k = store_find_act(s, L->acts[i].name);
+        store_act_spec ta = s->acts[i];
+        hid_t td = s->act_ds[i];
+        s->acts[i] = s->acts[k], s->act_ds[i] = s->act_ds[k];
+        s->acts[k] = ta, s->act_ds[k] = td;
+    }
     return TP_OK;
 }
 
@@ -260,7 +271,7 @@ tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *
         TP_CHECK(open_file(path, comm, true, false, &s));
         st = read_sizes(s);
         if (st == TP_OK) st = check_provenance(s, L);
-        if (st != TP_OK) { store_close(s); return st; }
+        if (st != TP_OK) { store_abandon(s); return st; }
         *created = false;
         *out = s;
         return TP_OK;
@@ -305,7 +316,7 @@ tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *
         }
     }
     if (st == TP_OK) st = store_flush(s);
-    if (st != TP_OK) { store_close(s); return st; }
+    if (st != TP_OK) { store_abandon(s); return st; }
     *created = true;
     *out = s;
     return TP_OK;
@@ -316,9 +327,20 @@ tp_status store_open_read(const char *path, MPI_Comm comm, tp_store **out)
     tp_store *s;
     TP_CHECK(open_file(path, comm, false, false, &s));
     tp_status st = read_sizes(s);
-    if (st != TP_OK) { store_close(s); return st; }
+    if (st != TP_OK) { store_abandon(s); return st; }
     *out = s;
     return TP_OK;
+}
+
+/* Closes after a failure: the error already recorded stays the one reported. */
+void store_close_after_error(tp_store *s) { store_abandon(s); }
+
+static void store_abandon(tp_store *s)
+{
+    char saved[2048];
+    snprintf(saved, sizeof saved, "%s", tp_err_msg());
+    store_close(s);
+    tp_err_restore(saved);
 }
 
 tp_status store_close(tp_store *s)

@@ -50,6 +50,8 @@ tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *
 /* Opens for reading (every rank or one, comm decides). */
 tp_status store_open_read(const char *path, MPI_Comm comm, tp_store **out);
 tp_status store_close(tp_store *s);
+/* Closes after a failure, keeping the first error's message. */
+void store_close_after_error(tp_store *s);
 
 /* Collective writes of rows [row0, row0+n) of this rank. */
 tp_status store_write_index(tp_store *s, int64_t row0, int64_t n, const int32_t *tokens,
@@ -64,7 +66,8 @@ tp_status store_flush(tp_store *s);
 /* Sets complete = 1 on every dataset (after the last write and flush). Collective. */
 tp_status store_mark_complete(tp_store *s);
 
-/* Reading. */
+/* Reading. store_open_write keeps the layout's order of capture points; a store
+ * opened for reading lists them by name. */
 int store_num_acts(const tp_store *s);
 const store_act_spec *store_act(const tp_store *s, int i);
 int store_find_act(const tp_store *s, const char *name);   /* -1 if absent */

@@ -27,14 +27,17 @@ else failures=$((failures+1)); echo "FAIL top-1 line: $line"; fi
 # run: records config and versions, writes the phase output, skips it when complete,
 # and re-runs it when a key it depends on changes.
 r=$TMP/runs/a
-expect_ok "run" -- "$BIN" run --model "$DATA/models/olmo2-mha-f32" --out "$r"
-for f in config.yaml versions.json results/architecture.json .phases/inspect.done; do
+M=${TP_BUNDLED_MODEL:-$TP_SOURCE_DIR/models/olmo2-tiny}
+small=(--model "$M" --set data.corpus="$TP_SOURCE_DIR/data/corpus/heldout.jsonl" --num-samples 8 --set data.seq_len=32)
+expect_ok "run" -- "$BIN" run "${small[@]}" --out "$r"
+for f in config.yaml versions.json results/architecture.json .phases/inspect.done activations.h5 \
+         results/capture_summary.json .phases/capture.done; do
   if [ -s "$r/$f" ]; then passes=$((passes+1)); echo "ok   run wrote $f"; else failures=$((failures+1)); echo "FAIL run did not write $f"; fi
 done
-if "$BIN" run --model "$DATA/models/olmo2-mha-f32" --out "$r" 2>&1 | grep -q "phase inspect: complete, skipped"; then
+if "$BIN" run "${small[@]}" --out "$r" 2>&1 | grep -q "phase capture: complete, skipped"; then
   passes=$((passes+1)); echo "ok   re-run skips the complete phase"
 else failures=$((failures+1)); echo "FAIL re-run did not skip"; fi
-if "$BIN" run --model "$DATA/models/olmo2-mha-f32" --out "$r" --set inspect.spectra=false 2>&1 | grep -q "phase inspect: start"; then
+if "$BIN" run "${small[@]}" --out "$r" --set inspect.spectra=false 2>&1 | grep -q "phase inspect: start"; then
   passes=$((passes+1)); echo "ok   changed key re-runs the phase"
 else failures=$((failures+1)); echo "FAIL changed key did not re-run"; fi
 # The recorded config reads back as a config file.

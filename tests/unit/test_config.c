@@ -67,8 +67,9 @@ START_TEST(test_defaults)
     ck_assert_int_eq(tp_config_int(c, "forward.batch_size"), 8);
     ck_assert_int_eq(tp_config_int(c, "forward.threads"), 0);
     const char *const *hooks;
-    ck_assert_uint_eq(tp_config_str_list(c, "capture.hooks", &hooks), 1);
+    ck_assert_uint_eq(tp_config_str_list(c, "capture.hooks", &hooks), 2);
     ck_assert_str_eq(hooks[0], "hook_resid_post");
+    ck_assert_str_eq(hooks[1], "hook_mlp_out");
     ck_assert(!tp_config_bool(c, "sae.skip"));
     ck_assert(tp_config_bool(c, "inspect.spectra"));
     ck_assert_str_eq(tp_config_str(c, "log.progress"), "auto");
@@ -450,7 +451,7 @@ START_TEST(test_schema_md)
     ck_assert_ptr_nonnull(strstr(buf, "| key | type | default |"));
     ck_assert_ptr_nonnull(strstr(buf, "| `data.seq_len` | int | `128` | in [2, 1048576] |"));
     ck_assert_ptr_nonnull(strstr(buf, "| `device` | string | `\"cpu\"` | `cpu`, `cuda` |"));
-    ck_assert_ptr_nonnull(strstr(buf, "| `capture.hooks` | string list | `[\"hook_resid_post\"]` |"));
+    ck_assert_ptr_nonnull(strstr(buf, "| `capture.hooks` | string list | `[\"hook_resid_post\", \"hook_mlp_out\"]` |"));
     free(buf);
 }
 END_TEST

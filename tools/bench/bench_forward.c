@@ -4,7 +4,7 @@
  *
  *   bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]
  *                 [--threads 2] [--reps 5] [--capture-layer L]
- *                 [--no-profile] [--no-ceiling]
+ *                 [--no-profile] [--no-ceiling] [--serve]
  *
  * 1. forward: model_open(), forward_new(m, 1, seq), a capture callback on one layer's
  *    hook_resid_post that copies the tensor out, one warm-up, then the median of
@@ -23,6 +23,12 @@
  *    median of the per-pair GFLOP/s ratios.
  *
  * Output is `key=value` lines, one per quantity, for the script to collect.
+ *
+ * --serve (for tools/bench/forward_paired.py): after loading and one warm-up, read
+ * commands from stdin and answer each on one line: `run` -> `forward_s=<seconds>` of
+ * one forward pass, `ceil` -> `ceiling_s=<seconds>` of one GEMM-only pass, `quit`.
+ * The driver alternates these with PyTorch passes so that each comparison is made
+ * between passes run seconds apart, which matters on a shared machine.
  */
 #include "backend/cpu.h"
 #include "core/dtype.h"
@@ -304,6 +310,46 @@ static void run_conversion(const tp_model *m, int reps)
     free(tile);
 }
 
+/* ---- --serve: one pass per command, for the paired driver ------------------- */
+
+static int serve_loop(tp_model *m, tp_forward *f, const int32_t *ids, int T, tp_hooks *hooks,
+                      double fl)
+{
+    const float *logits = NULL;
+    CHECK(forward_run(f, ids, 1, T, hooks, TP_LOGITS_ALL, -1, &logits));   /* warm-up */
+    printf("gflop=%.2f peak_rss_mb=%.0f\nready\n", fl / 1e9, peak_rss_mb());
+    fflush(stdout);
+    ceiling_t g;
+    int have_ceiling = 0;
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        if (!strncmp(line, "run", 3)) {
+            double ts = now_s();
+            CHECK(forward_run(f, ids, 1, T, hooks, TP_LOGITS_ALL, -1, &logits));
+            printf("forward_s=%.6f\n", now_s() - ts);
+        } else if (!strncmp(line, "ceil", 4)) {
+            double kr[G_KINDS];
+            if (!have_ceiling) {
+                ceiling_init(&g, m, T);
+                have_ceiling = 1;
+                ceiling_run(&g, kr);   /* warm-up */
+                printf("ceiling_gflop=%.2f\n", g.flops / 1e9);
+            }
+            printf("ceiling_s=%.6f\n", ceiling_run(&g, kr));
+        } else if (!strncmp(line, "quit", 4)) {
+            break;
+        } else {
+            printf("error=unknown command\n");
+        }
+        fflush(stdout);
+    }
+    if (have_ceiling) ceiling_free(&g);
+    hooks_free(hooks);
+    forward_free(f);
+    model_close(m);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static void usage(void)
@@ -311,19 +357,20 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]\n"
             "                     [--threads 2] [--reps 5] [--capture-layer L]\n"
-            "                     [--no-profile] [--no-ceiling]\n");
+            "                     [--no-profile] [--no-ceiling] [--serve]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *conv = "per_matrix";
-    int T = 512, threads = 2, reps = 5, cap_layer = -1, do_profile = 1, do_ceiling = 1;
+    int T = 512, threads = 2, reps = 5, cap_layer = -1, do_profile = 1, do_ceiling = 1, serve = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-profile")) { do_profile = 0; continue; }
         if (!strcmp(a, "--no-ceiling")) { do_ceiling = 0; continue; }
+        if (!strcmp(a, "--serve")) { serve = 1; continue; }
         if (!v) usage();
         if (!strcmp(a, "--model")) dir = v;
         else if (!strcmp(a, "--conversion")) conv = v;
@@ -376,6 +423,14 @@ int main(int argc, char **argv)
     CHECK(hooks_add(hooks, L, TP_HOOK_RESID_POST, capture_cb, &cap));
 
     const float *logits = NULL;
+    double fl = forward_flops(c, 1, T, TP_LOGITS_ALL);
+    if (serve) {
+        int rc = serve_loop(m, f, ids, T, hooks, fl);
+        free(cap.buf);
+        free(ids);
+        free(times);
+        return rc;
+    }
     for (int rep = -1; rep < reps; rep++) {   /* rep -1: warm-up */
         double ts = now_s();
         CHECK(forward_run(f, ids, 1, T, hooks, TP_LOGITS_ALL, -1, &logits));
@@ -395,7 +450,6 @@ int main(int argc, char **argv)
         lo = times[i] < lo ? times[i] : lo;
         hi = times[i] > hi ? times[i] : hi;
     }
-    double fl = forward_flops(c, 1, T, TP_LOGITS_ALL);
     printf("seq=%d capture_layer=%d reps=%d scratch_mb=%.0f\n", T, L, reps,
            (double)forward_scratch_bytes(f) / 1048576.0);
     printf("median_s=%.4f min_s=%.4f max_s=%.4f\n", med, lo, hi);

@@ -43,6 +43,32 @@ def forward_flops(cfg, B, T):
     return per_layer * cfg.num_hidden_layers + 2.0 * rows * d * cfg.vocab_size
 
 
+def setup(model_dir, seq, threads, capture_layer=-1, seed=1234):
+    """Model, input ids, capture buffer, capture layer and a function running one
+    forward pass (returns the [1, seq, V] logits). Shared with forward_paired.py."""
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    cfg = model.config
+    L = capture_layer if capture_layer >= 0 else cfg.num_hidden_layers // 2
+    ids = torch.from_numpy(
+        np.random.default_rng(seed).integers(0, cfg.vocab_size, (1, seq), dtype=np.int64))
+
+    capture = np.empty((1, seq, cfg.hidden_size), dtype=np.float32)
+    capture_t = torch.from_numpy(capture)
+
+    def hook(_mod, _inp, out):
+        h = out[0] if isinstance(out, tuple) else out
+        capture_t.copy_(h)
+
+    model.model.layers[L].register_forward_hook(hook)
+
+    def run():
+        with torch.inference_mode():
+            return model(input_ids=ids, use_cache=False, logits_to_keep=0).logits
+
+    return model, ids, capture, L, run
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -53,30 +79,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    model, ids, capture, L, run = setup(args.model, args.seq, args.threads, args.capture_layer, args.seed)
     cfg = model.config
-    L = args.capture_layer if args.capture_layer >= 0 else cfg.num_hidden_layers // 2
-    ids = torch.from_numpy(
-        np.random.default_rng(args.seed).integers(0, cfg.vocab_size, (1, args.seq), dtype=np.int64))
-
-    capture = np.empty((1, args.seq, cfg.hidden_size), dtype=np.float32)
-    capture_t = torch.from_numpy(capture)
-
-    def hook(_mod, _inp, out):
-        h = out[0] if isinstance(out, tuple) else out
-        capture_t.copy_(h)
-
-    model.model.layers[L].register_forward_hook(hook)
-
     times = []
-    with torch.inference_mode():
-        for rep in range(args.reps + 1):
-            t0 = time.perf_counter()
-            logits = model(input_ids=ids, use_cache=False, logits_to_keep=0).logits
-            dt = time.perf_counter() - t0
-            if rep > 0:
-                times.append(dt)
+    for rep in range(args.reps + 1):
+        t0 = time.perf_counter()
+        logits = run()
+        dt = time.perf_counter() - t0
+        if rep > 0:
+            times.append(dt)
     assert logits.shape == (1, args.seq, cfg.vocab_size)
     finite = bool(torch.isfinite(logits).all()) and bool(np.isfinite(capture).all())
     med = statistics.median(times)
