@@ -78,6 +78,9 @@ print(','.join(str(t) for t in f['tokens'][:n]))")
     --top 0 --dump "$hooks" --dump-dir "$TMP/dump" --out "$TMP/fw"
   expect_ok "h5py reads the f32 store" -- $PY "$(dirname "$0")/check_store.py" "$TMP/np1/activations.h5" "$TMP/dump" ${hooks//,/ }
   expect_ok "h5py reads the f16 store" -- $PY "$(dirname "$0")/check_store.py" "$TMP/f16/activations.h5" "$TMP/dump" ${hooks//,/ }
+  expect_ok "f16 store = f32 store rounded" -- $PY "$(dirname "$0")/check_rounding.py" "$TMP/np1/activations.h5" "$TMP/f16/activations.h5" f16
+  expect_ok "bf16 capture" -- "$BIN" capture "${common[@]}" --set capture.dtype=bf16 --out "$TMP/bf16"
+  expect_ok "bf16 store = f32 store rounded" -- $PY "$(dirname "$0")/check_rounding.py" "$TMP/np1/activations.h5" "$TMP/bf16/activations.h5" bf16
   $PY -c "
 import sys, h5py
 try:
