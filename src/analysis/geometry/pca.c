@@ -1,0 +1,618 @@
+#include "analysis/geometry/pca.h"
+
+#include "dist/mpi_check.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* MPI counts are int: long buffers go in pieces. */
+#define PCA_MPI_CHUNK ((size_t)1 << 28)
+
+struct pca_accum {
+    int64_t d, n;
+    double *shift;   /* [d] the first row added: sums are taken about it */
+    double *sum;     /* [d] Σ (x − shift) */
+    double *gram;    /* [d, d] upper triangle (row-major) of Σ (x − shift)(x − shift)ᵀ */
+    double *block;   /* [PCA_BLOCK_ROWS, d] f64 scratch */
+};
+
+pca_options pca_options_default(void)
+{
+    pca_options o = {.method = PCA_METHOD_COV, .k = 0, .nb = BLACS_DEFAULT_NB, .grid = NULL};
+    return o;
+}
+
+tp_status pca_method_parse(const char *s, pca_method *out)
+{
+    if (s && strcmp(s, "cov") == 0) *out = PCA_METHOD_COV;
+    else if (s && strcmp(s, "svd") == 0) *out = PCA_METHOD_SVD;
+    else
+        return tp_err(TP_ERR_CONFIG, "geometry.pca.method: '%s' is not one of cov, svd", s ? s : "(null)");
+    return TP_OK;
+}
+
+const char *pca_method_name(pca_method m) { return m == PCA_METHOD_SVD ? "svd" : "cov"; }
+
+void pca_result_free(pca_result *r)
+{
+    free(r->mean);
+    free(r->eigenvalues);
+    free(r->explained_variance_ratio);
+    free(r->components);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- collective agreement ------------------------------------------------------ */
+
+/* Every rank learns whether any rank failed; a rank that did keeps its own message,
+ * the others get one that says so. Without this a local failure (bad input,
+ * allocation) would leave the other ranks waiting in the next collective. */
+static tp_status agree(MPI_Comm comm, tp_status mine)
+{
+    int bad = mine != TP_OK, any = bad;
+    MPI_CHECK(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm));
+    if (mine != TP_OK) return mine;
+    if (any) {
+        int rank = 0;
+        MPI_Comm_rank(comm, &rank);
+        return tp_err(TP_ERR_MPI, "pca: another rank failed (this is rank %d)", rank);
+    }
+    return TP_OK;
+}
+
+static tp_status allreduce_sum(MPI_Comm comm, double *buf, size_t n)
+{
+    for (size_t off = 0; off < n; off += PCA_MPI_CHUNK) {
+        int cnt = (int)(n - off < PCA_MPI_CHUNK ? n - off : PCA_MPI_CHUNK);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_DOUBLE, MPI_SUM, comm));
+    }
+    return TP_OK;
+}
+
+/* Same options and d everywhere, k in range, d > 0. Every rank checks the same
+ * values, but d and k come from each caller, so the check is agreed on. */
+static tp_status check_inputs(MPI_Comm comm, int64_t d, const pca_options *opt)
+{
+    tp_status st = TP_OK;
+    if (!opt) st = tp_err(TP_ERR_CONFIG, "pca: no options given");
+    else if (d <= 0) st = tp_err(TP_ERR_RANGE, "pca: d = %lld columns; need at least 1", (long long)d);
+    else if (d > INT_MAX / 2) st = tp_err(TP_ERR_RANGE, "pca: d = %lld is too large for ScaLAPACK", (long long)d);
+    else if (opt->k < 0 || opt->k > d)
+        st = tp_err(TP_ERR_RANGE, "pca: k = %lld components asked for, but d = %lld", (long long)opt->k,
+                    (long long)d);
+    else if (opt->method != PCA_METHOD_COV && opt->method != PCA_METHOD_SVD)
+        st = tp_err(TP_ERR_CONFIG, "pca: unknown method %d", (int)opt->method);
+    else if (opt->grid && opt->grid->comm != comm) {
+        int cmp = MPI_UNEQUAL;
+        MPI_Comm_compare(opt->grid->comm, comm, &cmp);
+        if (cmp != MPI_IDENT && cmp != MPI_CONGRUENT)
+            st = tp_err(TP_ERR_CONFIG, "pca: the BLACS grid was made over another communicator");
+    }
+    TP_CHECK(agree(comm, st));
+    int64_t dm[2] = {d, -d}, dr[2];
+    MPI_CHECK(MPI_Allreduce(dm, dr, 2, MPI_INT64_T, MPI_MAX, comm));
+    if (dr[0] != -dr[1])
+        return tp_err(TP_ERR_RANGE, "pca: ranks disagree on d (%lld to %lld)", (long long)-dr[1],
+                      (long long)dr[0]);
+    return TP_OK;
+}
+
+static tp_status result_alloc(pca_result *r, pca_method m, int64_t n, int64_t d, int64_t k)
+{
+    memset(r, 0, sizeof *r);
+    r->method = m;
+    r->n = n, r->d = d, r->k = k;
+    r->mean = tp_calloc((size_t)d, sizeof(double));
+    r->eigenvalues = tp_calloc((size_t)d, sizeof(double));
+    r->explained_variance_ratio = tp_calloc((size_t)d, sizeof(double));
+    r->components = tp_calloc((size_t)(k > 0 ? k : 1) * (size_t)d, sizeof(double));
+    if (!r->mean || !r->eigenvalues || !r->explained_variance_ratio || !r->components) {
+        pca_result_free(r);
+        return TP_ERR_NOMEM;
+    }
+    return TP_OK;
+}
+
+/* ---- summary ------------------------------------------------------------------- */
+
+static int64_t dim_at(const double *ratio, int64_t d, double threshold)
+{
+    double cum = 0;
+    for (int64_t i = 0; i < d; i++) {
+        cum += ratio[i];
+        if (cum >= threshold) return i + 1;
+    }
+    return d;   /* rounding kept the total just under the threshold */
+}
+
+void pca_summarise(pca_result *r)
+{
+    int64_t d = r->d;
+    double total = 0, pos = 0, pos2 = 0;
+    for (int64_t i = 0; i < d; i++) {
+        double l = r->eigenvalues[i];
+        total += l;
+        if (l > 0) pos += l, pos2 += l * l;
+    }
+    r->total_variance = total;
+    for (int64_t i = 0; i < d; i++)
+        r->explained_variance_ratio[i] = total > 0 ? r->eigenvalues[i] / total : 0;
+    r->intrinsic_dim_90 = dim_at(r->explained_variance_ratio, d, 0.90);
+    r->intrinsic_dim_95 = dim_at(r->explained_variance_ratio, d, 0.95);
+    r->intrinsic_dim_99 = dim_at(r->explained_variance_ratio, d, 0.99);
+    r->participation_ratio = pos2 > 0 ? pos * pos / pos2 : 0;
+    /* Effective rank: Roy & Vetterli 2007, exp of the Shannon entropy of λ/Σλ. */
+    double h = 0;
+    for (int64_t i = 0; i < d && pos > 0; i++) {
+        double l = r->eigenvalues[i];
+        if (l > 0) {
+            double p = l / pos;
+            h -= p * log(p);
+        }
+    }
+    r->effective_rank = pos > 0 ? exp(h) : 0;
+}
+
+/* Each component's entry of largest |value| (first on a tie) made positive. */
+static void fix_signs(double *comp, int64_t k, int64_t d)
+{
+    for (int64_t c = 0; c < k; c++) {
+        double *v = comp + (size_t)c * (size_t)d;
+        int64_t best = 0;
+        for (int64_t j = 1; j < d; j++)
+            if (fabs(v[j]) > fabs(v[best])) best = j;
+        if (v[best] < 0)
+            for (int64_t j = 0; j < d; j++) v[j] = -v[j];
+    }
+}
+
+/* ScaLAPACK can fail without saying so (a sub-call's error is only printed): the
+ * components must come back as unit vectors. 1e-8 is far above the rounding of a
+ * norm (~d·eps) and far below any real failure (zeros, garbage). */
+static tp_status check_unit_rows(const double *comp, int64_t k, int64_t d, const char *routine)
+{
+    for (int64_t c = 0; c < k; c++) {
+        double s = 0;
+        for (int64_t j = 0; j < d; j++) s += comp[c * d + j] * comp[c * d + j];
+        if (!(fabs(sqrt(s) - 1) <= 1e-8))
+            return tp_err(TP_ERR_INTERNAL, "%s returned component %lld of norm %.3g instead of 1", routine,
+                          (long long)c, sqrt(s));
+    }
+    return TP_OK;
+}
+
+/* ---- accumulation (cov) -------------------------------------------------------- */
+
+tp_status pca_accum_init(int64_t d, pca_accum **out)
+{
+    *out = NULL;
+    if (d <= 0) return tp_err(TP_ERR_RANGE, "pca: d = %lld columns; need at least 1", (long long)d);
+    if (d > INT_MAX / 2) return tp_err(TP_ERR_RANGE, "pca: d = %lld is too large", (long long)d);
+    pca_accum *a = tp_calloc(1, sizeof *a);
+    if (!a) return TP_ERR_NOMEM;
+    a->d = d;
+    a->shift = tp_calloc((size_t)d, sizeof(double));
+    a->sum = tp_calloc((size_t)d, sizeof(double));
+    a->gram = tp_calloc((size_t)d * (size_t)d, sizeof(double));
+    a->block = tp_malloc((size_t)PCA_BLOCK_ROWS * (size_t)d * sizeof(double));
+    if (!a->shift || !a->sum || !a->gram || !a->block) {
+        pca_accum_free(a);
+        return TP_ERR_NOMEM;
+    }
+    *out = a;
+    return TP_OK;
+}
+
+void pca_accum_free(pca_accum *a)
+{
+    if (!a) return;
+    free(a->shift);
+    free(a->sum);
+    free(a->gram);
+    free(a->block);
+    free(a);
+}
+
+tp_status pca_accum_add(pca_accum *a, const float *rows, int64_t n)
+{
+    if (n < 0) return tp_err(TP_ERR_RANGE, "pca: %lld rows added", (long long)n);
+    if (n == 0) return TP_OK;
+    if (!rows) return tp_err(TP_ERR_RANGE, "pca: %lld rows added from a NULL pointer", (long long)n);
+    const size_t d = (size_t)a->d;
+    if (a->n == 0)
+        for (size_t j = 0; j < d; j++) a->shift[j] = rows[j];
+    const double *restrict shift = a->shift;
+    double *restrict sum = a->sum;
+    for (int64_t r0 = 0; r0 < n; r0 += PCA_BLOCK_ROWS) {
+        int64_t nb = n - r0 < PCA_BLOCK_ROWS ? n - r0 : PCA_BLOCK_ROWS;
+        for (int64_t r = 0; r < nb; r++) {
+            const float *restrict x = rows + (size_t)(r0 + r) * d;
+            double *restrict y = a->block + (size_t)r * d;
+            for (size_t j = 0; j < d; j++) y[j] = (double)x[j] - shift[j];
+            for (size_t j = 0; j < d; j++) sum[j] += y[j];
+        }
+        /* gram (upper) += blockᵀ · block */
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)nb, 1.0, a->block, (int)d, 1.0,
+                    a->gram, (int)d);
+    }
+    a->n += n;
+    return TP_OK;
+}
+
+/* ---- eigendecomposition on the grid -------------------------------------------- */
+
+/* Grid from the options or a near-square one over comm. */
+static tp_status grid_get(MPI_Comm comm, const pca_options *opt, blacs_grid *own, const blacs_grid **g)
+{
+    if (opt->grid) {
+        *g = opt->grid;
+        return TP_OK;
+    }
+    TP_CHECK(blacs_grid_init(comm, opt->nb, own));
+    *g = own;
+    return TP_OK;
+}
+
+/* Every rank ends with the same verdict on a ScaLAPACK call whose info each grid
+ * rank holds (ranks outside the grid pass 0). */
+static tp_status agree_info(MPI_Comm comm, const char *routine, int info)
+{
+    int lo = info, hi = info;
+    MPI_CHECK(MPI_Allreduce(&info, &lo, 1, MPI_INT, MPI_MIN, comm));
+    MPI_CHECK(MPI_Allreduce(&info, &hi, 1, MPI_INT, MPI_MAX, comm));
+    if (lo == 0 && hi == 0) return TP_OK;
+    int bad = lo != 0 ? lo : hi;
+    if (bad < 0)
+        return tp_err(TP_ERR_INTERNAL, "%s: argument %d had an illegal value (info %d)", routine, -bad, bad);
+    return tp_err(TP_ERR_INTERNAL, "%s failed to converge (info %d)", routine, bad);
+}
+
+/* cov: d × d symmetric matrix replicated on every rank → eigenvalues (descending)
+ * and the top k eigenvectors as rows of r->components. */
+static tp_status eig_distributed(const blacs_grid *g, const double *cov, pca_result *r)
+{
+    const int d = (int)r->d, k = (int)r->k;
+    blacs_matrix A, Z;
+    tp_status st = blacs_matrix_init(g, d, d, &A);
+    if (st == TP_OK) st = blacs_matrix_init(g, d, d, &Z);
+    TP_CHECK(agree(g->comm, st));
+    double *a = NULL, *z = NULL, *w = NULL, *work = NULL, *cols = NULL;
+    int *iwork = NULL;
+    int info = 0;
+    a = tp_malloc(blacs_matrix_local_size(&A) * sizeof(double));
+    z = tp_malloc(blacs_matrix_local_size(&Z) * sizeof(double));
+    w = tp_calloc((size_t)d, sizeof(double));
+    cols = tp_malloc((size_t)d * (size_t)(k > 0 ? k : 1) * sizeof(double));
+    st = a && z && w && cols ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK && g->in_grid) {
+        blacs_scatter_replicated(g, &A, cov, a);
+        int one = 1, query = -1, liwork = 0;
+        double wq = 0;
+        pdsyevd_("V", "U", &d, a, &one, &one, A.desc, w, z, &one, &one, Z.desc, &wq, &query, &liwork,
+                 &query, &info, 1, 1);
+        if (info == 0) {
+            /* pdsyevd's query leaves out what its final PDORMTR needs
+             * (max(nb(nb−1)/2, (NP+NQ)·nb) + nb², after 2N entries of its own), and
+             * ignores PDORMTR's error: with nb ≳ n the eigenvectors come back as
+             * zeros. Ask for the larger of the two, plus slack. */
+            double nbd = g->nb, np = Z.mloc, nq = Z.nloc;
+            double ormtr = 2.0 * d + fmax(nbd * (nbd - 1) / 2, (np + nq) * nbd) + nbd * nbd;
+            double lw = fmax(wq, ormtr) * 1.01 + 1024;
+            if (lw > INT_MAX) st = tp_err(TP_ERR_RANGE, "pdsyevd: workspace of %.0f doubles is too large", lw);
+            int lwork = (int)lw;
+            liwork = liwork + 64;
+            if (st == TP_OK) {
+                work = tp_malloc((size_t)lwork * sizeof(double));
+                iwork = tp_malloc((size_t)liwork * sizeof(int));
+                if (!work || !iwork) st = TP_ERR_NOMEM;
+            }
+            if (st == TP_OK)
+                pdsyevd_("V", "U", &d, a, &one, &one, A.desc, w, z, &one, &one, Z.desc, work, &lwork,
+                         iwork, &liwork, &info, 1, 1);
+        }
+    }
+    st = agree(g->comm, st);
+    if (st == TP_OK) st = agree_info(g->comm, "pdsyevd", info);
+    /* pdsyevd returns eigenvalues ascending, on every grid rank; (0, 0) sends them. */
+    if (st == TP_OK && MPI_Bcast(w, d, MPI_DOUBLE, g->rank_of[0], g->comm) != MPI_SUCCESS)
+        st = tp_err(TP_ERR_MPI, "pca: MPI_Bcast of the eigenvalues failed");
+    if (st == TP_OK && k > 0) st = blacs_gather_replicated(g, &Z, z, 0, d, d - k, k, cols);
+    if (st == TP_OK) {
+        for (int i = 0; i < d; i++) r->eigenvalues[i] = w[d - 1 - i];
+        for (int c = 0; c < k; c++)
+            memcpy(r->components + (size_t)c * d, cols + (size_t)(k - 1 - c) * d, (size_t)d * sizeof(double));
+        st = check_unit_rows(r->components, k, d, "pdsyevd");
+    }
+    free(a), free(z), free(w), free(work), free(iwork), free(cols);
+    return st;
+}
+
+tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt, pca_result *out)
+{
+    memset(out, 0, sizeof *out);
+    TP_CHECK(check_inputs(comm, acc ? acc->d : 0, opt));
+    const int64_t d = acc->d;
+    const size_t dd = (size_t)d;
+
+    /* Global n and mean. */
+    int64_t n = 0;
+    MPI_CHECK(MPI_Allreduce(&acc->n, &n, 1, MPI_INT64_T, MPI_SUM, comm));
+    if (n < 2)
+        return tp_err(TP_ERR_RANGE, "pca: %lld rows in all; a covariance needs at least 2", (long long)n);
+    tp_status st = result_alloc(out, PCA_METHOD_COV, n, d, opt->k);
+    size_t npk = dd * (dd + 1) / 2;
+    double *packed = st == TP_OK ? tp_calloc(npk, sizeof(double)) : NULL;
+    double *delta = st == TP_OK ? tp_calloc(dd, sizeof(double)) : NULL;
+    if (st == TP_OK && (!packed || !delta)) st = TP_ERR_NOMEM;
+    st = agree(comm, st);
+    if (st != TP_OK) goto done;
+    const double nr = (double)acc->n;
+    for (size_t j = 0; j < dd; j++) out->mean[j] = acc->n ? nr * acc->shift[j] + acc->sum[j] : 0;
+    if ((st = allreduce_sum(comm, out->mean, dd)) != TP_OK) goto done;
+    for (size_t j = 0; j < dd; j++) out->mean[j] /= (double)n;
+
+    /* This rank's sum of squares about the global mean, merged exactly as
+     * Chan, Golub & LeVeque (1979): M2_r = G − S Sᵀ / n_r + n_r δ δᵀ, with
+     * G, S the Gram matrix and sum about the shift and δ = μ_r − μ. */
+    if (acc->n > 0) {
+        for (size_t j = 0; j < dd; j++) delta[j] = acc->shift[j] + acc->sum[j] / nr - out->mean[j];
+        cblas_dsyr(CblasRowMajor, CblasUpper, (int)d, -1.0 / nr, acc->sum, 1, acc->gram, (int)d);
+        cblas_dsyr(CblasRowMajor, CblasUpper, (int)d, nr, delta, 1, acc->gram, (int)d);
+        size_t p = 0;
+        for (size_t i = 0; i < dd; i++)
+            for (size_t j = i; j < dd; j++) packed[p++] = acc->gram[i * dd + j];
+    }
+    if ((st = allreduce_sum(comm, packed, npk)) != TP_OK) goto done;
+    /* acc->gram becomes the full covariance (symmetric, so either storage order). */
+    {
+        double inv = 1.0 / (double)(n - 1);
+        size_t p = 0;
+        for (size_t i = 0; i < dd; i++)
+            for (size_t j = i; j < dd; j++) {
+                double v = packed[p++] * inv;
+                acc->gram[i * dd + j] = v;
+                acc->gram[j * dd + i] = v;
+            }
+        acc->n = 0;   /* the state is used up */
+    }
+    free(packed), packed = NULL;
+
+    {
+        blacs_grid own = {.ctxt = -1, .sys_handle = -1};
+        const blacs_grid *g = NULL;
+        st = agree(comm, grid_get(comm, opt, &own, &g));
+        if (st != TP_OK) goto done;
+        st = eig_distributed(g, acc->gram, out);
+        if (!opt->grid) blacs_grid_free(&own);
+        if (st != TP_OK) goto done;
+    }
+    fix_signs(out->components, out->k, d);
+    pca_summarise(out);
+done:
+    free(packed);
+    free(delta);
+    if (st != TP_OK) pca_result_free(out);
+    return st;
+}
+
+/* ---- svd ----------------------------------------------------------------------- */
+
+/* Local row index of global row gi on its process row. */
+static int global_to_local(int gi, int nb, int nprocs) { return (gi / nb / nprocs) * nb + gi % nb; }
+static int owner_of(int gi, int nb, int nprocs) { return (gi / nb) % nprocs; }
+
+/* The centred rows of every rank, moved to the block-cyclic N × d layout of A. */
+static tp_status redistribute_rows(const blacs_grid *g, const blacs_matrix *A, const float *rows,
+                                   int64_t n_local, const int64_t *row0_of, const double *mean,
+                                   double *local)
+{
+    MPI_Comm comm = g->comm;
+    int size, rank;
+    MPI_CHECK(MPI_Comm_size(comm, &size));
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    const int nb = g->nb, d = A->n;
+    int *scount = tp_calloc((size_t)size, sizeof(int)), *sdisp = tp_calloc((size_t)size, sizeof(int));
+    int *rcount = tp_calloc((size_t)size, sizeof(int)), *rdisp = tp_calloc((size_t)size, sizeof(int));
+    int *ncols = tp_calloc((size_t)g->npcol, sizeof(int));
+    double *sbuf = NULL, *rbuf = NULL;
+    tp_status st = scount && sdisp && rcount && rdisp && ncols ? TP_OK : TP_ERR_NOMEM;
+    int64_t stot = 0, rtot = 0;
+    if (st == TP_OK) {
+        for (int pc = 0; pc < g->npcol; pc++) ncols[pc] = blacs_numroc(d, nb, pc, g->npcol);
+        int64_t *cnt64 = tp_calloc((size_t)size, sizeof(int64_t));
+        if (!cnt64) {
+            st = TP_ERR_NOMEM;
+            goto counted;
+        }
+        for (int64_t r = 0; r < n_local; r++) {
+            int pr = owner_of((int)(row0_of[rank] + r), nb, g->nprow);
+            for (int pc = 0; pc < g->npcol; pc++) cnt64[g->rank_of[pr * g->npcol + pc]] += ncols[pc];
+        }
+        for (int s = 0; s < size; s++) {
+            stot += cnt64[s];
+            cnt64[s] = 0;
+        }
+        if (g->in_grid)
+            for (int s = 0; s < size; s++)
+                for (int64_t gi = row0_of[s]; gi < row0_of[s + 1]; gi++)
+                    if (owner_of((int)gi, nb, g->nprow) == g->myrow) cnt64[s] += A->nloc;
+        for (int s = 0; s < size; s++) rtot += cnt64[s];
+        free(cnt64);
+        if (stot > INT_MAX || rtot > INT_MAX)
+            st = tp_err(TP_ERR_RANGE, "pca svd: %lld values per rank are too many to redistribute; use method cov",
+                        (long long)(stot > rtot ? stot : rtot));
+    }
+counted:
+    if (st == TP_OK) {
+        sbuf = tp_malloc((size_t)(stot ? stot : 1) * sizeof(double));
+        rbuf = tp_malloc((size_t)(rtot ? rtot : 1) * sizeof(double));
+        if (!sbuf || !rbuf) st = TP_ERR_NOMEM;
+    }
+    st = agree(comm, st);
+    if (st != TP_OK) goto done;
+
+    /* Pack per destination (r, c): my rows on process row r ascending, then the
+     * columns of process column c ascending. The receiver walks the same order. */
+    {
+        int64_t pos = 0;
+        for (int dst = 0; dst < size; dst++) {
+            sdisp[dst] = (int)pos;
+            int pr = -1, pc = -1;
+            for (int i = 0; i < g->nprow * g->npcol; i++)
+                if (g->rank_of[i] == dst) pr = i / g->npcol, pc = i % g->npcol;
+            if (pr >= 0) {
+                for (int64_t r = 0; r < n_local; r++) {
+                    if (owner_of((int)(row0_of[rank] + r), nb, g->nprow) != pr) continue;
+                    const float *x = rows + (size_t)r * (size_t)d;
+                    for (int lj = 0; lj < ncols[pc]; lj++) {
+                        int gj = blacs_local_to_global(lj, nb, pc, g->npcol);
+                        sbuf[pos++] = (double)x[gj] - mean[gj];
+                    }
+                }
+            }
+            scount[dst] = (int)(pos - sdisp[dst]);
+        }
+        pos = 0;
+        for (int s = 0; s < size; s++) {
+            rdisp[s] = (int)pos;
+            if (g->in_grid)
+                for (int64_t gi = row0_of[s]; gi < row0_of[s + 1]; gi++)
+                    if (owner_of((int)gi, nb, g->nprow) == g->myrow) pos += A->nloc;
+            rcount[s] = (int)(pos - rdisp[s]);
+        }
+    }
+    if (MPI_Alltoallv(sbuf, scount, sdisp, MPI_DOUBLE, rbuf, rcount, rdisp, MPI_DOUBLE, comm) != MPI_SUCCESS) {
+        st = tp_err(TP_ERR_MPI, "pca svd: MPI_Alltoallv of the centred rows failed");
+        goto done;
+    }
+    if (g->in_grid) {
+        int64_t pos = 0;
+        for (int s = 0; s < size; s++)
+            for (int64_t gi = row0_of[s]; gi < row0_of[s + 1]; gi++) {
+                if (owner_of((int)gi, nb, g->nprow) != g->myrow) continue;
+                int li = global_to_local((int)gi, nb, g->nprow);
+                for (int lj = 0; lj < A->nloc; lj++) local[(size_t)lj * A->lld + li] = rbuf[pos++];
+            }
+    }
+done:
+    free(scount), free(sdisp), free(rcount), free(rdisp), free(ncols), free(sbuf), free(rbuf);
+    return st;
+}
+
+static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
+                         const pca_options *opt, pca_result *out)
+{
+    int size, rank;
+    MPI_CHECK(MPI_Comm_size(comm, &size));
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    tp_status st = TP_OK;
+    if (n_local < 0) st = tp_err(TP_ERR_RANGE, "pca: %lld rows on this rank", (long long)n_local);
+    else if (n_local > 0 && !rows) st = tp_err(TP_ERR_RANGE, "pca: %lld rows from a NULL pointer", (long long)n_local);
+    TP_CHECK(agree(comm, st));
+
+    int64_t *row0_of = tp_calloc((size_t)size + 1, sizeof(int64_t));
+    TP_CHECK(agree(comm, row0_of ? TP_OK : TP_ERR_NOMEM));
+    if (MPI_Allgather(&n_local, 1, MPI_INT64_T, row0_of + 1, 1, MPI_INT64_T, comm) != MPI_SUCCESS) {
+        free(row0_of);
+        return tp_err(TP_ERR_MPI, "pca svd: MPI_Allgather of the row counts failed");
+    }
+    for (int s = 0; s < size; s++) row0_of[s + 1] += row0_of[s];
+    const int64_t n = row0_of[size];
+    const int64_t mn = n < d ? n : d;
+    double *a = NULL, *s_val = NULL, *vt = NULL, *work = NULL, *cols = NULL, dummy_u = 0;
+    blacs_grid own = {.ctxt = -1, .sys_handle = -1};
+    const blacs_grid *g = NULL;
+    int info = 0;
+    if (n < 2) {
+        st = tp_err(TP_ERR_RANGE, "pca: %lld rows in all; a covariance needs at least 2", (long long)n);
+        goto done;
+    }
+    if (n > INT_MAX) {
+        st = tp_err(TP_ERR_RANGE, "pca svd: %lld rows are too many for ScaLAPACK; use method cov", (long long)n);
+        goto done;
+    }
+    if (opt->k > mn) {
+        st = tp_err(TP_ERR_RANGE, "pca svd: k = %lld components, but only %lld rows", (long long)opt->k,
+                    (long long)n);
+        goto done;
+    }
+    if ((st = agree(comm, result_alloc(out, PCA_METHOD_SVD, n, d, opt->k))) != TP_OK) goto done;
+
+    /* Mean in f64 over every rank's rows. */
+    for (int64_t r = 0; r < n_local; r++) {
+        const float *x = rows + (size_t)r * (size_t)d;
+        for (int64_t j = 0; j < d; j++) out->mean[j] += x[j];
+    }
+    if ((st = allreduce_sum(comm, out->mean, (size_t)d)) != TP_OK) goto done;
+    for (int64_t j = 0; j < d; j++) out->mean[j] /= (double)n;
+
+    if ((st = agree(comm, grid_get(comm, opt, &own, &g))) != TP_OK) goto done;
+    blacs_matrix A, VT;
+    st = blacs_matrix_init(g, (int)n, (int)d, &A);
+    if (st == TP_OK) st = blacs_matrix_init(g, (int)mn, (int)d, &VT);
+    if (st == TP_OK) {
+        a = tp_calloc(blacs_matrix_local_size(&A), sizeof(double));
+        vt = tp_calloc(blacs_matrix_local_size(&VT), sizeof(double));
+        s_val = tp_calloc((size_t)mn, sizeof(double));
+        cols = tp_malloc((size_t)d * (size_t)(opt->k > 0 ? opt->k : 1) * sizeof(double));
+        if (!a || !vt || !s_val || !cols) st = TP_ERR_NOMEM;
+    }
+    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = redistribute_rows(g, &A, rows, n_local, row0_of, out->mean, a)) != TP_OK) goto done;
+
+    if (g->in_grid) {
+        int one = 1, query = -1, m = (int)n, nn = (int)d;
+        double wq = 0;
+        /* JOBU = 'N': U is not referenced; VT's descriptor stands in for its own. */
+        pdgesvd_("N", "V", &m, &nn, a, &one, &one, A.desc, s_val, &dummy_u, &one, &one, VT.desc, vt, &one,
+                 &one, VT.desc, &wq, &query, &info, 1, 1);
+        if (info == 0) {
+            double lw = wq * 1.01 + 1024;   /* slack, as for pdsyevd */
+            if (lw > INT_MAX) st = tp_err(TP_ERR_RANGE, "pdgesvd: workspace of %.0f doubles is too large", lw);
+            int lwork = (int)lw;
+            if (st == TP_OK && !(work = tp_malloc((size_t)lwork * sizeof(double)))) st = TP_ERR_NOMEM;
+            if (st == TP_OK)
+                pdgesvd_("N", "V", &m, &nn, a, &one, &one, A.desc, s_val, &dummy_u, &one, &one, VT.desc, vt,
+                         &one, &one, VT.desc, work, &lwork, &info, 1, 1);
+        }
+    }
+    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = agree_info(comm, "pdgesvd", info)) != TP_OK) goto done;
+    if (MPI_Bcast(s_val, (int)mn, MPI_DOUBLE, g->rank_of[0], comm) != MPI_SUCCESS) {
+        st = tp_err(TP_ERR_MPI, "pca svd: MPI_Bcast of the singular values failed");
+        goto done;
+    }
+    const int k = (int)opt->k;
+    if (k > 0 && (st = blacs_gather_replicated(g, &VT, vt, 0, k, 0, (int)d, cols)) != TP_OK) goto done;
+    for (int64_t i = 0; i < mn; i++) out->eigenvalues[i] = s_val[i] * s_val[i] / (double)(n - 1);
+    for (int c = 0; c < k; c++)
+        for (int64_t j = 0; j < d; j++) out->components[(size_t)c * d + j] = cols[(size_t)j * k + c];
+    if ((st = check_unit_rows(out->components, k, d, "pdgesvd")) != TP_OK) goto done;
+    fix_signs(out->components, out->k, d);
+    pca_summarise(out);
+done:
+    if (g == &own) blacs_grid_free(&own);
+    free(row0_of), free(a), free(vt), free(s_val), free(work), free(cols);
+    if (st != TP_OK) pca_result_free(out);
+    return st;
+}
+
+/* ---- entry point --------------------------------------------------------------- */
+
+tp_status pca_fit_distributed(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
+                              const pca_options *opt, pca_result *out)
+{
+    memset(out, 0, sizeof *out);
+    TP_CHECK(check_inputs(comm, d, opt));
+    if (opt->method == PCA_METHOD_SVD) return fit_svd(rows, n_local, d, comm, opt, out);
+    pca_accum *acc = NULL;
+    tp_status st = pca_accum_init(d, &acc);
+    if (st == TP_OK) st = pca_accum_add(acc, rows, n_local);
+    st = agree(comm, st);
+    if (st == TP_OK) st = pca_accum_finish(acc, comm, opt, out);
+    pca_accum_free(acc);
+    return st;
+}

@@ -1,0 +1,91 @@
+/* pca.h — distributed PCA of activation rows (phase 3).
+ *
+ * Every rank holds its own rows (row-major [n_local, d] f32, disjoint across ranks,
+ * n_local may be 0). Two methods, same outputs:
+ *
+ *   cov  Each rank accumulates, in f64 over row blocks (dsyrk), its column sums and
+ *        the Gram matrix of its rows shifted by the first row it saw; the
+ *        per-rank sums of squares are merged about the global mean (Chan, Golub &
+ *        LeVeque 1979), which equals (XᵀX − n·μμᵀ) without its cancellation when
+ *        the mean is large (LLM residual streams have a few huge-mean channels).
+ *        Covariance = that / (n − 1), reduced with MPI_Allreduce, laid out
+ *        block-cyclically on a BLACS grid, eigendecomposed by ScaLAPACK pdsyevd.
+ *        The incremental API (pca_accum_*) lets a caller stream row blocks.
+ *   svd  The centred rows (f64) are redistributed to a block-cyclic N × d matrix
+ *        (MPI_Alltoallv) and factored by pdgesvd; eigenvalues = s² / (n − 1).
+ *        More accurate for small eigenvalues, but holds all N·d values (f64)
+ *        across the ranks: for data sets that fit in memory.
+ *
+ * Results are replicated on every rank of the communicator. Eigenvalues are the
+ * full spectrum (d values, descending; for svd with n < d the missing ones are
+ * 0). Sign convention: each component's entry of largest |value| (the first
+ * such entry on a tie) is positive.
+ *
+ * Summary numbers:
+ *   intrinsic_dim_P   smallest k with Σ_{i<k} ratio_i ≥ P/100 (P = 90, 95, 99)
+ *   participation     (Σλ)² / Σλ²
+ *   effective_rank    exp(H(p)), p_i = λ_i / Σλ (Roy & Vetterli 2007)
+ * Negative eigenvalues (rounding, rank-deficient data) count as 0 in the two
+ * last; the ratios use Σλ over the full spectrum.
+ *
+ * All calls that take a communicator are collective over it, and fail on every
+ * rank together (a rank whose own input is bad reports it; the others say that
+ * another rank failed).
+ */
+#ifndef TP_PCA_H
+#define TP_PCA_H
+
+#include "core/error.h"
+#include "dist/blacs.h"
+
+#include <mpi.h>
+#include <stdint.h>
+
+typedef enum { PCA_METHOD_COV = 0, PCA_METHOD_SVD = 1 } pca_method;
+
+typedef struct {
+    pca_method method;          /* geometry.pca.method: cov | svd */
+    int64_t k;                  /* components to return (≤ d; svd: also ≤ n) */
+    int nb;                     /* ScaLAPACK block size, default BLACS_DEFAULT_NB */
+    const blacs_grid *grid;     /* NULL: a near-square grid over comm (made and freed
+                                   inside); else used as is (its comm must be comm) */
+} pca_options;
+
+typedef struct {
+    pca_method method;
+    int64_t n, d, k;            /* rows over all ranks, columns, components */
+    double *mean;               /* [d] */
+    double *eigenvalues;        /* [d] descending, variance along each component */
+    double *explained_variance_ratio;   /* [d] */
+    double *components;         /* [k, d] row-major, unit rows, sign convention above */
+    double total_variance;      /* Σλ */
+    int64_t intrinsic_dim_90, intrinsic_dim_95, intrinsic_dim_99;
+    double participation_ratio;
+    double effective_rank;
+} pca_result;
+
+pca_options pca_options_default(void);
+/* "cov" or "svd" → method; anything else is a TP_ERR_CONFIG naming the value. */
+tp_status pca_method_parse(const char *s, pca_method *out);
+const char *pca_method_name(pca_method m);
+
+tp_status pca_fit_distributed(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
+                              const pca_options *opt, pca_result *out);
+void pca_result_free(pca_result *r);
+
+/* Incremental cov method: init, add this rank's rows in any number of calls
+ * (local, no communication; converted to f64 PCA_BLOCK_ROWS rows at a time),
+ * finish (collective) into the result. finish uses up the accumulated state:
+ * free the accumulator after it. */
+#define PCA_BLOCK_ROWS 256
+typedef struct pca_accum pca_accum;
+tp_status pca_accum_init(int64_t d, pca_accum **out);
+tp_status pca_accum_add(pca_accum *acc, const float *rows, int64_t n);
+tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt, pca_result *out);
+void pca_accum_free(pca_accum *acc);
+
+/* Fills the summary numbers and the ratios of r from r->eigenvalues (descending).
+ * Exposed for tests and for callers that have a spectrum from elsewhere. */
+void pca_summarise(pca_result *r);
+
+#endif

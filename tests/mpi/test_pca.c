@@ -1,0 +1,430 @@
+/* MPI: distributed PCA (cov: f64 Gram + pdsyevd; svd: pdgesvd) against NumPy/LAPACK
+ * goldens made by tools/reference/make_golden_pca.py, and the BLACS grid helpers.
+ * Each rank takes a contiguous, uneven slice of the 600 × 48 rows (with 4 ranks,
+ * rank 2 has none). Run by ctest with 2 and 4 ranks: default grids 1×2 and 2×2;
+ * other shapes (1×P, P×1, and a 1×1 grid that leaves ranks outside it) are built
+ * explicitly. Every rank checks its replicated result.
+ *
+ * Tolerances. The data are f32 but both sides work on the same values in f64
+ * (C accumulates in f64, the reference upcasts), so what is left is rounding in
+ * f64: summation order of the Gram matrix and LAPACK vs ScaLAPACK.
+ *  - eigenvalues, cov: relative 1e-9 each. Backward-stable eigensolvers err by
+ *    ~ d·eps·λ_max in absolute terms; λ_max/λ_min ≈ 3e4 here, so the smallest
+ *    eigenvalue may move by ~1e-10 relative; 1e-9 leaves a margin.
+ *  - eigenvalues, svd: relative 1e-8 (s² doubles the relative error of s, and the
+ *    golden's svd uses another LAPACK driver, gesdd).
+ *  - components: 1e-7 per entry after the shared sign convention. An eigenvector
+ *    moves by ~ eps·λ_max / gap; the smallest gap is 8 % of ~1e-3, so ~1e-11.
+ *  - summary: intrinsic dimensions exact (the golden script refuses data whose
+ *    cumulative ratio lies within 1e-6 of a threshold); ratios, participation
+ *    ratio, effective rank and total variance relative 1e-9 (1e-8 for svd): they
+ *    are smooth functions of the eigenvalues, dominated by the large ones.
+ *  - mean: relative 1e-12 to max |μ| (f64 sums of 600 values in another order).
+ */
+#include "tp_test.h"
+
+#include "analysis/geometry/pca.h"
+#include "dist/blacs.h"
+#include "dist/world.h"
+#include "io/npy.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- fixture --------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t n, d;
+    float *x;                    /* [n, d] all rows (every rank loads the file) */
+    double *mean, *lam_eigh, *lam_svd, *ratio;
+    double *comp_eigh, *comp_svd;   /* [d, d] rows = components */
+    int64_t dim90, dim95, dim99;
+    double pr, erank, total;
+} golden;
+
+static golden G;
+static npy_array X, CE, CS;
+static int64_t my_row0, my_rows;   /* this rank's slice */
+
+/* The fixture loads before Check runs a test, so it cannot use ck_assert. */
+#define REQUIRE(cond, ...)                                                         \
+    do {                                                                           \
+        if (!(cond)) {                                                             \
+            fprintf(stderr, "[rank %d] test_pca fixture: ", dist_rank());          \
+            fprintf(stderr, __VA_ARGS__);                                          \
+            fputc('\n', stderr);                                                   \
+            return false;                                                          \
+        }                                                                          \
+    } while (0)
+
+static double *json_vec(json_t *root, const char *key, int64_t n)
+{
+    json_t *a = json_object_get(root, key);
+    if (!json_is_array(a) || (int64_t)json_array_size(a) != n) return NULL;
+    double *v = malloc((size_t)n * sizeof *v);
+    if (!v) return NULL;
+    for (int64_t i = 0; i < n; i++) v[i] = json_number_value(json_array_get(a, (size_t)i));
+    return v;
+}
+
+static bool golden_load(void)
+{
+    REQUIRE(npy_read_f32(tp_test_data("golden/pca/x.npy"), &X) == TP_OK, "%s", tp_err_msg());
+    REQUIRE(npy_read(tp_test_data("golden/pca/components_eigh.npy"), &CE) == TP_OK, "%s", tp_err_msg());
+    REQUIRE(npy_read(tp_test_data("golden/pca/components_svd.npy"), &CS) == TP_OK, "%s", tp_err_msg());
+    json_error_t je;
+    json_t *r = json_load_file(tp_test_data("golden/pca/reference.json"), 0, &je);
+    REQUIRE(r, "reference.json: %s", je.text);
+    REQUIRE(X.ndim == 2, "x.npy is not 2-D");
+    G.n = X.shape[0];
+    G.d = X.shape[1];
+    REQUIRE(json_integer_value(json_object_get(r, "n")) == G.n && json_integer_value(json_object_get(r, "d")) == G.d,
+            "reference.json: n, d differ from x.npy");
+    REQUIRE(CE.dtype == TP_DTYPE_F64 && CE.shape[0] == G.d && CE.shape[1] == G.d, "components_eigh.npy: shape");
+    REQUIRE(CS.dtype == TP_DTYPE_F64 && CS.shape[0] == G.d && CS.shape[1] == G.d, "components_svd.npy: shape");
+    G.x = X.data;
+    G.comp_eigh = CE.data;
+    G.comp_svd = CS.data;
+    G.mean = json_vec(r, "mean", G.d);
+    G.lam_eigh = json_vec(r, "eigenvalues_eigh", G.d);
+    G.lam_svd = json_vec(r, "eigenvalues_svd", G.d);
+    G.ratio = json_vec(r, "explained_variance_ratio", G.d);
+    G.dim90 = json_integer_value(json_object_get(r, "intrinsic_dim_90pct_var"));
+    G.dim95 = json_integer_value(json_object_get(r, "intrinsic_dim_95pct_var"));
+    G.dim99 = json_integer_value(json_object_get(r, "intrinsic_dim_99pct_var"));
+    G.pr = json_number_value(json_object_get(r, "participation_ratio"));
+    G.erank = json_number_value(json_object_get(r, "effective_rank"));
+    G.total = json_number_value(json_object_get(r, "total_variance"));
+    json_decref(r);
+    REQUIRE(G.mean && G.lam_eigh && G.lam_svd && G.ratio, "reference.json: a vector is missing or not of length d");
+
+    /* Uneven contiguous slices: weights 1, 2, 3, ... with rank 2 empty when there
+     * are at least 4 ranks (a rank with no rows must still take part). */
+    int rank = dist_rank(), size = dist_size();
+    int64_t wsum = 0, before = 0;
+    for (int q = 0; q < size; q++) {
+        int64_t w = (size >= 4 && q == 2) ? 0 : q + 1;
+        if (q < rank) before += w;
+        wsum += w;
+    }
+    int64_t w = (size >= 4 && rank == 2) ? 0 : rank + 1;
+    my_row0 = G.n * before / wsum;
+    my_rows = G.n * (before + w) / wsum - my_row0;
+    return true;
+}
+
+static void golden_free(void)
+{
+    npy_free(&X), npy_free(&CE), npy_free(&CS);
+    free(G.mean), free(G.lam_eigh), free(G.lam_svd), free(G.ratio);
+}
+
+static const float *my_x(void) { return G.x + (size_t)my_row0 * (size_t)G.d; }
+
+/* ---- comparison ------------------------------------------------------------------ */
+
+typedef struct {
+    double lam, comp, summary, mean;
+} errs;
+
+static double relerr(double a, double b) { return fabs(a - b) / fabs(b); }
+
+/* Checks r against the golden (cov → eigh reference, svd → svd reference);
+ * returns the largest errors for the log line. */
+static errs check_result(const pca_result *r, pca_method m, int64_t k)
+{
+    const double tol_lam = m == PCA_METHOD_COV ? 1e-9 : 1e-8;
+    const double tol_sum = m == PCA_METHOD_COV ? 1e-9 : 1e-8;
+    const double *lam = m == PCA_METHOD_COV ? G.lam_eigh : G.lam_svd;
+    const double *comp = m == PCA_METHOD_COV ? G.comp_eigh : G.comp_svd;
+    const int64_t d = G.d;
+    errs e = {0};
+    ck_assert_int_eq(r->method, m);
+    ck_assert_int_eq(r->n, G.n);
+    ck_assert_int_eq(r->d, d);
+    ck_assert_int_eq(r->k, k);
+    double mu_max = 0;
+    for (int64_t j = 0; j < d; j++) mu_max = fmax(mu_max, fabs(G.mean[j]));
+    for (int64_t j = 0; j < d; j++) e.mean = fmax(e.mean, fabs(r->mean[j] - G.mean[j]) / mu_max);
+    ck_assert_msg(e.mean <= 1e-12, "mean: relative error %.3e", e.mean);
+    for (int64_t i = 0; i < d; i++) {
+        double ei = relerr(r->eigenvalues[i], lam[i]);
+        ck_assert_msg(ei <= tol_lam, "eigenvalue %lld: %.17g vs %.17g (rel %.3e)", (long long)i,
+                      r->eigenvalues[i], lam[i], ei);
+        e.lam = fmax(e.lam, ei);
+    }
+    for (int64_t c = 0; c < k; c++)
+        for (int64_t j = 0; j < d; j++) {
+            double ec = fabs(r->components[c * d + j] - comp[c * d + j]);
+            ck_assert_msg(ec <= 1e-7, "component %lld entry %lld: %.17g vs %.17g", (long long)c, (long long)j,
+                          r->components[c * d + j], comp[c * d + j]);
+            e.comp = fmax(e.comp, ec);
+        }
+    for (int64_t i = 0; i < d; i++) {
+        double ei = relerr(r->explained_variance_ratio[i], G.ratio[i]);
+        ck_assert_msg(ei <= tol_sum, "explained variance ratio %lld: rel %.3e", (long long)i, ei);
+        e.summary = fmax(e.summary, ei);
+    }
+    ck_assert_int_eq(r->intrinsic_dim_90, G.dim90);
+    ck_assert_int_eq(r->intrinsic_dim_95, G.dim95);
+    ck_assert_int_eq(r->intrinsic_dim_99, G.dim99);
+    double es[3] = {relerr(r->participation_ratio, G.pr), relerr(r->effective_rank, G.erank),
+                    relerr(r->total_variance, G.total)};
+    ck_assert_msg(es[0] <= tol_sum, "participation ratio %.17g vs %.17g", r->participation_ratio, G.pr);
+    ck_assert_msg(es[1] <= tol_sum, "effective rank %.17g vs %.17g", r->effective_rank, G.erank);
+    ck_assert_msg(es[2] <= tol_sum, "total variance %.17g vs %.17g", r->total_variance, G.total);
+    for (int i = 0; i < 3; i++) e.summary = fmax(e.summary, es[i]);
+    return e;
+}
+
+static void log_errs(const char *what, const errs *e)
+{
+    if (dist_rank() == 0)
+        fprintf(stderr, "pca %-28s np=%d  eigenvalues %.1e  components %.1e  summary %.1e  mean %.1e\n",
+                what, dist_size(), e->lam, e->comp, e->summary, e->mean);
+}
+
+static void fit_and_check(const char *what, pca_method m, int64_t k, int nb, const blacs_grid *grid)
+{
+    pca_options o = pca_options_default();
+    o.method = m;
+    o.k = k;
+    o.nb = nb;
+    o.grid = grid;
+    pca_result r;
+    tp_status st = pca_fit_distributed(my_x(), my_rows, G.d, MPI_COMM_WORLD, &o, &r);
+    ck_assert_msg(st == TP_OK, "%s: %s", what, tp_err_msg());
+    errs e = check_result(&r, m, k);
+    log_errs(what, &e);
+    pca_result_free(&r);
+}
+
+/* ---- tests ----------------------------------------------------------------------- */
+
+START_TEST(test_grid_shape)
+{
+    static const int n[] = {1, 2, 3, 4, 5, 6, 8, 9, 12, 16, 7};
+    static const int want_r[] = {1, 1, 1, 2, 1, 2, 2, 3, 3, 4, 1};
+    for (size_t i = 0; i < sizeof n / sizeof n[0]; i++) {
+        int pr, pc;
+        blacs_grid_shape(n[i], &pr, &pc);
+        ck_assert_int_eq(pr, want_r[i]);
+        ck_assert_int_eq(pr * pc, n[i]);
+    }
+    blacs_grid g;
+    ck_assert_msg(blacs_grid_init(MPI_COMM_WORLD, 0, &g) == TP_OK, "%s", tp_err_msg());
+    int pr, pc;
+    blacs_grid_shape(dist_size(), &pr, &pc);
+    ck_assert_int_eq(g.nprow, pr);
+    ck_assert_int_eq(g.npcol, pc);
+    ck_assert_int_eq(g.nb, BLACS_DEFAULT_NB);
+    ck_assert(g.in_grid);
+    blacs_grid_free(&g);
+    /* A grid that does not fit is refused on every rank. */
+    ck_assert(blacs_grid_init_shape(MPI_COMM_WORLD, 2, dist_size(), 8, &g) == TP_ERR_RANGE);
+    ck_assert(strstr(tp_err_msg(), "does not fit") != NULL);
+}
+END_TEST
+
+/* scatter of a replicated matrix and gather back give it exactly, for several
+ * grid shapes, a block size that does not divide the sizes, and sub-matrices. */
+START_TEST(test_blacs_scatter_gather)
+{
+    const int m = 37, n = 23, nb = 4, size = dist_size();
+    double *full = malloc((size_t)m * n * sizeof *full), *back = malloc((size_t)m * n * sizeof *back);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) full[(size_t)j * m + i] = 1000.0 * i + j + 0.25;
+    const int shapes[][2] = {{0, 0}, {1, size}, {size, 1}, {1, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        blacs_grid g;
+        tp_status st = shapes[s][0] ? blacs_grid_init_shape(MPI_COMM_WORLD, shapes[s][0], shapes[s][1], nb, &g)
+                                    : blacs_grid_init(MPI_COMM_WORLD, nb, &g);
+        ck_assert_msg(st == TP_OK, "%s", tp_err_msg());
+        blacs_matrix A;
+        ck_assert(blacs_matrix_init(&g, m, n, &A) == TP_OK);
+        /* Every element is on exactly one rank. */
+        long mine = (long)A.mloc * A.nloc, all = 0;
+        MPI_Allreduce(&mine, &all, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        ck_assert_int_eq(all, (long)m * n);
+        double *loc = malloc(blacs_matrix_local_size(&A) * sizeof *loc);
+        blacs_scatter_replicated(&g, &A, full, loc);
+        ck_assert(blacs_gather_replicated(&g, &A, loc, 0, m, 0, n, back) == TP_OK);
+        ck_assert(memcmp(back, full, (size_t)m * n * sizeof *full) == 0);
+        ck_assert(blacs_gather_replicated(&g, &A, loc, 5, 9, 3, 11, back) == TP_OK);
+        for (int j = 0; j < 11; j++)
+            for (int i = 0; i < 9; i++) ck_assert(back[(size_t)j * 9 + i] == full[(size_t)(j + 3) * m + i + 5]);
+        ck_assert(blacs_gather_replicated(&g, &A, loc, 30, 9, 0, 1, back) == TP_ERR_RANGE);
+        free(loc);
+        blacs_grid_free(&g);
+    }
+    free(full), free(back);
+}
+END_TEST
+
+START_TEST(test_cov_default_grid)
+{
+    /* nb = 8: the 48 × 48 covariance spans 6 × 6 blocks, spread over the grid. */
+    fit_and_check("cov nb=8 k=d", PCA_METHOD_COV, G.d, 8, NULL);
+    /* Default nb = 64: one block, all on process (0, 0); k < d. */
+    fit_and_check("cov nb=64 k=10", PCA_METHOD_COV, 10, 0, NULL);
+}
+END_TEST
+
+START_TEST(test_svd_default_grid)
+{
+    fit_and_check("svd nb=8 k=d", PCA_METHOD_SVD, G.d, 8, NULL);
+    fit_and_check("svd nb=64 k=5", PCA_METHOD_SVD, 5, 0, NULL);
+}
+END_TEST
+
+/* Non-default shapes: 1×P and P×1 (1×4 with 4 ranks), and 1×1, which leaves
+ * every rank but 0 outside the grid. */
+START_TEST(test_other_grids)
+{
+    const int size = dist_size();
+    const int shapes[][2] = {{1, size}, {size, 1}, {1, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        blacs_grid g;
+        ck_assert_msg(blacs_grid_init_shape(MPI_COMM_WORLD, shapes[s][0], shapes[s][1], 8, &g) == TP_OK, "%s",
+                      tp_err_msg());
+        ck_assert(g.in_grid == (dist_rank() < shapes[s][0] * shapes[s][1]));
+        char what[64];
+        snprintf(what, sizeof what, "cov grid %dx%d", shapes[s][0], shapes[s][1]);
+        fit_and_check(what, PCA_METHOD_COV, G.d, 8, &g);
+        snprintf(what, sizeof what, "svd grid %dx%d", shapes[s][0], shapes[s][1]);
+        fit_and_check(what, PCA_METHOD_SVD, G.d, 8, &g);
+        blacs_grid_free(&g);
+    }
+}
+END_TEST
+
+/* Streaming: rows added a few at a time (7, spanning calls and the f64 row
+ * blocks) give the same result as one call. */
+START_TEST(test_accum_streaming)
+{
+    pca_accum *acc = NULL;
+    ck_assert(pca_accum_init(G.d, &acc) == TP_OK);
+    for (int64_t r = 0; r < my_rows; r += 7) {
+        int64_t nb = my_rows - r < 7 ? my_rows - r : 7;
+        ck_assert(pca_accum_add(acc, my_x() + (size_t)r * G.d, nb) == TP_OK);
+    }
+    ck_assert(pca_accum_add(acc, NULL, 0) == TP_OK);
+    pca_options o = pca_options_default();
+    o.k = 12;
+    o.nb = 16;
+    pca_result r;
+    ck_assert_msg(pca_accum_finish(acc, MPI_COMM_WORLD, &o, &r) == TP_OK, "%s", tp_err_msg());
+    pca_accum_free(acc);
+    errs e = check_result(&r, PCA_METHOD_COV, 12);
+    log_errs("cov streamed 7 rows/call", &e);
+    pca_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    pca_options o = pca_options_default();
+    pca_result r;
+    /* k > d */
+    o.k = G.d + 1;
+    ck_assert(pca_fit_distributed(my_x(), my_rows, G.d, MPI_COMM_WORLD, &o, &r) == TP_ERR_RANGE);
+    ck_assert(strstr(tp_err_msg(), "k = 49") != NULL);
+    /* d = 0 */
+    o.k = 0;
+    ck_assert(pca_fit_distributed(my_x(), my_rows, 0, MPI_COMM_WORLD, &o, &r) == TP_ERR_RANGE);
+    ck_assert(strstr(tp_err_msg(), "d = 0") != NULL);
+    pca_accum *acc = NULL;
+    ck_assert(pca_accum_init(0, &acc) == TP_ERR_RANGE);
+    /* fewer than 2 rows in all: one row on rank 0, none elsewhere, both methods */
+    for (int m = 0; m < 2; m++) {
+        o.method = (pca_method)m;
+        o.k = 1;
+        ck_assert(pca_fit_distributed(my_x(), dist_rank() == 0 ? 1 : 0, G.d, MPI_COMM_WORLD, &o, &r) ==
+                  TP_ERR_RANGE);
+        ck_assert_msg(strstr(tp_err_msg(), "1 rows in all") != NULL, "%s", tp_err_msg());
+    }
+    /* a bad argument on one rank only fails every rank, without a hang */
+    for (int m = 0; m < 2 && dist_size() > 1; m++) {
+        o.method = (pca_method)m;
+        tp_status st = pca_fit_distributed(dist_rank() == 1 ? NULL : my_x(), my_rows > 0 ? my_rows : 1, G.d,
+                                           MPI_COMM_WORLD, &o, &r);
+        ck_assert(st != TP_OK);
+        if (dist_rank() == 1) ck_assert_msg(strstr(tp_err_msg(), "NULL") != NULL, "%s", tp_err_msg());
+        else ck_assert_msg(strstr(tp_err_msg(), "another rank") != NULL, "%s", tp_err_msg());
+    }
+    /* method names */
+    pca_method pm;
+    ck_assert(pca_method_parse("svd", &pm) == TP_OK && pm == PCA_METHOD_SVD);
+    ck_assert(pca_method_parse("cov", &pm) == TP_OK && pm == PCA_METHOD_COV);
+    ck_assert(pca_method_parse("eig", &pm) == TP_ERR_CONFIG);
+    ck_assert(strstr(tp_err_msg(), "'eig'") != NULL);
+}
+END_TEST
+
+/* The summary numbers on a spectrum known by hand. */
+START_TEST(test_summarise)
+{
+    /* ratios 0.55 0.32 0.09 0.035 0.005: cumulative 0.55 0.87 0.96 0.995 1 */
+    double lam[5] = {55, 32, 9, 3.5, 0.5}, ratio[5];
+    pca_result r = {.d = 5, .eigenvalues = lam, .explained_variance_ratio = ratio};
+    pca_summarise(&r);
+    ck_assert_double_eq_tol(r.total_variance, 100, 1e-13);
+    ck_assert_int_eq(r.intrinsic_dim_90, 3);
+    ck_assert_int_eq(r.intrinsic_dim_95, 3);
+    ck_assert_int_eq(r.intrinsic_dim_99, 4);
+    ck_assert_double_eq_tol(r.participation_ratio, 1e4 / (3025 + 1024 + 81 + 12.25 + 0.25), 1e-13);
+    double h = 0;
+    for (int i = 0; i < 5; i++) h -= lam[i] / 100 * log(lam[i] / 100);
+    ck_assert_double_eq_tol(r.effective_rank, exp(h), 1e-13);
+    /* A negative (rounding) eigenvalue counts as 0 in PR and effective rank. */
+    double neg[3] = {2, 2, -1e-17};
+    r.d = 3;
+    r.eigenvalues = neg;
+    pca_summarise(&r);
+    ck_assert_double_eq_tol(r.participation_ratio, 2, 1e-14);
+    ck_assert_double_eq_tol(r.effective_rank, 2, 1e-14);
+    /* Equal eigenvalues: participation ratio and effective rank are the count. */
+    double flat[4] = {2, 2, 2, 2};
+    r.d = 4;
+    r.eigenvalues = flat;
+    pca_summarise(&r);
+    ck_assert_double_eq_tol(r.participation_ratio, 4, 1e-14);
+    ck_assert_double_eq_tol(r.effective_rank, 4, 1e-14);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (dist_init(&argc, &argv) != TP_OK) return 2;
+    int ok = golden_load(), all_ok = ok;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!all_ok) {
+        golden_free();
+        dist_finalize();
+        return 1;
+    }
+    Suite *s = suite_create("pca");
+    TCase *tc = tcase_create("distributed");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_grid_shape);
+    tcase_add_test(tc, test_blacs_scatter_gather);
+    tcase_add_test(tc, test_summarise);
+    tcase_add_test(tc, test_cov_default_grid);
+    tcase_add_test(tc, test_svd_default_grid);
+    tcase_add_test(tc, test_other_grids);
+    tcase_add_test(tc, test_accum_streaming);
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    int rc = tp_test_run_suite_nofork(s);
+    golden_free();
+    /* Every rank's verdict decides the exit code of every rank. */
+    int worst = rc;
+    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    dist_finalize();
+    return worst;
+}
