@@ -1,11 +1,12 @@
 #include "cmd/eval_cmd.h"
 
-#include "cmd/model_io.h"
+#include "model/model_io.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 #include "io/corpus.h"
+#include "io/dataset.h"
 #include "io/npy.h"
 #include "io/sequences.h"
 #include "model/lm_loss.h"
@@ -53,9 +54,7 @@ tp_status eval_cmd_run(tp_cli *cli, const char *run_dir)
 
     tp_model *m = NULL;
     tp_tokenizer *tok = NULL;
-    corpus *c = NULL;
-    size_t *docs = NULL, ndocs = 0;
-    tp_sequences seqs = {0};
+    tp_dataset data = {0};
     tp_forward *f = NULL;
     int *dom = NULL;
     float *per_tok = NULL, *all_tok = NULL;
@@ -64,16 +63,12 @@ tp_status eval_cmd_run(tp_cli *cli, const char *run_dir)
     tp_status st;
 
     TP_CHECK_GOTO(model_io_open(cfg, &m, &tok), st, done);
-    TP_CHECK_GOTO(corpus_open(tp_config_str(cfg, "data.corpus"), tp_config_bool(cfg, "data.skip_malformed"), &c),
-                  st, done);
-    size_t want = (size_t)tp_config_int(cfg, "data.num_samples");
-    docs = tp_malloc((want < corpus_count(c) ? want : corpus_count(c)) * sizeof *docs);
-    if (!docs) { st = TP_ERR_NOMEM; goto done; }
-    TP_CHECK_GOTO(corpus_sample(c, want, (uint64_t)tp_config_int(cfg, "data.seed"), docs, &ndocs), st, done);
-    int seq_len = (int)tp_config_int(cfg, "data.seq_len");
-    tp_packing packing = !strcmp(tp_config_str(cfg, "data.packing"), "pack") ? TP_PACK_PACK : TP_PACK_SPLIT;
-    TP_CHECK_GOTO(sequences_build(c, docs, ndocs, tok, seq_len, packing, m->cfg.eos_token_id, &seqs), st, done);
-    if (!seqs.n_seqs) { st = tp_err(TP_ERR_FORMAT, "eval: the sampled documents give no sequences"); goto done; }
+    TP_CHECK_GOTO(dataset_open(cfg, tok, m->cfg.eos_token_id, "eval", &data), st, done);
+    const tp_sequences seqs = data.seqs;
+    corpus *c = data.corpus;
+    size_t ndocs = data.ndocs;
+    int seq_len = data.seq_len;
+    tp_packing packing = data.packing;
 
     /* Contiguous runs of sequences per rank. */
     size_t lo = seqs.n_seqs * (size_t)rank / (size_t)size, hi = seqs.n_seqs * (size_t)(rank + 1) / (size_t)size;
@@ -164,9 +159,7 @@ done:
     free(seq_sum);
     free(dom);
     forward_free(f);
-    sequences_free(&seqs);
-    free(docs);
-    corpus_close(c);
+    dataset_close(&data);
     tokenizer_free(tok);
     model_close(m);
     return st;

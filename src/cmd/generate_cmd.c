@@ -1,6 +1,6 @@
 #include "cmd/generate_cmd.h"
 
-#include "cmd/model_io.h"
+#include "model/model_io.h"
 #include "core/log.h"
 #include "dist/world.h"
 #include "model/forward.h"

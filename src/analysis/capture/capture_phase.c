@@ -1,12 +1,13 @@
 #include "analysis/capture/capture_phase.h"
 
-#include "cmd/model_io.h"
+#include "model/model_io.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 #include "io/corpus.h"
+#include "io/dataset.h"
 #include "io/sequences.h"
 #include "io/store.h"
 #include "model/forward.h"
@@ -133,9 +134,7 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
     tp_status st;
     tp_model *m = NULL;
     tp_tokenizer *tok = NULL;
-    corpus *c = NULL;
-    size_t *docs = NULL, ndocs = 0;
-    tp_sequences seqs = {0};
+    tp_dataset data = {0};
     tp_forward *f = NULL;
     tp_hooks *hooks = NULL;
     tp_store *store = NULL;
@@ -155,18 +154,16 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
     TP_CHECK_GOTO(resolve_points(cfg, m, pts, &npts), st, done);
 
     /* The sample and its sequences: identical on every rank. */
+    TP_CHECK_GOTO(dataset_open(cfg, tok, mc->eos_token_id, "capture", &data), st, done);
+    const tp_sequences seqs = data.seqs;
+    corpus *c = data.corpus;
+    const size_t *docs = data.docs;
+    size_t ndocs = data.ndocs;
+    int seq_len = data.seq_len;
+    uint64_t seed = data.seed;
     const char *corpus_spec = tp_config_str(cfg, "data.corpus");
-    TP_CHECK_GOTO(corpus_open(corpus_spec, tp_config_bool(cfg, "data.skip_malformed"), &c), st, done);
-    size_t want = (size_t)tp_config_int(cfg, "data.num_samples");
-    docs = tp_malloc((want < corpus_count(c) ? want : corpus_count(c)) * sizeof *docs);
-    if (!docs) { st = TP_ERR_NOMEM; goto done; }
-    uint64_t seed = (uint64_t)tp_config_int(cfg, "data.seed");
-    TP_CHECK_GOTO(corpus_sample(c, want, seed, docs, &ndocs), st, done);
-    int seq_len = (int)tp_config_int(cfg, "data.seq_len");
     const char *packing_s = tp_config_str(cfg, "data.packing");
-    tp_packing packing = !strcmp(packing_s, "pack") ? TP_PACK_PACK : TP_PACK_SPLIT;
-    TP_CHECK_GOTO(sequences_build(c, docs, ndocs, tok, seq_len, packing, mc->eos_token_id, &seqs), st, done);
-    if (!seqs.n_tokens) { st = tp_err(TP_ERR_FORMAT, "capture: the sampled documents give no tokens"); goto done; }
+    size_t want = (size_t)tp_config_int(cfg, "data.num_samples");
 
     /* Units of `batch` sequences; contiguous runs of units per rank, balanced by tokens. */
     int batch = (int)tp_config_int(cfg, "forward.batch_size");
@@ -410,9 +407,7 @@ done:
     free(my_units);
     hooks_free(hooks);
     forward_free(f);
-    sequences_free(&seqs);
-    free(docs);
-    corpus_close(c);
+    dataset_close(&data);
     tokenizer_free(tok);
     model_close(m);
     return st;

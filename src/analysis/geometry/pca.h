@@ -46,7 +46,8 @@ typedef enum { PCA_METHOD_COV = 0, PCA_METHOD_SVD = 1 } pca_method;
 typedef struct {
     pca_method method;          /* geometry.pca.method: cov | svd */
     int64_t k;                  /* components to return (≤ d; svd: also ≤ n) */
-    int nb;                     /* ScaLAPACK block size, default BLACS_DEFAULT_NB */
+    int nb;                     /* ScaLAPACK block size of the grid made when grid
+                                   is NULL; default BLACS_DEFAULT_NB */
     const blacs_grid *grid;     /* NULL: a near-square grid over comm (made and freed
                                    inside); else used as is (its comm must be comm) */
 } pca_options;

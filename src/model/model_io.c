@@ -1,4 +1,4 @@
-#include "cmd/model_io.h"
+#include "model/model_io.h"
 
 #include "core/fsutil.h"
 
