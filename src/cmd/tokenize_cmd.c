@@ -1,5 +1,7 @@
 #include "cmd/tokenize_cmd.h"
 
+#include "model/model_io.h"
+
 #include "core/fsutil.h"
 #include "dist/world.h"
 #include "model/tokenizer.h"
@@ -33,31 +35,6 @@ static tp_status read_all(const char *path, char **data, size_t *len)
     if (f != stdin) fclose(f);
     if (st != TP_OK) { free(buf); return st; }
     *data = buf, *len = n;
-    return TP_OK;
-}
-
-/* "1,2,3" (spaces allowed after commas) into ids. */
-static tp_status parse_ids(const char *text, int32_t **ids, size_t *n)
-{
-    size_t cap = 1;
-    for (const char *p = text; *p; p++) cap += *p == ',';
-    int32_t *out = tp_malloc(cap * sizeof *out);
-    if (!out) return TP_ERR_NOMEM;
-    size_t k = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            free(out);
-            return tp_err(TP_ERR_CONFIG, "tokenize: --ids: expected non-negative integers separated by ',', got '%s'",
-                          text);
-        }
-        out[k++] = (int32_t)v;
-        p = *end ? end + 1 : end;
-    }
-    *ids = out, *n = k;
     return TP_OK;
 }
 
@@ -98,7 +75,7 @@ tp_status tokenize_cmd_run(tp_cli *cli)
     char *data = NULL;
     size_t len = 0;
     if (ids_text) {
-        TP_CHECK_GOTO(parse_ids(ids_text, &ids, &n), st, done);
+        TP_CHECK_GOTO(model_io_parse_ids(ids_text, &ids, &n), st, done);
         unsigned flags = skip_special ? TOKENIZER_SKIP_SPECIAL : 0;
         TP_CHECK_GOTO(tokenizer_decode(tok, ids, n, flags, &data, &len), st, done);
         if (dist_rank() == 0 && (fwrite(data, 1, len, stdout) != len || fflush(stdout)))

@@ -32,17 +32,16 @@ tp_status model_io_parse_ids(const char *text, int32_t **ids, size_t *n)
     if (!out) return TP_ERR_NOMEM;
     size_t k = 0;
     const char *p = text;
-    for (;;) {
+    while (*p) {
         char *end;
         errno = 0;
-        long v = strtol(p, &end, 10);
+        long v = strtol(p, &end, 10);   /* skips the spaces after a comma */
         if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
             free(out);
-            return tp_err(TP_ERR_CONFIG, "expected token ids like 1,2,3, got '%s'", text);
+            return tp_err(TP_ERR_CONFIG, "--ids: expected non-negative integers separated by ',', got '%s'", text);
         }
         out[k++] = (int32_t)v;
-        if (!*end) break;
-        p = end + 1;
+        p = *end ? end + 1 : end;
     }
     *ids = out, *n = k;
     return TP_OK;
