@@ -75,6 +75,16 @@ static double peak_rss_mb(void)
     return (double)ru.ru_maxrss / 1024.0;   /* Linux: KiB */
 }
 
+/* Page faults so far (minor, major): a forward pass over mmapped weights should
+ * take none once warm; faults mean the kernel dropped pages between passes. */
+static void page_faults(long *minor, long *major)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *minor = ru.ru_minflt;
+    *major = ru.ru_majflt;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -304,7 +314,13 @@ static void run_conversion(const tp_model *m, int reps)
     if (elems > 0) {
         double med = median(tt, reps);
         printf("convert_kernel=%s\n", tp_dtype_kernel_name());
-        printf("convert_ms=%.1f convert_gelem_per_s=%.2f\n", 1e3 * med, elems / med / 1e9);
+        double lo = tt[0], hi = tt[0];
+        for (int i = 1; i < reps; i++) {
+            lo = tt[i] < lo ? tt[i] : lo;
+            hi = tt[i] > hi ? tt[i] : hi;
+        }
+        printf("convert_ms=%.1f convert_min_ms=%.1f convert_max_ms=%.1f convert_gelem_per_s=%.2f\n",
+               1e3 * med, 1e3 * lo, 1e3 * hi, elems / med / 1e9);
     }
     free(tt);
     free(tile);
@@ -431,11 +447,14 @@ int main(int argc, char **argv)
         free(times);
         return rc;
     }
+    long flt0 = 0, majflt0 = 0, flt1, majflt1;
     for (int rep = -1; rep < reps; rep++) {   /* rep -1: warm-up */
+        if (rep == 0) page_faults(&flt0, &majflt0);
         double ts = now_s();
         CHECK(forward_run(f, ids, 1, T, hooks, TP_LOGITS_ALL, -1, &logits));
         if (rep >= 0) times[rep] = now_s() - ts;
     }
+    page_faults(&flt1, &majflt1);
     double rss = peak_rss_mb();
     int finite = 1;
     for (size_t i = 0; i < (size_t)T * (size_t)c->vocab_size; i++)
@@ -453,6 +472,10 @@ int main(int argc, char **argv)
     printf("seq=%d capture_layer=%d reps=%d scratch_mb=%.0f\n", T, L, reps,
            (double)forward_scratch_bytes(f) / 1048576.0);
     printf("median_s=%.4f min_s=%.4f max_s=%.4f\n", med, lo, hi);
+    printf("pass_s=");
+    for (int i = 0; i < reps; i++) printf("%s%.3f", i ? "," : "", times[i]);
+    printf("\nfaults_per_pass minor=%.0f major=%.0f\n", (double)(flt1 - flt0) / reps,
+           (double)(majflt1 - majflt0) / reps);
     printf("tokens_per_s=%.1f\n", T / med);
     printf("gflop=%.2f gflops=%.1f\n", fl / 1e9, fl / med / 1e9);
     printf("peak_rss_mb=%.0f\n", rss);
