@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* Loader state: the set of tensors consumed, so unused ones can be reported. */
 typedef struct {
@@ -141,6 +143,16 @@ static void report_unused(loader *ld)
                     extra > 4 ? ", ..." : "");
 }
 
+/* Drops the mmap'ed pages of a converted matrix from memory: nothing reads them
+ * again, and keeping them would hold both copies resident. Only whole pages inside
+ * the range; failure is harmless (the pages just stay). */
+static void release_pages(const void *data, size_t bytes)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)data + page - 1) & ~(page - 1), hi = ((uintptr_t)data + bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* Converts every non-f32 matrix once into one f32 block and repoints the views. */
 static tp_status convert_upfront(tp_model *m)
 {
@@ -168,6 +180,7 @@ static tp_status convert_upfront(tp_model *m)
         if (w->dtype == TP_DTYPE_F32) continue;
         size_t cnt = (size_t)(w->rows * w->cols);
         tp_convert_to_f32(w->dtype, w->data, p, cnt);
+        release_pages(w->data, cnt * tp_dtype_size(w->dtype));
         w->data = p;
         w->dtype = TP_DTYPE_F32;
         p += cnt;

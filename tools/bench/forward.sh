@@ -90,7 +90,7 @@ for L in $LAYERS; do
                  --seq $SEQ --threads "$THREADS" --reps 5)
         echo
         echo "## Where the time goes: $L layers, C on the $dt checkpoint (per_matrix), others=$others"
-        grep -E '^(blas|median_s|tokens_per_s|gflop|peak_rss_mb|finite|convert|ceiling_gflop|paired|forward_over)' "$out" | sed 's/^/  /'
+        grep -E '^(blas|median_s|pass_s|faults|tokens_per_s|gflop|peak_rss_mb|finite|convert|ceiling_gflop|paired|forward_over)' "$out" | sed 's/^/  /'
         echo "  per phase, summed over layers (median of 5 passes; time since the previous capture point):"
         grep '^phase' "$out" | sed 's/^phase /    /'
         grep -E '^ceiling_[a-z_]+_ms' "$out" | sed 's/^/  GEMM alone: /'
