@@ -98,3 +98,26 @@ const char *dist_library_version(char *buf, size_t n)
     snprintf(buf, n, "%s", v);
     return buf;
 }
+
+tp_status dist_agree(MPI_Comm comm, tp_status mine, const char *what)
+{
+    int bad = mine != TP_OK, any = bad;
+    MPI_CHECK(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm));
+    if (mine != TP_OK) return mine;
+    if (any) {
+        int rank = 0;
+        MPI_Comm_rank(comm, &rank);
+        return tp_err(TP_ERR_MPI, "%s: another rank failed (this is rank %d)", what, rank);
+    }
+    return TP_OK;
+}
+
+tp_status dist_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t n)
+{
+    const size_t chunk = (size_t)1 << 28;
+    for (size_t off = 0; off < n; off += chunk) {
+        int cnt = (int)(n - off < chunk ? n - off : chunk);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_DOUBLE, MPI_SUM, comm));
+    }
+    return TP_OK;
+}

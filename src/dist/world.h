@@ -6,6 +6,8 @@
 
 #include "core/error.h"
 
+#include <mpi.h>
+
 #include <stddef.h>
 
 tp_status dist_init(int *argc, char ***argv);
@@ -18,6 +20,14 @@ void dist_abort(int code) __attribute__((noreturn));
  * dist_free_strings); other ranks get NULL. Collective. */
 tp_status dist_gather_strings(const char *mine, char ***all);
 void dist_free_strings(char **all);
+/* Collective: every rank learns whether any rank failed. A failing rank keeps its
+ * own status and message; the others get TP_ERR_MPI "<what>: another rank failed
+ * (this is rank N)". Without it a local failure (bad input, allocation) leaves the
+ * other ranks waiting in the next collective. */
+tp_status dist_agree(MPI_Comm comm, tp_status mine, const char *what);
+/* In-place MPI_SUM of n doubles over comm, in chunks that fit MPI's int counts. */
+tp_status dist_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t n);
+
 /* MPI library version string (for versions.json). */
 const char *dist_library_version(char *buf, size_t n);
 

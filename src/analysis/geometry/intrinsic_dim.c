@@ -2,6 +2,7 @@
 
 #include "analysis/geometry/knn.h"
 #include "dist/mpi_check.h"
+#include "dist/world.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -95,20 +96,6 @@ tp_status intrinsic_dim_twonn_from_knn(const double *dist, int64_t nq, int64_t l
     return TP_OK;
 }
 
-/* Every rank learns whether any rank failed; a failing rank keeps its message. */
-static tp_status agree(MPI_Comm comm, tp_status mine)
-{
-    int bad = mine != TP_OK, any = bad;
-    MPI_CHECK(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm));
-    if (mine != TP_OK) return mine;
-    if (any) {
-        int rank = 0;
-        MPI_Comm_rank(comm, &rank);
-        return tp_err(TP_ERR_MPI, "intrinsic dim: another rank failed (this is rank %d)", rank);
-    }
-    return TP_OK;
-}
-
 tp_status intrinsic_dim_estimate(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
                                  const intrinsic_dim_options *opt, intrinsic_dim_result *out)
 {
@@ -122,7 +109,7 @@ tp_status intrinsic_dim_estimate(const float *rows, int64_t n_local, int64_t d, 
     else if (opt->sample < 0) st = tp_err(TP_ERR_RANGE, "intrinsic dim: sample = %lld", (long long)opt->sample);
     else if (!(opt->twonn_discard >= 0 && opt->twonn_discard < 1))
         st = tp_err(TP_ERR_RANGE, "intrinsic dim: TwoNN discard fraction %g is not in [0, 1)", opt->twonn_discard);
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "intrinsic dim"));
 
     int64_t row0 = 0, n = 0;
     TP_CHECK(knn_row_offset(n_local, comm, &row0, &n));
@@ -138,7 +125,7 @@ tp_status intrinsic_dim_estimate(const float *rows, int64_t n_local, int64_t d, 
     int64_t *idx = tp_malloc((size_t)m * (size_t)k * sizeof *idx);
     st = out->sample_index && out->mle_pointwise && queries && dist && idx ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) st = knn_sample_indices(n, m, opt->seed, out->sample_index);
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "intrinsic dim")) != TP_OK) goto done;
     st = knn_gather_rows(rows, n_local, row0, (size_t)d * sizeof(float), out->sample_index, m, -1, comm, queries);
     if (st != TP_OK) goto done;
     st = knn_distributed(queries, m, d, rows, n_local, row0, k, out->sample_index, comm, dist, idx);

@@ -2,6 +2,7 @@
 
 #include "analysis/geometry/knn.h"
 #include "dist/mpi_check.h"
+#include "dist/world.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -26,30 +27,6 @@ void kmeans_result_free(kmeans_result *r)
     free(r->sizes);
     free(r->assign);
     memset(r, 0, sizeof *r);
-}
-
-/* Every rank learns whether any rank failed; a failing rank keeps its message. */
-static tp_status agree(MPI_Comm comm, tp_status mine)
-{
-    int bad = mine != TP_OK, any = bad;
-    MPI_CHECK(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm));
-    if (mine != TP_OK) return mine;
-    if (any) {
-        int rank = 0;
-        MPI_Comm_rank(comm, &rank);
-        return tp_err(TP_ERR_MPI, "kmeans: another rank failed (this is rank %d)", rank);
-    }
-    return TP_OK;
-}
-
-static tp_status allreduce_sum(MPI_Comm comm, double *buf, size_t n)
-{
-    const size_t chunk = (size_t)1 << 28;
-    for (size_t off = 0; off < n; off += chunk) {
-        int cnt = (int)(n - off < chunk ? n - off : chunk);
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_DOUBLE, MPI_SUM, comm));
-    }
-    return TP_OK;
 }
 
 static double d2_f32_f64(const float *restrict x, const double *restrict c, int64_t d)
@@ -135,10 +112,10 @@ tp_status kmeans_init_plusplus(const float *rows, int64_t n_local, int64_t d, in
     float *x = rank == 0 ? tp_malloc((size_t)m * (size_t)d * sizeof *x) : NULL;
     tp_status st = idx && (rank != 0 || x) ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) st = knn_sample_indices(n, m, seed, idx);
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     if ((st = knn_gather_rows(rows, n_local, row0, (size_t)d * sizeof(float), idx, m, 0, comm, x)) != TP_OK) goto done;
     if (rank == 0) st = plusplus_local(x, m, d, k, seed ^ 0x6b6d65616e732b2bULL, centres);
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     for (size_t off = 0, n_c = (size_t)k * (size_t)d; off < n_c; off += (size_t)1 << 28) {
         int cnt = (int)(n_c - off < ((size_t)1 << 28) ? n_c - off : ((size_t)1 << 28));
         if (MPI_Bcast(centres + off, cnt, MPI_DOUBLE, 0, comm) != MPI_SUCCESS) {
@@ -240,7 +217,7 @@ static tp_status relocate_empty(const assign_ctx *c, const float *rows, int64_t 
     double *all = tp_malloc((size_t)size * (size_t)ne * rl * sizeof *all);
     int64_t *empty = tp_malloc((size_t)ne * sizeof *empty);
     tp_status st = top && rec && all && empty ? TP_OK : TP_ERR_NOMEM;
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     for (int64_t e = 0; e < ne; e++) top[(size_t)e * rl] = -1.0, top[(size_t)e * rl + 1] = 0;
     for (int64_t i = 0; i < n_local; i++) {
         const float *xi = rows + (size_t)i * (size_t)d;
@@ -293,7 +270,7 @@ static tp_status check_fit_inputs(const float *rows, int64_t n_local, int64_t d,
     else if (opt->max_iter < 1) st = tp_err(TP_ERR_RANGE, "kmeans: max_iter = %d", opt->max_iter);
     else if (n_local < 0 || (n_local > 0 && !rows))
         st = tp_err(TP_ERR_RANGE, "kmeans: NULL rows or n_local < 0 on rank %d", rank);
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "kmeans"));
     int64_t v[4] = {d, opt->k, -d, -opt->k}, r[4];
     MPI_CHECK(MPI_Allreduce(v, r, 4, MPI_INT64_T, MPI_MAX, comm));
     if (r[0] != -r[2] || r[1] != -r[3]) return tp_err(TP_ERR_RANGE, "kmeans: ranks disagree on d or k");
@@ -323,7 +300,7 @@ tp_status kmeans_fit_distributed(const float *rows, int64_t n_local, int64_t d, 
     double *cn = tp_malloc((size_t)k * sizeof *cn), *acc = tp_malloc(nacc * sizeof *acc);
     double *xb = tp_malloc((size_t)KM_RB * (size_t)d * sizeof *xb), *g = tp_malloc((size_t)KM_RB * (size_t)k * sizeof *g);
     tp_status st = out->centres && out->sizes && out->assign && shift && cs && cn && acc && xb && g ? TP_OK : TP_ERR_NOMEM;
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
 
     if (opt->init) {
         memcpy(out->centres, opt->init, kd * sizeof *out->centres);
@@ -350,7 +327,7 @@ tp_status kmeans_fit_distributed(const float *rows, int64_t n_local, int64_t d, 
         memset(acc, 0, nacc * sizeof *acc);
         double *sums = acc, *counts = acc + kd;
         acc[nacc - 1] = (double)assign_rows(&ctx, rows, n_local, out->assign, sums, counts);
-        if ((st = allreduce_sum(comm, acc, nacc)) != TP_OK) goto done;
+        if ((st = dist_allreduce_sum_f64(comm, acc, nacc)) != TP_OK) goto done;
         if ((st = relocate_empty(&ctx, rows, n_local, row0, out->assign, sums, counts, comm, &out->relocated)) != TP_OK)
             goto done;
         for (int64_t q = 0; q < k; q++) {
@@ -376,7 +353,7 @@ tp_status kmeans_fit_distributed(const float *rows, int64_t n_local, int64_t d, 
         acc[q] += 1.0;
         acc[k] += d2_f32_f64(rows + (size_t)i * (size_t)d, out->centres + (size_t)q * (size_t)d, d);
     }
-    if ((st = allreduce_sum(comm, acc, (size_t)k + 1)) != TP_OK) goto done;
+    if ((st = dist_allreduce_sum_f64(comm, acc, (size_t)k + 1)) != TP_OK) goto done;
     for (int64_t q = 0; q < k; q++) out->sizes[q] = (int64_t)acc[q];
     out->inertia = acc[k];
 done:
@@ -402,7 +379,7 @@ tp_status kmeans_silhouette_distributed(const float *rows, const int32_t *labels
         if (labels[i] < 0 || labels[i] >= k)
             st = tp_err(TP_ERR_RANGE, "silhouette: label %d of local row %lld on rank %d is not in [0, %lld)",
                         (int)labels[i], (long long)i, rank, (long long)k);
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "kmeans"));
     int64_t row0 = 0, n = 0;
     TP_CHECK(knn_row_offset(n_local, comm, &row0, &n));
     const int64_t m = sample <= 0 || sample > n ? n : sample;
@@ -416,7 +393,7 @@ tp_status kmeans_silhouette_distributed(const float *rows, const int32_t *labels
     double *g = tp_malloc((size_t)KM_QB * KM_RB * sizeof *g), *csum = tp_malloc((size_t)KM_QB * (size_t)k * sizeof *csum);
     st = idx && x && lab && cnt && shift && norm && qb && rb && g && csum ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) st = knn_sample_indices(n, m, seed, idx);
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     if ((st = knn_gather_rows(rows, n_local, row0, (size_t)d * sizeof(float), idx, m, -1, comm, x)) != TP_OK) goto done;
     if ((st = knn_gather_rows(labels, n_local, row0, sizeof(int32_t), idx, m, -1, comm, lab)) != TP_OK) goto done;
 
@@ -475,7 +452,7 @@ tp_status kmeans_silhouette_distributed(const float *rows, const int32_t *labels
             if (den > 0) sil += (b - a) / den;
         }
     }
-    if ((st = allreduce_sum(comm, &sil, 1)) != TP_OK) goto done;
+    if ((st = dist_allreduce_sum_f64(comm, &sil, 1)) != TP_OK) goto done;
     *score = sil / (double)m;
 done:
     free(idx), free(x), free(lab), free(cnt), free(shift), free(norm), free(qb), free(rb), free(g), free(csum);

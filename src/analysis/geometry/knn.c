@@ -1,6 +1,7 @@
 #include "analysis/geometry/knn.h"
 
 #include "dist/mpi_check.h"
+#include "dist/world.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -21,22 +22,6 @@ typedef struct {
 } knn_pair;
 
 static const knn_pair KNN_NONE = {INFINITY, INT64_MAX};
-
-/* ---- collective agreement ------------------------------------------------------ */
-
-/* Every rank learns whether any rank failed; a failing rank keeps its message. */
-static tp_status agree(MPI_Comm comm, tp_status mine)
-{
-    int bad = mine != TP_OK, any = bad;
-    MPI_CHECK(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm));
-    if (mine != TP_OK) return mine;
-    if (any) {
-        int rank = 0;
-        MPI_Comm_rank(comm, &rank);
-        return tp_err(TP_ERR_MPI, "knn: another rank failed (this is rank %d)", rank);
-    }
-    return TP_OK;
-}
 
 /* Every rank passed the same values v[0..n) (n ≤ 4). */
 static tp_status agree_values(MPI_Comm comm, const int64_t *v, int n, const char *what)
@@ -153,14 +138,14 @@ tp_status knn_gather_rows(const void *rows_local, int64_t n_local, int64_t row0,
     else if (n_local < 0 || (n_local > 0 && !rows_local) || (m > 0 && !idx) ||
              (m > 0 && !out && (root < 0 || root == rank)))
         st = tp_err(TP_ERR_RANGE, "gather rows: NULL buffer or n_local < 0 on rank %d", rank);
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "knn"));
 
     int64_t lo = lower_bound(idx, m, row0), hi = lower_bound(idx, m, row0 + n_local);
     int mine = (int)(hi - lo);
     int *counts = tp_calloc((size_t)size, sizeof *counts), *displs = tp_calloc((size_t)size, sizeof *displs);
     unsigned char *send = tp_malloc((mine > 0 ? (size_t)mine : 1) * row_bytes);
     st = counts && displs && send ? TP_OK : TP_ERR_NOMEM;
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "knn")) != TP_OK) goto done;
     for (int64_t i = lo; i < hi; i++)
         memcpy(send + (size_t)(i - lo) * row_bytes, (const unsigned char *)rows_local + (size_t)(idx[i] - row0) * row_bytes,
                row_bytes);
@@ -345,7 +330,7 @@ tp_status knn_distributed(const float *queries, int64_t nq, int64_t d, const flo
         st = tp_err(TP_ERR_RANGE, "knn: negative count or offset on rank %d", rank);
     else if ((nq > 0 && (!queries || !out_dist || !out_idx)) || (n_local > 0 && !ref_local))
         st = tp_err(TP_ERR_RANGE, "knn: NULL buffer on rank %d", rank);
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "knn"));
     int64_t same[3] = {nq, d, k};
     TP_CHECK(agree_values(comm, same, 3, "nq, d or k"));
 
@@ -358,12 +343,12 @@ tp_status knn_distributed(const float *queries, int64_t nq, int64_t d, const flo
             st = tp_err(TP_ERR_RANGE, "knn: k = %lld neighbours asked for, but query %lld has only %lld rows to "
                         "choose from", (long long)k, (long long)i, (long long)avail);
     }
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "knn"));
 
     knn_pair *lists = tp_malloc((nq > 0 ? (size_t)nq : 1) * (size_t)k * sizeof *lists);
     st = lists ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) st = search_local(queries, nq, d, ref_local, n_local, ref_row0, k, self_index, lists);
-    if ((st = agree(comm, st)) == TP_OK) st = merge_across_ranks(lists, nq, k, comm);
+    if ((st = dist_agree(comm, st, "knn")) == TP_OK) st = merge_across_ranks(lists, nq, k, comm);
     if (st == TP_OK) {
         for (int64_t i = 0; i < nq * k; i++) {
             out_dist[i] = sqrt(lists[i].d2);

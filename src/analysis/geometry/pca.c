@@ -1,6 +1,7 @@
 #include "analysis/geometry/pca.h"
 
 #include "dist/mpi_check.h"
+#include "dist/world.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -9,7 +10,6 @@
 #include <string.h>
 
 /* MPI counts are int: long buffers go in pieces. */
-#define PCA_MPI_CHUNK ((size_t)1 << 28)
 
 struct pca_accum {
     int64_t d, n;
@@ -45,33 +45,6 @@ void pca_result_free(pca_result *r)
     memset(r, 0, sizeof *r);
 }
 
-/* ---- collective agreement ------------------------------------------------------ */
-
-/* Every rank learns whether any rank failed; a rank that did keeps its own message,
- * the others get one that says so. Without this a local failure (bad input,
- * allocation) would leave the other ranks waiting in the next collective. */
-static tp_status agree(MPI_Comm comm, tp_status mine)
-{
-    int bad = mine != TP_OK, any = bad;
-    MPI_CHECK(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm));
-    if (mine != TP_OK) return mine;
-    if (any) {
-        int rank = 0;
-        MPI_Comm_rank(comm, &rank);
-        return tp_err(TP_ERR_MPI, "pca: another rank failed (this is rank %d)", rank);
-    }
-    return TP_OK;
-}
-
-static tp_status allreduce_sum(MPI_Comm comm, double *buf, size_t n)
-{
-    for (size_t off = 0; off < n; off += PCA_MPI_CHUNK) {
-        int cnt = (int)(n - off < PCA_MPI_CHUNK ? n - off : PCA_MPI_CHUNK);
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_DOUBLE, MPI_SUM, comm));
-    }
-    return TP_OK;
-}
-
 /* Same options and d everywhere, k in range, d > 0. Every rank checks the same
  * values, but d and k come from each caller, so the check is agreed on. */
 static tp_status check_inputs(MPI_Comm comm, int64_t d, const pca_options *opt)
@@ -91,7 +64,7 @@ static tp_status check_inputs(MPI_Comm comm, int64_t d, const pca_options *opt)
         if (cmp != MPI_IDENT && cmp != MPI_CONGRUENT)
             st = tp_err(TP_ERR_CONFIG, "pca: the BLACS grid was made over another communicator");
     }
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "pca"));
     int64_t dm[2] = {d, -d}, dr[2];
     MPI_CHECK(MPI_Allreduce(dm, dr, 2, MPI_INT64_T, MPI_MAX, comm));
     if (dr[0] != -dr[1])
@@ -278,7 +251,7 @@ static tp_status eig_distributed(const blacs_grid *g, const double *cov, pca_res
     blacs_matrix A, Z;
     tp_status st = blacs_matrix_init(g, d, d, &A);
     if (st == TP_OK) st = blacs_matrix_init(g, d, d, &Z);
-    TP_CHECK(agree(g->comm, st));
+    TP_CHECK(dist_agree(g->comm, st, "pca"));
     double *a = NULL, *z = NULL, *w = NULL, *work = NULL, *cols = NULL;
     int *iwork = NULL;
     int info = 0;
@@ -314,7 +287,7 @@ static tp_status eig_distributed(const blacs_grid *g, const double *cov, pca_res
                          iwork, &liwork, &info, 1, 1);
         }
     }
-    st = agree(g->comm, st);
+    st = dist_agree(g->comm, st, "pca");
     if (st == TP_OK) st = agree_info(g->comm, "pdsyevd", info);
     /* pdsyevd returns eigenvalues ascending, on every grid rank; (0, 0) sends them. */
     if (st == TP_OK && MPI_Bcast(w, d, MPI_DOUBLE, g->rank_of[0], g->comm) != MPI_SUCCESS)
@@ -347,11 +320,11 @@ tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt
     double *packed = st == TP_OK ? tp_calloc(npk, sizeof(double)) : NULL;
     double *delta = st == TP_OK ? tp_calloc(dd, sizeof(double)) : NULL;
     if (st == TP_OK && (!packed || !delta)) st = TP_ERR_NOMEM;
-    st = agree(comm, st);
+    st = dist_agree(comm, st, "pca");
     if (st != TP_OK) goto done;
     const double nr = (double)acc->n;
     for (size_t j = 0; j < dd; j++) out->mean[j] = acc->n ? nr * acc->shift[j] + acc->sum[j] : 0;
-    if ((st = allreduce_sum(comm, out->mean, dd)) != TP_OK) goto done;
+    if ((st = dist_allreduce_sum_f64(comm, out->mean, dd)) != TP_OK) goto done;
     for (size_t j = 0; j < dd; j++) out->mean[j] /= (double)n;
 
     /* This rank's sum of squares about the global mean, merged exactly as
@@ -365,7 +338,7 @@ tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt
         for (size_t i = 0; i < dd; i++)
             for (size_t j = i; j < dd; j++) packed[p++] = acc->gram[i * dd + j];
     }
-    if ((st = allreduce_sum(comm, packed, npk)) != TP_OK) goto done;
+    if ((st = dist_allreduce_sum_f64(comm, packed, npk)) != TP_OK) goto done;
     /* acc->gram becomes the full covariance (symmetric, so either storage order). */
     {
         double inv = 1.0 / (double)(n - 1);
@@ -383,7 +356,7 @@ tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt
     {
         blacs_grid own = {.ctxt = -1, .sys_handle = -1};
         const blacs_grid *g = NULL;
-        st = agree(comm, grid_get(comm, opt, &own, &g));
+        st = dist_agree(comm, grid_get(comm, opt, &own, &g), "pca");
         if (st != TP_OK) goto done;
         st = eig_distributed(g, acc->gram, out);
         if (!opt->grid) blacs_grid_free(&own);
@@ -451,7 +424,7 @@ counted:
         rbuf = tp_malloc((size_t)(rtot ? rtot : 1) * sizeof(double));
         if (!sbuf || !rbuf) st = TP_ERR_NOMEM;
     }
-    st = agree(comm, st);
+    st = dist_agree(comm, st, "pca");
     if (st != TP_OK) goto done;
 
     /* Pack per destination (r, c): my rows on process row r ascending, then the
@@ -511,10 +484,10 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
     tp_status st = TP_OK;
     if (n_local < 0) st = tp_err(TP_ERR_RANGE, "pca: %lld rows on this rank", (long long)n_local);
     else if (n_local > 0 && !rows) st = tp_err(TP_ERR_RANGE, "pca: %lld rows from a NULL pointer", (long long)n_local);
-    TP_CHECK(agree(comm, st));
+    TP_CHECK(dist_agree(comm, st, "pca"));
 
     int64_t *row0_of = tp_calloc((size_t)size + 1, sizeof(int64_t));
-    TP_CHECK(agree(comm, row0_of ? TP_OK : TP_ERR_NOMEM));
+    TP_CHECK(dist_agree(comm, row0_of ? TP_OK : TP_ERR_NOMEM, "pca"));
     if (MPI_Allgather(&n_local, 1, MPI_INT64_T, row0_of + 1, 1, MPI_INT64_T, comm) != MPI_SUCCESS) {
         free(row0_of);
         return tp_err(TP_ERR_MPI, "pca svd: MPI_Allgather of the row counts failed");
@@ -539,17 +512,17 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
                     (long long)n);
         goto done;
     }
-    if ((st = agree(comm, result_alloc(out, PCA_METHOD_SVD, n, d, opt->k))) != TP_OK) goto done;
+    if ((st = dist_agree(comm, result_alloc(out, PCA_METHOD_SVD, n, d, opt->k), "pca")) != TP_OK) goto done;
 
     /* Mean in f64 over every rank's rows. */
     for (int64_t r = 0; r < n_local; r++) {
         const float *x = rows + (size_t)r * (size_t)d;
         for (int64_t j = 0; j < d; j++) out->mean[j] += x[j];
     }
-    if ((st = allreduce_sum(comm, out->mean, (size_t)d)) != TP_OK) goto done;
+    if ((st = dist_allreduce_sum_f64(comm, out->mean, (size_t)d)) != TP_OK) goto done;
     for (int64_t j = 0; j < d; j++) out->mean[j] /= (double)n;
 
-    if ((st = agree(comm, grid_get(comm, opt, &own, &g))) != TP_OK) goto done;
+    if ((st = dist_agree(comm, grid_get(comm, opt, &own, &g), "pca")) != TP_OK) goto done;
     blacs_matrix A, VT;
     st = blacs_matrix_init(g, (int)n, (int)d, &A);
     if (st == TP_OK) st = blacs_matrix_init(g, (int)mn, (int)d, &VT);
@@ -560,7 +533,7 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
         cols = tp_malloc((size_t)d * (size_t)(opt->k > 0 ? opt->k : 1) * sizeof(double));
         if (!a || !vt || !s_val || !cols) st = TP_ERR_NOMEM;
     }
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "pca")) != TP_OK) goto done;
     if ((st = redistribute_rows(g, &A, rows, n_local, row0_of, out->mean, a)) != TP_OK) goto done;
 
     if (g->in_grid) {
@@ -579,7 +552,7 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
                          &one, &one, VT.desc, work, &lwork, &info, 1, 1);
         }
     }
-    if ((st = agree(comm, st)) != TP_OK) goto done;
+    if ((st = dist_agree(comm, st, "pca")) != TP_OK) goto done;
     if ((st = agree_info(comm, "pdgesvd", info)) != TP_OK) goto done;
     if (MPI_Bcast(s_val, (int)mn, MPI_DOUBLE, g->rank_of[0], comm) != MPI_SUCCESS) {
         st = tp_err(TP_ERR_MPI, "pca svd: MPI_Bcast of the singular values failed");
@@ -611,7 +584,7 @@ tp_status pca_fit_distributed(const float *rows, int64_t n_local, int64_t d, MPI
     pca_accum *acc = NULL;
     tp_status st = pca_accum_init(d, &acc);
     if (st == TP_OK) st = pca_accum_add(acc, rows, n_local);
-    st = agree(comm, st);
+    st = dist_agree(comm, st, "pca");
     if (st == TP_OK) st = pca_accum_finish(acc, comm, opt, out);
     pca_accum_free(acc);
     return st;
