@@ -12,8 +12,11 @@
 #            made by make_bench_model.py when missing) plus the cl100k-dolma2
 #            tokenizer (a directory of symlinks), seq_len 128, $ONEB_SAMPLES documents.
 # Each round runs, per configuration:
-#   c-np1    mpiexec -np 1, OPENBLAS_NUM_THREADS=2 (forward.threads=2): both cores;
-#   c-np2    mpiexec -np 2, OPENBLAS_NUM_THREADS=1 (forward.threads=1) per rank;
+#   c-np1    mpiexec --bind-to none -np 1, OPENBLAS_NUM_THREADS=2 (forward.threads=2):
+#            both cores (Open MPI 4 binds a lone rank to core 0 by default, which
+#            leaves OpenBLAS's 2 threads one core: ~1.8x slower here);
+#   c-np2    mpiexec -np 2 (default bind to core), OPENBLAS_NUM_THREADS=1
+#            (forward.threads=1) per rank;
 #   torch    tools/bench/capture_hf.py, torch.set_num_threads(2): same documents,
 #            sequences, batches, capture points and f32 rows, written with h5py.
 # rows/s = rows / wall_s, where wall_s is the in-process span from model load to the
@@ -161,7 +164,7 @@ for cfgname in $CONFIGS; do
                 la=$(loadavg)
                 case $impl in
                     c-np1) others=$(run_measured "$out" env OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=1 \
-                                "$MPIRUN" -np 1 "$BIN" "${common[@]}" --set forward.threads="$THREADS" --out "$run") ;;
+                                "$MPIRUN" --bind-to none -np 1 "$BIN" "${common[@]}" --set forward.threads="$THREADS" --out "$run") ;;
                     c-np2) others=$(run_measured "$out" env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
                                 "$MPIRUN" -np 2 "$BIN" "${common[@]}" --set forward.threads=1 --out "$run") ;;
                     torch) mkdir -p "$run"
