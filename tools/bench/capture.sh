@@ -14,7 +14,7 @@
 # Each round runs, per configuration:
 #   c-np1    mpiexec --bind-to none -np 1, OPENBLAS_NUM_THREADS=2 (forward.threads=2):
 #            both cores (Open MPI 4 binds a lone rank to core 0 by default, which
-#            leaves OpenBLAS's 2 threads one core: ~1.8x slower here);
+#            leaves OpenBLAS's 2 threads one core: 1.3-1.8x slower here);
 #   c-np2    mpiexec -np 2 (default bind to core), OPENBLAS_NUM_THREADS=1
 #            (forward.threads=1) per rank;
 #   torch    tools/bench/capture_hf.py, torch.set_num_threads(2): same documents,
