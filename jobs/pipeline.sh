@@ -19,7 +19,7 @@ else
 fi
 # One BLAS thread per rank when ranks share the cores.
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-for phase in inspect capture; do
+for phase in inspect capture geometry; do
   echo "== $phase ($(date -u +%FT%TZ))"
   "${launch[@]}" "$bin" "$phase" --config "$config" "$@"
 done

@@ -2,6 +2,7 @@
 
 #include "analysis/capture/capture_phase.h"
 #include "analysis/constraints/inspect_phase.h"
+#include "analysis/geometry/geometry_phase.h"
 #include "backend/cpu.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -23,9 +24,15 @@ static const char *const inspect_depends[] = {"model.", "inspect.", NULL};
 static const char *const capture_outputs[] = {"activations.h5", "results/capture_summary.json", NULL};
 static const char *const capture_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", NULL};
 
+static const char *const geometry_outputs[] = {"results/geometric_analysis.json", NULL};
+/* The store's content (capture's keys) and the phase's own keys. */
+static const char *const geometry_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size",
+                                               "geometry.", NULL};
+
 static const tp_phase phases[] = {
     {"inspect", inspect_phase_run, inspect_outputs, inspect_depends},
     {"capture", capture_phase_run, capture_outputs, capture_depends},
+    {"geometry", geometry_phase_run, geometry_outputs, geometry_depends},
 };
 
 const tp_phase *pipeline_phases(int *n)

@@ -539,6 +539,15 @@ tp_status store_read_acts(tp_store *s, int act, int64_t row0, int64_t n, float *
     return st;
 }
 
+tp_status store_read_u8(tp_store *s, const char *dataset, int64_t row0, int64_t n, uint8_t *out)
+{
+    hid_t ds = H5Dopen2(s->file, dataset, H5P_DEFAULT);
+    if (ds < 0) return tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", s->path, dataset);
+    tp_status st = read_rows(s, ds, H5T_NATIVE_UINT8, row0, n, 1, out, dataset);
+    H5Dclose(ds);
+    return st;
+}
+
 tp_status store_read_i32(tp_store *s, const char *dataset, int64_t row0, int64_t n, int32_t *out)
 {
     hid_t ds = H5Dopen2(s->file, dataset, H5P_DEFAULT);

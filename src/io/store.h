@@ -75,6 +75,7 @@ int64_t store_rows(const tp_store *s);
 bool store_is_complete(const tp_store *s, const char *dataset);
 tp_status store_read_acts(tp_store *s, int act, int64_t row0, int64_t n, float *out);
 tp_status store_read_i32(tp_store *s, const char *dataset, int64_t row0, int64_t n, int32_t *out);
+tp_status store_read_u8(tp_store *s, const char *dataset, int64_t row0, int64_t n, uint8_t *out);
 /* Value of a root provenance attribute into buf ("" if absent). */
 const char *store_attr(tp_store *s, const char *key, char *buf, size_t n);
 

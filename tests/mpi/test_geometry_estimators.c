@@ -93,16 +93,7 @@ static double jnum(const char *path) { return json_number_value(jget(path)); }
  * there are at least 4 ranks (a rank with no rows must still take part). */
 static void my_slice(int64_t n, int64_t *row0, int64_t *rows)
 {
-    int rank = dist_rank(), size = dist_size();
-    int64_t wsum = 0, before = 0;
-    for (int q = 0; q < size; q++) {
-        int64_t w = (size >= 4 && q == 2) ? 0 : q + 1;
-        if (q < rank) before += w;
-        wsum += w;
-    }
-    int64_t w = (size >= 4 && rank == 2) ? 0 : rank + 1;
-    *row0 = n * before / wsum;
-    *rows = n * (before + w) / wsum - *row0;
+    tp_test_uneven_slice(n, dist_rank(), dist_size(), row0, rows);
 }
 
 static double relerr(double a, double b) { return fabs(a - b) / fabs(b); }

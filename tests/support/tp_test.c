@@ -45,3 +45,16 @@ static int run(Suite *s, int nofork)
 
 int tp_test_run_suite(Suite *s) { return run(s, 0); }
 int tp_test_run_suite_nofork(Suite *s) { return run(s, 1); }
+
+void tp_test_uneven_slice(int64_t n, int rank, int size, int64_t *row0, int64_t *rows)
+{
+    int64_t wsum = 0, before = 0;
+    for (int q = 0; q < size; q++) {
+        int64_t w = (size >= 4 && q == 2) ? 0 : q + 1;
+        if (q < rank) before += w;
+        wsum += w;
+    }
+    int64_t w = (size >= 4 && rank == 2) ? 0 : rank + 1;
+    *row0 = n * before / wsum;
+    *rows = n * (before + w) / wsum - *row0;
+}

@@ -9,12 +9,17 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
 
 const char *tp_test_data(const char *rel);      /* static buffer, rotating (8 slots) */
 const char *tp_test_tmpdir(void);               /* static, created once per process */
 int tp_test_run_suite(Suite *s);                 /* srunner + exit code */
 /* Same without forking (tests that initialise MPI or CUDA: a forked child breaks them). */
 int tp_test_run_suite_nofork(Suite *s);
+/* Rank `rank` of `size`'s contiguous, uneven slice of n rows for the MPI tests:
+ * weights 1, 2, 3, ... with rank 2 empty when size >= 4 (a rank with no rows must
+ * still take part in every collective). */
+void tp_test_uneven_slice(int64_t n, int rank, int size, int64_t *row0, int64_t *rows);
 /* Writes `n` bytes to path; returns 0 on success. */
 int tp_test_write_file(const char *path, const void *data, size_t n);
 

@@ -113,8 +113,7 @@ tp_status knn_row_offset(int64_t n_local, MPI_Comm comm, int64_t *row0, int64_t 
     return TP_OK;
 }
 
-/* First position in the ascending idx[0..m) whose value is ≥ v. */
-static int64_t lower_bound(const int64_t *idx, int64_t m, int64_t v)
+int64_t knn_lower_bound(const int64_t *idx, int64_t m, int64_t v)
 {
     int64_t lo = 0, hi = m;
     while (lo < hi) {
@@ -140,7 +139,7 @@ tp_status knn_gather_rows(const void *rows_local, int64_t n_local, int64_t row0,
         st = tp_err(TP_ERR_RANGE, "gather rows: NULL buffer or n_local < 0 on rank %d", rank);
     TP_CHECK(dist_agree(comm, st, "knn"));
 
-    int64_t lo = lower_bound(idx, m, row0), hi = lower_bound(idx, m, row0 + n_local);
+    int64_t lo = knn_lower_bound(idx, m, row0), hi = knn_lower_bound(idx, m, row0 + n_local);
     int mine = (int)(hi - lo);
     int *counts = tp_calloc((size_t)size, sizeof *counts), *displs = tp_calloc((size_t)size, sizeof *displs);
     unsigned char *send = tp_malloc((mine > 0 ? (size_t)mine : 1) * row_bytes);

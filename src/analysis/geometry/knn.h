@@ -59,6 +59,9 @@ tp_status knn_sample_indices(int64_t n, int64_t m, uint64_t seed, int64_t *out);
 tp_status knn_gather_rows(const void *rows_local, int64_t n_local, int64_t row0, size_t row_bytes,
                           const int64_t *idx, int64_t m, int root, MPI_Comm comm, void *out);
 
+/* First position in the ascending idx[0..m) whose value is >= v (binary search). */
+int64_t knn_lower_bound(const int64_t *idx, int64_t m, int64_t v);
+
 /* splitmix64 (Steele, Lea & Flood 2014): the generator behind every seeded choice in
  * the geometry estimators. */
 uint64_t knn_rng_next(uint64_t *state);

@@ -1,0 +1,608 @@
+#include "analysis/geometry/geometry_phase.h"
+
+#include "analysis/geometry/intrinsic_dim.h"
+#include "analysis/geometry/kmeans.h"
+#include "analysis/geometry/knn.h"
+#include "analysis/geometry/local_geometry.h"
+#include "analysis/geometry/norm_stats.h"
+#include "analysis/geometry/pca.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "dist/mpi_check.h"
+#include "dist/world.h"
+#include "io/store.h"
+#include "io/store_results.h"
+#include "model/tokenizer.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BLOCK 4096   /* rows per read of a capture point */
+
+typedef struct {
+    char name[STORE_NAME_MAX];
+    int act, layer;
+    int64_t d;
+    /* rank 0: the results */
+    json_t *j;
+    store_pca pca;
+    double *mean, *eig, *ratio, *comp;
+    int64_t kc, top;        /* clusters, nearest rows kept per cluster */
+    int64_t *near_row;      /* [kc, top] store rows, -1 = none */
+    double *near_dist;      /* [kc, top] Euclidean distance to the centre */
+} hook_job;
+
+typedef struct {
+    const tp_config *cfg;
+    MPI_Comm comm;
+    int rank, size;
+    tp_store *s;
+    char path[4200];
+    int64_t N, a, b;          /* all rows; this rank's store rows [a, b) */
+    uint8_t *mask;            /* [b − a] */
+    uint8_t *keep;            /* [b − a] 1 = held in memory */
+    int64_t n_unmasked, n_keep_local, n_keep;
+    int64_t *keep_rows;       /* [n_keep_local] store rows held */
+} geo_ctx;
+
+static int layer_of(const char *name)
+{
+    int L = -1;
+    if (sscanf(name, "blocks.%d.", &L) == 1) return L;
+    return -1;
+}
+
+static int layer_selected(const int64_t *sel, size_t nsel, int L)
+{
+    if (!nsel) return 1;
+    for (size_t i = 0; i < nsel; i++)
+        if (sel[i] == L) return 1;
+    return 0;
+}
+
+static tp_status add_job(hook_job *jobs, int *n, int cap, const tp_store *s, int act)
+{
+    for (int i = 0; i < *n; i++)
+        if (jobs[i].act == act) return TP_OK;
+    if (*n == cap) return tp_err(TP_ERR_CONFIG, "geometry.hooks: more than %d capture points", cap);
+    hook_job *j = &jobs[(*n)++];
+    memset(j, 0, sizeof *j);
+    const store_act_spec *a = store_act(s, act);
+    snprintf(j->name, sizeof j->name, "%s", a->name);
+    j->act = act, j->layer = layer_of(a->name), j->d = a->cols;
+    return TP_OK;
+}
+
+/* geometry.hooks (and layers) -> the store's capture points, in config order. */
+static tp_status resolve_hooks(const geo_ctx *g, hook_job *jobs, int *n, int cap)
+{
+    const char *const *hooks;
+    size_t nh = tp_config_str_list(g->cfg, "geometry.hooks", &hooks);
+    const int64_t *sel;
+    size_t nsel = tp_config_int_list(g->cfg, "layers", &sel);
+    int na = store_num_acts(g->s);
+    *n = 0;
+    if (!nh) {
+        for (int i = 0; i < na; i++) {
+            int L = layer_of(store_act(g->s, i)->name);
+            if (L < 0 || layer_selected(sel, nsel, L)) TP_CHECK(add_job(jobs, n, cap, g->s, i));
+        }
+        if (!*n) return tp_err(TP_ERR_CONFIG, "geometry: %s holds no capture point of the selected layers", g->path);
+        return TP_OK;
+    }
+    for (size_t h = 0; h < nh; h++) {
+        int act = store_find_act(g->s, hooks[h]);
+        if (act >= 0) {
+            TP_CHECK(add_job(jobs, n, cap, g->s, act));
+            continue;
+        }
+        /* A per-layer point: every stored layer of it. */
+        int found = 0;
+        size_t hl = strlen(hooks[h]);
+        for (int i = 0; i < na; i++) {
+            const char *nm = store_act(g->s, i)->name;
+            int L = layer_of(nm);
+            const char *dot = L >= 0 ? strchr(nm + 7, '.') : NULL;
+            if (dot && strlen(dot + 1) == hl && !strcmp(dot + 1, hooks[h]) && layer_selected(sel, nsel, L)) {
+                TP_CHECK(add_job(jobs, n, cap, g->s, i));
+                found = 1;
+            }
+        }
+        if (!found) {
+            char list[1024] = "";
+            for (int i = 0; i < na && strlen(list) < sizeof list - STORE_NAME_MAX - 8; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", store_act(g->s, i)->name);
+            return tp_err(TP_ERR_CONFIG, "geometry.hooks (%s): '%s' was not captured into %s (it holds: %s)",
+                          tp_config_origin(g->cfg, "geometry.hooks"), hooks[h], g->path, list);
+        }
+    }
+    return TP_OK;
+}
+
+/* Rows of this rank, the mask, and which unmasked rows are held in memory. */
+static tp_status select_rows(geo_ctx *g)
+{
+    g->N = store_rows(g->s);
+    g->a = g->N * g->rank / g->size, g->b = g->N * (g->rank + 1) / g->size;
+    int64_t nl = g->b - g->a;
+    g->mask = tp_malloc((size_t)(nl ? nl : 1));
+    g->keep = tp_calloc((size_t)(nl ? nl : 1), 1);
+    tp_status st = g->mask && g->keep ? TP_OK : TP_ERR_NOMEM;
+    TP_CHECK(dist_agree(g->comm, st, "geometry"));
+    TP_CHECK(store_read_u8(g->s, "mask", nl ? g->a : 0, nl, g->mask));
+    int64_t mine = 0, before = 0;
+    for (int64_t i = 0; i < nl; i++) mine += g->mask[i] != 0;
+    MPI_CHECK(MPI_Exscan(&mine, &before, 1, MPI_INT64_T, MPI_SUM, g->comm));
+    if (g->rank == 0) before = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &g->n_unmasked, 1, MPI_INT64_T, MPI_SUM, g->comm));
+    if (g->n_unmasked < 2)
+        return tp_err(TP_ERR_RANGE, "geometry: %s has %lld unmasked rows of %lld; need at least 2", g->path,
+                      (long long)g->n_unmasked, (long long)g->N);
+    int64_t max_rows = tp_config_int(g->cfg, "geometry.max_rows");
+    int64_t m = max_rows == 0 || max_rows >= g->n_unmasked ? g->n_unmasked : max_rows;
+    int64_t *sample = NULL;
+    if (m < g->n_unmasked) {
+        sample = tp_malloc((size_t)m * sizeof *sample);
+        st = sample ? knn_sample_indices(g->n_unmasked, m, (uint64_t)tp_config_int(g->cfg, "geometry.seed"), sample)
+                    : TP_ERR_NOMEM;
+    }
+    TP_CHECK(dist_agree(g->comm, st, "geometry"));
+    int64_t u = before, p = 0;
+    if (sample)
+        while (p < m && sample[p] < before) p++;
+    for (int64_t i = 0; i < nl; i++) {
+        if (!g->mask[i]) continue;
+        int take = 1;
+        if (sample) {
+            take = p < m && sample[p] == u;
+            if (take) p++;
+        }
+        g->keep[i] = (uint8_t)take;
+        g->n_keep_local += take;
+        u++;
+    }
+    free(sample);
+    g->keep_rows = tp_malloc((size_t)(g->n_keep_local ? g->n_keep_local : 1) * sizeof *g->keep_rows);
+    st = g->keep_rows ? TP_OK : TP_ERR_NOMEM;
+    TP_CHECK(dist_agree(g->comm, st, "geometry"));
+    for (int64_t i = 0, k = 0; i < nl; i++)
+        if (g->keep[i]) g->keep_rows[k++] = g->a + i;
+    MPI_CHECK(MPI_Allreduce(&g->n_keep_local, &g->n_keep, 1, MPI_INT64_T, MPI_SUM, g->comm));
+    return TP_OK;
+}
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *jsummary(const local_summary *s)
+{
+    return json_pack("{s:o, s:o, s:o, s:o}", "mean", jnum(s->mean), "median", jnum(s->median), "p10", jnum(s->p10),
+                     "p90", jnum(s->p90));
+}
+
+static json_t *jarray_f64(const double *v, int64_t n)
+{
+    json_t *a = json_array();
+    for (int64_t i = 0; i < n; i++) json_array_append_new(a, jnum(v[i]));
+    return a;
+}
+
+/* The rule behind geometry_type: the first condition that holds names the layer. */
+static json_t *geometry_type(const pca_result *pr, const intrinsic_dim_result *idr, const local_geometry_result *lg,
+                             double silhouette, const norm_stats_result *ns)
+{
+    double d = (double)pr->d, top1 = pr->explained_variance_ratio[0], id90 = (double)pr->intrinsic_dim_90;
+    struct { const char *label, *condition; int holds; } rules[] = {
+        {"dominated by one direction", "explained_variance_ratio[0] >= 0.5", top1 >= 0.5},
+        {"clustered", "silhouette >= 0.5", isfinite(silhouette) && silhouette >= 0.5},
+        {"curved low-dimensional manifold", "mle_id <= 0.5 * pca_id_90 and median tangent angle >= 30 deg",
+         idr->mle <= 0.5 * id90 && isfinite(lg->angle.median) && lg->angle.median >= 30},
+        {"low-dimensional linear subspace", "pca_id_90 <= 0.1 * d", id90 <= 0.1 * d},
+        {"anisotropic high-dimensional cone", "mean_cosine >= 0.5", ns->mean_cosine >= 0.5},
+        {"high-dimensional, spread out", "otherwise", 1},
+    };
+    const char *label = NULL;
+    json_t *rule = json_array();
+    for (size_t i = 0; i < sizeof rules / sizeof *rules; i++) {
+        json_array_append_new(rule, json_pack("{s:s, s:s, s:b}", "label", rules[i].label, "condition",
+                                              rules[i].condition, "holds", rules[i].holds));
+        if (!label && rules[i].holds) label = rules[i].label;
+    }
+    json_t *in = json_pack("{s:f, s:o, s:f, s:o, s:o, s:o, s:o}", "d", d, "explained_variance_ratio[0]", jnum(top1),
+                           "pca_id_90", id90, "mle_id", jnum(idr->mle), "median tangent angle", jnum(lg->angle.median),
+                           "silhouette", jnum(silhouette), "mean_cosine", jnum(ns->mean_cosine));
+    return json_pack("{s:s, s:s, s:o, s:o}", "label", label, "how", "the first rule that holds, in this order",
+                     "rule", rule, "inputs", in);
+}
+
+/* Per cluster, the `top` held rows nearest the centre, merged on rank 0. */
+static tp_status nearest_rows(const geo_ctx *g, const float *X, const kmeans_result *kr, hook_job *j)
+{
+    int64_t kc = kr->k, top = j->top, d = j->d, slots = kc * top;
+    double *dist = tp_malloc((size_t)(slots ? slots : 1) * sizeof *dist);
+    double *rowd = tp_malloc((size_t)(slots ? slots : 1) * sizeof *rowd);
+    double *all_d = NULL, *all_r = NULL;
+    if (g->rank == 0) {
+        all_d = tp_malloc((size_t)(slots * g->size > 0 ? slots * g->size : 1) * sizeof *all_d);
+        all_r = tp_malloc((size_t)(slots * g->size > 0 ? slots * g->size : 1) * sizeof *all_r);
+    }
+    tp_status st = dist && rowd && (g->rank != 0 || (all_d && all_r)) ? TP_OK : TP_ERR_NOMEM;
+    if ((st = dist_agree(g->comm, st, "geometry")) != TP_OK) goto done;
+    for (int64_t i = 0; i < slots; i++) dist[i] = INFINITY, rowd[i] = -1;
+    for (int64_t i = 0; i < g->n_keep_local; i++) {
+        int64_t c = kr->assign[i];
+        const double *cc = kr->centres + c * d;
+        const float *x = X + (size_t)i * (size_t)d;
+        double s = 0;
+        for (int64_t t = 0; t < d; t++) s += ((double)x[t] - cc[t]) * ((double)x[t] - cc[t]);
+        double *ld = dist + c * top, *lr = rowd + c * top;
+        if (top == 0 || s >= ld[top - 1]) continue;
+        int64_t p = top - 1;   /* insertion into the sorted list (rows ascend: ties keep the lower row) */
+        while (p > 0 && ld[p - 1] > s) ld[p] = ld[p - 1], lr[p] = lr[p - 1], p--;
+        ld[p] = s, lr[p] = (double)g->keep_rows[i];
+    }
+    MPI_CHECK_GOTO(MPI_Gather(dist, (int)slots, MPI_DOUBLE, all_d, (int)slots, MPI_DOUBLE, 0, g->comm), st, done);
+    MPI_CHECK_GOTO(MPI_Gather(rowd, (int)slots, MPI_DOUBLE, all_r, (int)slots, MPI_DOUBLE, 0, g->comm), st, done);
+    if (g->rank == 0) {
+        j->kc = kc;
+        j->near_row = tp_malloc((size_t)(slots ? slots : 1) * sizeof *j->near_row);
+        j->near_dist = tp_malloc((size_t)(slots ? slots : 1) * sizeof *j->near_dist);
+        if (!j->near_row || !j->near_dist) { st = TP_ERR_NOMEM; goto done; }
+        for (int64_t c = 0; c < kc; c++) {
+            for (int64_t t = 0; t < top; t++) {
+                /* pick the smallest (distance, row) left among the ranks' lists */
+                double bd = INFINITY, br = -1;
+                int64_t bi = -1;
+                for (int r = 0; r < g->size; r++)
+                    for (int64_t q = 0; q < top; q++) {
+                        int64_t at = (int64_t)r * slots + c * top + q;
+                        double dd = all_d[at], rr = all_r[at];
+                        if (rr < 0) continue;
+                        if (dd < bd || (dd == bd && rr < br)) bd = dd, br = rr, bi = at;
+                    }
+                j->near_row[c * top + t] = bi < 0 ? -1 : (int64_t)br;
+                j->near_dist[c * top + t] = bi < 0 ? NAN : sqrt(bd);
+                if (bi >= 0) all_r[bi] = -1;
+            }
+        }
+    }
+done:
+    free(dist), free(rowd), free(all_d), free(all_r);
+    return dist_agree(g->comm, st, "geometry");
+}
+
+static tp_status analyse_hook(geo_ctx *g, hook_job *j, tp_progress *prog, json_t *timing)
+{
+    const tp_config *cfg = g->cfg;
+    int64_t d = j->d, nl = g->b - g->a;
+    tp_status st = TP_OK;
+    pca_method method;
+    TP_CHECK(pca_method_parse(tp_config_str(cfg, "geometry.pca.method"), &method));
+    int64_t kpca = tp_config_int(cfg, "geometry.pca.components");
+    int64_t n_pca = method == PCA_METHOD_COV ? g->n_unmasked : g->n_keep;
+    int64_t id_k = tp_config_int(cfg, "geometry.id.k"), loc_k = tp_config_int(cfg, "geometry.local.k");
+    int64_t km_k = tp_config_int(cfg, "geometry.kmeans.k");
+    char what[STORE_NAME_MAX + 8];
+    snprintf(what, sizeof what, "acts/%s", j->name);
+    if (!store_is_complete(g->s, what))
+        return tp_err(TP_ERR_FORMAT, "geometry: %s: /acts/%s is not marked complete (the capture did not finish; "
+                      "rerun `transpolmo capture` to resume it)", g->path, j->name);
+    if (kpca > d)
+        return tp_err(TP_ERR_RANGE, "geometry.pca.components (%s) = %lld, but %s has only %lld columns",
+                      tp_config_origin(cfg, "geometry.pca.components"), (long long)kpca, j->name, (long long)d);
+    if (kpca > n_pca)
+        return tp_err(TP_ERR_RANGE, "geometry.pca.components (%s) = %lld, but %s has only %lld %s rows",
+                      tp_config_origin(cfg, "geometry.pca.components"), (long long)kpca, j->name, (long long)n_pca,
+                      method == PCA_METHOD_COV ? "unmasked" : "in-memory");
+    int64_t need = id_k + 1;
+    if (loc_k + 2 > need) need = loc_k + 2;
+    if (km_k > need) need = km_k;
+    if (g->n_keep < need)
+        return tp_err(TP_ERR_RANGE, "geometry: %s has %lld rows in memory; geometry.id.k = %lld, geometry.local.k = "
+                      "%lld and geometry.kmeans.k = %lld need at least %lld", j->name, (long long)g->n_keep,
+                      (long long)id_k, (long long)loc_k, (long long)km_k, (long long)need);
+
+    /* Stream the rows: covariance over every unmasked row, held rows into X. */
+    double t0 = tp_now();
+    float *X = tp_malloc((size_t)(g->n_keep_local ? g->n_keep_local : 1) * (size_t)d * sizeof *X);
+    float *buf = tp_malloc((size_t)READ_BLOCK * (size_t)d * sizeof *buf);
+    pca_accum *acc = NULL;
+    st = X && buf ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK && method == PCA_METHOD_COV) st = pca_accum_init(d, &acc);
+    pca_result pr = {0};
+    intrinsic_dim_result idr = {0};
+    local_geometry_result lg = {0};
+    kmeans_result kr = {0};
+    norm_stats_result ns = {0};
+    if ((st = dist_agree(g->comm, st, "geometry")) != TP_OK) goto done;
+    int64_t nblk = (nl + READ_BLOCK - 1) / READ_BLOCK, nblk_max = 0, held = 0;
+    MPI_CHECK_GOTO(MPI_Allreduce(&nblk, &nblk_max, 1, MPI_INT64_T, MPI_MAX, g->comm), st, done);
+    for (int64_t blk = 0; blk < nblk_max; blk++) {
+        int64_t r0 = g->a + blk * READ_BLOCK, n = blk < nblk ? (g->b - r0 < READ_BLOCK ? g->b - r0 : READ_BLOCK) : 0;
+        /* Every rank reads in every round (the store's metadata reads are collective). */
+        st = store_read_acts(g->s, j->act, n ? r0 : 0, n, buf);
+        if ((st = dist_agree(g->comm, st, "geometry")) != TP_OK) goto done;
+        int64_t nc = 0;
+        tp_status lst = TP_OK;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t li = r0 - g->a + i;
+            if (!g->mask[li]) continue;
+            if (g->keep[li]) memcpy(X + (size_t)held++ * (size_t)d, buf + (size_t)i * (size_t)d, (size_t)d * sizeof *X);
+            if (acc && nc != i) memmove(buf + (size_t)nc * (size_t)d, buf + (size_t)i * (size_t)d, (size_t)d * sizeof *buf);
+            nc++;
+        }
+        if (acc && nc) lst = pca_accum_add(acc, buf, nc);
+        if ((st = dist_agree(g->comm, lst, "geometry")) != TP_OK) goto done;
+        tp_progress_add(prog, (uint64_t)n * (uint64_t)g->size);
+    }
+    double t_read = tp_now() - t0;
+
+    /* PCA */
+    double t1 = tp_now();
+    pca_options po = pca_options_default();
+    po.method = method, po.k = kpca;
+    st = acc ? pca_accum_finish(acc, g->comm, &po, &pr) : pca_fit_distributed(X, g->n_keep_local, d, g->comm, &po, &pr);
+    if (st != TP_OK) goto done;
+    double t_pca = tp_now() - t1;
+
+    uint64_t seed = (uint64_t)tp_config_int(cfg, "geometry.seed");
+    t1 = tp_now();
+    norm_stats_options no = norm_stats_options_default();
+    no.massive_ratio = tp_config_float(cfg, "geometry.norms.massive_ratio");
+    if ((st = norm_stats_compute(X, g->n_keep_local, d, g->comm, &no, &ns)) != TP_OK) goto done;
+    double t_norm = tp_now() - t1;
+
+    t1 = tp_now();
+    intrinsic_dim_options io = intrinsic_dim_options_default();
+    io.sample = tp_config_int(cfg, "geometry.id.sample"), io.k = id_k, io.seed = seed;
+    if ((st = intrinsic_dim_estimate(X, g->n_keep_local, d, g->comm, &io, &idr)) != TP_OK) goto done;
+    double t_id = tp_now() - t1;
+
+    t1 = tp_now();
+    local_geometry_options lo = local_geometry_options_default();
+    lo.sample = tp_config_int(cfg, "geometry.local.sample"), lo.k = loc_k, lo.seed = seed + 1;
+    lo.var_threshold = tp_config_float(cfg, "geometry.local.var_threshold");
+    if ((st = local_geometry_estimate(X, g->n_keep_local, d, g->comm, &lo, &lg)) != TP_OK) goto done;
+    double t_local = tp_now() - t1;
+
+    t1 = tp_now();
+    kmeans_options ko = kmeans_options_default();
+    ko.k = km_k, ko.max_iter = (int)tp_config_int(cfg, "geometry.kmeans.max_iter"), ko.seed = seed + 2;
+    ko.init_sample = tp_config_int(cfg, "geometry.kmeans.init_sample");
+    if ((st = kmeans_fit_distributed(X, g->n_keep_local, d, g->comm, &ko, &kr)) != TP_OK) goto done;
+    double sil = NAN;
+    const char *sil_note = NULL;
+    st = kmeans_silhouette_distributed(X, kr.assign, g->n_keep_local, d, km_k,
+                                       tp_config_int(cfg, "geometry.kmeans.silhouette_sample"), seed + 3, g->comm, &sil);
+    if (st == TP_ERR_RANGE) {
+        /* Every rank saw the same replicated sample: not an error, an undefined score. */
+        sil = NAN, sil_note = tp_err_msg(), st = TP_OK;
+        tp_log_warn("%s: %s", j->name, sil_note);
+    }
+    if (st != TP_OK) goto done;
+    j->top = tp_config_int(cfg, "geometry.kmeans.top_tokens");
+    if ((st = nearest_rows(g, X, &kr, j)) != TP_OK) goto done;
+    double t_km = tp_now() - t1;
+
+    if (g->rank == 0) {
+        json_t *jt = geometry_type(&pr, &idr, &lg, sil, &ns);
+        /* PCA kept for /pca/<hook>/ */
+        j->mean = pr.mean, j->eig = pr.eigenvalues, j->ratio = pr.explained_variance_ratio, j->comp = pr.components;
+        pr.mean = pr.eigenvalues = pr.explained_variance_ratio = pr.components = NULL;
+        j->pca = (store_pca){.method = pca_method_name(method), .n_rows = pr.n, .d = d, .k = pr.k, .mean = j->mean,
+                             .eigenvalues = j->eig, .explained_variance_ratio = j->ratio, .components = j->comp};
+        int64_t ntop = pr.d < 64 ? pr.d : 64;
+        char group[STORE_NAME_MAX + 8];
+        snprintf(group, sizeof group, "/pca/%s", j->name);
+        json_t *pca = json_pack("{s:s, s:I, s:I, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:s}",
+            "method", pca_method_name(method), "rows", (json_int_t)pr.n, "components_stored", (json_int_t)pr.k,
+            "total_variance", jnum(pr.total_variance), "intrinsic_dim_90pct_var", (json_int_t)pr.intrinsic_dim_90,
+            "intrinsic_dim_95pct_var", (json_int_t)pr.intrinsic_dim_95, "intrinsic_dim_99pct_var",
+            (json_int_t)pr.intrinsic_dim_99, "participation_ratio", jnum(pr.participation_ratio), "effective_rank",
+            jnum(pr.effective_rank), "explained_variance_ratio_top", jarray_f64(j->ratio, ntop), "spectrum",
+            jarray_f64(j->eig, pr.d), "store_group", group);
+        json_t *idj = json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "mle", jnum(idr.mle), "mle_levina_bickel_mean",
+            jnum(idr.mle_mean), "twonn", jnum(idr.twonn), "k", (json_int_t)idr.k, "sample", (json_int_t)idr.n_sample,
+            "mle_dropped_duplicates", (json_int_t)idr.mle_dropped, "twonn_ratios_fitted", (json_int_t)idr.twonn_used,
+            "twonn_dropped_duplicates", (json_int_t)idr.twonn_dropped);
+        json_t *hist = json_array();
+        for (int64_t i = 0; i <= lg.k + 1; i++) json_array_append_new(hist, json_integer((json_int_t)lg.dim_histogram[i]));
+        json_t *loc = json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:I}", "k", (json_int_t)lg.k, "sample",
+            (json_int_t)lg.n_sample, "var_threshold", lo.var_threshold, "local_dim", jsummary(&lg.dim),
+            "local_dim_histogram", hist, "tangent_angle_deg", jsummary(&lg.angle), "turn_per_unit_distance",
+            jsummary(&lg.turn_per_dist), "degenerate", (json_int_t)lg.degenerate);
+        json_t *pct = json_object(), *mass = json_array();
+        for (int p = 0; p < NORM_NPCT; p++) {
+            char key[16];
+            snprintf(key, sizeof key, "p%g", NORM_PCTS[p]);
+            json_object_set_new(pct, key, jnum(ns.norm_pct[p]));
+        }
+        for (int64_t i = 0; i < ns.n_listed; i++)
+            json_array_append_new(mass, json_pack("{s:I, s:o, s:o, s:o}", "dim", (json_int_t)ns.massive_dim[i],
+                "max_abs", jnum(ns.massive_max_abs[i]), "mean", jnum(ns.massive_mean[i]), "ratio_to_typical", jnum(ns.massive_ratio[i])));
+        json_t *norms = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:I, s:o, s:o, s:o, s:o, s:I}", "mean",
+            jnum(ns.norm_mean), "std", jnum(ns.norm_std), "min", jnum(ns.norm_min), "max", jnum(ns.norm_max),
+            "percentiles", pct, "typical_abs_coordinate", jnum(ns.typical_abs), "massive_ratio_threshold", no.massive_ratio, "massive_dims_count",
+            (json_int_t)ns.n_massive, "massive_dims", mass, "mean_cosine", jnum(ns.mean_cosine), "mean_cosine_centred",
+            jnum(ns.mean_cosine_centred), "mean_share_of_squared_norm", jnum(ns.mean_share), "zero_rows",
+            (json_int_t)ns.zero_rows);
+        json_t *sizes = json_array();
+        for (int64_t c = 0; c < kr.k; c++) json_array_append_new(sizes, json_integer((json_int_t)kr.sizes[c]));
+        json_t *clu = json_pack("{s:I, s:i, s:b, s:o, s:o, s:I, s:o}", "k", (json_int_t)kr.k, "iterations",
+            kr.iterations, "converged", kr.converged, "inertia", jnum(kr.inertia), "silhouette", jnum(sil),
+            "silhouette_sample", (json_int_t)tp_config_int(cfg, "geometry.kmeans.silhouette_sample"), "sizes", sizes);
+        if (sil_note) json_object_set_new(clu, "silhouette_note", json_string(sil_note));
+        j->j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "hook", j->name, "layer", j->layer,
+            "d", (json_int_t)d, "rows_unmasked", (json_int_t)g->n_unmasked, "rows_in_memory", (json_int_t)g->n_keep,
+            "geometry_type", jt, "pca", pca, "intrinsic_dimension", idj, "local_geometry", loc, "norms", norms,
+            "clusters", clu);
+        json_object_set_new(timing, j->name, json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read_s", t_read, "pca_s",
+            t_pca, "norms_s", t_norm, "intrinsic_dim_s", t_id, "local_s", t_local, "kmeans_s", t_km));
+        tp_log_info("geometry: %s: PCA id95 %lld, PR %.1f, MLE %.1f, TwoNN %.1f, local dim %.1f, angle %.0f deg, "
+                    "silhouette %.2f -> %s", j->name, (long long)pr.intrinsic_dim_95, pr.participation_ratio, idr.mle,
+                    idr.twonn, lg.dim.median, lg.angle.median, sil, json_string_value(json_object_get(jt, "label")));
+    }
+done:
+    free(X), free(buf);
+    pca_accum_free(acc);
+    pca_result_free(&pr);
+    intrinsic_dim_result_free(&idr);
+    local_geometry_result_free(&lg);
+    kmeans_result_free(&kr);
+    norm_stats_result_free(&ns);
+    return st;
+}
+
+/* Rank 0, after the parallel store is closed: token contexts of the nearest rows. */
+static tp_status add_cluster_tokens(const geo_ctx *g, hook_job *jobs, int n)
+{
+    int ctx = (int)tp_config_int(g->cfg, "geometry.kmeans.context");
+    char tpath[4200];
+    fs_join(tpath, sizeof tpath, tp_config_str(g->cfg, "model.path"), "tokenizer.json");
+    tp_tokenizer *tok = NULL;
+    if (tokenizer_load(tpath, &tok) != TP_OK) {
+        tp_log_warn("geometry: %s; cluster tokens are listed as ids only", tp_err_msg());
+        tok = NULL;
+    }
+    int32_t *w = tp_malloc((size_t)(ctx + 1) * sizeof *w);
+    if (!w) { tokenizer_free(tok); return TP_ERR_NOMEM; }
+    tp_status st = TP_OK;
+    for (int h = 0; h < n && st == TP_OK; h++) {
+        hook_job *j = &jobs[h];
+        json_t *clu = json_object_get(j->j, "clusters"), *list = json_array();
+        json_object_set_new(clu, "nearest_to_centre", list);
+        for (int64_t c = 0; c < j->kc && st == TP_OK; c++) {
+            json_t *items = json_array();
+            json_array_append_new(list, json_pack("{s:I, s:I, s:o}", "cluster", (json_int_t)c, "size",
+                (json_int_t)json_integer_value(json_array_get(json_object_get(clu, "sizes"), (size_t)c)), "rows", items));
+            for (int64_t t = 0; t < j->top && st == TP_OK; t++) {
+                int64_t row = j->near_row[c * j->top + t];
+                if (row < 0) continue;
+                int32_t pos = 0;
+                st = store_read_i32_serial(g->path, "positions", row, 1, &pos);
+                int64_t start = row - (pos < ctx ? pos : ctx);
+                if (st == TP_OK) st = store_read_i32_serial(g->path, "tokens", start, row - start + 1, w);
+                if (st != TP_OK) break;
+                json_t *it = json_pack("{s:I, s:i, s:i, s:o}", "row", (json_int_t)row, "position", pos, "token_id",
+                                       w[row - start], "distance", jnum(j->near_dist[c * j->top + t]));
+                if (tok) {
+                    char *txt = NULL;
+                    size_t len = 0;
+                    if (tokenizer_decode(tok, w + (row - start), 1, 0, &txt, &len) == TP_OK)
+                        json_object_set_new(it, "token", json_stringn(txt, len));
+                    free(txt);
+                    txt = NULL;
+                    if (row > start && tokenizer_decode(tok, w, (size_t)(row - start), 0, &txt, &len) == TP_OK)
+                        json_object_set_new(it, "context", json_stringn(txt, len));
+                    free(txt);
+                }
+                json_array_append_new(items, it);
+            }
+        }
+    }
+    free(w);
+    tokenizer_free(tok);
+    return st;
+}
+
+static json_t *definitions(void)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+        "rows", "unmasked rows of the store (/mask = 1); the in-memory rows are all of them or a seeded sample of geometry.max_rows",
+        "intrinsic_dim_P_pct_var", "smallest k whose top-k principal components explain at least P % of the variance",
+        "participation_ratio", "(sum of eigenvalues)^2 / sum of squared eigenvalues",
+        "effective_rank", "exp of the entropy of the normalised eigenvalues (Roy & Vetterli 2007)",
+        "mle", "Levina-Bickel MLE with the MacKay-Ghahramani correction: 1 / mean(1 / m_k(x)) over sampled points",
+        "twonn", "Facco et al. 2017: least-squares slope of -log(1 - F(mu)) on log(mu), mu = r2/r1, largest 10 % discarded",
+        "local_dim", "smallest j whose top-j local principal components of a point and its k neighbours explain var_threshold of their variance",
+        "tangent_angle_deg", "mean principal angle between the local tangent spaces of a point and of its nearest neighbour (dimension: the smaller local_dim of the two)",
+        "mean_cosine", "exact mean cosine similarity over all pairs of distinct rows (anisotropy)",
+        "massive_dims", "coordinates whose largest |value| is at least massive_ratio_threshold times typical_abs_coordinate (the median over coordinates of mean |value|)");
+}
+
+/* Layer order (blocks.10 after blocks.9), then name. */
+static int cmp_job(const void *a, const void *b)
+{
+    const hook_job *x = a, *y = b;
+    if (x->layer != y->layer) return x->layer < y->layer ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
+{
+    geo_ctx g = {.cfg = cfg, .comm = MPI_COMM_WORLD, .rank = dist_rank(), .size = dist_size()};
+    hook_job *jobs = NULL;
+    int n = 0;
+    json_t *timing = json_object();
+    double t_start = tp_now();
+    fs_join(g.path, sizeof g.path, run_dir, "activations.h5");
+    tp_status st = store_open_read(g.path, g.comm, &g.s);
+    if (st != TP_OK) goto done;
+    static const char *const index[] = {"tokens", "positions", "mask"};
+    for (size_t i = 0; i < 3; i++)
+        if (!store_is_complete(g.s, index[i])) {
+            st = tp_err(TP_ERR_FORMAT, "geometry: %s: /%s is not marked complete (the capture did not finish; rerun "
+                        "`transpolmo capture` to resume it)", g.path, index[i]);
+            goto done;
+        }
+    int cap = store_num_acts(g.s) ? store_num_acts(g.s) : 1;
+    jobs = tp_calloc((size_t)cap, sizeof *jobs);
+    if (!jobs) { st = TP_ERR_NOMEM; goto done; }
+    TP_CHECK_GOTO(resolve_hooks(&g, jobs, &n, cap), st, done);
+    if (!tp_config_str_list(cfg, "geometry.hooks", &(const char *const *){NULL}))
+        qsort(jobs, (size_t)n, sizeof *jobs, cmp_job);   /* the store lists names alphabetically */
+    TP_CHECK_GOTO(select_rows(&g), st, done);
+    tp_log_info("geometry: %d capture point(s) of %s: %lld rows, %lld unmasked, %lld in memory over %d rank(s)", n,
+                g.path, (long long)g.N, (long long)g.n_unmasked, (long long)g.n_keep, g.size);
+    tp_progress prog;
+    tp_progress_begin(&prog, "geometry", "rows", (uint64_t)g.N * (uint64_t)n);
+    for (int h = 0; h < n; h++) {
+        st = analyse_hook(&g, &jobs[h], &prog, timing);
+        if (st != TP_OK) break;
+    }
+    tp_progress_end(&prog);
+    if (st != TP_OK) goto done;
+    st = store_close(g.s);
+    g.s = NULL;
+    if (st != TP_OK) goto done;
+
+    /* Rank 0 writes; the others wait for its verdict. */
+    tp_status w = TP_OK;
+    if (g.rank == 0) {
+        w = add_cluster_tokens(&g, jobs, n);
+        for (int h = 0; h < n && w == TP_OK; h++) w = store_write_pca(g.path, jobs[h].name, &jobs[h].pca);
+        if (w == TP_OK) {
+            char rdir[4200], out[4300];
+            fs_join(rdir, sizeof rdir, run_dir, "results");
+            json_t *layers = json_array();
+            for (int h = 0; h < n; h++) json_array_append(layers, jobs[h].j);
+            json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:i, s:{s:s, s:I, s:I, s:I}, s:o, s:o, s:o, s:f}",
+                "store", g.path, "rows_total", (json_int_t)g.N, "rows_unmasked", (json_int_t)g.n_unmasked,
+                "rows_in_memory", (json_int_t)g.n_keep, "ranks", g.size, "settings", "pca_method",
+                tp_config_str(cfg, "geometry.pca.method"), "max_rows", (json_int_t)tp_config_int(cfg, "geometry.max_rows"),
+                "seed", (json_int_t)tp_config_int(cfg, "geometry.seed"), "pca_components",
+                (json_int_t)tp_config_int(cfg, "geometry.pca.components"), "definitions", definitions(), "layers", layers,
+                "timing_rank0", timing, "wall_s", tp_now() - t_start);
+            timing = NULL;
+            w = fs_mkdir_p(rdir);
+            if (w == TP_OK) w = fs_write_json(fs_join(out, sizeof out, rdir, "geometric_analysis.json"), doc);
+            json_decref(doc);
+            if (w == TP_OK) tp_log_info("geometry: %d capture point(s) -> %s", n, out);
+        }
+    }
+    st = dist_agree(g.comm, w, "geometry (writing results)");
+done:
+    if (g.s) store_close_after_error(g.s);
+    for (int h = 0; jobs && h < n; h++) {
+        json_decref(jobs[h].j);
+        free(jobs[h].mean), free(jobs[h].eig), free(jobs[h].ratio), free(jobs[h].comp);
+        free(jobs[h].near_row), free(jobs[h].near_dist);
+    }
+    free(jobs);
+    free(g.mask), free(g.keep), free(g.keep_rows);
+    json_decref(timing);
+    return st;
+}

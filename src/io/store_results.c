@@ -1,0 +1,141 @@
+#include "io/store_results.h"
+
+#include "io/h5_check.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <string.h>
+
+static tp_status fail(const char *path, const char *what)
+{
+    char m[256];
+    return tp_err(TP_ERR_HDF5, "%s: %s failed: %s", path, what, h5_last_error(m, sizeof m));
+}
+
+static tp_status write_vec(hid_t g, const char *path, const char *name, int rank, const hsize_t *dims,
+                           const double *data)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t ds = sp < 0 ? -1 : H5Dcreate2(g, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) H5Dclose(ds);
+    if (sp >= 0) H5Sclose(sp);
+    if (e < 0) {
+        char what[160];
+        snprintf(what, sizeof what, "writing %s", name);
+        return fail(path, what);
+    }
+    return TP_OK;
+}
+
+static tp_status attr_i64(hid_t g, const char *path, const char *name, int64_t v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return e < 0 ? fail(path, name) : TP_OK;
+}
+
+static tp_status attr_str(hid_t g, const char *path, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, t, v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return e < 0 ? fail(path, name) : TP_OK;
+}
+
+tp_status store_write_pca(const char *path, const char *hook, const store_pca *p)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) return fail(path, "opening the store to write /pca");
+    tp_status st = TP_OK;
+    hid_t top = -1, g = -1;
+    if (H5Lexists(f, "pca", H5P_DEFAULT) > 0) top = H5Gopen2(f, "pca", H5P_DEFAULT);
+    else top = H5Gcreate2(f, "pca", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (top < 0) { st = fail(path, "creating /pca"); goto done; }
+    if (H5Lexists(top, hook, H5P_DEFAULT) > 0 && H5Ldelete(top, hook, H5P_DEFAULT) < 0) {
+        st = fail(path, "replacing an earlier /pca group");
+        goto done;
+    }
+    g = H5Gcreate2(top, hook, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) { st = fail(path, "creating the /pca group"); goto done; }
+    hsize_t dv[1] = {(hsize_t)p->d}, dm[2] = {(hsize_t)p->k, (hsize_t)p->d};
+    TP_CHECK_GOTO(write_vec(g, path, "mean", 1, dv, p->mean), st, done);
+    TP_CHECK_GOTO(write_vec(g, path, "eigenvalues", 1, dv, p->eigenvalues), st, done);
+    TP_CHECK_GOTO(write_vec(g, path, "explained_variance_ratio", 1, dv, p->explained_variance_ratio), st, done);
+    TP_CHECK_GOTO(write_vec(g, path, "components", 2, dm, p->components), st, done);
+    TP_CHECK_GOTO(attr_i64(g, path, "n_rows", p->n_rows), st, done);
+    TP_CHECK_GOTO(attr_i64(g, path, "k", p->k), st, done);
+    TP_CHECK_GOTO(attr_str(g, path, "method", p->method), st, done);
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) { st = fail(path, "flushing /pca"); goto done; }
+    TP_CHECK_GOTO(attr_i64(g, path, "complete", 1), st, done);
+done:
+    if (g >= 0) H5Gclose(g);
+    if (top >= 0) H5Gclose(top);
+    if (H5Fclose(f) < 0 && st == TP_OK) st = fail(path, "closing the store after writing /pca");
+    return st;
+}
+
+tp_status store_read_pca_components(const char *path, const char *hook, int64_t k, int64_t d, double *out)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    char name[512];
+    snprintf(name, sizeof name, "/pca/%s/components", hook);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return fail(path, "opening the store");
+    tp_status st = TP_OK;
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) {
+        st = tp_err(TP_ERR_FORMAT, "%s: no dataset %s (run `transpolmo geometry`)", path, name);
+    } else {
+        hsize_t dims[2] = {0, 0};
+        hid_t sp = H5Dget_space(ds);
+        if (H5Sget_simple_extent_ndims(sp) != 2 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0 ||
+            dims[0] != (hsize_t)k || dims[1] != (hsize_t)d)
+            st = tp_err(TP_ERR_FORMAT, "%s: %s is not [%lld, %lld]", path, name, (long long)k, (long long)d);
+        else if (H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+            st = fail(path, name);
+        H5Sclose(sp);
+        H5Dclose(ds);
+    }
+    H5Fclose(f);
+    return st;
+}
+
+tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int32_t *out)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return fail(path, "opening the store");
+    tp_status st = TP_OK;
+    hid_t ds = H5Dopen2(f, dataset, H5P_DEFAULT);
+    if (ds < 0) {
+        st = tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", path, dataset);
+    } else {
+        hid_t fs = H5Dget_space(ds);
+        hsize_t start[1] = {(hsize_t)row0}, count[1] = {(hsize_t)n}, dims[1] = {0};
+        H5Sget_simple_extent_dims(fs, dims, NULL);
+        if (row0 < 0 || n < 1 || (hsize_t)(row0 + n) > dims[0]) {
+            st = tp_err(TP_ERR_RANGE, "%s: rows %lld..%lld of /%s outside [0, %llu)", path, (long long)row0,
+                        (long long)(row0 + n), dataset, (unsigned long long)dims[0]);
+        } else {
+            hid_t ms = H5Screate_simple(1, count, NULL);
+            if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                H5Dread(ds, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out) < 0)
+                st = fail(path, dataset);
+            H5Sclose(ms);
+        }
+        H5Sclose(fs);
+        H5Dclose(ds);
+    }
+    H5Fclose(f);
+    return st;
+}

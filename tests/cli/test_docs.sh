@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# docs/config.md's key table is the schema's own output (`transpolmo config schema`):
+# a key added to src/core/config.c without regenerating the table fails here.
+. "$(dirname "$0")/lib.sh"
+SRC=${TP_SOURCE_DIR:?}
+"$BIN" config schema > "$TMP/schema.md" 2>/dev/null
+grep '^|' "$SRC/docs/config.md" > "$TMP/doc.md"
+if cmp -s "$TMP/schema.md" "$TMP/doc.md"; then passes=$((passes+1)); echo "ok   docs/config.md lists every key as the schema does"
+else failures=$((failures+1)); echo "FAIL docs/config.md is out of date: regenerate its table with \`transpolmo config schema\`"
+  diff "$TMP/doc.md" "$TMP/schema.md" | head -20; fi
+finish
