@@ -13,12 +13,19 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TP_BIN:-$root/build/transpolmo}
 if [ -n "${SLURM_JOB_ID:-}" ]; then
   launch=(srun --mpi=pmix)
+  # BLAS threads: the CPUs Slurm gave each task.
+  export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 else
-  launch=(mpirun -np "$ranks")
+  if [ "$ranks" -eq 1 ]; then
+    # One rank: let its BLAS threads use every core (Open MPI would bind it to one).
+    launch=(mpirun --bind-to none -np 1)
+  else
+    launch=(mpirun -np "$ranks")
+    # One BLAS thread per rank when ranks share the cores.
+    export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+  fi
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 fi
-# One BLAS thread per rank when ranks share the cores.
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 for phase in inspect capture geometry; do
   echo "== $phase ($(date -u +%FT%TZ))"
   "${launch[@]}" "$bin" "$phase" --config "$config" "$@"

@@ -1,6 +1,7 @@
 /* main.c — command-line dispatch. Each command parses its own arguments, runs its
  * phase or tool, and main decides the exit code; a failure on any rank ends every
  * rank (MPI_Abort) with the message naming the rank. */
+#define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "analysis/constraints/inspect_phase.h"
 #include "backend/cpu.h"
 #include "core/cli.h"
@@ -15,6 +16,7 @@
 #include "cmd/eval_cmd.h"
 #include "cmd/generate_cmd.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,6 +74,12 @@ static tp_status apply_runtime_config(const tp_config *cfg)
                         : !strcmp(mode, "never") ? TP_PROGRESS_NEVER : TP_PROGRESS_AUTO;
     tp_progress_set_default(pm, tp_config_float(cfg, "log.progress_interval"));
     cpu_set_threads((int)tp_config_int(cfg, "forward.threads"));
+    /* mpirun binds a lone rank (and each of 2 ranks) to one core by default: BLAS
+     * threads beyond the CPUs this rank may run on only take turns. */
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && cpu_get_threads() > CPU_COUNT(&set))
+        tp_log_warn("%d BLAS threads but this rank may run on %d CPU(s) only: start it with `mpirun --bind-to none` "
+                    "(or set forward.threads=%d)", cpu_get_threads(), CPU_COUNT(&set), CPU_COUNT(&set));
     if (!strcmp(tp_config_str(cfg, "device"), "cuda"))
         return tp_err(TP_ERR_UNSUPPORTED,
                       "device 'cuda': the GPU forward pass is not implemented yet; use --device cpu");
