@@ -83,10 +83,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_gather_strings);
     tcase_add_test(tc, test_forward_same_on_every_rank);
     suite_add_tcase(s, tc);
-    int rc = tp_test_run_suite_nofork(s);
-    /* Every rank's verdict decides the exit code of every rank. */
-    int worst = rc;
-    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    int worst = tp_test_run_suite_mpi(s);
     dist_finalize();
     return worst;
 }

@@ -224,9 +224,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_pieces);
         tcase_add_test(tc, test_errors);
         suite_add_tcase(s, tc);
-        int rc = tp_test_run_suite_nofork(s);
-        worst = rc;
-        MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        worst = tp_test_run_suite_mpi(s);
     }
     for (int i = 0; i < 3; i++) npy_free(&DATA[i]);
     json_decref(REF);

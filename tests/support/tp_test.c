@@ -1,5 +1,7 @@
 #include "tp_test.h"
 
+#include <mpi.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,4 +59,11 @@ void tp_test_uneven_slice(int64_t n, int rank, int size, int64_t *row0, int64_t 
     int64_t w = (size >= 4 && rank == 2) ? 0 : rank + 1;
     *row0 = n * before / wsum;
     *rows = n * (before + w) / wsum - *row0;
+}
+
+int tp_test_run_suite_mpi(Suite *s)
+{
+    int rc = tp_test_run_suite_nofork(s), worst = rc;
+    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return worst;
 }

@@ -16,6 +16,9 @@ const char *tp_test_tmpdir(void);               /* static, created once per proc
 int tp_test_run_suite(Suite *s);                 /* srunner + exit code */
 /* Same without forking (tests that initialise MPI or CUDA: a forked child breaks them). */
 int tp_test_run_suite_nofork(Suite *s);
+/* MPI tests: runs the suite without forking on every rank, and returns the worst
+ * exit code over all ranks (so every rank exits with every rank's verdict). */
+int tp_test_run_suite_mpi(Suite *s);
 /* Rank `rank` of `size`'s contiguous, uneven slice of n rows for the MPI tests:
  * weights 1, 2, 3, ... with rank 2 empty when size >= 4 (a rank with no rows must
  * still take part in every collective). */

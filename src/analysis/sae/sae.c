@@ -1,0 +1,896 @@
+#include "analysis/sae/sae.h"
+
+#include "dist/mpi_check.h"
+#include "dist/world.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sae_workspace {
+    float *u;            /* [cap, d] scaled rows s·x */
+    float *xt;           /* [cap, d] encoder input x̃ (u − b_dec, or a copy of u) */
+    float *pre;          /* [cap, F] pre-activations; relu: f in place */
+    float *G;            /* [cap, F] relu backward: ∂L/∂pre */
+    float *delta;        /* [cap, d] x̂ − u */
+    float *adelta;       /* [cap, d] ê − e (AuxK) */
+    /* active latents of topk/batchtopk, CSR over the local rows (positive only) */
+    int64_t *act_ptr;    /* [cap + 1] */
+    int32_t *act_idx;
+    float *act_val;
+    size_t act_cap;
+    /* AuxK latents, CSR */
+    int64_t *aux_ptr;    /* [cap + 1] */
+    int32_t *aux_idx;    /* [cap · aux_k] */
+    float *aux_val;
+    int32_t *dead;       /* [F] dead latents before this step */
+    int64_t n_dead;
+    float *dec_norm;     /* [F] ‖w_i‖ (relu) */
+    float *colsum;       /* [F] */
+    float *heap_v;       /* [max(k, aux_k)] */
+    int32_t *heap_i;
+    double *stats;       /* [SAE_ST_HEAD + d + F] */
+    size_t n_stats;
+    int64_t n_local, n_global;
+    double batch_threshold;
+    int have_forward;
+};
+
+/* ---- config ----------------------------------------------------------------------- */
+
+const char *sae_arch_name(sae_arch a)
+{
+    switch (a) {
+    case SAE_RELU: return "relu";
+    case SAE_TOPK: return "topk";
+    case SAE_BATCHTOPK: return "batchtopk";
+    }
+    return "?";
+}
+
+tp_status sae_arch_parse(const char *s, sae_arch *out)
+{
+    for (int a = SAE_RELU; a <= SAE_BATCHTOPK; a++) {
+        if (strcmp(s, sae_arch_name((sae_arch)a)) == 0) {
+            *out = (sae_arch)a;
+            return TP_OK;
+        }
+    }
+    return tp_err(TP_ERR_CONFIG, "sae.architecture: '%s' is not one of relu, topk, batchtopk", s);
+}
+
+sae_config sae_config_default(sae_arch arch, int64_t d_in, int64_t d_sae)
+{
+    sae_config c = {
+        .arch = arch, .d_in = d_in, .d_sae = d_sae, .k = 32, .aux_k = 512, .aux_coef = 1.0 / 32,
+        .dead_tokens = 10000000, .l1_coef = 5.0, .l1_warmup_frac = 0.05, .lr = 2e-4,
+        .lr_warmup_frac = 0, .lr_decay_frac = 0.2, .total_steps = 10000, .beta1 = 0.9, .beta2 = 0.999,
+        .eps = 6.25e-10, .max_grad_norm = 1.0, .apply_b_dec_to_input = 1, .decoder_unit_norm = 1,
+        .init_dec_norm = 1.0, .b_dec_init = SAE_BDEC_GEOMETRIC_MEDIAN, .threshold_lr = 0.01,
+        .dense_freq = 0.1,
+    };
+    if (arch == SAE_RELU) {
+        /* Anthropic, April 2024: free decoder norms (they sit in the penalty), small
+         * initial decoder, b_dec not subtracted from the input, Adam ε 1e-8. */
+        c.k = 0, c.aux_k = 0, c.lr = 5e-5, c.eps = 1e-8, c.apply_b_dec_to_input = 0;
+        c.decoder_unit_norm = 0, c.init_dec_norm = 0.1, c.b_dec_init = SAE_BDEC_MEAN;
+    }
+    if (c.aux_k > d_sae) c.aux_k = d_sae;
+    return c;
+}
+
+tp_status sae_config_validate(const sae_config *c)
+{
+#define BAD(...) return tp_err(TP_ERR_CONFIG, __VA_ARGS__)
+    if ((unsigned)c->arch > SAE_BATCHTOPK) BAD("sae.architecture: invalid value %d", (int)c->arch);
+    if (c->d_in < 1 || c->d_in > INT32_MAX) BAD("sae: d_in = %lld out of range", (long long)c->d_in);
+    if (c->d_sae < 1 || c->d_sae > INT32_MAX) BAD("sae: d_sae = %lld out of range", (long long)c->d_sae);
+    if (c->arch != SAE_RELU && (c->k < 1 || c->k > c->d_sae))
+        BAD("sae.k = %lld: must be in [1, d_sae = %lld]", (long long)c->k, (long long)c->d_sae);
+    if (c->aux_k < 0 || c->aux_k > c->d_sae)
+        BAD("sae.aux_k = %lld: must be in [0, d_sae = %lld]", (long long)c->aux_k, (long long)c->d_sae);
+    if (!(c->aux_coef >= 0)) BAD("sae.aux_coef = %g: must be ≥ 0", c->aux_coef);
+    if (c->dead_tokens < 1) BAD("sae.dead_tokens = %lld: must be ≥ 1", (long long)c->dead_tokens);
+    if (!(c->l1_coef >= 0)) BAD("sae.l1_coef = %g: must be ≥ 0", c->l1_coef);
+    if (!(c->lr > 0)) BAD("sae.lr = %g: must be > 0", c->lr);
+    if (!(c->l1_warmup_frac >= 0 && c->l1_warmup_frac <= 1)) BAD("sae.l1_warmup_frac = %g: must be in [0, 1]", c->l1_warmup_frac);
+    if (!(c->lr_warmup_frac >= 0 && c->lr_warmup_frac <= 1)) BAD("sae.lr_warmup_frac = %g: must be in [0, 1]", c->lr_warmup_frac);
+    if (!(c->lr_decay_frac >= 0 && c->lr_decay_frac <= 1)) BAD("sae.lr_decay_frac = %g: must be in [0, 1]", c->lr_decay_frac);
+    if (c->total_steps < 1) BAD("sae.total_steps = %lld: must be ≥ 1", (long long)c->total_steps);
+    if (!(c->beta1 >= 0 && c->beta1 < 1)) BAD("sae.beta1 = %g: must be in [0, 1)", c->beta1);
+    if (!(c->beta2 >= 0 && c->beta2 < 1)) BAD("sae.beta2 = %g: must be in [0, 1)", c->beta2);
+    if (!(c->eps > 0)) BAD("sae.eps = %g: must be > 0", c->eps);
+    if (!(c->max_grad_norm >= 0)) BAD("sae.max_grad_norm = %g: must be ≥ 0", c->max_grad_norm);
+    if (!(c->init_dec_norm > 0)) BAD("sae.init_dec_norm = %g: must be > 0", c->init_dec_norm);
+    if (!(c->threshold_lr > 0 && c->threshold_lr <= 1)) BAD("sae.threshold_lr = %g: must be in (0, 1]", c->threshold_lr);
+    if (!(c->dense_freq > 0 && c->dense_freq <= 1)) BAD("sae.dense_freq = %g: must be in (0, 1]", c->dense_freq);
+    if ((unsigned)c->b_dec_init > SAE_BDEC_GEOMETRIC_MEDIAN) BAD("sae.b_dec_init: invalid value %d", (int)c->b_dec_init);
+    if (c->apply_b_dec_to_input != 0 && c->apply_b_dec_to_input != 1) BAD("sae.apply_b_dec_to_input must be 0 or 1");
+    if (c->decoder_unit_norm != 0 && c->decoder_unit_norm != 1) BAD("sae.decoder_unit_norm must be 0 or 1");
+#undef BAD
+    return TP_OK;
+}
+
+static int64_t round_half_up(double x) { return (int64_t)floor(x + 0.5); }
+
+double sae_l1_coef_at(const sae_config *c, int64_t t)
+{
+    int64_t w = round_half_up(c->l1_warmup_frac * (double)c->total_steps);
+    double f = w > 0 ? (double)(t + 1) / (double)w : 1.0;
+    return c->l1_coef * (f < 1 ? f : 1);
+}
+
+double sae_lr_at(const sae_config *c, int64_t t)
+{
+    int64_t T = c->total_steps, wl = round_half_up(c->lr_warmup_frac * (double)T);
+    int64_t dd = round_half_up(c->lr_decay_frac * (double)T);
+    double up = wl > 0 ? (double)(t + 1) / (double)wl : 1.0;
+    double down = dd > 0 ? (double)(T - t) / (double)dd : 1.0;
+    if (up > 1) up = 1;
+    if (down > 1) down = 1;
+    if (down < 0) down = 0;
+    return c->lr * up * down;
+}
+
+/* ---- allocation ------------------------------------------------------------------- */
+
+void sae_free(sae_model *m)
+{
+    if (!m) return;
+    sae_workspace *w = m->ws;
+    if (w) {
+        free(w->u), free(w->xt), free(w->pre), free(w->G), free(w->delta), free(w->adelta);
+        free(w->act_ptr), free(w->act_idx), free(w->act_val);
+        free(w->aux_ptr), free(w->aux_idx), free(w->aux_val), free(w->dead);
+        free(w->dec_norm), free(w->colsum), free(w->heap_v), free(w->heap_i), free(w->stats);
+        free(w);
+    }
+    free(m->params), free(m->grad), free(m->adam_m), free(m->adam_v), free(m->since_fired);
+    memset(m, 0, sizeof *m);
+}
+
+#define ALLOC_OR_FAIL(ptr, count)                                           \
+    do {                                                                    \
+        size_t alloc_n_ = (size_t)(count);                                  \
+        (ptr) = tp_calloc(alloc_n_ > 0 ? alloc_n_ : 1, sizeof *(ptr));      \
+        if (!(ptr)) goto nomem;                                             \
+    } while (0)
+
+tp_status sae_init(sae_model *m, const sae_config *cfg, int64_t max_rows)
+{
+    memset(m, 0, sizeof *m);
+    TP_CHECK(sae_config_validate(cfg));
+    if (max_rows < 1 || max_rows > INT32_MAX)
+        return tp_err(TP_ERR_RANGE, "sae: max_rows = %lld: must be in [1, 2^31)", (long long)max_rows);
+    const size_t d = (size_t)cfg->d_in, F = (size_t)cfg->d_sae, cap = (size_t)max_rows;
+    size_t nf;
+    if (__builtin_mul_overflow(cap, F, &nf) || nf > ((size_t)1 << 40))
+        return tp_err(TP_ERR_RANGE, "sae: max_rows × d_sae = %lld × %lld too large", (long long)max_rows,
+                      (long long)cfg->d_sae);
+    m->cfg = *cfg;
+    m->max_rows = max_rows;
+    m->n_params = (int64_t)(2 * F * d + F + d);
+    m->input_scale = 1.0;
+    m->rng = 0x5ae5ae5ae5ae5ae5ULL;
+    const size_t P = (size_t)m->n_params;
+    ALLOC_OR_FAIL(m->params, P);
+    ALLOC_OR_FAIL(m->grad, P);
+    ALLOC_OR_FAIL(m->adam_m, P);
+    ALLOC_OR_FAIL(m->adam_v, P);
+    ALLOC_OR_FAIL(m->since_fired, F);
+    m->W_enc = m->params;
+    m->W_dec = m->params + F * d;
+    m->b_enc = m->params + 2 * F * d;
+    m->b_dec = m->params + 2 * F * d + F;
+
+    sae_workspace *w;
+    ALLOC_OR_FAIL(w, 1);
+    m->ws = w;
+    ALLOC_OR_FAIL(w->u, cap * d);
+    ALLOC_OR_FAIL(w->xt, cap * d);
+    ALLOC_OR_FAIL(w->pre, cap * F);
+    if (cfg->arch == SAE_RELU) ALLOC_OR_FAIL(w->G, cap * F);
+    ALLOC_OR_FAIL(w->delta, cap * d);
+    ALLOC_OR_FAIL(w->adelta, cap * d);
+    if (cfg->arch != SAE_RELU) {
+        w->act_cap = cap * (size_t)cfg->k;
+        ALLOC_OR_FAIL(w->act_ptr, cap + 1);
+        ALLOC_OR_FAIL(w->act_idx, w->act_cap);
+        ALLOC_OR_FAIL(w->act_val, w->act_cap);
+        ALLOC_OR_FAIL(w->aux_ptr, cap + 1);
+        ALLOC_OR_FAIL(w->aux_idx, cap * (size_t)cfg->aux_k);
+        ALLOC_OR_FAIL(w->aux_val, cap * (size_t)cfg->aux_k);
+        size_t hk = (size_t)(cfg->k > cfg->aux_k ? cfg->k : cfg->aux_k);
+        ALLOC_OR_FAIL(w->heap_v, hk);
+        ALLOC_OR_FAIL(w->heap_i, hk);
+    }
+    ALLOC_OR_FAIL(w->dead, F);
+    ALLOC_OR_FAIL(w->dec_norm, F);
+    ALLOC_OR_FAIL(w->colsum, F);
+    w->n_stats = SAE_ST_HEAD + d + F;
+    ALLOC_OR_FAIL(w->stats, w->n_stats);
+    return TP_OK;
+nomem:
+    sae_free(m);
+    return TP_ERR_NOMEM;
+}
+
+/* ---- random initialisation ------------------------------------------------------------ */
+
+/* splitmix64 (Steele, Lea & Flood 2014) */
+uint64_t sae_rng_next(sae_model *m)
+{
+    uint64_t z = (m->rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static double rng_normal(sae_model *m)
+{
+    /* Box-Muller; u1 in (0, 1] keeps the log finite. */
+    double u1 = ((double)(sae_rng_next(m) >> 11) + 1.0) * 0x1.0p-53;
+    double u2 = (double)(sae_rng_next(m) >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+tp_status sae_init_weights(sae_model *m, uint64_t seed)
+{
+    const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
+    m->rng = seed;
+    double *row = tp_malloc((size_t)d * sizeof *row);
+    if (!row) return TP_ERR_NOMEM;
+    for (int64_t i = 0; i < F; i++) {
+        double s = 0;
+        do {
+            s = 0;
+            for (int64_t j = 0; j < d; j++) {
+                row[j] = rng_normal(m);
+                s += row[j] * row[j];
+            }
+        } while (s == 0);
+        double f = m->cfg.init_dec_norm / sqrt(s);
+        float *wd = m->W_dec + (size_t)i * (size_t)d, *we = m->W_enc + (size_t)i * (size_t)d;
+        for (int64_t j = 0; j < d; j++) wd[j] = we[j] = (float)(row[j] * f);
+    }
+    free(row);
+    memset(m->b_enc, 0, (size_t)F * sizeof(float));
+    memset(m->b_dec, 0, (size_t)d * sizeof(float));
+    memset(m->adam_m, 0, (size_t)m->n_params * sizeof(float));
+    memset(m->adam_v, 0, (size_t)m->n_params * sizeof(float));
+    memset(m->since_fired, 0, (size_t)F * sizeof(int64_t));
+    m->step = 0;
+    m->threshold = 0;
+    return TP_OK;
+}
+
+/* ---- input scale and b_dec ------------------------------------------------------------ */
+
+static tp_status sum_f64(MPI_Comm comm, double *buf, size_t n)
+{
+    if (comm == MPI_COMM_NULL) return TP_OK;
+    return dist_allreduce_sum_f64(comm, buf, n);
+}
+
+tp_status sae_compute_input_scale(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm, double *scale)
+{
+    double acc[2] = {0, (double)n_local};
+    for (int64_t n = 0; n < n_local; n++) {
+        const float *x = rows + (size_t)n * (size_t)d;
+        double s = 0;
+        for (int64_t j = 0; j < d; j++) s += (double)x[j] * x[j];
+        acc[0] += sqrt(s);
+    }
+    TP_CHECK(sum_f64(comm, acc, 2));
+    if (!(acc[1] > 0 && acc[0] > 0))
+        return tp_err(TP_ERR_RANGE, "sae: input scale from %.0f rows of mean norm 0", acc[1]);
+    *scale = sqrt((double)d) / (acc[0] / acc[1]);
+    return TP_OK;
+}
+
+tp_status sae_init_b_dec(sae_model *m, const float *rows, int64_t n_local, MPI_Comm comm, sae_bdec_init method,
+                         int max_iter)
+{
+    const int64_t d = m->cfg.d_in;
+    const double s = m->input_scale;
+    if (method == SAE_BDEC_ZERO) {
+        memset(m->b_dec, 0, (size_t)d * sizeof(float));
+        return TP_OK;
+    }
+    double *acc = tp_calloc((size_t)d + 1, sizeof *acc), *y = tp_calloc((size_t)d, sizeof *y);
+    tp_status st = acc && y ? TP_OK : TP_ERR_NOMEM;
+    if (st != TP_OK) goto done;
+    for (int64_t n = 0; n < n_local; n++)
+        for (int64_t j = 0; j < d; j++) acc[j] += s * (double)rows[(size_t)n * (size_t)d + j];
+    acc[d] = (double)n_local;
+    if ((st = sum_f64(comm, acc, (size_t)d + 1)) != TP_OK) goto done;
+    if (!(acc[d] > 0)) {
+        st = tp_err(TP_ERR_RANGE, "sae: b_dec from an empty sample");
+        goto done;
+    }
+    for (int64_t j = 0; j < d; j++) y[j] = acc[j] / acc[d];
+    /* Weiszfeld (1937): the fixed point of y = Σ x_n/‖x_n − y‖ / Σ 1/‖x_n − y‖. */
+    for (int it = 0; method == SAE_BDEC_GEOMETRIC_MEDIAN && it < max_iter; it++) {
+        memset(acc, 0, ((size_t)d + 1) * sizeof *acc);
+        for (int64_t n = 0; n < n_local; n++) {
+            const float *x = rows + (size_t)n * (size_t)d;
+            double r = 0;
+            for (int64_t j = 0; j < d; j++) {
+                double t = s * (double)x[j] - y[j];
+                r += t * t;
+            }
+            r = sqrt(r);
+            double wgt = 1.0 / (r > 1e-12 ? r : 1e-12);
+            for (int64_t j = 0; j < d; j++) acc[j] += wgt * (s * (double)x[j]);
+            acc[d] += wgt;
+        }
+        if ((st = sum_f64(comm, acc, (size_t)d + 1)) != TP_OK) goto done;
+        double step = 0, ny = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double v = acc[j] / acc[d];
+            step += (v - y[j]) * (v - y[j]);
+            ny += v * v;
+            y[j] = v;
+        }
+        if (sqrt(step) <= 1e-7 * (sqrt(ny) + 1e-12)) break;
+    }
+    for (int64_t j = 0; j < d; j++) m->b_dec[j] = (float)y[j];
+done:
+    free(acc), free(y);
+    return st;
+}
+
+/* ---- selection ------------------------------------------------------------------------ */
+
+/* Heap order: a is "below" b when its value is lower, or equal with a higher index,
+ * so the root is the first to evict and ties keep the lower index. */
+static inline int heap_below(float va, int32_t ia, float vb, int32_t ib)
+{
+    return va < vb || (va == vb && ia > ib);
+}
+
+static void heap_sift(float *hv, int32_t *hi, int64_t n, int64_t p)
+{
+    float v = hv[p];
+    int32_t id = hi[p];
+    for (;;) {
+        int64_t c = 2 * p + 1;
+        if (c >= n) break;
+        if (c + 1 < n && heap_below(hv[c + 1], hi[c + 1], hv[c], hi[c])) c++;
+        if (!heap_below(hv[c], hi[c], v, id)) break;
+        hv[p] = hv[c], hi[p] = hi[c];
+        p = c;
+    }
+    hv[p] = v, hi[p] = id;
+}
+
+/* The k largest of row[cand[j]] (cand NULL: row[j]), j < n_cand, k ≤ n_cand, into
+ * hv/hi (heap order). O(n_cand) compares plus O(log k) per replacement. */
+static void select_topk(const float *restrict row, const int32_t *cand, int64_t n_cand, int64_t k, float *hv,
+                        int32_t *hi)
+{
+    for (int64_t j = 0; j < k; j++) {
+        int32_t id = cand ? cand[j] : (int32_t)j;
+        hv[j] = row[id], hi[j] = id;
+    }
+    for (int64_t p = k / 2 - 1; p >= 0; p--) heap_sift(hv, hi, k, p);
+    float floor_v = hv[0];
+    for (int64_t j = k; j < n_cand; j++) {
+        int32_t id = cand ? cand[j] : (int32_t)j;
+        float v = row[id];
+        if (v > floor_v) {   /* equal values never replace: the lower index stays */
+            hv[0] = v, hi[0] = id;
+            heap_sift(hv, hi, k, 0);
+            floor_v = hv[0];
+        }
+    }
+}
+
+static tp_status allreduce_i64(MPI_Comm comm, int64_t *buf, int n, MPI_Op op)
+{
+    if (comm == MPI_COMM_NULL) return TP_OK;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_INT64_T, op, comm));
+    return TP_OK;
+}
+
+/* θ_b: the m_sel-th largest positive value of x[0..count) over all ranks (radix
+ * select on the bits of positive floats, which order as the floats do), or the
+ * smallest positive value when there are no more than m_sel of them (0 if none). */
+static tp_status batch_threshold(const float *x, size_t count, int64_t m_sel, MPI_Comm comm, float *theta)
+{
+    uint32_t prefix = 0, mask = 0;
+    int64_t remaining = m_sel, hist[256];
+    for (int pass = 0; pass < 4; pass++) {
+        const int shift = 24 - 8 * pass;
+        memset(hist, 0, sizeof hist);
+        /* Branch-free: whether a value counts is data, not control flow. Positive
+         * floats are exactly the bit patterns in [1, 0x7f800000] (+inf included). */
+        for (size_t i = 0; i < count; i++) {
+            uint32_t b;
+            memcpy(&b, &x[i], sizeof b);
+            hist[(b >> shift) & 255u] += (int64_t)((b - 1u < 0x7f800000u) & ((b & mask) == prefix));
+        }
+        TP_CHECK(allreduce_i64(comm, hist, 256, MPI_SUM));
+        if (pass == 0) {
+            int64_t total = 0;
+            for (int b = 0; b < 256; b++) total += hist[b];
+            if (total <= m_sel) {
+                float lo = FLT_MAX;
+                for (size_t i = 0; i < count; i++)
+                    if (x[i] > 0 && x[i] < lo) lo = x[i];
+                if (comm != MPI_COMM_NULL) MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_FLOAT, MPI_MIN, comm));
+                *theta = total > 0 ? lo : 0.0f;
+                return TP_OK;
+            }
+        }
+        int b = 255;
+        int64_t above = 0;
+        while (b > 0 && above + hist[b] < remaining) above += hist[b--];
+        remaining -= above;
+        prefix |= (uint32_t)b << shift;
+        mask |= 0xFFu << shift;
+    }
+    memcpy(theta, &prefix, sizeof *theta);
+    return TP_OK;
+}
+
+static tp_status act_reserve(sae_workspace *w, size_t need)
+{
+    if (need <= w->act_cap) return TP_OK;
+    size_t cap = w->act_cap * 2 > need ? w->act_cap * 2 : need;
+    int32_t *ni = realloc(w->act_idx, cap * sizeof *ni);
+    if (!ni) return tp_err(TP_ERR_NOMEM, "sae: out of memory for %zu active latents", cap);
+    w->act_idx = ni;
+    float *nv = realloc(w->act_val, cap * sizeof *nv);
+    if (!nv) return tp_err(TP_ERR_NOMEM, "sae: out of memory for %zu active latents", cap);
+    w->act_val = nv;
+    w->act_cap = cap;
+    return TP_OK;
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+static float dotf(const float *restrict a, const float *restrict b, int64_t d)
+{
+    float s = 0;
+    for (int64_t j = 0; j < d; j++) s += a[j] * b[j];
+    return s;
+}
+
+static void axpyf(float a, const float *restrict x, float *restrict y, int64_t d)
+{
+    for (int64_t j = 0; j < d; j++) y[j] += a * x[j];
+}
+
+/* u = s·x, x̃ = u − b_dec (or u), stats Σu, Σ‖u‖², pre = x̃ W_encᵀ + b_enc. */
+static void encode_block(const sae_model *m, const float *rows, int64_t n, float *pre, double *sum_u,
+                         double *sqnorm)
+{
+    const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
+    sae_workspace *w = m->ws;
+    const float s = (float)m->input_scale;
+    for (int64_t r = 0; r < n; r++) {
+        const float *restrict x = rows + (size_t)r * (size_t)d;
+        float *restrict u = w->u + (size_t)r * (size_t)d, *restrict xt = w->xt + (size_t)r * (size_t)d;
+        double q = 0;
+        for (int64_t j = 0; j < d; j++) {
+            u[j] = s * x[j];
+            xt[j] = m->cfg.apply_b_dec_to_input ? u[j] - m->b_dec[j] : u[j];
+        }
+        if (sum_u)
+            for (int64_t j = 0; j < d; j++) sum_u[j] += u[j], q += (double)u[j] * u[j];
+        if (sqnorm) *sqnorm += q;
+    }
+    if (n == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)d, 1.0f, w->xt, (int)d, m->W_enc,
+                (int)d, 0.0f, pre, (int)F);
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict p = pre + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) p[i] += m->b_enc[i];
+    }
+}
+
+tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t n_global, MPI_Comm comm)
+{
+    const sae_config *c = &m->cfg;
+    const int64_t d = c->d_in, F = c->d_sae, n = n_local;
+    sae_workspace *w = m->ws;
+    if (n_local < 0 || n_local > m->max_rows)
+        return tp_err(TP_ERR_RANGE, "sae: %lld rows in a step, the workspace holds %lld", (long long)n_local,
+                      (long long)m->max_rows);
+    if (n_global < 1 || n_global < n_local)
+        return tp_err(TP_ERR_RANGE, "sae: global batch of %lld rows with %lld local ones", (long long)n_global,
+                      (long long)n_local);
+    w->have_forward = 0;
+    w->n_local = n, w->n_global = n_global;
+    double *st = w->stats, *sum_u = st + SAE_ST_HEAD, *fires = st + SAE_ST_HEAD + d;
+    memset(st, 0, w->n_stats * sizeof *st);
+    st[SAE_ST_ROWS] = (double)n;
+    encode_block(m, rows, n, w->pre, sum_u, &st[SAE_ST_SQNORM]);
+
+    if (c->arch == SAE_RELU) {
+        double l1 = 0;
+        int64_t active = 0;
+        for (int64_t i = 0; i < F; i++) {
+            double q = 0;
+            const float *wd = m->W_dec + (size_t)i * (size_t)d;
+            for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
+            w->dec_norm[i] = (float)sqrt(q);
+        }
+        for (int64_t r = 0; r < n; r++) {
+            float *restrict f = w->pre + (size_t)r * (size_t)F;
+            double rl1 = 0;
+            for (int64_t i = 0; i < F; i++) {
+                f[i] = f[i] > 0 ? f[i] : 0.0f;
+                rl1 += (double)f[i] * w->dec_norm[i];
+            }
+            for (int64_t i = 0; i < F; i++)
+                if (f[i] > 0) fires[i] += 1, active++;
+            l1 += rl1;
+        }
+        if (n > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)F, 1.0f, w->pre, (int)F,
+                        m->W_dec, (int)d, 0.0f, w->delta, (int)d);
+        double rec = 0;
+        for (int64_t r = 0; r < n; r++) {
+            float *restrict dl = w->delta + (size_t)r * (size_t)d;
+            const float *restrict u = w->u + (size_t)r * (size_t)d;
+            for (int64_t j = 0; j < d; j++) {
+                dl[j] += m->b_dec[j] - u[j];
+                rec += (double)dl[j] * dl[j];
+            }
+        }
+        st[SAE_ST_RECON] = rec, st[SAE_ST_L1] = l1, st[SAE_ST_ACTIVE] = (double)active;
+        w->have_forward = 1;
+        return TP_OK;
+    }
+
+    /* topk / batchtopk: the active latents as CSR, positive values only */
+    size_t na = 0;
+    w->act_ptr[0] = 0;
+    if (c->arch == SAE_TOPK) {
+        for (int64_t r = 0; r < n; r++) {
+            select_topk(w->pre + (size_t)r * (size_t)F, NULL, F, c->k, w->heap_v, w->heap_i);
+            for (int64_t j = 0; j < c->k; j++)
+                if (w->heap_v[j] > 0) w->act_idx[na] = w->heap_i[j], w->act_val[na++] = w->heap_v[j];
+            w->act_ptr[r + 1] = (int64_t)na;
+        }
+    } else {
+        float theta = 0;
+        TP_CHECK(batch_threshold(w->pre, (size_t)n * (size_t)F, c->k * n_global, comm, &theta));
+        w->batch_threshold = theta;
+        for (int64_t r = 0; r < n; r++) {
+            const float *restrict p = w->pre + (size_t)r * (size_t)F;
+            for (int64_t i = 0; i < F; i++) {
+                if (p[i] >= theta && p[i] > 0) {
+                    if (na == w->act_cap) TP_CHECK(act_reserve(w, na + 1));
+                    w->act_idx[na] = (int32_t)i, w->act_val[na++] = p[i];
+                }
+            }
+            w->act_ptr[r + 1] = (int64_t)na;
+        }
+    }
+    /* sparse decode: delta = b_dec − u + Σ v·w_i */
+    double rec = 0;
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict dl = w->delta + (size_t)r * (size_t)d;
+        const float *restrict u = w->u + (size_t)r * (size_t)d;
+        for (int64_t j = 0; j < d; j++) dl[j] = m->b_dec[j] - u[j];
+        for (int64_t a = w->act_ptr[r]; a < w->act_ptr[r + 1]; a++) {
+            axpyf(w->act_val[a], m->W_dec + (size_t)w->act_idx[a] * (size_t)d, dl, d);
+            fires[w->act_idx[a]] += 1;
+        }
+        for (int64_t j = 0; j < d; j++) rec += (double)dl[j] * dl[j];
+    }
+    st[SAE_ST_RECON] = rec, st[SAE_ST_ACTIVE] = (double)na;
+
+    /* AuxK: the aux_k largest pre-activations among the dead latents reconstruct
+     * the error e = u − x̂ = −delta; adelta = ê − e = ê + delta. */
+    w->n_dead = 0;
+    for (int64_t i = 0; i < F; i++)
+        if (m->since_fired[i] >= c->dead_tokens) w->dead[w->n_dead++] = (int32_t)i;
+    const int64_t ka = c->aux_k < w->n_dead ? c->aux_k : w->n_dead;
+    size_t nx = 0;
+    double aux = 0;
+    w->aux_ptr[0] = 0;
+    for (int64_t r = 0; r < n && ka > 0; r++) {
+        const float *p = w->pre + (size_t)r * (size_t)F;
+        float *restrict ad = w->adelta + (size_t)r * (size_t)d;
+        memcpy(ad, w->delta + (size_t)r * (size_t)d, (size_t)d * sizeof *ad);
+        select_topk(p, w->dead, w->n_dead, ka, w->heap_v, w->heap_i);
+        for (int64_t j = 0; j < ka; j++) {
+            if (!(w->heap_v[j] > 0)) continue;
+            w->aux_idx[nx] = w->heap_i[j], w->aux_val[nx++] = w->heap_v[j];
+            axpyf(w->heap_v[j], m->W_dec + (size_t)w->heap_i[j] * (size_t)d, ad, d);
+        }
+        w->aux_ptr[r + 1] = (int64_t)nx;
+        for (int64_t j = 0; j < d; j++) aux += (double)ad[j] * ad[j];
+    }
+    if (ka == 0)
+        for (int64_t r = 0; r <= n; r++) w->aux_ptr[r] = 0;
+    st[SAE_ST_AUX] = aux;
+    w->have_forward = 1;
+    return TP_OK;
+}
+
+double *sae_stats(sae_model *m, size_t *n)
+{
+    *n = m->ws->n_stats;
+    return m->ws->stats;
+}
+
+/* ---- backward ------------------------------------------------------------------------- */
+
+tp_status sae_backward(sae_model *m)
+{
+    const sae_config *c = &m->cfg;
+    sae_workspace *w = m->ws;
+    if (!w->have_forward) return tp_err(TP_ERR_INTERNAL, "sae_backward without a forward pass");
+    const int64_t d = c->d_in, F = c->d_sae, n = w->n_local;
+    float *gWe = m->grad, *gWd = m->grad + (size_t)F * (size_t)d, *gbe = gWd + (size_t)F * (size_t)d;
+    float *gbd = gbe + F;
+    memset(m->grad, 0, (size_t)m->n_params * sizeof(float));
+    if (n == 0) return TP_OK;
+    const float cr = (float)(2.0 / (double)w->n_global);                  /* ∂recon/∂x̂ = cr·delta */
+
+    for (int64_t r = 0; r < n; r++) axpyf(cr, w->delta + (size_t)r * (size_t)d, gbd, d);
+
+    if (c->arch == SAE_RELU) {
+        const float cl = (float)(sae_l1_coef_at(c, m->step) / (double)w->n_global);
+        const float *f = w->pre;
+        /* ∂/∂W_dec: cr·fᵀ·delta, plus the L1 term (λ/N) Σ_n f_ni · w_i/‖w_i‖ */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)d, (int)n, cr, f, (int)F, w->delta,
+                    (int)d, 0.0f, gWd, (int)d);
+        memset(w->colsum, 0, (size_t)F * sizeof(float));
+        for (int64_t r = 0; r < n; r++) {
+            const float *restrict fr = f + (size_t)r * (size_t)F;
+            for (int64_t i = 0; i < F; i++) w->colsum[i] += fr[i];
+        }
+        for (int64_t i = 0; i < F; i++)
+            if (w->colsum[i] > 0 && w->dec_norm[i] > 0)
+                axpyf(cl * w->colsum[i] / w->dec_norm[i], m->W_dec + (size_t)i * (size_t)d,
+                      gWd + (size_t)i * (size_t)d, d);
+        /* ∂/∂pre = (cr·delta·W_decᵀ + (λ/N)‖w_i‖)·[f > 0] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)d, cr, w->delta, (int)d,
+                    m->W_dec, (int)d, 0.0f, w->G, (int)F);
+        for (int64_t r = 0; r < n; r++) {
+            float *restrict g = w->G + (size_t)r * (size_t)F;
+            const float *restrict fr = f + (size_t)r * (size_t)F;
+            for (int64_t i = 0; i < F; i++) g[i] = fr[i] > 0 ? g[i] + cl * w->dec_norm[i] : 0.0f;
+            for (int64_t i = 0; i < F; i++) gbe[i] += g[i];
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)d, (int)n, 1.0f, w->G, (int)F, w->xt,
+                    (int)d, 0.0f, gWe, (int)d);
+        if (c->apply_b_dec_to_input)
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)d, -1.0f, m->W_enc, (int)d, gbe, 1, 1.0f, gbd, 1);
+        w->have_forward = 0;
+        return TP_OK;
+    }
+
+    /* sparse: only the k (or aux) latents of each row touch W_dec and W_enc */
+    const float ca = (float)(2.0 * c->aux_coef / (double)w->n_global);
+    for (int64_t r = 0; r < n; r++) {
+        const float *restrict dl = w->delta + (size_t)r * (size_t)d, *restrict xt = w->xt + (size_t)r * (size_t)d;
+        for (int64_t a = w->act_ptr[r]; a < w->act_ptr[r + 1]; a++) {
+            const size_t i = (size_t)w->act_idx[a];
+            const float *wd = m->W_dec + i * (size_t)d;
+            float gp = cr * dotf(dl, wd, d);
+            axpyf(cr * w->act_val[a], dl, gWd + i * (size_t)d, d);
+            axpyf(gp, xt, gWe + i * (size_t)d, d);
+            gbe[i] += gp;
+        }
+        const float *restrict ad = w->adelta + (size_t)r * (size_t)d;
+        for (int64_t a = w->aux_ptr[r]; a < w->aux_ptr[r + 1]; a++) {
+            const size_t i = (size_t)w->aux_idx[a];
+            const float *wd = m->W_dec + i * (size_t)d;
+            float gp = ca * dotf(ad, wd, d);
+            axpyf(ca * w->aux_val[a], ad, gWd + i * (size_t)d, d);
+            axpyf(gp, xt, gWe + i * (size_t)d, d);
+            gbe[i] += gp;
+        }
+    }
+    if (c->apply_b_dec_to_input)
+        for (int64_t i = 0; i < F; i++)
+            if (gbe[i] != 0) axpyf(-gbe[i], m->W_enc + (size_t)i * (size_t)d, gbd, d);
+    w->have_forward = 0;
+    return TP_OK;
+}
+
+/* ---- optimiser step ------------------------------------------------------------------- */
+
+void sae_metrics_from_stats(const sae_model *m, const double *st, sae_metrics *o)
+{
+    const sae_config *c = &m->cfg;
+    const int64_t d = c->d_in, F = c->d_sae;
+    const double N = st[SAE_ST_ROWS];
+    memset(o, 0, sizeof *o);
+    o->step = m->step;
+    o->rows = (int64_t)N;
+    o->lr = sae_lr_at(c, m->step);
+    o->l1_coef = c->arch == SAE_RELU ? sae_l1_coef_at(c, m->step) : 0;
+    o->recon = st[SAE_ST_RECON] / N;
+    o->l1 = o->l1_coef * st[SAE_ST_L1] / N;
+    o->aux = c->arch == SAE_RELU ? 0 : c->aux_coef * st[SAE_ST_AUX] / N;
+    o->loss = o->recon + o->l1 + o->aux;
+    double mu2 = 0;
+    for (int64_t j = 0; j < d; j++) mu2 += st[SAE_ST_HEAD + j] * st[SAE_ST_HEAD + j];
+    double var = st[SAE_ST_SQNORM] - mu2 / N;
+    o->fvu = var > 0 ? st[SAE_ST_RECON] / var : NAN;
+    o->l0 = st[SAE_ST_ACTIVE] / N;
+    int64_t dense = 0, dead = 0;
+    for (int64_t i = 0; i < F; i++) {
+        dense += st[SAE_ST_HEAD + d + i] > c->dense_freq * N;
+        dead += m->since_fired[i] >= c->dead_tokens;
+    }
+    o->dense_frac = (double)dense / (double)F;
+    o->dead_frac = (double)dead / (double)F;
+    o->threshold = m->threshold;
+    o->batch_threshold = c->arch == SAE_BATCHTOPK ? m->ws->batch_threshold : 0;
+}
+
+tp_status sae_apply_step(sae_model *m, sae_metrics *out)
+{
+    const sae_config *c = &m->cfg;
+    sae_workspace *w = m->ws;
+    const int64_t d = c->d_in, F = c->d_sae;
+    const size_t P = (size_t)m->n_params;
+    const double *st = w->stats;
+    if (st[SAE_ST_ROWS] != (double)w->n_global)
+        return tp_err(TP_ERR_INTERNAL, "sae_apply_step: the stats hold %.0f rows, the batch has %lld (not summed "
+                      "over the ranks?)", st[SAE_ST_ROWS], (long long)w->n_global);
+    sae_metrics met;
+    sae_metrics_from_stats(m, st, &met);
+    if (!isfinite(met.loss))
+        return tp_err(TP_ERR_RANGE, "sae: non-finite loss %g at step %lld", met.loss, (long long)m->step);
+
+    /* 1. no gradient along the unit decoder rows */
+    float *gWd = m->grad + (size_t)F * (size_t)d;
+    if (c->decoder_unit_norm) {
+        for (int64_t i = 0; i < F; i++) {
+            const float *wd = m->W_dec + (size_t)i * (size_t)d;
+            float *g = gWd + (size_t)i * (size_t)d;
+            axpyf(-dotf(g, wd, d), wd, g, d);
+        }
+    }
+    /* 2. clipping by the global norm */
+    double gn = 0;
+    for (size_t p = 0; p < P; p++) gn += (double)m->grad[p] * m->grad[p];
+    gn = sqrt(gn);
+    met.grad_norm = gn;
+    if (c->max_grad_norm > 0) {
+        double coef = c->max_grad_norm / (gn + 1e-6);
+        if (coef < 1) {
+            const float cf = (float)coef;
+            for (size_t p = 0; p < P; p++) m->grad[p] *= cf;
+        }
+    }
+    /* 3. Adam, as torch.optim.Adam (single-tensor path) computes it in f32 */
+    {
+        const double t1 = (double)(m->step + 1);
+        const double bc1 = 1.0 - pow(c->beta1, t1), bc2s = sqrt(1.0 - pow(c->beta2, t1));
+        const float step_size = (float)(met.lr / bc1), bc2f = (float)bc2s, eps = (float)c->eps;
+        const float w1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2, w2 = (float)(1.0 - c->beta2);
+        float *restrict p = m->params, *restrict mm = m->adam_m, *restrict vv = m->adam_v;
+        const float *restrict g = m->grad;
+        for (size_t q = 0; q < P; q++) {
+            mm[q] += w1 * (g[q] - mm[q]);
+            vv[q] = vv[q] * b2 + w2 * g[q] * g[q];
+            p[q] -= step_size * (mm[q] / (sqrtf(vv[q]) / bc2f + eps));
+        }
+    }
+    /* 4. unit decoder rows */
+    if (c->decoder_unit_norm) {
+        for (int64_t i = 0; i < F; i++) {
+            float *wd = m->W_dec + (size_t)i * (size_t)d;
+            double q = 0;
+            for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
+            if (q > 0) {
+                const float inv = (float)(1.0 / sqrt(q));
+                for (int64_t j = 0; j < d; j++) wd[j] *= inv;
+            }
+        }
+    }
+    /* 5. dead-latent counters */
+    const double *fires = st + SAE_ST_HEAD + d;
+    int64_t dead = 0;
+    for (int64_t i = 0; i < F; i++) {
+        m->since_fired[i] = fires[i] > 0 ? 0 : m->since_fired[i] + w->n_global;
+        dead += m->since_fired[i] >= c->dead_tokens;
+    }
+    met.dead_frac = (double)dead / (double)F;
+    /* 6. batchtopk's inference threshold */
+    if (c->arch == SAE_BATCHTOPK) {
+        m->threshold = m->step == 0 ? w->batch_threshold
+                                    : (1 - c->threshold_lr) * m->threshold + c->threshold_lr * w->batch_threshold;
+        met.threshold = m->threshold;
+    }
+    m->step++;
+    met.step = m->step;
+    if (out) *out = met;
+    return TP_OK;
+}
+
+static tp_status allreduce_f32(MPI_Comm comm, float *buf, size_t n)
+{
+    const size_t chunk = (size_t)1 << 28;
+    for (size_t off = 0; off < n; off += chunk) {
+        int cnt = (int)(n - off < chunk ? n - off : chunk);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, comm));
+    }
+    return TP_OK;
+}
+
+tp_status sae_train_step(sae_model *m, const float *rows, int64_t n_local, MPI_Comm comm, sae_metrics *out)
+{
+    int64_t n_global = n_local;
+    tp_status st = n_local < 0 || n_local > m->max_rows
+                       ? tp_err(TP_ERR_RANGE, "sae: %lld rows in a step, the workspace holds %lld",
+                                (long long)n_local, (long long)m->max_rows)
+                       : TP_OK;
+    if (comm != MPI_COMM_NULL) {
+        TP_CHECK(dist_agree(comm, st, "sae step"));
+        TP_CHECK(allreduce_i64(comm, &n_global, 1, MPI_SUM));
+    } else {
+        TP_CHECK(st);
+    }
+    if (n_global < 1) return tp_err(TP_ERR_RANGE, "sae: a step over an empty batch");
+    st = sae_forward(m, rows, n_local, n_global, comm);
+    if (st == TP_OK) st = sae_backward(m);
+    if (comm != MPI_COMM_NULL) {
+        TP_CHECK(dist_agree(comm, st, "sae step"));
+        TP_CHECK(allreduce_f32(comm, m->grad, (size_t)m->n_params));
+        TP_CHECK(dist_allreduce_sum_f64(comm, m->ws->stats, m->ws->n_stats));
+    } else {
+        TP_CHECK(st);
+    }
+    return sae_apply_step(m, out);
+}
+
+/* ---- inference ------------------------------------------------------------------------ */
+
+tp_status sae_encode(sae_model *m, const float *rows, int64_t n, float *codes)
+{
+    const sae_config *c = &m->cfg;
+    const int64_t F = c->d_sae, d = c->d_in;
+    sae_workspace *w = m->ws;
+    w->have_forward = 0;
+    for (int64_t r0 = 0; r0 < n; r0 += m->max_rows) {
+        const int64_t nb = n - r0 < m->max_rows ? n - r0 : m->max_rows;
+        float *out = codes + (size_t)r0 * (size_t)F;
+        encode_block(m, rows + (size_t)r0 * (size_t)d, nb, out, NULL, NULL);
+        for (int64_t r = 0; r < nb; r++) {
+            float *restrict p = out + (size_t)r * (size_t)F;
+            if (c->arch == SAE_RELU) {
+                for (int64_t i = 0; i < F; i++) p[i] = p[i] > 0 ? p[i] : 0.0f;
+            } else if (c->arch == SAE_BATCHTOPK) {
+                const float th = (float)m->threshold;
+                for (int64_t i = 0; i < F; i++) p[i] = p[i] > th && p[i] > 0 ? p[i] : 0.0f;
+            } else {
+                select_topk(p, NULL, F, c->k, w->heap_v, w->heap_i);
+                memset(p, 0, (size_t)F * sizeof *p);
+                for (int64_t j = 0; j < c->k; j++)
+                    if (w->heap_v[j] > 0) p[w->heap_i[j]] = w->heap_v[j];
+            }
+        }
+    }
+    return TP_OK;
+}
+
+tp_status sae_reconstruct(sae_model *m, const float *rows, int64_t n, float *recon)
+{
+    const int64_t F = m->cfg.d_sae, d = m->cfg.d_in;
+    sae_workspace *w = m->ws;
+    const float inv = (float)(1.0 / m->input_scale);
+    for (int64_t r0 = 0; r0 < n; r0 += m->max_rows) {
+        const int64_t nb = n - r0 < m->max_rows ? n - r0 : m->max_rows;
+        TP_CHECK(sae_encode(m, rows + (size_t)r0 * (size_t)d, nb, w->pre));
+        float *out = recon + (size_t)r0 * (size_t)d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)d, (int)F, 1.0f, w->pre, (int)F,
+                    m->W_dec, (int)d, 0.0f, out, (int)d);
+        for (int64_t r = 0; r < nb; r++)
+            for (int64_t j = 0; j < d; j++) out[(size_t)r * (size_t)d + j] = (out[(size_t)r * (size_t)d + j] + m->b_dec[j]) * inv;
+    }
+    return TP_OK;
+}
