@@ -14,6 +14,7 @@
 #include "cmd/forward_cmd.h"
 #include "cmd/tokenize_cmd.h"
 #include "cmd/eval_cmd.h"
+#include "cmd/features_cmd.h"
 #include "cmd/generate_cmd.h"
 
 #include <sched.h>
@@ -34,6 +35,8 @@ static void usage(FILE *f)
         "  capture             phase 2: activations at the capture points -> <run>/activations.h5\n"
         "  geometry            phase 3: PCA, intrinsic dimension, local geometry, clusters, norms\n"
         "                      -> <run>/results/geometric_analysis.json, /pca/<hook>/ in the store\n"
+        "  sae                 phase 4: sparse autoencoders per capture point (docs/sae.md)\n"
+        "                      -> <run>/results/sae_layer_<L>/ (SAELens layout), sae_summary.json\n"
         "  forward             run the model on token ids: top next tokens, dump capture points\n"
         "                      --ids 1,2,3[/4,5,6]  sequences of equal length ('/' separates)\n"
         "                      --ids-file F.npy     int32/int64 [B,T] or [T]\n"
@@ -49,6 +52,10 @@ static void usage(FILE *f)
         "  eval                per-token loss and perplexity over sampled corpus documents\n"
         "                      -> <run>/results/eval.json (overall and per domain)\n"
         "                      --per-token-out F.npy  every predicted token's loss, in order\n"
+        "  features query      features of <run>/results/features_catalog.json, one JSON line each\n"
+        "                      --layer L  --hook NAME  --feature ID  --token TEXT  --dead\n"
+        "                      --density-min X  --density-max X  --domain NAME [--domain-min F]\n"
+        "                      --limit N  --catalog FILE  (docs/features.md)\n"
         "  generate            greedy continuation with the KV cache\n"
         "                      --prompt \"text\" | --ids 1,2,3   --max-new N (40)  --no-stop\n"
         "  config show         print the effective configuration as YAML\n"
@@ -115,6 +122,7 @@ static tp_status dispatch(tp_cli *cli)
     if (!strcmp(cmd, "forward")) return forward_cmd_run(cli, run_dir);
     if (!strcmp(cmd, "tokenize")) return tokenize_cmd_run(cli);
     if (!strcmp(cmd, "eval")) return eval_cmd_run(cli, run_dir);
+    if (!strcmp(cmd, "features")) return features_cmd_run(cli, run_dir);
     if (!strcmp(cmd, "generate")) return generate_cmd_run(cli, run_dir);
     const tp_phase *p = pipeline_find(cmd);
     if (p) {

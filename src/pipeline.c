@@ -3,6 +3,7 @@
 #include "analysis/capture/capture_phase.h"
 #include "analysis/constraints/inspect_phase.h"
 #include "analysis/geometry/geometry_phase.h"
+#include "analysis/sae/sae_phase.h"
 #include "backend/cpu.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -29,10 +30,14 @@ static const char *const geometry_outputs[] = {"results/geometric_analysis.json"
 static const char *const geometry_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size",
                                                "geometry.", NULL};
 
+static const char *const sae_outputs[] = {"results/sae_summary.json", NULL};
+static const char *const sae_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "sae.", NULL};
+
 static const tp_phase phases[] = {
     {"inspect", inspect_phase_run, inspect_outputs, inspect_depends},
     {"capture", capture_phase_run, capture_outputs, capture_depends},
     {"geometry", geometry_phase_run, geometry_outputs, geometry_depends},
+    {"sae", sae_phase_run, sae_outputs, sae_depends},
 };
 
 const tp_phase *pipeline_phases(int *n)

@@ -2,6 +2,7 @@
 
 #include "core/log.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -39,9 +40,9 @@ static void print_line(const tp_progress *p, double now)
     char eta[32];
     fmt_eta(eta, sizeof eta, rate > 0 ? (double)(p->total - p->done) / rate : -1);
     double pct = p->total ? 100.0 * (double)p->done / (double)p->total : 100.0;
-    tp_log_info("%s: %llu/%llu %s (%.1f%%), %.1f %s/s, ETA %s", p->label,
+    tp_log_info("%s: %llu/%llu %s (%.1f%%), %.1f %s/s, ETA %s%s%s", p->label,
                 (unsigned long long)p->done, (unsigned long long)p->total, p->unit, pct,
-                rate, p->unit, eta);
+                rate, p->unit, eta, p->note[0] ? "; " : "", p->note);
 }
 
 void tp_progress_begin(tp_progress *p, const char *label, const char *unit, uint64_t total)
@@ -71,4 +72,12 @@ void tp_progress_add(tp_progress *p, uint64_t n)
 void tp_progress_end(tp_progress *p)
 {
     if (p->enabled) print_line(p, tp_now());
+}
+
+void tp_progress_note(tp_progress *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->note, sizeof p->note, fmt, ap);
+    va_end(ap);
 }

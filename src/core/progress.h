@@ -17,12 +17,15 @@ typedef struct {
     uint64_t total, done;
     double t_start, t_last, interval_s;
     bool enabled;
+    char note[192];          /* appended to each line (tp_progress_note) */
 } tp_progress;
 
 void tp_progress_set_default(tp_progress_mode mode, double interval_s);
 void tp_progress_begin(tp_progress *p, const char *label, const char *unit, uint64_t total);
 void tp_progress_add(tp_progress *p, uint64_t n);   /* may print a line */
 void tp_progress_end(tp_progress *p);               /* prints the final line */
+/* Text appended to the following lines (e.g. "loss 0.12, FVU 0.08"). */
+void tp_progress_note(tp_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 double tp_now(void);                                /* monotonic seconds */
 
 #endif

@@ -1,5 +1,6 @@
 #include "analysis/geometry/geometry_phase.h"
 
+#include "analysis/hook_select.h"
 #include "analysis/geometry/intrinsic_dim.h"
 #include "analysis/geometry/kmeans.h"
 #include "analysis/geometry/knn.h"
@@ -48,80 +49,6 @@ typedef struct {
     int64_t n_unmasked, n_keep_local, n_keep;
     int64_t *keep_rows;       /* [n_keep_local] store rows held */
 } geo_ctx;
-
-static int layer_of(const char *name)
-{
-    int L = -1;
-    if (sscanf(name, "blocks.%d.", &L) == 1) return L;
-    return -1;
-}
-
-static int layer_selected(const int64_t *sel, size_t nsel, int L)
-{
-    if (!nsel) return 1;
-    for (size_t i = 0; i < nsel; i++)
-        if (sel[i] == L) return 1;
-    return 0;
-}
-
-static tp_status add_job(hook_job *jobs, int *n, int cap, const tp_store *s, int act)
-{
-    for (int i = 0; i < *n; i++)
-        if (jobs[i].act == act) return TP_OK;
-    if (*n == cap) return tp_err(TP_ERR_CONFIG, "geometry.hooks: more than %d capture points", cap);
-    hook_job *j = &jobs[(*n)++];
-    memset(j, 0, sizeof *j);
-    const store_act_spec *a = store_act(s, act);
-    snprintf(j->name, sizeof j->name, "%s", a->name);
-    j->act = act, j->layer = layer_of(a->name), j->d = a->cols;
-    return TP_OK;
-}
-
-/* geometry.hooks (and layers) -> the store's capture points, in config order. */
-static tp_status resolve_hooks(const geo_ctx *g, hook_job *jobs, int *n, int cap)
-{
-    const char *const *hooks;
-    size_t nh = tp_config_str_list(g->cfg, "geometry.hooks", &hooks);
-    const int64_t *sel;
-    size_t nsel = tp_config_int_list(g->cfg, "layers", &sel);
-    int na = store_num_acts(g->s);
-    *n = 0;
-    if (!nh) {
-        for (int i = 0; i < na; i++) {
-            int L = layer_of(store_act(g->s, i)->name);
-            if (L < 0 || layer_selected(sel, nsel, L)) TP_CHECK(add_job(jobs, n, cap, g->s, i));
-        }
-        if (!*n) return tp_err(TP_ERR_CONFIG, "geometry: %s holds no capture point of the selected layers", g->path);
-        return TP_OK;
-    }
-    for (size_t h = 0; h < nh; h++) {
-        int act = store_find_act(g->s, hooks[h]);
-        if (act >= 0) {
-            TP_CHECK(add_job(jobs, n, cap, g->s, act));
-            continue;
-        }
-        /* A per-layer point: every stored layer of it. */
-        int found = 0;
-        size_t hl = strlen(hooks[h]);
-        for (int i = 0; i < na; i++) {
-            const char *nm = store_act(g->s, i)->name;
-            int L = layer_of(nm);
-            const char *dot = L >= 0 ? strchr(nm + 7, '.') : NULL;
-            if (dot && strlen(dot + 1) == hl && !strcmp(dot + 1, hooks[h]) && layer_selected(sel, nsel, L)) {
-                TP_CHECK(add_job(jobs, n, cap, g->s, i));
-                found = 1;
-            }
-        }
-        if (!found) {
-            char list[1024] = "";
-            for (int i = 0; i < na && strlen(list) < sizeof list - STORE_NAME_MAX - 8; i++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", store_act(g->s, i)->name);
-            return tp_err(TP_ERR_CONFIG, "geometry.hooks (%s): '%s' was not captured into %s (it holds: %s)",
-                          tp_config_origin(g->cfg, "geometry.hooks"), hooks[h], g->path, list);
-        }
-    }
-    return TP_OK;
-}
 
 /* Rows of this rank, the mask, and which unmasked rows are held in memory. */
 static tp_status select_rows(geo_ctx *g)
@@ -523,14 +450,6 @@ static json_t *definitions(void)
         "massive_dims", "coordinates whose largest |value| is at least massive_ratio_threshold times typical_abs_coordinate (the median over coordinates of mean |value|)");
 }
 
-/* Layer order (blocks.10 after blocks.9), then name. */
-static int cmp_job(const void *a, const void *b)
-{
-    const hook_job *x = a, *y = b;
-    if (x->layer != y->layer) return x->layer < y->layer ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
 tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
 {
     geo_ctx g = {.cfg = cfg, .comm = MPI_COMM_WORLD, .rank = dist_rank(), .size = dist_size()};
@@ -551,9 +470,16 @@ tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
     int cap = store_num_acts(g.s) ? store_num_acts(g.s) : 1;
     jobs = tp_calloc((size_t)cap, sizeof *jobs);
     if (!jobs) { st = TP_ERR_NOMEM; goto done; }
-    TP_CHECK_GOTO(resolve_hooks(&g, jobs, &n, cap), st, done);
-    if (!tp_config_str_list(cfg, "geometry.hooks", &(const char *const *){NULL}))
-        qsort(jobs, (size_t)n, sizeof *jobs, cmp_job);   /* the store lists names alphabetically */
+    int *acts = tp_malloc((size_t)cap * sizeof *acts);
+    if (!acts) { st = TP_ERR_NOMEM; goto done; }
+    st = hook_select(cfg, "geometry.hooks", g.s, g.path, acts, &n, cap);
+    for (int i = 0; st == TP_OK && i < n; i++) {
+        const store_act_spec *a = store_act(g.s, acts[i]);
+        snprintf(jobs[i].name, sizeof jobs[i].name, "%s", a->name);
+        jobs[i].act = acts[i], jobs[i].layer = hook_select_layer(a->name), jobs[i].d = a->cols;
+    }
+    free(acts);
+    if (st != TP_OK) goto done;
     TP_CHECK_GOTO(select_rows(&g), st, done);
     tp_log_info("geometry: %d capture point(s) of %s: %lld rows, %lld unmasked, %lld in memory over %d rank(s)", n,
                 g.path, (long long)g.N, (long long)g.n_unmasked, (long long)g.n_keep, g.size);

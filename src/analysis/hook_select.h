@@ -1,0 +1,23 @@
+/* hook_select.h — which of the store's capture points a phase analyses.
+ *
+ * A config string list (geometry.hooks, sae.hooks) names capture points as stored
+ * (blocks.3.hook_resid_post) or per-layer (hook_resid_post: that point at every
+ * stored layer, only the selected `layers` when that key is set). An empty list
+ * means every stored point of the selected layers (layer-less points such as
+ * ln_final.hook_normalized included), in layer order. A name that matches nothing is
+ * an error naming the key, where it was set, and what the store holds.
+ */
+#ifndef TP_HOOK_SELECT_H
+#define TP_HOOK_SELECT_H
+
+#include "core/config.h"
+#include "core/error.h"
+#include "io/store.h"
+
+/* acts [cap] receives store_act indices, *n of them, without repeats. */
+tp_status hook_select(const tp_config *cfg, const char *key, const tp_store *s, const char *store_path, int *acts,
+                      int *n, int cap);
+/* The layer of a stored name ("blocks.L.…"), -1 for a layer-less point. */
+int hook_select_layer(const char *name);
+
+#endif
