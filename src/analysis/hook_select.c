@@ -83,3 +83,17 @@ tp_status hook_select(const tp_config *cfg, const char *key, const tp_store *s, 
     }
     return TP_OK;
 }
+
+tp_status hook_select_require_complete(tp_store *s, const char *store_path, const char *phase, const int *acts, int n)
+{
+    static const char *const index[] = {"tokens", "positions", "mask"};
+    char ds[STORE_NAME_MAX + 8];
+    for (int i = -3; i < n; i++) {
+        if (i < 0) snprintf(ds, sizeof ds, "%s", index[i + 3]);
+        else snprintf(ds, sizeof ds, "acts/%s", store_act(s, acts[i])->name);
+        if (!store_is_complete(s, ds))
+            return tp_err(TP_ERR_FORMAT, "%s: %s: /%s is not marked complete (the capture did not finish; rerun "
+                          "`transpolmo capture` to resume it)", phase, store_path, ds);
+    }
+    return TP_OK;
+}

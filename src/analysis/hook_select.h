@@ -17,6 +17,9 @@
 /* acts [cap] receives store_act indices, *n of them, without repeats. */
 tp_status hook_select(const tp_config *cfg, const char *key, const tp_store *s, const char *store_path, int *acts,
                       int *n, int cap);
+/* The store's index datasets and the selected capture points must be marked
+ * complete (a capture that did not finish is named, with how to finish it). */
+tp_status hook_select_require_complete(tp_store *s, const char *store_path, const char *phase, const int *acts, int n);
 /* The layer of a stored name ("blocks.L.…"), -1 for a layer-less point. */
 int hook_select_layer(const char *name);
 

@@ -212,11 +212,6 @@ static tp_status analyse_hook(geo_ctx *g, hook_job *j, tp_progress *prog, json_t
     int64_t n_pca = method == PCA_METHOD_COV ? g->n_unmasked : g->n_keep;
     int64_t id_k = tp_config_int(cfg, "geometry.id.k"), loc_k = tp_config_int(cfg, "geometry.local.k");
     int64_t km_k = tp_config_int(cfg, "geometry.kmeans.k");
-    char what[STORE_NAME_MAX + 8];
-    snprintf(what, sizeof what, "acts/%s", j->name);
-    if (!store_is_complete(g->s, what))
-        return tp_err(TP_ERR_FORMAT, "geometry: %s: /acts/%s is not marked complete (the capture did not finish; "
-                      "rerun `transpolmo capture` to resume it)", g->path, j->name);
     if (kpca > d)
         return tp_err(TP_ERR_RANGE, "geometry.pca.components (%s) = %lld, but %s has only %lld columns",
                       tp_config_origin(cfg, "geometry.pca.components"), (long long)kpca, j->name, (long long)d);
@@ -460,13 +455,6 @@ tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
     fs_join(g.path, sizeof g.path, run_dir, "activations.h5");
     tp_status st = store_open_read(g.path, g.comm, &g.s);
     if (st != TP_OK) goto done;
-    static const char *const index[] = {"tokens", "positions", "mask"};
-    for (size_t i = 0; i < 3; i++)
-        if (!store_is_complete(g.s, index[i])) {
-            st = tp_err(TP_ERR_FORMAT, "geometry: %s: /%s is not marked complete (the capture did not finish; rerun "
-                        "`transpolmo capture` to resume it)", g.path, index[i]);
-            goto done;
-        }
     int cap = store_num_acts(g.s) ? store_num_acts(g.s) : 1;
     jobs = tp_calloc((size_t)cap, sizeof *jobs);
     if (!jobs) { st = TP_ERR_NOMEM; goto done; }
@@ -478,6 +466,7 @@ tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
         snprintf(jobs[i].name, sizeof jobs[i].name, "%s", a->name);
         jobs[i].act = acts[i], jobs[i].layer = hook_select_layer(a->name), jobs[i].d = a->cols;
     }
+    if (st == TP_OK) st = hook_select_require_complete(g.s, g.path, "geometry", acts, n);
     free(acts);
     if (st != TP_OK) goto done;
     TP_CHECK_GOTO(select_rows(&g), st, done);

@@ -224,27 +224,14 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
     double t_start = tp_now();
     tp_status st = store_open_read(path, comm, &s);
     if (st != TP_OK) return st;
-    static const char *const index[] = {"tokens", "positions", "mask"};
-    for (size_t i = 0; i < 3; i++)
-        if (!store_is_complete(s, index[i])) {
-            st = tp_err(TP_ERR_FORMAT, "sae: %s: /%s is not marked complete (rerun `transpolmo capture` to finish it)",
-                        path, index[i]);
-            goto done;
-        }
     int cap = store_num_acts(s) ? store_num_acts(s) : 1;
     acts = tp_malloc((size_t)cap * sizeof *acts);
     jobs = tp_calloc((size_t)cap, sizeof *jobs);
     if (!acts || !jobs) { st = TP_ERR_NOMEM; goto done; }
     TP_CHECK_GOTO(hook_select(cfg, "sae.hooks", s, path, acts, &n, cap), st, done);
+    TP_CHECK_GOTO(hook_select_require_complete(s, path, "sae", acts, n), st, done);
     for (int i = 0; i < n; i++) {
         const store_act_spec *a = store_act(s, acts[i]);
-        char ds[STORE_NAME_MAX + 8];
-        snprintf(ds, sizeof ds, "acts/%s", a->name);
-        if (!store_is_complete(s, ds)) {
-            st = tp_err(TP_ERR_FORMAT, "sae: %s: /%s is not marked complete (rerun `transpolmo capture` to finish it)",
-                        path, ds);
-            goto done;
-        }
         snprintf(jobs[i].name, sizeof jobs[i].name, "%s", a->name);
         jobs[i].act = acts[i], jobs[i].layer = hook_select_layer(a->name), jobs[i].d = a->cols;
         job_dir(run_dir, a->name, jobs[i].dir, sizeof jobs[i].dir);
