@@ -26,7 +26,7 @@ else
   fi
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 fi
-for phase in inspect capture geometry; do
+for phase in inspect capture geometry sae; do
   echo "== $phase ($(date -u +%FT%TZ))"
   "${launch[@]}" "$bin" "$phase" --config "$config" "$@"
 done
