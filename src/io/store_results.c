@@ -110,7 +110,8 @@ tp_status store_read_pca_components(const char *path, const char *hook, int64_t 
     return st;
 }
 
-tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int32_t *out)
+/* Rows [row0, row0 + n) of a 1-D dataset as memtype, serial access. */
+static tp_status read_1d_serial(const char *path, const char *dataset, hid_t memtype, int64_t row0, int64_t n, void *out)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -129,10 +130,43 @@ tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t r
         } else {
             hid_t ms = H5Screate_simple(1, count, NULL);
             if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-                H5Dread(ds, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out) < 0)
+                H5Dread(ds, memtype, ms, fs, H5P_DEFAULT, out) < 0)
                 st = fail(path, dataset);
             H5Sclose(ms);
         }
+        H5Sclose(fs);
+        H5Dclose(ds);
+    }
+    H5Fclose(f);
+    return st;
+}
+
+tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int32_t *out)
+{
+    return read_1d_serial(path, dataset, H5T_NATIVE_INT32, row0, n, out);
+}
+
+tp_status store_read_i64_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int64_t *out)
+{
+    return read_1d_serial(path, dataset, H5T_NATIVE_INT64, row0, n, out);
+}
+
+tp_status store_dataset_length_serial(const char *path, const char *dataset, int64_t *n)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return fail(path, "opening the store");
+    tp_status st = TP_OK;
+    hid_t ds = H5Dopen2(f, dataset, H5P_DEFAULT);
+    if (ds < 0) {
+        st = tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", path, dataset);
+    } else {
+        hid_t fs = H5Dget_space(ds);
+        hsize_t dims[1] = {0};
+        if (H5Sget_simple_extent_ndims(fs) != 1 || H5Sget_simple_extent_dims(fs, dims, NULL) < 0)
+            st = tp_err(TP_ERR_FORMAT, "%s: /%s is not a 1-D dataset", path, dataset);
+        else
+            *n = (int64_t)dims[0];
         H5Sclose(fs);
         H5Dclose(ds);
     }

@@ -32,5 +32,9 @@ tp_status store_read_pca_components(const char *path, const char *hook, int64_t 
 /* Rows [row0, row0 + n) of a 1-D int32 dataset (/tokens, /positions), one process,
  * serial access (the parallel store must be closed or opened read-only). */
 tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int32_t *out);
+/* Same for a 1-D int64 dataset (/doc_offsets, /doc_index). */
+tp_status store_read_i64_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int64_t *out);
+/* Length of a 1-D dataset (serial; TP_ERR_FORMAT if absent or not 1-D). */
+tp_status store_dataset_length_serial(const char *path, const char *dataset, int64_t *n);
 
 #endif

@@ -1,0 +1,106 @@
+/* features_catalog.h — what each SAE latent ("feature") does, as JSON for
+ * results/features_catalog.json (phase 4, issue 7; schema in docs/features.md).
+ * Runs on ONE process (rank 0 of the SAE phase, after the parallel store is closed).
+ *
+ * Units. Activations are what sae_encode returns: codes in the SAE's scaled space
+ *   (the SAE reads s·x, s = input scale). They are also exactly the activations of the
+ *   SAELens export (results/sae_layer_<L>/) on raw activations, which folds s into its
+ *   weights, so a SAELens user sees the same numbers. A feature's write to the hook's
+ *   raw activations is f_i · w_i / s (w_i = row i of W_dec).
+ *
+ * One pass over the rows, in blocks of opt.block_rows (sae_encode → codes [B, F]),
+ * keeps per feature, in arrays allocated once: fire count, Σ activation, max, a
+ * min-heap of the top_k (activation, row) pairs (ties: the lower row wins), a uniform
+ * reservoir of `reservoir` firing (activation, row) pairs (Vitter's algorithm R with
+ * a counter-based hash of (seed, feature, firing number) as its random numbers, so
+ * the result does not depend on the block size) and the activation mass per corpus
+ * domain. Then, for the detailed features only:
+ *   quantile samples  for levels q_j = (j + ½)/n_quantiles, j = 0..n_quantiles−1, the
+ *                     reservoir entry of ascending rank ⌊q_j·r⌋ (r = entries held). A
+ *                     feature that fired at most `reservoir` times holds all its
+ *                     firings: the samples are then exact empirical quantiles.
+ *   promotes/suppresses  logit(t) = W_U[t] · (γ ⊙ w_i / s), γ = the final norm's
+ *                     weight (opt.fold_final_norm; 1 otherwise): the direct effect on
+ *                     the logits of one unit of activation, up to the positive 1/rms
+ *                     of the final RMSNorm. The n_logit_tokens largest and smallest.
+ *   reads             score(t) = W_E[t] · (s · W_enc[i]): the pre-activation the
+ *                     token's embedding alone would give, without biases. Largest
+ *                     n_read_tokens.
+ *   Both are computed in blocks (features × vocabulary rows, one SGEMM each,
+ *   W_U/W_E rows converted from BF16/F16 per block): V×F is never held. They need
+ *   d_in = the model's hidden size (residual-stream hooks, attn_out, mlp_out);
+ *   otherwise they are left out and the layer says why. Token ids the tokenizer does
+ *   not know (padding rows of the embedding) are skipped.
+ *   contexts          from /tokens and /positions of the store (read serially): the
+ *                     context_before tokens before the row in its sequence, the token
+ *                     between ⟦ and ⟧, then up to context_after tokens that follow
+ *                     in the same sequence.
+ *   domain_profile    activation mass per domain / total mass (domain of the row's
+ *                     document: /doc_offsets → /doc_index → the corpus's "domain").
+ *   monosemanticity   token_purity = 1 − H(p_tok)/ln k, p_tok = the activation-weighted
+ *                     distribution of the activating token ids over the k top contexts
+ *                     (1 if k ≤ 1); domain_purity = 1 − H(domain_profile)/ln D, D = the
+ *                     domains present among the rows (null if D ≤ 1); score = the
+ *                     larger of the two (1 = all top activations on one token or all
+ *                     mass in one domain). Natural logs.
+ * Every feature is listed with id, fires, density, mean and max activation; dead
+ * features (never fired on these rows) and dense ones (density > dense threshold)
+ * are listed again by id at the top of the layer. Detailed entries go to every
+ * live feature, or, with max_detailed > 0 and more live features than that, to the
+ * max_detailed with the largest activation mass (ties: lower id).
+ */
+#ifndef TP_FEATURES_CATALOG_H
+#define TP_FEATURES_CATALOG_H
+
+#include "analysis/sae/sae.h"
+#include "core/error.h"
+#include "io/corpus.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct {
+    int64_t top_k;            /* top activating contexts per feature (20) */
+    int64_t context_before;   /* tokens before the activating one (12) */
+    int64_t context_after;    /* tokens after it, same sequence (4) */
+    int64_t n_quantiles;      /* quantile samples per feature (5) */
+    int64_t reservoir;        /* reservoir size per feature (64) */
+    int64_t n_logit_tokens;   /* promoted and suppressed tokens, each (10) */
+    int64_t n_read_tokens;    /* input tokens read (10) */
+    double dense_threshold;   /* dense: density > this; < 0: the SAE's cfg.dense_freq (-1) */
+    int64_t max_detailed;     /* features with detailed entries; 0 = every live one (4096) */
+    int fold_final_norm;      /* 1: γ of the final norm in the logit attribution (1) */
+    uint64_t seed;            /* reservoir sampling (0) */
+    int64_t block_rows;       /* rows per sae_encode block (256) */
+    int64_t feature_block, vocab_block;   /* blocks of the logit GEMMs (512, 2048) */
+} features_catalog_options;
+
+typedef struct {
+    sae_model *sae;            /* trained; sae_encode uses (overwrites) its workspace */
+    const char *hook_name;     /* e.g. "blocks.2.hook_resid_post" */
+    int layer;
+    const float *rows;         /* [n, d_in] raw activations (what sae_encode takes) */
+    const int64_t *row_index;  /* [n] store row of each row */
+    int64_t n;
+    const char *store_path;    /* activations.h5, read serially (/tokens, /positions,
+                                  /doc_offsets, /doc_index) */
+    const corpus *corpus;      /* NULL: every row's domain is "(unknown)" */
+    const tp_model *model;     /* NULL: no promotes/suppresses/reads */
+    const tp_tokenizer *tok;   /* NULL: tokens as ids only, no text */
+    features_catalog_options opt;
+} features_catalog_input;
+
+void features_catalog_default_options(features_catalog_options *o);
+
+/* The catalog of one SAE: *out_layer (new reference) is the JSON object of
+ * docs/features.md ("hook", "layer", ..., "features": [...]). Fails on bad options,
+ * a row outside the store, or a store/corpus read error. */
+tp_status features_catalog_build(const features_catalog_input *in, json_t **out_layer);
+
+/* The whole file: {"schema": "transpolmo.features_catalog/1", "saes": saes}.
+ * Steals saes (an array of layer objects); NULL on allocation failure. */
+json_t *features_catalog_document(json_t *saes);
+
+#endif
