@@ -98,18 +98,18 @@ tp_status fs_write_atomic(const char *path, const void *data, size_t n)
     return fs_commit(f, path);
 }
 
-tp_status fs_write_json(const char *path, const json_t *j)
+static tp_status write_json(const char *path, const json_t *j, size_t flags)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(j, flags | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     if (!s) return tp_err(TP_ERR_NOMEM, "cannot serialise JSON for '%s'", path);
     size_t n = strlen(s);
-    tp_status st = fs_write_atomic(path, s, n);
-    if (st == TP_OK) {
-        /* Trailing newline, as text files should end. */
-        FILE *f = fopen(path, "ab");
-        if (!f || fputc('\n', f) == EOF || fclose(f) != 0)
-            st = tp_err(TP_ERR_IO, "writing '%s' failed: %s", path, strerror(errno));
-    }
-    free(s);
+    char *t = realloc(s, n + 2);   /* a trailing newline, as text files should end */
+    if (!t) { free(s); return tp_err(TP_ERR_NOMEM, "cannot serialise JSON for '%s'", path); }
+    t[n] = '\n', t[n + 1] = '\0';
+    tp_status st = fs_write_atomic(path, t, n + 1);
+    free(t);
     return st;
 }
+
+tp_status fs_write_json(const char *path, const json_t *j) { return write_json(path, j, JSON_INDENT(2)); }
+tp_status fs_write_json_compact(const char *path, const json_t *j) { return write_json(path, j, JSON_COMPACT); }

@@ -24,6 +24,8 @@ void fs_abort(FILE *f, const char *path);                  /* fclose + unlink tm
 tp_status fs_write_atomic(const char *path, const void *data, size_t n);
 /* Dumps JSON (indent 2, keys in insertion order) atomically. */
 tp_status fs_write_json(const char *path, const json_t *j);
+/* The same without indentation (large outputs: the features catalog). */
+tp_status fs_write_json_compact(const char *path, const json_t *j);
 /* Joins a and b with one '/' into buf. */
 const char *fs_join(char *buf, size_t n, const char *a, const char *b);
 

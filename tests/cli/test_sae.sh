@@ -23,10 +23,26 @@ expect_ok "capture" -- "$BIN" capture "${common[@]}" --out "$TMP/r"
 for r in np1 np2 kill; do mkdir -p "$TMP/$r" && cp "$TMP/r/activations.h5" "$TMP/$r/"; done
 expect_ok "np1 sae" -- sae "$TMP/np1"
 expect_ok "np2 sae" -- sae_np 2 "$TMP/np2"
-for f in results/sae_summary.json results/sae_layer_1/cfg.json results/sae_layer_2/sae_weights.safetensors; do
+for f in results/sae_summary.json results/sae_layer_1/cfg.json results/sae_layer_2/sae_weights.safetensors \
+         results/features_catalog.json; do
   if [ -f "$TMP/np1/$f" ]; then passes=$((passes+1)); echo "ok   $f written"; else failures=$((failures+1)); echo "FAIL no $f"; fi
 done
+n=$("$BIN" features query --out "$TMP/np1" --layer 2 --limit 3 2>/dev/null | grep -c '"id"')
+if [ "$n" = 3 ]; then passes=$((passes+1)); echo "ok   features query lists the catalog's features"
+else failures=$((failures+1)); echo "FAIL features query printed $n features"; fi
 if $PY -c "import h5py, numpy" 2>/dev/null; then
+  $PY - "$TMP/np1/results/features_catalog.json" "$TMP/np1/results/sae_summary.json" <<'PYEOF' && { passes=$((passes+1)); echo "ok   catalog agrees with the evaluation"; } || { failures=$((failures+1)); echo "FAIL catalog vs evaluation"; }
+import json, sys
+cat, summ = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for layer, ev in zip(cat["saes"], summ["saes"]):
+    assert layer["hook"] == ev["hook"] and len(layer["features"]) == ev["d_sae"]
+    assert layer["rows"] == ev["evaluation"]["rows"], "catalog and evaluation use the same held-out rows"
+    assert layer["n_dead"] == ev["evaluation"]["dead_latents"], "dead latents"
+    l0 = sum(f["density"] for f in layer["features"])
+    assert abs(l0 - ev["evaluation"]["l0"]) < 1e-6 * max(1, l0), (l0, ev["evaluation"]["l0"])
+    live = [f for f in layer["features"] if f["fires"] > 0 and "top_contexts" in f]
+    assert live and all("⟦" in f["top_contexts"][0]["context"] for f in live[:20])
+PYEOF
   for L in 1 2; do
     expect_ok "layer $L: np2 weights equal np1's (1e-5)" -- $PY "$CHECK" --same "$TMP/np1/results/sae_layer_$L" "$TMP/np2/results/sae_layer_$L" 1e-5
     expect_ok "layer $L: SAELens layout, NumPy reconstructs the rows" -- $PY "$CHECK" --layout "$TMP/np1/results/sae_layer_$L" "$TMP/np1/activations.h5"

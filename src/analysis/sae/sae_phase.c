@@ -3,13 +3,16 @@
 #include "analysis/hook_select.h"
 #include "analysis/row_stream.h"
 #include "analysis/sae/sae.h"
+#include "analysis/sae/features_catalog.h"
 #include "analysis/sae/sae_export.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/mpi_check.h"
 #include "dist/world.h"
+#include "io/corpus.h"
 #include "io/store.h"
+#include "model/model_io.h"
 #include "pipeline.h"
 
 #include <jansson.h>
@@ -31,6 +34,9 @@ typedef struct {
     sae_metrics last;
     json_t *curve;          /* rank 0 */
     json_t *eval;           /* rank 0 */
+    float *eval_x;          /* rank 0: the held-out rows [n_eval, d] for the catalog */
+    int64_t *eval_rows;     /* their store rows */
+    int64_t n_eval;
 } sae_job;
 
 typedef struct {
@@ -149,11 +155,12 @@ static tp_status evaluate_rows(row_stream *rs, int act_i, sae_job *j, int64_t ma
     const int64_t d = j->d, F = j->m.cfg.d_sae, blk = j->m.max_rows;
     int64_t total = row_stream_eval_rows(rs) < max_rows ? row_stream_eval_rows(rs) : max_rows, n = 0;
     float *x = tp_malloc((size_t)((total ? total : 1) * d) * sizeof *x);
+    int64_t *xrows = tp_malloc((size_t)(total ? total : 1) * sizeof *xrows);
     float *rec = tp_malloc((size_t)(blk * d) * sizeof *rec), *codes = tp_malloc((size_t)(blk * F) * sizeof *codes);
     double *acc = tp_calloc((size_t)(4 + F), sizeof *acc), *mean = tp_calloc((size_t)d, sizeof *mean);
-    tp_status st = x && rec && codes && acc && mean ? TP_OK : TP_ERR_NOMEM;
+    tp_status st = x && xrows && rec && codes && acc && mean ? TP_OK : TP_ERR_NOMEM;
     if ((st = dist_agree(comm, st, "sae evaluation")) != TP_OK) goto done;
-    if ((st = row_stream_read_eval(rs, act_i, total, x, NULL, &n)) != TP_OK) goto done;
+    if ((st = row_stream_read_eval(rs, act_i, total, x, xrows, &n)) != TP_OK) goto done;
     if (n < 2) {
         st = tp_err(TP_ERR_RANGE, "sae: %lld held-out rows for %s; raise sae.eval_fraction or capture more", (long long)n,
                     j->name);
@@ -191,9 +198,56 @@ static tp_status evaluate_rows(row_stream *rs, int act_i, sae_job *j, int64_t ma
                             "explained_variance", 1 - fvu, "l0", acc[2] / (double)n, "dead_latents", (json_int_t)dead,
                             "dead_fraction", (double)dead / (double)F, "dense_latents", (json_int_t)dense,
                             "dense_fraction", (double)dense / (double)F);
+        j->eval_x = x, j->eval_rows = xrows, j->n_eval = n;   /* kept for the catalog */
+        x = NULL, xrows = NULL;
     }
 done:
-    free(x), free(rec), free(codes), free(acc), free(mean);
+    free(x), free(xrows), free(rec), free(codes), free(acc), free(mean);
+    return st;
+}
+
+/* Rank 0, after the parallel store is closed: results/features_catalog.json. */
+static tp_status write_catalog(const tp_config *cfg, const char *run_dir, const char *store_path, sae_job *jobs, int n)
+{
+    double t0 = tp_now();
+    tp_model *model = NULL;
+    tp_tokenizer *tok = NULL;
+    corpus *corp = NULL;
+    if (model_io_open(cfg, &model, &tok) != TP_OK) {
+        tp_log_warn("sae: features catalog without logit attribution and token text: %s", tp_err_msg());
+        model = NULL, tok = NULL;
+    }
+    if (corpus_open(tp_config_str(cfg, "data.corpus"), tp_config_bool(cfg, "data.skip_malformed"), &corp) != TP_OK) {
+        tp_log_warn("sae: features catalog without corpus domains: %s", tp_err_msg());
+        corp = NULL;
+    }
+    json_t *saes = json_array();
+    tp_status st = TP_OK;
+    for (int i = 0; i < n && st == TP_OK; i++) {
+        features_catalog_input in = {.sae = &jobs[i].m, .hook_name = jobs[i].name, .layer = jobs[i].layer,
+                                     .rows = jobs[i].eval_x, .row_index = jobs[i].eval_rows, .n = jobs[i].n_eval,
+                                     .store_path = store_path, .corpus = corp, .model = model, .tok = tok};
+        features_catalog_default_options(&in.opt);
+        in.opt.top_k = tp_config_int(cfg, "sae.catalog.top_k");
+        in.opt.context_before = tp_config_int(cfg, "sae.catalog.context");
+        in.opt.max_detailed = tp_config_int(cfg, "sae.catalog.max_detailed");
+        in.opt.seed = (uint64_t)tp_config_int(cfg, "sae.seed");
+        json_t *layer = NULL;
+        st = features_catalog_build(&in, &layer);
+        if (st == TP_OK) json_array_append_new(saes, layer);
+    }
+    if (st == TP_OK) {
+        json_t *doc = features_catalog_document(saes);
+        saes = NULL;
+        char out[4300];
+        st = fs_write_json_compact(fs_join(out, sizeof out, run_dir, "results/features_catalog.json"), doc);
+        json_decref(doc);
+        if (st == TP_OK) tp_log_info("sae: features catalog of %d SAE(s) -> %s (%.1f s)", n, out, tp_now() - t0);
+    }
+    json_decref(saes);
+    corpus_close(corp);
+    tokenizer_free(tok);
+    model_close(model);
     return st;
 }
 
@@ -393,6 +447,7 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
         } else {
             json_decref(list);
         }
+        if (w == TP_OK) w = write_catalog(cfg, run_dir, path, jobs, n);
         for (int i = 0; i < n; i++)
             if (jobs[i].eval)
                 tp_log_info("sae: %s: held-out FVU %.3f, L0 %.1f, dead %lld of %lld latents", jobs[i].name,
@@ -409,6 +464,7 @@ done:
         if (jobs[i].ready) sae_free(&jobs[i].m);
         json_decref(jobs[i].curve);
         json_decref(jobs[i].eval);
+        free(jobs[i].eval_x), free(jobs[i].eval_rows);
     }
     free(jobs), free(acts);
     return st;
