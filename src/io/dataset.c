@@ -3,25 +3,107 @@
 #include <stdlib.h>
 #include <string.h>
 
-tp_status dataset_open(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
-                       tp_dataset *out)
+/* The corpus and how it is cut (data.corpus, data.skip_malformed, data.seq_len,
+ * data.packing): shared by every sample of it. */
+static tp_status dataset_open_corpus(const tp_config *cfg, tp_dataset *out)
 {
     memset(out, 0, sizeof *out);
     tp_status st = corpus_open(tp_config_str(cfg, "data.corpus"), tp_config_bool(cfg, "data.skip_malformed"),
                                &out->corpus);
     if (st != TP_OK) return st;
-    size_t want = (size_t)tp_config_int(cfg, "data.num_samples"), have = corpus_count(out->corpus);
-    out->seed = (uint64_t)tp_config_int(cfg, "data.seed");
     out->seq_len = (int)tp_config_int(cfg, "data.seq_len");
     out->packing = !strcmp(tp_config_str(cfg, "data.packing"), "pack") ? TP_PACK_PACK : TP_PACK_SPLIT;
+    return TP_OK;
+}
+
+/* out->docs[0..ndocs) chosen: their token sequences. */
+static tp_status dataset_build(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
+                               tp_dataset *out)
+{
+    TP_CHECK(sequences_build(out->corpus, out->docs, out->ndocs, tok, out->seq_len, out->packing, eos_id,
+                             &out->seqs));
+    if (!out->seqs.n_tokens)
+        return tp_err(TP_ERR_FORMAT, "%s: the %zu sampled documents of '%s' give no tokens", what, out->ndocs,
+                      tp_config_str(cfg, "data.corpus"));
+    return TP_OK;
+}
+
+tp_status dataset_open(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
+                       tp_dataset *out)
+{
+    tp_status st = dataset_open_corpus(cfg, out);
+    if (st != TP_OK) return st;
+    size_t want = (size_t)tp_config_int(cfg, "data.num_samples"), have = corpus_count(out->corpus);
+    out->seed = (uint64_t)tp_config_int(cfg, "data.seed");
     out->docs = tp_malloc((want < have ? want : have) * sizeof *out->docs);
     if (!out->docs) st = TP_ERR_NOMEM;
     if (st == TP_OK) st = corpus_sample(out->corpus, want, out->seed, out->docs, &out->ndocs);
-    if (st == TP_OK)
-        st = sequences_build(out->corpus, out->docs, out->ndocs, tok, out->seq_len, out->packing, eos_id, &out->seqs);
-    if (st == TP_OK && !out->seqs.n_tokens)
-        st = tp_err(TP_ERR_FORMAT, "%s: the %zu sampled documents of '%s' give no tokens", what, out->ndocs,
-                    tp_config_str(cfg, "data.corpus"));
+    if (st == TP_OK) st = dataset_build(cfg, tok, eos_id, what, out);
+    if (st != TP_OK) dataset_close(out);
+    return st;
+}
+
+/* splitmix64 (Steele, Lea & Flood 2014), as corpus_sample draws. */
+static uint64_t heldout_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+tp_status dataset_open_heldout(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
+                               const int64_t *exclude, size_t n_exclude, size_t num_docs, uint64_t seed,
+                               tp_dataset *out)
+{
+    tp_status st = dataset_open_corpus(cfg, out);
+    if (st != TP_OK) return st;
+    out->seed = seed;
+    const size_t D = corpus_count(out->corpus);
+    /* The candidates: every document not excluded, in corpus order. */
+    unsigned char *gone = tp_calloc(D ? D : 1, 1);
+    size_t *cand = NULL, M = 0;
+    if (!gone) st = TP_ERR_NOMEM;
+    for (size_t i = 0; st == TP_OK && i < n_exclude; i++) {
+        if (exclude[i] < 0 || (uint64_t)exclude[i] >= D)
+            st = tp_err(TP_ERR_FORMAT,
+                        "%s: excluded document %lld is outside the corpus '%s' (%zu documents): "
+                        "was the sample drawn from another corpus?",
+                        what, (long long)exclude[i], tp_config_str(cfg, "data.corpus"), D);
+        else
+            gone[exclude[i]] = 1;
+    }
+    if (st == TP_OK && !(cand = tp_malloc((D ? D : 1) * sizeof *cand))) st = TP_ERR_NOMEM;
+    if (st == TP_OK) {
+        for (size_t i = 0; i < D; i++)
+            if (!gone[i]) cand[M++] = i;
+        if (!M)
+            st = tp_err(TP_ERR_FORMAT, "%s: no document of '%s' is left outside the %zu excluded ones", what,
+                        tp_config_str(cfg, "data.corpus"), n_exclude);
+    }
+    if (st == TP_OK) {
+        /* Partial Fisher-Yates: cand[0..n) becomes a uniform sample of n candidates.
+         * The modulo bias (M / 2^64) is negligible. A constant distinct from
+         * corpus_sample's keeps the two streams apart for equal seeds. */
+        size_t n = num_docs < M ? num_docs : M;
+        uint64_t s = seed ^ 0x68656C646F757421ull;   /* "heldout!" */
+        for (size_t j = 0; j < n; j++) {
+            size_t k = j + (size_t)(heldout_next(&s) % (uint64_t)(M - j));
+            size_t t = cand[j];
+            cand[j] = cand[k], cand[k] = t;
+        }
+        qsort(cand, n, sizeof *cand, cmp_size);
+        out->docs = cand, out->ndocs = n, cand = NULL;
+        st = dataset_build(cfg, tok, eos_id, what, out);
+    }
+    free(gone);
+    free(cand);
     if (st != TP_OK) dataset_close(out);
     return st;
 }

@@ -15,7 +15,7 @@ common=(--model "$M" --set data.corpus="$CORPUS" --num-samples 24 --set data.seq
         --set forward.batch_size=4 --set capture.hooks=hook_resid_post --layers 1,2
         --set sae.num_epochs=3 --set sae.batch_size=256 --set sae.chunk_rows=128 --set sae.window_chunks=4
         --set sae.eval_fraction=0.1 --set sae.checkpoint_every=5 --set sae.hidden_dim=512 --set sae.k=16
-        --set sae.aux_k=64 --set sae.eval.num_samples=0)
+        --set sae.aux_k=64 --set sae.eval.num_samples=4)
 sae() { local out=$1; shift; "$BIN" sae "${common[@]}" --out "$out" "$@"; }
 sae_np() { local np=$1 out=$2; shift 2; timeout -s KILL 240 "$MPIRUN" -np "$np" "$BIN" sae "${common[@]}" --out "$out" "$@"; }
 
@@ -40,6 +40,9 @@ for layer, ev in zip(cat["saes"], summ["saes"]):
     assert layer["n_dead"] == ev["evaluation"]["dead_latents"], "dead latents"
     l0 = sum(f["density"] for f in layer["features"])
     assert abs(l0 - ev["evaluation"]["l0"]) < 1e-6 * max(1, l0), (l0, ev["evaluation"]["l0"])
+    ce = ev["evaluation"]["ce"]
+    assert ce["tokens"] > 0 and ce["ce_zero_ablation"] > ce["ce_clean"] > 0 and 0 <= ce["kl_sae"] < ce["kl_zero_ablation"]
+    assert abs(ce["ce_loss_recovered"] - (ce["ce_zero_ablation"] - ce["ce_sae"]) / (ce["ce_zero_ablation"] - ce["ce_clean"])) < 1e-6
     live = [f for f in layer["features"] if f["fires"] > 0 and "top_contexts" in f]
     assert live and all("⟦" in f["top_contexts"][0]["context"] for f in live[:20])
 PYEOF

@@ -4,6 +4,7 @@
 #include "analysis/row_stream.h"
 #include "analysis/sae/sae.h"
 #include "analysis/sae/features_catalog.h"
+#include "analysis/sae/sae_ce.h"
 #include "analysis/sae/sae_export.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -11,7 +12,11 @@
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 #include "io/corpus.h"
+#include "io/dataset.h"
+#include "io/store_results.h"
 #include "io/store.h"
+#include "model/forward.h"
+#include "model/hooks.h"
 #include "model/model_io.h"
 #include "pipeline.h"
 
@@ -206,6 +211,60 @@ done:
     return st;
 }
 
+/* CE-loss recovered and KL on held-out text, every SAE spliced in at its point in
+ * turn (sae_ce.h). Collective; after the parallel store is closed. */
+static tp_status evaluate_ce(const tp_config *cfg, const char *store_path, sae_job *jobs, int n, MPI_Comm comm)
+{
+    int64_t ndocs = tp_config_int(cfg, "sae.eval.num_samples"), nexcl = 0;
+    if (ndocs == 0) return TP_OK;
+    double t0 = tp_now();
+    tp_model *model = NULL;
+    tp_tokenizer *tok = NULL;
+    tp_forward *f = NULL;
+    tp_dataset text = {0};
+    int64_t *excl = NULL;
+    tp_status st = model_io_open(cfg, &model, &tok);
+    if (st == TP_OK) st = store_dataset_length_serial(store_path, "doc_index", &nexcl);
+    if (st == TP_OK) {
+        excl = tp_malloc((size_t)(nexcl ? nexcl : 1) * sizeof *excl);
+        st = !excl ? TP_ERR_NOMEM : nexcl ? store_read_i64_serial(store_path, "doc_index", 0, nexcl, excl) : TP_OK;
+    }
+    /* Documents the capture did not sample: text the SAE never saw. */
+    if (st == TP_OK)
+        st = sae_ce_text_open(cfg, tok, model->cfg.eos_token_id, excl, (size_t)nexcl, ndocs,
+                              (uint64_t)tp_config_int(cfg, "data.seed") + 7919u, &text);
+    int batch = (int)tp_config_int(cfg, "forward.batch_size");
+    if (st == TP_OK) st = forward_new(model, batch, text.seq_len, &f);
+    if ((st = dist_agree(comm, st, "sae CE evaluation")) != TP_OK) goto done;
+    int skip_first = tp_config_bool(cfg, "capture.mask_first");
+    int32_t bos = tp_config_bool(cfg, "capture.mask_bos") ? model->cfg.bos_token_id : -1;
+    for (int i = 0; i < n; i++) {
+        int L;
+        tp_hook_point pt;
+        st = hooks_parse_name(&model->cfg, jobs[i].name, &L, &pt);
+        if ((st = dist_agree(comm, st, "sae CE evaluation")) != TP_OK) goto done;
+        sae_ce_result r;
+        if ((st = sae_ce_evaluate(f, &text.seqs, batch, L, pt, &jobs[i].m, skip_first, bos, comm, &r)) != TP_OK)
+            goto done;
+        if (jobs[i].eval) {
+            json_object_set_new(jobs[i].eval, "ce", json_pack("{s:f, s:f, s:f, s:o, s:f, s:f, s:I, s:I}", "ce_clean",
+                r.ce_clean, "ce_zero_ablation", r.ce_zero, "ce_sae", r.ce_sae, "ce_loss_recovered",
+                isfinite(r.recovered) ? json_real(r.recovered) : json_null(), "kl_sae", r.kl_sae, "kl_zero_ablation",
+                r.kl_zero, "tokens", (json_int_t)r.tokens, "documents", (json_int_t)text.ndocs));
+            tp_log_info("sae: %s: CE clean %.4f, SAE %.4f, zero %.4f -> %.1f%% recovered, KL %.4f (%lld held-out tokens)",
+                        jobs[i].name, r.ce_clean, r.ce_sae, r.ce_zero, 100 * r.recovered, r.kl_sae, (long long)r.tokens);
+        }
+    }
+    tp_log_info("sae: CE evaluation on %zu held-out documents in %.1f s", text.ndocs, tp_now() - t0);
+done:
+    forward_free(f);
+    dataset_close(&text);
+    free(excl);
+    tokenizer_free(tok);
+    model_close(model);
+    return st;
+}
+
 /* Rank 0, after the parallel store is closed: results/features_catalog.json. */
 static tp_status write_catalog(const tp_config *cfg, const char *run_dir, const char *store_path, sae_job *jobs, int n)
 {
@@ -253,12 +312,15 @@ static tp_status write_catalog(const tp_config *cfg, const char *run_dir, const 
 
 static json_t *definitions(void)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
         "fvu", "fraction of variance unexplained on held-out rows: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (raw activations)",
         "explained_variance", "1 - fvu",
         "l0", "mean number of latents > 0 per held-out row",
         "dead_latents", "latents that fired on none of the held-out rows",
-        "dense_latents", "latents that fired on more than 10 % of the held-out rows");
+        "dense_latents", "latents that fired on more than 10 % of the held-out rows",
+        "ce_loss_recovered", "on held-out documents (not in the capture sample): (CE_zero - CE_sae) / (CE_zero - CE_clean), "
+        "next-token cross-entropy with the capture point zeroed (CE_zero) or replaced by the SAE reconstruction (CE_sae); "
+        "rows the capture masks keep their activation; kl_* = mean KL(clean || spliced) over the same positions");
 }
 
 tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
@@ -416,6 +478,7 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
     st = store_close(s);
     s = NULL;
     if (st != TP_OK) goto done;
+    TP_CHECK_GOTO(evaluate_ce(cfg, path, jobs, n, comm), st, done);
 
     /* Rank 0 writes the exports and the summary. */
     tp_status w = TP_OK;
