@@ -1,5 +1,7 @@
 #include "io/corpus.h"
 
+#include "core/rng.h"
+
 #include <errno.h>
 #include <glob.h>
 #include <dirent.h>
@@ -304,14 +306,6 @@ void corpus_doc_free(corpus_doc *doc)
     memset(doc, 0, sizeof *doc);
 }
 
-/* splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed, portable PRNG. */
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int cmp_size(const void *a, const void *b)
 {
@@ -337,7 +331,7 @@ tp_status corpus_sample(const corpus *c, size_t n, uint64_t seed, size_t *idx, s
     uint64_t s = seed ^ 0x7472616E73706F6Cull;   /* "transpol" */
     size_t m = 0;
     for (size_t j = D - n; j < D; j++) {
-        size_t t = (size_t)(splitmix64(&s) % (uint64_t)(j + 1));
+        size_t t = (size_t)(tp_splitmix64(&s) % (uint64_t)(j + 1));
         size_t pick = t;
         for (int pass = 0; pass < 2; pass++) {
             size_t h = (size_t)((pick * 0x9E3779B97F4A7C15ull) & (cap - 1));

@@ -1,5 +1,7 @@
 #include "io/dataset.h"
 
+#include "core/rng.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,14 +45,6 @@ tp_status dataset_open(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, 
     return st;
 }
 
-/* splitmix64 (Steele, Lea & Flood 2014), as corpus_sample draws. */
-static uint64_t heldout_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int cmp_size(const void *a, const void *b)
 {
@@ -94,7 +88,7 @@ tp_status dataset_open_heldout(const tp_config *cfg, tp_tokenizer *tok, int32_t 
         size_t n = num_docs < M ? num_docs : M;
         uint64_t s = seed ^ 0x68656C646F757421ull;   /* "heldout!" */
         for (size_t j = 0; j < n; j++) {
-            size_t k = j + (size_t)(heldout_next(&s) % (uint64_t)(M - j));
+            size_t k = j + (size_t)(tp_splitmix64(&s) % (uint64_t)(M - j));
             size_t t = cand[j];
             cand[j] = cand[k], cand[k] = t;
         }

@@ -1,5 +1,7 @@
 #include "analysis/geometry/knn.h"
 
+#include "core/rng.h"
+
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
@@ -36,13 +38,7 @@ static tp_status agree_values(MPI_Comm comm, const int64_t *v, int n, const char
 
 /* ---- random numbers and samples ------------------------------------------------ */
 
-uint64_t knn_rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+uint64_t knn_rng_next(uint64_t *state) { return tp_splitmix64(state); }
 
 uint64_t knn_rng_below(uint64_t *state, uint64_t bound)
 {

@@ -1,5 +1,7 @@
 #include "analysis/sae/sae.h"
 
+#include "core/rng.h"
+
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
@@ -220,13 +222,7 @@ nomem:
 /* ---- random initialisation ------------------------------------------------------------ */
 
 /* splitmix64 (Steele, Lea & Flood 2014) */
-uint64_t sae_rng_next(sae_model *m)
-{
-    uint64_t z = (m->rng += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+uint64_t sae_rng_next(sae_model *m) { return tp_splitmix64(&m->rng); }
 
 static double rng_normal(sae_model *m)
 {
