@@ -201,7 +201,7 @@ done:
     return dist_agree(g->comm, st, "geometry");
 }
 
-static tp_status analyse_hook(geo_ctx *g, hook_job *j, tp_progress *prog, json_t *timing)
+static tp_status analyse_hook(geo_ctx *g, hook_job *j, json_t *timing)
 {
     const tp_config *cfg = g->cfg;
     int64_t d = j->d, nl = g->b - g->a;
@@ -258,7 +258,6 @@ static tp_status analyse_hook(geo_ctx *g, hook_job *j, tp_progress *prog, json_t
         }
         if (acc && nc) lst = pca_accum_add(acc, buf, nc);
         if ((st = dist_agree(g->comm, lst, "geometry")) != TP_OK) goto done;
-        tp_progress_add(prog, (uint64_t)n * (uint64_t)g->size);
     }
     double t_read = tp_now() - t0;
 
@@ -473,10 +472,12 @@ tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
     tp_log_info("geometry: %d capture point(s) of %s: %lld rows, %lld unmasked, %lld in memory over %d rank(s)", n,
                 g.path, (long long)g.N, (long long)g.n_unmasked, (long long)g.n_keep, g.size);
     tp_progress prog;
-    tp_progress_begin(&prog, "geometry", "rows", (uint64_t)g.N * (uint64_t)n);
+    tp_progress_begin(&prog, "geometry", "capture points", (uint64_t)n);
     for (int h = 0; h < n; h++) {
-        st = analyse_hook(&g, &jobs[h], &prog, timing);
+        st = analyse_hook(&g, &jobs[h], timing);
         if (st != TP_OK) break;
+        tp_progress_note(&prog, "last: %s", jobs[h].name);
+        tp_progress_add(&prog, 1);
     }
     tp_progress_end(&prog);
     if (st != TP_OK) goto done;
