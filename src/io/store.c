@@ -15,6 +15,7 @@
 struct tp_store {
     char path[1024];
     hid_t file, dxpl;
+    hid_t dxpl_ind;              /* independent transfers: store_write_acts */
     MPI_Comm comm;
     int64_t n_rows, n_docs, n_units;
     int n_acts;
@@ -141,7 +142,7 @@ static tp_status open_file(const char *path, MPI_Comm comm, bool write, bool cre
     if (!s) return TP_ERR_NOMEM;
     snprintf(s->path, sizeof s->path, "%s", path);
     s->comm = comm;
-    s->file = s->dxpl = -1;
+    s->file = s->dxpl = s->dxpl_ind = -1;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     H5Pset_all_coll_metadata_ops(fapl, 1);
@@ -159,6 +160,8 @@ static tp_status open_file(const char *path, MPI_Comm comm, bool write, bool cre
     }
     s->dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(s->dxpl, H5FD_MPIO_COLLECTIVE);
+    s->dxpl_ind = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(s->dxpl_ind, H5FD_MPIO_INDEPENDENT);
     *out = s;
     return TP_OK;
 }
@@ -348,6 +351,7 @@ tp_status store_close(tp_store *s)
     if (!s) return TP_OK;
     for (int i = 0; i < s->n_acts; i++) H5Dclose(s->act_ds[i]);
     if (s->dxpl >= 0) H5Pclose(s->dxpl);
+    if (s->dxpl_ind >= 0) H5Pclose(s->dxpl_ind);
     herr_t e = s->file >= 0 ? H5Fclose(s->file) : 0;
     char path[1024];
     snprintf(path, sizeof path, "%s", s->path);
@@ -356,9 +360,10 @@ tp_status store_close(tp_store *s)
     return TP_OK;
 }
 
-/* One collective write of rows [row0, row0+n) of a 1-D or 2-D dataset. */
-static tp_status write_rows(tp_store *s, hid_t ds, hid_t memtype, int64_t row0, int64_t n, int64_t cols,
-                            const void *buf, const char *what)
+/* One write of rows [row0, row0+n) of a 1-D or 2-D dataset: collective with
+ * s->dxpl, independent with s->dxpl_ind. */
+static tp_status write_rows(tp_store *s, hid_t dxpl, hid_t ds, hid_t memtype, int64_t row0, int64_t n,
+                            int64_t cols, const void *buf, const char *what)
 {
     hid_t fs = H5Dget_space(ds);
     int rank = H5Sget_simple_extent_ndims(fs);
@@ -369,7 +374,7 @@ static tp_status write_rows(tp_store *s, hid_t ds, hid_t memtype, int64_t row0, 
     if (n > 0) e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
     else e = (H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0) ? -1 : 0;
     static const char dummy[16];
-    if (e >= 0) e = H5Dwrite(ds, memtype, ms, fs, s->dxpl, buf ? buf : dummy);
+    if (e >= 0) e = H5Dwrite(ds, memtype, ms, fs, dxpl, buf ? buf : dummy);
     H5Sclose(ms);
     H5Sclose(fs);
     if (e < 0) {
@@ -385,7 +390,7 @@ static tp_status write_named(tp_store *s, const char *name, hid_t memtype, int64
 {
     hid_t ds = H5Dopen2(s->file, name, H5P_DEFAULT);
     S_CHECK(s, ds);
-    tp_status st = write_rows(s, ds, memtype, row0, n, 1, buf, name);
+    tp_status st = write_rows(s, s->dxpl, ds, memtype, row0, n, 1, buf, name);
     H5Dclose(ds);
     return st;
 }
@@ -407,15 +412,16 @@ tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_
 tp_status store_write_acts(tp_store *s, int act, int64_t row0, int64_t n, const float *rows)
 {
     const store_act_spec *a = &s->acts[act];
+    if (n <= 0) return TP_OK;   /* independent: nothing to do, no one to meet */
     if (a->dtype == TP_DTYPE_F32)
-        return write_rows(s, s->act_ds[act], H5T_NATIVE_FLOAT, row0, n, a->cols, rows, a->name);
+        return write_rows(s, s->dxpl_ind, s->act_ds[act], H5T_NATIVE_FLOAT, row0, n, a->cols, rows, a->name);
     /* Half types: convert here (round to nearest even), write the bits as they are. */
     size_t cnt = (size_t)(n * a->cols);
     uint16_t *half = tp_malloc((cnt ? cnt : 1) * sizeof *half);
     if (!half) return TP_ERR_NOMEM;
     if (cnt) tp_convert_from_f32(a->dtype, rows, half, cnt);
     hid_t t = storage_type(a->dtype);
-    tp_status st = write_rows(s, s->act_ds[act], t, row0, n, a->cols, half, a->name);
+    tp_status st = write_rows(s, s->dxpl_ind, s->act_ds[act], t, row0, n, a->cols, half, a->name);
     H5Tclose(t);
     free(half);
     return st;

@@ -12,7 +12,8 @@
  *   dtype, ...); each dataset: complete = 0|1.
  *
  * Rows are addressed globally; every write call is collective (a rank with nothing
- * to write passes n = 0). Reopening a store checks the provenance and refuses a
+ * to write passes n = 0) except store_write_acts, which is independent: each rank
+ * writes its rows when it has them, so ranks do not wait for each other per unit. Reopening a store checks the provenance and refuses a
  * mismatch by name, so a rerun against another model or corpus cannot mix rows.
  */
 #ifndef TP_STORE_H
@@ -58,6 +59,9 @@ tp_status store_write_index(tp_store *s, int64_t row0, int64_t n, const int32_t 
                             const int32_t *positions, const uint8_t *mask);
 tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_t *doc_index,
                            bool writer);   /* only the writer's data is used */
+/* Independent (not collective): rows [row0, row0+n) of one capture point; n = 0
+ * does nothing. Rows reach the file (the OS) when it returns; store_flush makes them
+ * durable. */
 tp_status store_write_acts(tp_store *s, int act, int64_t row0, int64_t n, const float *rows);
 /* Marks this rank's finished units (collective; n may be 0), then flushes. */
 tp_status store_mark_units(tp_store *s, const int64_t *units, int n);

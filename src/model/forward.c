@@ -66,6 +66,7 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
     f->max_batch = max_batch;
     f->max_seq = max_seq;
     size_t rows = (size_t)max_batch * (size_t)max_seq;
+    f->max_rows = (int64_t)rows;
     size_t d = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     size_t qd = (size_t)c->num_heads * (size_t)c->head_dim;
     size_t kd = (size_t)c->num_kv_heads * (size_t)c->head_dim;
@@ -84,8 +85,7 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
     struct { float **p; size_t n; } bufs[] = {
         {&f->x, rows * d}, {&f->xn, rows * d}, {&f->q, rows * qd}, {&f->k, rows * kd},
         {&f->v, rows * kd}, {&f->z, rows * qd}, {&f->ao, rows * d}, {&f->gate, rows * F},
-        {&f->up, rows * F}, {&f->att, (size_t)max_seq * (size_t)max_seq},
-        {&f->wtile, wt}, {&f->rope_cos, (size_t)max_seq * half},
+        {&f->up, rows * F}, {&f->wtile, wt}, {&f->rope_cos, (size_t)max_seq * half},
         {&f->rope_sin, (size_t)max_seq * half},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
@@ -94,6 +94,11 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
         if (!*bufs[i].p) { forward_free(f); return TP_ERR_NOMEM; }
         f->bytes += bufs[i].n * sizeof(float);
     }
+    f->lens = tp_malloc(rows * sizeof *f->lens);
+    f->row0 = tp_malloc((rows + 1) * sizeof *f->row0);
+    f->aseq = tp_malloc(rows * sizeof *f->aseq);
+    if (!f->lens || !f->row0 || !f->aseq) { forward_free(f); return TP_ERR_NOMEM; }
+    f->bytes += rows * (sizeof *f->lens + sizeof *f->row0 + sizeof *f->aseq);
 
     /* cos/sin of position * inv_freq with the product rounded to f32 first, as
      * transformers does (its angle is an f32 matmul). */
@@ -116,9 +121,12 @@ void forward_free(tp_forward *f)
 {
     if (!f) return;
     float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->z, f->ao, f->gate, f->up,
-                     f->att, f->pattern, f->logits, f->wtile, f->rope_cos, f->rope_sin,
+                     f->pattern, f->logits, f->wtile, f->rope_cos, f->rope_sin,
                      f->kcache, f->vcache};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(f->lens);
+    free(f->row0);
+    free(f->aseq);
     free(f);
 }
 
@@ -126,6 +134,25 @@ size_t forward_scratch_bytes(const tp_forward *f) { return f->bytes; }
 const tp_model *forward_model(const tp_forward *f) { return f->m; }
 int forward_max_batch(const tp_forward *f) { return f->max_batch; }
 int forward_max_seq(const tp_forward *f) { return f->max_seq; }
+
+/* BF16/F16 -> f32 conversion of a weight tile, split over the kernel threads (it is
+ * memory-bound; one thread leaves the other core idle between GEMMs). */
+#define CONVERT_BLOCK ((size_t)1 << 18)
+
+typedef struct {
+    tp_dtype dt;
+    const char *src;
+    float *dst;
+    size_t n;
+} convert_job;
+
+static void convert_task(void *arg, int64_t t, int thread)
+{
+    const convert_job *j = arg;
+    size_t i0 = (size_t)t * CONVERT_BLOCK, n = j->n - i0 < CONVERT_BLOCK ? j->n - i0 : CONVERT_BLOCK;
+    tp_convert_to_f32(j->dt, j->src + i0 * tp_dtype_size(j->dt), j->dst + i0, n);
+    (void)thread;
+}
 
 tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y)
 {
@@ -138,7 +165,8 @@ tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, 
     for (int64_t r0 = 0; r0 < W->rows; r0 += (int64_t)R) {
         int64_t r = W->rows - r0 < (int64_t)R ? W->rows - r0 : (int64_t)R;
         const char *src = (const char *)W->data + (size_t)r0 * (size_t)W->cols * esz;
-        tp_convert_to_f32(W->dtype, src, f->wtile, (size_t)(r * W->cols));
+        convert_job cj = {W->dtype, src, f->wtile, (size_t)(r * W->cols)};
+        cpu_parallel_for((int64_t)((cj.n + CONVERT_BLOCK - 1) / CONVERT_BLOCK), convert_task, &cj);
         cpu_gemm_nt(n, r, W->cols, 1.0f, x, W->cols, f->wtile, W->cols, 0.0f, y + r0, W->rows);
     }
     return TP_OK;
@@ -149,9 +177,10 @@ tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data)
     if (!hooks_active(f->hooks, L, pt)) return TP_OK;
     if (pt == TP_HOOK_PATTERN) return tp_err(TP_ERR_INTERNAL, "pattern hook fired through fwd_fire");
     char name[96];
-    tp_hook_info info = {.layer = L, .point = pt, .seq = 0};
+    tp_hook_info info = {.layer = L, .point = pt, .seq = 0, .nseq = f->nseq, .seq_lens = f->lens};
     info.name = hooks_point_name(L, pt, name, sizeof name);
-    info.ndim = hooks_point_shape(&f->m->cfg, pt, f->B, f->T, info.shape);
+    info.ndim = f->varlen ? hooks_point_shape(&f->m->cfg, pt, 1, (int)f->rows, info.shape)
+                          : hooks_point_shape(&f->m->cfg, pt, f->nseq, f->T, info.shape);
     return hooks_fire(f->hooks, &info, data);
 }
 
@@ -160,16 +189,18 @@ static void apply_rope(const tp_forward *f, float *x, int nh)
 {
     const tp_model_config *c = &f->m->cfg;
     int dh = c->head_dim, half = dh / 2;
-    int64_t rows = (int64_t)f->B * f->T;
-    for (int64_t r = 0; r < rows; r++) {
-        int t = f->pos0 + (int)(r % f->T);
-        const float *cs = f->rope_cos + (size_t)t * half, *sn = f->rope_sin + (size_t)t * half;
-        for (int h = 0; h < nh; h++) {
-            float *v = x + (size_t)r * nh * dh + (size_t)h * dh;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * cs[i] - b * sn[i];
-                v[i + half] = b * cs[i] + a * sn[i];
+    for (int s = 0; s < f->nseq; s++) {
+        for (int t = 0; t < f->lens[s]; t++) {
+            int64_t r = f->row0[s] + t;
+            int pos = f->pos0 + t;
+            const float *cs = f->rope_cos + (size_t)pos * half, *sn = f->rope_sin + (size_t)pos * half;
+            for (int h = 0; h < nh; h++) {
+                float *v = x + (size_t)r * nh * dh + (size_t)h * dh;
+                for (int i = 0; i < half; i++) {
+                    float a = v[i], b = v[i + half];
+                    v[i] = a * cs[i] - b * sn[i];
+                    v[i + half] = b * cs[i] + a * sn[i];
+                }
             }
         }
     }
@@ -180,10 +211,10 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
     const tp_model *m = f->m;
     const tp_model_config *c = &m->cfg;
     const tp_layer *l = &m->layers[L];
-    int64_t rows = (int64_t)f->B * f->T, T = f->T;
-    int H = c->num_heads, K = c->num_kv_heads, dh = c->head_dim, group = H / K;
+    int64_t rows = f->rows;
+    int H = c->num_heads, K = c->num_kv_heads, dh = c->head_dim;
     int64_t qd = (int64_t)H * dh, kd = (int64_t)K * dh;
-    float eps = (float)c->rms_norm_eps, scale = 1.0f / sqrtf((float)dh);
+    float eps = (float)c->rms_norm_eps;
 
     TP_CHECK(fwd_linear(f, &l->q, in, rows, f->q));
     TP_CHECK(fwd_linear(f, &l->k, in, rows, f->k));
@@ -199,6 +230,8 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ROT_K, f->k));
 
     int want_pattern = hooks_active(f->hooks, L, TP_HOOK_PATTERN);
+    if (want_pattern && f->pos0 > 0)
+        return tp_err(TP_ERR_UNSUPPORTED, "attn.hook_pattern is not delivered while decoding with a KV cache");
     if (want_pattern && !f->pattern) {
         /* Only when asked: [H, T, T] for one sequence, kept for later runs. */
         size_t n = (size_t)H * (size_t)f->max_seq * (size_t)f->max_seq;
@@ -206,13 +239,11 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
         if (!f->pattern) return TP_ERR_NOMEM;
         f->bytes += n * sizeof(float);
     }
-    int64_t P = f->pos0 + T;   /* keys visible to the last query */
-    if (want_pattern && f->pos0 > 0)
-        return tp_err(TP_ERR_UNSUPPORTED, "attn.hook_pattern is not delivered while decoding with a KV cache");
-    for (int b = 0; b < f->B; b++) {
-        const float *qb = f->q + (size_t)b * T * qd;
-        const float *kb = f->k + (size_t)b * T * kd;
-        const float *vb = f->v + (size_t)b * T * kd;
+    const cpu_attn_shape shape = {.H = H, .K = K, .dh = dh, .ldq = qd, .ldk = kd, .ldz = qd,
+                                  .scale = 1.0f / sqrtf((float)dh)};
+    for (int b = 0; b < f->nseq; b++) {
+        int64_t r0 = f->row0[b], T = f->lens[b];
+        const float *kb = f->k + (size_t)r0 * kd, *vb = f->v + (size_t)r0 * kd;
         if (f->kcache) {
             /* Append this call's rotated keys and values, then attend over the cache. */
             size_t base = ((size_t)L * f->max_batch + (size_t)b) * (size_t)f->max_seq * (size_t)kd;
@@ -221,26 +252,24 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
             kb = f->kcache + base;
             vb = f->vcache + base;
         }
-        float *zb = f->z + (size_t)b * T * qd;
-        for (int h = 0; h < H; h++) {
-            float *s = want_pattern ? f->pattern + (size_t)h * T * T : f->att;
-            int g = h / group;
-            cpu_gemm_nt(T, P, dh, 1.0f, qb + (size_t)h * dh, qd, kb + (size_t)g * dh, kd, 0.0f, s, P);
-            cpu_softmax_causal_offset(s, T, P, scale, f->pos0);
-            if (!want_pattern)
-                cpu_gemm_nn(T, dh, P, 1.0f, s, P, vb + (size_t)g * dh, kd, 0.0f, zb + (size_t)h * dh, qd);
-        }
-        if (want_pattern) {
+        f->aseq[b] = (cpu_attn_seq){.q = f->q + (size_t)r0 * qd, .k = kb, .v = vb,
+                                    .z = f->z + (size_t)r0 * qd, .p = NULL, .nq = T, .off = f->pos0};
+    }
+    if (!want_pattern) {
+        if (cpu_attention(&shape, f->aseq, f->nseq, CPU_ATTN_FUSED)) return TP_ERR_NOMEM;
+    } else {
+        /* Per sequence: the pattern of every head, the callbacks (which may edit it),
+         * then z from the pattern as it is now. */
+        for (int b = 0; b < f->nseq; b++) {
+            int64_t T = f->lens[b];
+            f->aseq[b].p = f->pattern;
+            if (cpu_attention(&shape, &f->aseq[b], 1, CPU_ATTN_PATTERN)) return TP_ERR_NOMEM;
             char name[96];
             tp_hook_info info = {.layer = L, .point = TP_HOOK_PATTERN, .ndim = 4, .seq = b,
-                                 .shape = {1, H, T, T}};
+                                 .nseq = f->nseq, .seq_lens = f->lens, .shape = {1, H, T, T}};
             info.name = hooks_point_name(L, TP_HOOK_PATTERN, name, sizeof name);
             TP_CHECK(hooks_fire(f->hooks, &info, f->pattern));
-            for (int h = 0; h < H; h++) {
-                int g = h / group;
-                cpu_gemm_nn(T, dh, T, 1.0f, f->pattern + (size_t)h * T * T, T, vb + (size_t)g * dh, kd,
-                            0.0f, zb + (size_t)h * dh, qd);
-            }
+            if (cpu_attention(&shape, &f->aseq[b], 1, CPU_ATTN_PV)) return TP_ERR_NOMEM;
         }
     }
     TP_CHECK(fwd_fire(f, L, TP_HOOK_Z, f->z));
@@ -251,7 +280,7 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
 tp_status fwd_mlp(tp_forward *f, int L, const float *in)
 {
     const tp_layer *l = &f->m->layers[L];
-    int64_t rows = (int64_t)f->B * f->T, F = f->m->cfg.intermediate_size;
+    int64_t rows = f->rows, F = f->m->cfg.intermediate_size;
     TP_CHECK(fwd_linear(f, &l->gate, in, rows, f->gate));
     TP_CHECK(fwd_linear(f, &l->up, in, rows, f->up));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE, f->gate));
@@ -306,14 +335,53 @@ tp_status forward_kv_enable(tp_forward *f)
     return TP_OK;
 }
 
-static tp_status forward_impl(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
-                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
-                              const float **logits);
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const tp_hooks *hooks,
+                              tp_logits_mode mode, int last_layer, const float **logits);
+
+/* Equal lengths: B sequences of T tokens at positions pos0..pos0+T-1. */
+static tp_status set_equal(tp_forward *f, int B, int T, int pos0)
+{
+    if (B < 1 || B > f->max_batch || T < 1 || pos0 < 0 || pos0 + T > f->max_seq)
+        return tp_err(TP_ERR_RANGE, "forward: batch %d x positions %d..%d exceeds the allocated %d x %d",
+                      B, pos0, pos0 + T - 1, f->max_batch, f->max_seq);
+    f->nseq = B, f->T = T, f->varlen = 0, f->rows = (int64_t)B * T;
+    for (int b = 0; b <= B; b++) {
+        if (b < B) f->lens[b] = T;
+        f->row0[b] = (int64_t)b * T;
+    }
+    return TP_OK;
+}
 
 tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_hooks *hooks,
                       tp_logits_mode mode, int last_layer, const float **logits)
 {
-    return forward_impl(f, ids, B, T, 0, hooks, mode, last_layer, logits);
+    TP_CHECK(set_equal(f, B, T, 0));
+    return forward_impl(f, ids, 0, hooks, mode, last_layer, logits);
+}
+
+tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
+                             const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                             const float **logits)
+{
+    if (nseq < 1 || nseq > f->max_rows)
+        return tp_err(TP_ERR_RANGE, "forward: %d sequences (1..%lld allowed)", nseq, (long long)f->max_rows);
+    if (f->kcache && nseq > f->max_batch)
+        return tp_err(TP_ERR_RANGE, "forward: %d sequences exceed the KV cache's %d", nseq, f->max_batch);
+    int64_t rows = 0;
+    for (int b = 0; b < nseq; b++) {
+        if (lens[b] < 1 || lens[b] > f->max_seq)
+            return tp_err(TP_ERR_RANGE, "forward: sequence %d has %d tokens (1..%d allowed)", b, lens[b],
+                          f->max_seq);
+        f->lens[b] = lens[b];
+        f->row0[b] = rows;
+        rows += lens[b];
+        if (rows > f->max_rows)
+            return tp_err(TP_ERR_RANGE, "forward: %lld tokens in %d sequences exceed the allocated %d x %d",
+                          (long long)rows, nseq, f->max_batch, f->max_seq);
+    }
+    f->row0[nseq] = rows;
+    f->nseq = nseq, f->T = 0, f->varlen = 1, f->rows = rows;
+    return forward_impl(f, ids, 0, hooks, mode, last_layer, logits);
 }
 
 tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
@@ -321,23 +389,21 @@ tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0
 {
     if (pos0 > 0 && !f->kcache)
         return tp_err(TP_ERR_INTERNAL, "forward_step at position %d needs forward_kv_enable", pos0);
-    return forward_impl(f, ids, B, T, pos0, hooks, mode, -1, logits);
+    TP_CHECK(set_equal(f, B, T, pos0));
+    return forward_impl(f, ids, pos0, hooks, mode, -1, logits);
 }
 
-static tp_status forward_impl(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
-                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
-                              const float **logits)
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const tp_hooks *hooks,
+                              tp_logits_mode mode, int last_layer, const float **logits)
 {
     const tp_model *m = f->m;
     const tp_model_config *c = &m->cfg;
-    if (B < 1 || B > f->max_batch || T < 1 || pos0 < 0 || pos0 + T > f->max_seq)
-        return tp_err(TP_ERR_RANGE, "forward: batch %d x positions %d..%d exceeds the allocated %d x %d",
-                      B, pos0, pos0 + T - 1, f->max_batch, f->max_seq);
     if (last_layer >= c->num_layers)
         return tp_err(TP_ERR_RANGE, "forward: layer %d out of range (model has %d layers)",
                       last_layer, c->num_layers);
-    f->B = B, f->T = T, f->pos0 = pos0, f->hooks = hooks;
-    int64_t rows = (int64_t)B * T, d = c->hidden_size;
+    f->pos0 = pos0, f->hooks = hooks;
+    int64_t rows = f->rows, d = c->hidden_size;
+    int B = f->nseq;
     int stop = (mode == TP_LOGITS_NONE && last_layer >= 0) ? last_layer : c->num_layers - 1;
 
     TP_CHECK(embed_tokens(f, ids, rows));
@@ -358,9 +424,11 @@ static tp_status forward_impl(tp_forward *f, const int32_t *ids, int B, int T, i
     if (mode == TP_LOGITS_ALL) {
         TP_CHECK(fwd_linear(f, &m->lm_head, f->xn, rows, f->logits));
     } else {
-        /* Gather each sequence's last position, then one GEMM over B rows. */
+        /* Gather each sequence's last position (row >= b, so moving up is safe), then
+         * one GEMM over B rows. */
         for (int b = 0; b < B; b++)
-            memmove(f->xn + (size_t)b * d, f->xn + ((size_t)b * T + T - 1) * d, (size_t)d * sizeof(float));
+            memmove(f->xn + (size_t)b * d, f->xn + (size_t)(f->row0[b] + f->lens[b] - 1) * d,
+                    (size_t)d * sizeof(float));
         TP_CHECK(fwd_linear(f, &m->lm_head, f->xn, B, f->logits));
     }
     if (logits) *logits = f->logits;

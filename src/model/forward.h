@@ -1,11 +1,15 @@
 /* forward.h — the CPU forward pass over a batch of token sequences, in f32.
  *
  * forward_new() allocates every scratch buffer once, sized for max_batch sequences
- * of at most max_seq tokens; forward_run() runs B sequences of T tokens each
- * (positions 0..T-1), firing the callbacks registered in `hooks` at each capture
- * point (model/hooks.h). GEMMs go to BLAS; BF16/F16 weights are converted to f32
- * per tile of rows just before their GEMM unless the model converted them up front.
- * The computation per sequence does not depend on B or on the other sequences.
+ * of at most max_seq tokens (max_batch * max_seq rows); forward_run() runs B
+ * sequences of T tokens each (positions 0..T-1), forward_run_varlen() sequences of
+ * different lengths packed one after another with no padding, firing the callbacks
+ * registered in `hooks` at each capture point (model/hooks.h). Every GEMM, norm and
+ * the MLP run once over all the rows of the call; attention runs per sequence at its
+ * own length (model/forward.c, backend/cpu.c). GEMMs go to BLAS; BF16/F16 weights are
+ * converted to f32 per tile of rows just before their GEMM unless the model converted
+ * them up front. A sequence's result does not depend on the other sequences of the
+ * call beyond GEMM blocking (~1e-7 relative; tests/unit/test_forward.c).
  */
 #ifndef TP_FORWARD_H
 #define TP_FORWARD_H
@@ -32,6 +36,18 @@ void forward_free(tp_forward *f);
  * after `last_layer` (-1 = run every layer). */
 tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_hooks *hooks,
                       tp_logits_mode mode, int last_layer, const float **logits);
+
+/* Variable-length batch: nseq sequences, sequence b has lens[b] tokens (positions
+ * 0..lens[b]-1); ids holds them one after another, Σ lens ids in all. Needs each
+ * lens[b] <= max_seq and Σ lens <= max_batch * max_seq (nseq may exceed max_batch).
+ * Hooks see [1, Σ lens, ...] tensors (the rows of sequence b follow those of b-1;
+ * info->nseq / info->seq_lens give the split) and attn.hook_pattern as
+ * [1, H, lens[b], lens[b]] per sequence. TP_LOGITS_LAST: [nseq, V]; ALL: [Σ lens, V].
+ * With equal lengths it computes what forward_run computes; only the hook shapes
+ * differ. */
+tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
+                             const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                             const float **logits);
 
 /* Greedy decoding support: allocates a KV cache for max_batch x max_seq positions
  * of every layer. Afterwards forward_step() can continue sequences. */

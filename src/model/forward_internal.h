@@ -3,21 +3,29 @@
 #ifndef TP_FORWARD_INTERNAL_H
 #define TP_FORWARD_INTERNAL_H
 
+#include "backend/cpu.h"
 #include "model/forward.h"
 
 struct tp_forward {
     const tp_model *m;
     int max_batch, max_seq;
-    int B, T;                  /* current batch */
-    int pos0;                  /* position of the first token of this call */
+    int64_t max_rows;          /* max_batch * max_seq */
+    /* The current call: nseq sequences, sequence b at rows row0[b]..row0[b]+lens[b]-1
+     * of every [rows, ...] buffer, positions pos0..pos0+lens[b]-1. forward_run and
+     * forward_step have lens[b] = T for all b (B = nseq); varlen says the hooks see
+     * [1, rows, ...] rather than [B, T, ...]. */
+    int nseq, T, pos0, varlen;
+    int64_t rows;
+    int *lens;                 /* [max_rows] */
+    int64_t *row0;             /* [max_rows + 1] */
+    cpu_attn_seq *aseq;        /* [max_rows] attention work of the call */
     const tp_hooks *hooks;
-    /* [rows = B*T] activations */
+    /* [rows] activations */
     float *x;                  /* residual stream [rows, d] */
     float *xn;                 /* normed input [rows, d] */
     float *q, *k, *v, *z;      /* [rows, H*dh] / [rows, K*dh] */
     float *ao;                 /* sub-block output [rows, d] */
     float *gate, *up;          /* [rows, F] */
-    float *att;                /* [T, T] scores of one head */
     float *pattern;            /* [H, T, T] one sequence, only if a pattern hook asks */
     float *logits;             /* [rows or B, V] */
     size_t logits_elems;

@@ -13,6 +13,11 @@
  *   [B,T,F]   mlp.hook_pre, mlp.hook_pre_linear, mlp.hook_post
  *   [1,H,T,T] attn.hook_pattern — one call per sequence, info->seq says which, so
  *             the whole [B,H,T,T] tensor never exists at once.
+ * forward_run_varlen (sequences of different lengths, no padding) delivers the same
+ * points as [1,N,...] with N = Σ lengths: the rows of sequence 0, then those of
+ * sequence 1, ...; info->nseq and info->seq_lens give the split (always set, also for
+ * forward_run, where every length is T and [B,T,...] is the same memory as [1,B*T,...]).
+ * The pattern is then [1,H,n_b,n_b] for sequence b = info->seq.
  */
 #ifndef TP_HOOKS_H
 #define TP_HOOKS_H
@@ -56,6 +61,8 @@ typedef struct {
     int ndim;
     int64_t shape[4];
     int seq;                 /* first sequence of the batch this call covers */
+    int nseq;                /* sequences in the forward call */
+    const int *seq_lens;     /* [nseq] their lengths: rows are grouped by sequence */
 } tp_hook_info;
 
 typedef tp_status (*tp_hook_fn)(const tp_hook_info *info, float *data, void *user);

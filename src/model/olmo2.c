@@ -11,7 +11,7 @@ tp_status olmo2_block(tp_forward *f, int L)
 {
     const tp_layer *l = &f->m->layers[L];
     const tp_model_config *c = &f->m->cfg;
-    int64_t rows = (int64_t)f->B * f->T, d = c->hidden_size;
+    int64_t rows = f->rows, d = c->hidden_size;
     float eps = (float)c->rms_norm_eps;
 
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_PRE, f->x));

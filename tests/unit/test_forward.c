@@ -10,6 +10,7 @@
  */
 #include "tp_test.h"
 
+#include "backend/cpu.h"
 #include "io/npy.h"
 #include "model/forward.h"
 #include "model/hooks.h"
@@ -17,6 +18,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +279,220 @@ START_TEST(test_kv_cache_matches_full)
 }
 END_TEST
 
+/* Varlen: sequences of different lengths packed without padding. Prefixes of the
+ * golden sequences (causal attention makes a prefix's rows the golden's first rows),
+ * a length-1 sequence among them; every point except the pattern arrives once as
+ * [1, N, ...], the pattern once per sequence as [1, H, n, n]. Checked against the
+ * goldens (1e-4, as above); against each sequence run alone (2e-6: attention, norms,
+ * RoPE and the MLP's element-wise part do the same arithmetic per row, but OpenBLAS
+ * picks its GEMM kernel and blocking by the row count, which moves the logits by up
+ * to ~1e-6 of their max); and with equal lengths against forward_run, bit for bit. */
+typedef struct {
+    float *data;
+    size_t n;
+    int seen;
+    int64_t shape[4];
+    int ndim;
+    float **pat;    /* per-sequence patterns */
+} vcapture;
+
+static tp_status vcapture_cb(const tp_hook_info *info, float *data, void *user)
+{
+    vcapture *c = user;
+    size_t n = 1;
+    for (int i = 0; i < info->ndim; i++) n *= (size_t)info->shape[i];
+    if (info->point == TP_HOOK_PATTERN) {
+        c->pat[info->seq] = malloc(n * sizeof(float));
+        memcpy(c->pat[info->seq], data, n * sizeof(float));
+    } else {
+        ck_assert_int_eq(info->shape[0], 1);
+        c->data = malloc(n * sizeof(float));
+        memcpy(c->data, data, n * sizeof(float));
+        c->n = n;
+    }
+    memcpy(c->shape, info->shape, sizeof c->shape);
+    c->ndim = info->ndim;
+    c->seen++;
+    return TP_OK;
+}
+
+START_TEST(test_varlen)
+{
+    const char *name = models[_i];
+    tp_model *m = open_model(name, TP_CONVERT_PER_MATRIX);
+    const tp_model_config *c = &m->cfg;
+    size_t V = (size_t)c->vocab_size;
+    int B, T;
+    int32_t *ids = load_ids(name, &B, &T);
+    ck_assert_int_ge(B, 2);
+    ck_assert_int_ge(T, 8);
+    /* Sequence s is a prefix of golden sequence src[s]. */
+    int nseq = B + 1, lens[16], src[16], N = 0;
+    ck_assert_int_le(nseq, 16);
+    for (int s = 0; s < B; s++) src[s] = s, lens[s] = T - (5 * s) % (T - 1);
+    src[B] = 1, lens[B] = 1;
+    for (int s = 0; s < nseq; s++) N += lens[s];
+    ck_assert_int_le(N, B * T);
+    int32_t *packed = malloc((size_t)N * sizeof *packed);
+    for (int s = 0, r = 0; s < nseq; r += lens[s], s++)
+        memcpy(packed + r, ids + (size_t)src[s] * T, (size_t)lens[s] * sizeof *packed);
+
+    tp_hooks *h;
+    ck_assert(hooks_new(c->num_layers, &h) == TP_OK);
+    int np = (c->num_layers + 1) * TP_HOOK_POINT_COUNT;
+    vcapture *cs = calloc((size_t)np, sizeof *cs);
+    float *pat[16] = {0};
+    for (int L = -1; L < c->num_layers; L++) {
+        int first = L < 0 ? TP_HOOK_LAYER_COUNT : 0, last = L < 0 ? TP_HOOK_POINT_COUNT : TP_HOOK_LAYER_COUNT;
+        for (int p = first; p < last; p++) {
+            vcapture *cap = &cs[(L < 0 ? c->num_layers : L) * TP_HOOK_POINT_COUNT + p];
+            if (p == TP_HOOK_PATTERN) cap->pat = pat;
+            if (p == TP_HOOK_PATTERN && L != 0) continue;   /* one layer is enough */
+            ck_assert(hooks_add(h, L, (tp_hook_point)p, vcapture_cb, cap) == TP_OK);
+        }
+    }
+    tp_forward *f;
+    ck_assert(forward_new(m, B, T, &f) == TP_OK);
+    const float *lg;
+    ck_assert_msg(forward_run_varlen(f, packed, lens, nseq, h, TP_LOGITS_ALL, -1, &lg) == TP_OK, "%s",
+                  tp_err_msg());
+    float *logits = malloc((size_t)N * V * sizeof(float));
+    memcpy(logits, lg, (size_t)N * V * sizeof(float));
+
+    /* Against the goldens, sequence by sequence. */
+    for (int L = -1; L < c->num_layers; L++) {
+        int first = L < 0 ? TP_HOOK_LAYER_COUNT : 0, last = L < 0 ? TP_HOOK_POINT_COUNT : TP_HOOK_LAYER_COUNT;
+        for (int p = first; p < last; p++) {
+            vcapture *cap = &cs[(L < 0 ? c->num_layers : L) * TP_HOOK_POINT_COUNT + p];
+            if (p == TP_HOOK_PATTERN && L != 0) continue;
+            char pn[96], rel[256];
+            hooks_point_name(L, (tp_hook_point)p, pn, sizeof pn);
+            snprintf(rel, sizeof rel, "golden/%s/%s.npy", name, pn);
+            npy_array ref;
+            ck_assert_msg(npy_read_f32(tp_test_data(rel), &ref) == TP_OK, "%s", tp_err_msg());
+            const float *rd = ref.data;
+            if (p == TP_HOOK_PATTERN) {
+                ck_assert_int_eq(cap->seen, nseq);
+                int H = c->num_heads;
+                for (int s = 0; s < nseq; s++) {
+                    int n = lens[s];
+                    float *want = malloc((size_t)H * n * n * sizeof(float));
+                    for (int hh = 0; hh < H; hh++)
+                        for (int i = 0; i < n; i++)
+                            memcpy(want + ((size_t)hh * n + i) * n,
+                                   rd + (((size_t)src[s] * H + hh) * T + i) * T, (size_t)n * sizeof(float));
+                    double e = rel_err(pat[s], want, (size_t)H * n * n);
+                    ck_assert_msg(e <= REL_TOL, "%s %s seq %d: relative error %.3g", name, pn, s, e);
+                    free(want);
+                    free(pat[s]);
+                }
+            } else {
+                ck_assert_int_eq(cap->seen, 1);
+                ck_assert_int_eq(cap->shape[1], N);
+                size_t per = cap->n / (size_t)N;
+                for (int s = 0, r = 0; s < nseq; r += lens[s], s++) {
+                    double e = rel_err(cap->data + (size_t)r * per, rd + (size_t)src[s] * T * per,
+                                       (size_t)lens[s] * per);
+                    ck_assert_msg(e <= REL_TOL, "%s %s seq %d: relative error %.3g", name, pn, s, e);
+                }
+                free(cap->data);
+            }
+            npy_free(&ref);
+        }
+    }
+    /* Against each sequence alone, and LAST = the last row of ALL. */
+    float *keep = malloc((size_t)B * T * V * sizeof(float));   /* N <= B*T */
+    memcpy(keep, logits, (size_t)N * V * sizeof(float));
+    for (int s = 0, r = 0; s < nseq; r += lens[s], s++) {
+        const float *one;
+        ck_assert(forward_run(f, ids + (size_t)src[s] * T, 1, lens[s], NULL, TP_LOGITS_ALL, -1, &one) == TP_OK);
+        double e = rel_err(keep + (size_t)r * V, one, (size_t)lens[s] * V);
+        ck_assert_msg(e <= 2e-6, "%s seq %d: varlen vs alone %.3g", name, s, e);
+    }
+    ck_assert(forward_run_varlen(f, packed, lens, nseq, NULL, TP_LOGITS_LAST, -1, &lg) == TP_OK);
+    for (int s = 0, r = 0; s < nseq; r += lens[s], s++)
+        ck_assert_double_le(rel_err(lg + (size_t)s * V, keep + (size_t)(r + lens[s] - 1) * V, V), 1e-6);
+    int eq[16];
+    for (int b = 0; b < B; b++) eq[b] = T;
+    ck_assert(forward_run_varlen(f, ids, eq, B, NULL, TP_LOGITS_ALL, -1, &lg) == TP_OK);
+    memcpy(keep, lg, (size_t)B * T * V * sizeof(float));
+    ck_assert(forward_run(f, ids, B, T, NULL, TP_LOGITS_ALL, -1, &lg) == TP_OK);
+    ck_assert_msg(!memcmp(keep, lg, (size_t)B * T * V * sizeof(float)), "%s: varlen with equal lengths != forward_run",
+                  name);
+    /* Sizes beyond the allocation are refused. */
+    int big[2] = {T + 1, 1};
+    ck_assert_int_eq(forward_run_varlen(f, packed, big, 2, NULL, TP_LOGITS_LAST, -1, NULL), TP_ERR_RANGE);
+    int zero[1] = {0};
+    ck_assert_int_eq(forward_run_varlen(f, packed, zero, 1, NULL, TP_LOGITS_LAST, -1, NULL), TP_ERR_RANGE);
+    free(keep);
+    free(logits);
+    free(cs);
+    free(packed);
+    forward_free(f);
+    hooks_free(h);
+    model_close(m);
+    free(ids);
+}
+END_TEST
+
+/* The vectorised exp of silu and softmax: within 2 ulp of the correctly rounded
+ * exp over [-104, 89] (normal results; denormal ones within 2 units of 2^-149),
+ * inf above the f32 range, NaN stays NaN; silu(g)*u within 4 ulp of the double
+ * formula. */
+static int64_t ordered(float x)
+{
+    int32_t i;
+    memcpy(&i, &x, sizeof i);
+    return i < 0 ? (int64_t)INT32_MIN - i : i;
+}
+
+START_TEST(test_exp)
+{
+    size_t n = (size_t)1 << 22;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)), *u = malloc(n * sizeof(float));
+    uint32_t rng = 12345;
+    for (size_t i = 0; i < n; i++) {
+        rng = rng * 1664525u + 1013904223u;
+        x[i] = i % 2 ? -104.0f + 193.0f * (float)((double)i / (double)n)
+                     : (float)((double)(rng >> 8) / (double)(1u << 24) * 193.0 - 104.0);
+    }
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = 88.72f, x[3] = 89.5f, x[4] = -110.0f, x[5] = NAN, x[6] = INFINITY,
+    x[7] = -INFINITY, x[8] = 1e-8f;
+    cpu_exp(y, x, n);
+    int64_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double ref = exp((double)x[i]);
+        float r = (float)ref;
+        if (isnan(x[i])) { ck_assert(isnan(y[i])); continue; }
+        if (isinf(r)) { ck_assert_msg(isinf(y[i]) && y[i] > 0, "exp(%.9g) = %.9g, want inf", x[i], y[i]); continue; }
+        if (r < 1.17549435e-38f) {
+            ck_assert_msg(fabs((double)y[i] - ref) <= 2 * 1.4012984643e-45, "exp(%.9g) = %.9g", x[i], y[i]);
+            continue;
+        }
+        int64_t d = llabs(ordered(y[i]) - ordered(r));
+        if (d > worst) worst = d;
+        ck_assert_msg(d <= 2, "exp(%.9g) = %.9g, correctly rounded %.9g (%lld ulp)", x[i], y[i], r, (long long)d);
+    }
+    /* silu(g) * u against the double formula, over g in [-90, 90]. */
+    for (size_t i = 0; i < n; i++) {
+        x[i] = -90.0f + 180.0f * (float)((double)i / (double)n);
+        u[i] = 0.5f + (float)(i % 7);
+        y[i] = x[i];
+    }
+    cpu_silu_mul(y, u, n);
+    for (size_t i = 0; i < n; i++) {
+        double g = x[i], ref = g / (1.0 + exp(-g)) * u[i];
+        float r = (float)ref;
+        if (fabs(ref) < 1e-30) { ck_assert(fabs((double)y[i]) < 1e-29); continue; }
+        ck_assert_msg(llabs(ordered(y[i]) - ordered(r)) <= 4, "silu(%.9g)*%.9g = %.9g, want %.9g", x[i], u[i],
+                      y[i], r);
+    }
+    free(x);
+    free(y);
+    free(u);
+}
+END_TEST
+
 START_TEST(test_bad_token_and_sizes)
 {
     tp_model *m = open_model(models[0], TP_CONVERT_PER_MATRIX);
@@ -345,6 +561,8 @@ int main(void)
     tcase_add_loop_test(tc, test_edit_resid_post, 0, NMODELS);
     tcase_add_loop_test(tc, test_batch_and_modes, 0, NMODELS);
     tcase_add_loop_test(tc, test_kv_cache_matches_full, 0, NMODELS);
+    tcase_add_loop_test(tc, test_varlen, 0, NMODELS);
+    tcase_add_test(tc, test_exp);
     tcase_add_test(tc, test_bad_token_and_sizes);
     tcase_add_test(tc, test_hook_names);
     suite_add_tcase(s, tc);

@@ -22,9 +22,10 @@
 # rows/s = rows / wall_s, where wall_s is the in-process span from model load to the
 # closed file (C: results/capture_summary.json; PyTorch: capture_hf.py, imports
 # excluded on both sides). loop rows/s = rows / (forward + activation writes) — the
-# steady state a large corpus sees (C: the slowest rank's compute_s + io_s). I/O share:
-# C io_share (write + flush + unit marks over compute + I/O), PyTorch h5py write time
-# over forward + writes. Round 1 checks that PyTorch's rows equal C np=1's
+# steady state a large corpus sees (C: the slowest rank's compute_s + io_s + wait_s).
+# I/O share: C io_share (writes + flushes + unit marks over compute + I/O + waiting for
+# the other ranks at flush points), PyTorch h5py write time over forward + writes;
+# wait: C wait_share (load imbalance between ranks, 0 at np=1). Round 1 checks that PyTorch's rows equal C np=1's
 # (capture_compare.py, relative Frobenius error <= 1e-4) and that np=2's store equals
 # np=1's. Summary: the median over the rounds.
 #
@@ -181,16 +182,16 @@ for cfgname in $CONFIGS; do
             done
             if [ "$impl" = torch ]; then
                 s=$run/summary.json
-                rows=$(js "$s" .rows) wall=$(js "$s" .wall_s) loop=$(js "$s" .loop_s) io=$(js "$s" .write_share)
+                rows=$(js "$s" .rows) wall=$(js "$s" .wall_s) loop=$(js "$s" .loop_s) io=$(js "$s" .write_share) wt=0
             else
                 s=$run/results/capture_summary.json
-                rows=$(js "$s" .rows) wall=$(js "$s" .wall_s) io=$(js "$s" .io_share)
-                loop=$(js "$s" '[.per_rank[] | .compute_s + .io_s] | max')
+                rows=$(js "$s" .rows) wall=$(js "$s" .wall_s) io=$(js "$s" .io_share) wt=$(js "$s" '.wait_share // 0')
+                loop=$(js "$s" '[.per_rank[] | .compute_s + .io_s + (.wait_s // 0)] | max')
             fi
-            printf '%s %s %s %s %s %s %s %s %s\n' "$cfgname" "$r" "$impl" "$rows" "$wall" "$loop" "$io" "$la" "$others" >> "$ROWS"
-            awk -v n="$rows" -v w="$wall" -v l="$loop" -v io="$io" -v la="$la" -v o="$others" -v c="$cfgname" -v r="$r" -v i="$impl" \
-                'BEGIN { printf "  %-8s round %s %-6s load %-5s rows %d  wall %.2f s  %.0f rows/s  loop %.0f rows/s  I/O %.1f%%  others %s\n",
-                         c, r, i, la, n, w, n / w, n / l, 100 * io, o }'
+            printf '%s %s %s %s %s %s %s %s %s %s\n' "$cfgname" "$r" "$impl" "$rows" "$wall" "$loop" "$io" "$la" "$others" "$wt" >> "$ROWS"
+            awk -v n="$rows" -v w="$wall" -v l="$loop" -v io="$io" -v wt="$wt" -v la="$la" -v o="$others" -v c="$cfgname" -v r="$r" -v i="$impl" \
+                'BEGIN { printf "  %-8s round %s %-6s load %-5s rows %d  wall %.2f s  %.0f rows/s  loop %.0f rows/s  I/O %.1f%%  wait %.1f%%  others %s\n",
+                         c, r, i, la, n, w, n / w, n / l, 100 * io, 100 * wt, o }'
             if [ "$r" = 1 ] && [ "$impl" != c-np1 ]; then
                 chk=$("$PY" "$ROOT/tools/bench/capture_compare.py" "$WORK/ref-$cfgname/activations.h5" \
                       "$run/activations.h5" 2>&1) || { echo "capture.sh: $impl rows differ from c-np1: $chk" >&2; exit 1; }
@@ -204,12 +205,12 @@ done
 
 echo
 echo "## Summary: median over $ROUNDS rounds (rows/s = rows / in-process wall; loop = forward + writes)"
-printf '%-8s %-6s %8s %9s %10s %8s %10s %7s %12s %10s\n' config impl rows rows/s loop_rows/s I/O% C/torch np2/np1 efficiency others_max
+printf '%-8s %-6s %8s %9s %10s %8s %8s %10s %7s %12s %10s\n' config impl rows rows/s loop_rows/s I/O% wait% C/torch np2/np1 efficiency others_max
 awk '
 function median(s,   a, n, i, j, t) { n = split(s, a, " ");
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-{ k = $1 " " $3; rows[k] = $4; rps[k] = rps[k] " " $4 / $5; lps[k] = lps[k] " " $4 / $6; io[k] = io[k] " " $7
+{ k = $1 " " $3; rows[k] = $4; rps[k] = rps[k] " " $4 / $5; lps[k] = lps[k] " " $4 / $6; io[k] = io[k] " " $7; wt[k] = wt[k] " " ($10 == "" ? 0 : $10)
   if (!(k in om) || $9 > om[k]) om[k] = $9; if (!($1 in seen)) { seen[$1] = 1; order[++nc] = $1 } }
 END { split("c-np1 c-np2 torch", im, " ");
   for (c = 1; c <= nc; c++) { cf = order[c];
@@ -218,7 +219,7 @@ END { split("c-np1 c-np2 torch", im, " ");
       rat = im[i] == "torch" ? "1.00" : sprintf("%.2f/%.2f", v / t, vl / tl)
       sc = im[i] == "c-np2" ? sprintf("%.2f/%.2f", v / one, vl / onel) : "-"
       ef = im[i] == "c-np2" ? sprintf("%.2f/%.2f", v / one / 2, vl / onel / 2) : "-"
-      printf "%-8s %-6s %8d %9.0f %10.0f %7.1f%% %10s %7s %12s %10s\n", cf, im[i], rows[k], v, vl, 100 * median(io[k]), rat, sc, ef, om[k] } } }' "$ROWS"
+      printf "%-8s %-6s %8d %9.0f %10.0f %7.1f%% %7.1f%% %10s %7s %12s %10s\n", cf, im[i], rows[k], v, vl, 100 * median(io[k]), 100 * median(wt[k]), rat, sc, ef, om[k] } } }' "$ROWS"
 echo "(C/torch, np2/np1 and efficiency: end-to-end / loop)"
 echo
 echo "Checks:"; sed 's/^/  /' "$CHECKS"

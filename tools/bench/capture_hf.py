@@ -17,7 +17,10 @@ PyTorch user would:
     tokens; a piece never spans two documents;
   * units of `batch` consecutive pieces, right-padded (EOS id) to the longest piece
     of the unit; causal attention makes the real positions independent of the
-    padding, so no attention mask is needed (the C side does the same);
+    padding, so no attention mask is needed (the C side computes no padding rows:
+    it packs a unit's pieces into one unpadded batch, forward_run_varlen; doing that
+    here would need a block-diagonal 4-D mask over the whole packed length, as
+    transformers' padding-free path needs flash-attention, i.e. CUDA);
   * the base model only (Olmo2Model: no LM head), float32,
     torch.inference_mode, torch.set_num_threads(threads), sdpa attention;
   * forward hooks (hook_resid_post = output of model.layers[L], hook_mlp_out =

@@ -1,3 +1,5 @@
+/* sync_file_range (Linux) starts the store's writeback early; see flush_point below. */
+#define _GNU_SOURCE
 #include "analysis/capture/capture_phase.h"
 
 #include "model/model_io.h"
@@ -13,13 +15,20 @@
 #include "model/forward.h"
 #include "model/hooks.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <unistd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_POINTS 512
+/* Rows written by all ranks between two flush points (a flush makes the rows written
+ * since the last one durable, then their units are marked complete): 512 MiB, a few
+ * seconds of work at the speeds in BENCHMARKS.md, is what a killed run can lose. */
+#define FLUSH_BYTES ((double)(512 << 20))
 
 typedef struct {
     int layer;
@@ -27,28 +36,14 @@ typedef struct {
     char name[STORE_NAME_MAX];
     int64_t cols;
     float *buf;            /* rows of the current unit */
-    struct unit_ctx *u;
 } point;
 
-typedef struct unit_ctx {
-    const tp_sequences *seqs;
-    size_t seq0, nseq;     /* the unit's sequences */
-    int T;                 /* padded length of the batch */
-} unit_ctx;
-
-/* Copies the real (unpadded) rows of every sequence of the batch, in store order. */
+/* The unit runs unpadded (forward_run_varlen): the tensor is [rows of the unit, cols]
+ * in store order already, so it is one copy. */
 static tp_status capture_cb(const tp_hook_info *info, float *data, void *user)
 {
     point *p = user;
-    const unit_ctx *u = p->u;
-    size_t out = 0;
-    for (size_t b = 0; b < u->nseq; b++) {
-        size_t len = sequences_len(u->seqs, u->seq0 + b);
-        memcpy(p->buf + out * (size_t)p->cols, data + (size_t)b * (size_t)u->T * (size_t)p->cols,
-               len * (size_t)p->cols * sizeof(float));
-        out += len;
-    }
-    (void)info;
+    memcpy(p->buf, data, (size_t)info->shape[1] * (size_t)p->cols * sizeof(float));
     return TP_OK;
 }
 
@@ -124,7 +119,7 @@ static uint64_t fnv_file(const char *path, int *ok)
 }
 
 typedef struct {
-    double compute_s, io_s;
+    double compute_s, io_s, wait_s;
     int64_t tokens, bytes, units;
 } capture_stats;
 
@@ -141,6 +136,8 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
     point *pts = NULL;
     int npts = 0;
     int32_t *ids = NULL, *tokens = NULL, *positions = NULL;
+    int *lens = NULL;
+    int wb_fd = -1;
     uint8_t *mask = NULL, *done = NULL;
     int64_t *doc_off = NULL, *doc_idx = NULL, *units_row0 = NULL, *my_units = NULL;
     store_act_spec *specs = NULL;
@@ -174,16 +171,23 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
         size_t s0 = (size_t)u * (size_t)batch;
         units_row0[u] = (int64_t)(s0 < seqs.n_seqs ? seqs.seq_start[s0] : seqs.n_tokens);
     }
-    int64_t N = (int64_t)seqs.n_tokens, u_lo = n_units, u_hi = n_units;
-    for (int64_t u = 0, r = 0; u < n_units; u++) {
-        /* Unit u goes to the rank whose token range holds the unit's first row. */
-        int owner = (int)((units_row0[u] * size) / (N ? N : 1));
-        if (owner >= size) owner = size - 1;
-        if (owner == rank && u_lo == n_units) u_lo = u;
-        if (owner > rank && u_hi == n_units) u_hi = u;
-        (void)r;
+    /* Rank r owns units [cut(r), cut(r+1)), cut(r) being the unit boundary nearest
+     * to row r*N/size, so ranks get equal shares of rows up to half a unit. */
+    int64_t N = (int64_t)seqs.n_tokens, u_lo = 0, u_hi = 0;
+    for (int side = 0; side < 2; side++) {
+        int r = rank + side;
+        int64_t cut = r >= size ? n_units : 0;
+        if (r > 0 && r < size) {
+            int64_t target = (int64_t)(((double)N * r) / size), best = INT64_MAX;
+            for (int64_t u = 0; u <= n_units; u++) {
+                int64_t dist = units_row0[u] > target ? units_row0[u] - target : target - units_row0[u];
+                if (dist < best) best = dist, cut = u;
+            }
+        }
+        if (side == 0) u_lo = cut;
+        else u_hi = cut;
     }
-    if (u_lo == n_units) u_hi = n_units;
+    if (u_hi < u_lo) u_hi = u_lo;
     int64_t my_n = u_hi - u_lo, max_n = 0;
     MPI_CHECK(MPI_Allreduce(&my_n, &max_n, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
 
@@ -278,22 +282,32 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
     }
     TP_CHECK_GOTO(forward_new(m, batch, seq_len, &f), st, done_free_list);
     TP_CHECK_GOTO(hooks_new(mc->num_layers, &hooks), st, done_free_list);
-    unit_ctx uctx = {.seqs = &seqs};
     for (int i = 0; i < npts; i++) {
-        pts[i].u = &uctx;
         pts[i].buf = tp_malloc((size_t)batch * (size_t)seq_len * (size_t)pts[i].cols * sizeof(float));
         if (!pts[i].buf) { st = TP_ERR_NOMEM; goto done_free_list; }
         TP_CHECK_GOTO(hooks_add(hooks, pts[i].layer, pts[i].pt, capture_cb, &pts[i]), st, done_free_list);
     }
     ids = tp_malloc((size_t)batch * (size_t)seq_len * sizeof *ids);
-    my_units = tp_malloc(sizeof *my_units);
-    if (!ids || !my_units) { st = TP_ERR_NOMEM; goto done_free_list; }
+    lens = tp_malloc((size_t)batch * sizeof *lens);
+    my_units = tp_malloc((size_t)(my_n ? my_n : 1) * sizeof *my_units);
+    if (!ids || !lens || !my_units) { st = TP_ERR_NOMEM; goto done_free_list; }
 
     const char *fault = getenv("TP_FAULT_AFTER_UNITS");
     long fault_after = fault ? atol(fault) : -1;
     const char *fault_rank_s = getenv("TP_FAULT_CAPTURE_RANK");
     int fault_rank = fault_rank_s ? atoi(fault_rank_s) : 0;
-    int64_t my_done = 0;
+    int64_t my_done = 0, npend = 0;
+    /* Flush points: the first and the last round and every flush_every rounds, the
+     * same rounds on every rank (computed from global sizes, no communication). */
+    double row_bytes = 0;
+    for (int i = 0; i < npts; i++) row_bytes += (double)pts[i].cols * (double)tp_dtype_size(sdt);
+    double round_bytes = n_units ? (double)N / (double)n_units * row_bytes * size : 1.0;
+    int64_t flush_every = round_bytes > 0 && FLUSH_BYTES / round_bytes > 1 ? (int64_t)(FLUSH_BYTES / round_bytes) : 1;
+    /* Ask the kernel to start writing the store back while we compute, so that the
+     * flush points find little left to write (Linux; elsewhere the flush does it). */
+#ifdef __linux__
+    wb_fd = open(store_path, O_RDONLY | O_CLOEXEC);
+#endif
     tp_progress prog;
     uint64_t todo_rows = 0;
     for (int64_t u = 0; u < n_units; u++) if (!done[u]) todo_rows += (uint64_t)(units_row0[u + 1] - units_row0[u]);
@@ -304,31 +318,39 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
         int64_t r0 = have ? units_row0[u] : 0, nrows = have ? units_row0[u + 1] - units_row0[u] : 0;
         if (have) {
             double t0 = tp_now();
-            uctx.seq0 = (size_t)u * (size_t)batch;
-            uctx.nseq = seqs.n_seqs - uctx.seq0 < (size_t)batch ? seqs.n_seqs - uctx.seq0 : (size_t)batch;
-            /* Pad to the longest sequence of the unit: causal attention makes the
-             * real positions independent of what follows them. */
-            int T = 0;
-            for (size_t b = 0; b < uctx.nseq; b++) {
-                int len = (int)sequences_len(&seqs, uctx.seq0 + b);
-                T = len > T ? len : T;
-            }
-            uctx.T = T;
-            int32_t pad = mc->eos_token_id >= 0 ? mc->eos_token_id : 0;
-            for (size_t b = 0; b < uctx.nseq; b++) {
-                size_t len = sequences_len(&seqs, uctx.seq0 + b);
-                memcpy(ids + b * (size_t)T, seqs.tokens + seqs.seq_start[uctx.seq0 + b], len * sizeof *ids);
-                for (size_t t = len; t < (size_t)T; t++) ids[b * (size_t)T + t] = pad;
-            }
-            TP_CHECK_GOTO(forward_run(f, ids, (int)uctx.nseq, T, hooks, TP_LOGITS_NONE, last_layer, NULL), st,
+            /* The unit's sequences back to back, no padding: their tokens are
+             * already contiguous in the sequence table. */
+            size_t seq0 = (size_t)u * (size_t)batch;
+            size_t nseq = seqs.n_seqs - seq0 < (size_t)batch ? seqs.n_seqs - seq0 : (size_t)batch;
+            for (size_t b = 0; b < nseq; b++) lens[b] = (int)sequences_len(&seqs, seq0 + b);
+            memcpy(ids, seqs.tokens + seqs.seq_start[seq0], (size_t)nrows * sizeof *ids);
+            TP_CHECK_GOTO(forward_run_varlen(f, ids, lens, (int)nseq, hooks, TP_LOGITS_NONE, last_layer, NULL), st,
                           done_free_list);
             cs.compute_s += tp_now() - t0;
         }
+        /* Each rank writes its rows as soon as it has them (independent writes), so
+         * ranks meet only at flush points. */
         double t1 = tp_now();
-        for (int i = 0; i < npts; i++)
+        for (int i = 0; have && i < npts; i++)
             TP_CHECK_GOTO(store_write_acts(store, i, r0, nrows, pts[i].buf), st, done_free_list);
-        my_units[0] = u;
-        TP_CHECK_GOTO(store_mark_units(store, my_units, have ? 1 : 0), st, done_free_list);
+        if (have) my_units[npend++] = u;
+#ifdef __linux__
+        if (wb_fd >= 0) (void)sync_file_range(wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+        if (k == 0 || k == max_n - 1 || k % flush_every == 0) {
+            /* Waiting for the other ranks to get here is load imbalance, not I/O. */
+            cs.io_s += tp_now() - t1;
+            double tw = tp_now();
+            if (size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+            cs.wait_s += tp_now() - tw;
+            t1 = tp_now();
+            /* Rows durable first, then the marks of their units (store_mark_units
+             * writes the marks and flushes again): a unit is never marked complete
+             * before its rows are on disk, even across a power loss. */
+            TP_CHECK_GOTO(store_flush(store), st, done_free_list);
+            TP_CHECK_GOTO(store_mark_units(store, my_units, (int)npend), st, done_free_list);
+            npend = 0;
+        }
         cs.io_s += tp_now() - t1;
         if (have) {
             cs.units++, cs.tokens += nrows;
@@ -355,33 +377,39 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
     TP_CHECK_GOTO(cst, st, done_free_list);
 
     /* Summary: per-rank figures gathered on rank 0. */
-    double mine[5] = {cs.compute_s, cs.io_s, (double)cs.tokens, (double)cs.bytes, (double)cs.units}, *all = NULL;
-    if (rank == 0) all = tp_malloc((size_t)size * 5 * sizeof *all);
-    MPI_CHECK(MPI_Gather(mine, 5, MPI_DOUBLE, all, 5, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+    /* io_s: writes, flushes and unit marks; wait_s: waiting for the other ranks
+     * before them (load imbalance). io_share = io / (compute + io + wait). */
+    double mine[6] = {cs.compute_s, cs.io_s, (double)cs.tokens, (double)cs.bytes, (double)cs.units, cs.wait_s},
+           *all = NULL;
+    if (rank == 0) all = tp_malloc((size_t)size * 6 * sizeof *all);
+    MPI_CHECK(MPI_Gather(mine, 6, MPI_DOUBLE, all, 6, MPI_DOUBLE, 0, MPI_COMM_WORLD));
     if (rank == 0) {
-        double wall = tp_now() - t_start, rows_run = 0, bytes = 0, io = 0, comp = 0;
+        double wall = tp_now() - t_start, rows_run = 0, bytes = 0, io = 0, comp = 0, wait = 0;
         json_t *per = json_array();
         for (int r = 0; r < size; r++) {
-            double *a = all + 5 * r;
-            comp += a[0], io += a[1], rows_run += a[2], bytes += a[3];
-            json_array_append_new(per, json_pack("{s:i, s:f, s:f, s:I, s:I, s:f}", "rank", r, "compute_s", a[0],
-                                                 "io_s", a[1], "rows", (json_int_t)a[2], "units", (json_int_t)a[4],
-                                                 "rows_per_s", a[0] + a[1] > 0 ? a[2] / (a[0] + a[1]) : 0.0));
+            double *a = all + 6 * r;
+            comp += a[0], io += a[1], rows_run += a[2], bytes += a[3], wait += a[5];
+            json_array_append_new(per, json_pack("{s:i, s:f, s:f, s:f, s:I, s:I, s:f}", "rank", r, "compute_s", a[0],
+                                                 "io_s", a[1], "wait_s", a[5], "rows", (json_int_t)a[2],
+                                                 "units", (json_int_t)a[4],
+                                                 "rows_per_s", a[0] + a[1] + a[5] > 0 ? a[2] / (a[0] + a[1] + a[5]) : 0.0));
         }
-        json_t *sum = json_pack("{s:s, s:I, s:I, s:I, s:I, s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:o}",
+        double busy = comp + io + wait;
+        json_t *sum = json_pack("{s:s, s:I, s:I, s:I, s:I, s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o}",
             "store", store_path, "rows", (json_int_t)N, "documents", (json_int_t)ndocs, "sequences",
             (json_int_t)seqs.n_seqs, "units", (json_int_t)n_units, "ranks", size, "hooks", hook_list,
             "wall_s", wall, "rows_this_run", rows_run, "rows_per_s", wall > 0 ? rows_run / wall : 0.0,
             "bytes_written", bytes, "write_mib_per_s", io > 0 ? bytes / io / (1 << 20) : 0.0,
-            "io_share", comp + io > 0 ? io / (comp + io) : 0.0, "per_rank", per);
+            "io_share", busy > 0 ? io / busy : 0.0, "wait_share", busy > 0 ? wait / busy : 0.0, "per_rank", per);
         char rdir[4200], spath[4300];
         fs_join(rdir, sizeof rdir, run_dir, "results");
         st = fs_mkdir_p(rdir);
         if (st == TP_OK) st = fs_write_json(fs_join(spath, sizeof spath, rdir, "capture_summary.json"), sum);
         json_decref(sum);
-        tp_log_info("capture: %lld rows x %d points -> %s in %.1f s (%.0f rows/s, %.1f MiB written, I/O %.0f%%)",
+        tp_log_info("capture: %lld rows x %d points -> %s in %.1f s (%.0f rows/s, %.1f MiB written, I/O %.0f%%, "
+                    "waiting for other ranks %.0f%%)",
                     (long long)N, npts, store_path, wall, wall > 0 ? rows_run / wall : 0.0, bytes / (1 << 20),
-                    comp + io > 0 ? 100 * io / (comp + io) : 0.0);
+                    busy > 0 ? 100 * io / busy : 0.0, busy > 0 ? 100 * wait / busy : 0.0);
         free(all);
         if (st != TP_OK) goto done_free_list;
     }
@@ -389,6 +417,7 @@ tp_status capture_phase_run(const tp_config *cfg, const char *run_dir)
 done_free_list:
     free(hook_list);
 done:
+    if (wb_fd >= 0) close(wb_fd);
     if (store) {
         if (st == TP_OK) st = store_close(store);
         else store_close_after_error(store);
@@ -397,6 +426,7 @@ done:
     free(pts);
     free(specs);
     free(ids);
+    free(lens);
     free(tokens);
     free(positions);
     free(mask);
