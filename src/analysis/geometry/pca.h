@@ -9,7 +9,8 @@
  *        LeVeque 1979), which equals (XᵀX − n·μμᵀ) without its cancellation when
  *        the mean is large (LLM residual streams have a few huge-mean channels).
  *        Covariance = that / (n − 1), reduced with MPI_Allreduce, laid out
- *        block-cyclically on a BLACS grid, eigendecomposed by ScaLAPACK pdsyevd.
+ *        block-cyclically on a BLACS grid, eigendecomposed by ScaLAPACK pdsyevd
+ *        (on a single rank without a given grid: LAPACK dsyevd, faster there).
  *        The incremental API (pca_accum_*) lets a caller stream row blocks.
  *   svd  The centred rows (f64) are redistributed to a block-cyclic N × d matrix
  *        (MPI_Alltoallv) and factored by pdgesvd; eigenvalues = s² / (n − 1).
