@@ -311,15 +311,15 @@ static tp_status eig_local(double *cov, pca_result *r)
     const int64_t d = r->d, k = r->k;
     double *w = tp_malloc((size_t)d * sizeof *w);
     if (!w) return TP_ERR_NOMEM;
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)d, cov, (lapack_int)d, w);
+    /* The matrix is symmetric: read it as column-major, so LAPACKE transposes nothing. */
+    lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)d, cov, (lapack_int)d, w);
     tp_status st = TP_OK;
     if (info < 0) st = tp_err(TP_ERR_INTERNAL, "dsyevd: argument %d had an illegal value", (int)-info);
     else if (info > 0) st = tp_err(TP_ERR_INTERNAL, "dsyevd failed to converge (info %d)", (int)info);
     if (st == TP_OK) {
-        /* ascending eigenvalues; eigenvector j in column j of the row-major result */
+        /* ascending eigenvalues; eigenvector j is column j: contiguous at cov + j·d */
         for (int64_t i = 0; i < d; i++) r->eigenvalues[i] = w[d - 1 - i];
-        for (int64_t c = 0; c < k; c++)
-            for (int64_t j = 0; j < d; j++) r->components[c * d + j] = cov[j * d + (d - 1 - c)];
+        for (int64_t c = 0; c < k; c++) memcpy(r->components + c * d, cov + (d - 1 - c) * d, (size_t)d * sizeof *cov);
         st = check_unit_rows(r->components, k, d, "dsyevd");
     }
     free(w);
