@@ -77,37 +77,8 @@ LOG=$WORK/logs
 mkdir -p "$LOG"
 cmake --build "$BUILD" --target transpolmo >/dev/null
 
-loadavg() { cut -d' ' -f1 /proc/loadavg; }
-
-# Busy fraction of all CPUs over 2 s (from /proc/stat), waiting while it is >= 0.15.
-wait_quiet() {
-    local t0=$SECONDS busy
-    while :; do
-        read -r _ a b c d e f g h _ < /proc/stat
-        sleep 2
-        read -r _ A B C D E F G H _ < /proc/stat
-        local tot=$(( (A+B+C+D+E+F+G+H) - (a+b+c+d+e+f+g+h) )) idle=$(( (D+E) - (d+e) ))
-        busy=$(awk -v t=$tot -v i=$idle 'BEGIN { printf "%.2f", (t > 0 ? 1 - i / t : 0) }')
-        if awk -v b="$busy" 'BEGIN { exit !(b < 0.15) }' || [ $((SECONDS - t0)) -ge "$QUIET_WAIT" ]; then
-            echo "$busy"; return
-        fi
-    done
-}
-
-# run_measured OUT CMD...: CMD's output to OUT (+ .err); prints the share of the CPUs
-# other processes used while it ran (all busy CPU time minus CMD's and its children's).
-run_measured() {
-    local out=$1; shift
-    local a b c d e f g h A B C D E F G H hz ncpu
-    hz=$(getconf CLK_TCK) ncpu=$(nproc)
-    read -r _ a b c d e f g h _ < /proc/stat
-    /usr/bin/time -f "%e %U %S" -o "$out.time" "$@" > "$out" 2> "$out.err" || {
-        echo "capture.sh: failed: $* (see $out.err)" >&2; tail -5 "$out.err" >&2; exit 1; }
-    read -r _ A B C D E F G H _ < /proc/stat
-    local busy=$(( (A+B+C+F+G+H) - (a+b+c+f+g+h) ))
-    awk -v busy="$busy" -v hz="$hz" -v n="$ncpu" '{ o = (busy / hz - $2 - $3) / (n * $1);
-        printf "%.2f", (o < 0 ? 0 : o) }' "$out.time"
-}
+BENCH_NAME=capture.sh
+. "$ROOT/tools/bench/lib.sh"
 
 bundled_model() {
     local m
