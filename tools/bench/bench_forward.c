@@ -37,6 +37,9 @@
 #include "model/hooks.h"
 #include "model/model.h"
 
+#define BENCH_NAME "bench_forward"
+#include "bench_common.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -44,29 +47,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-#define DIE(...)                              \
-    do {                                      \
-        fprintf(stderr, "bench_forward: ");   \
-        fprintf(stderr, __VA_ARGS__);         \
-        fprintf(stderr, "\n");                \
-        exit(1);                              \
-    } while (0)
-
-#define CHECK(expr)                                                                      \
-    do {                                                                                 \
-        tp_status s_ = (expr);                                                           \
-        if (s_ != TP_OK)                                                                 \
-            DIE("%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #expr,                  \
-                tp_status_name(s_), tp_err_msg());                                       \
-    } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double peak_rss_mb(void)
 {
@@ -562,7 +542,6 @@ int main(int argc, char **argv)
         free(tot);
         hooks_free(ph);
     }
-
 
     hooks_free(hooks);
     forward_free(f);

@@ -44,6 +44,9 @@
 #include "dist/world.h"
 #include "io/npy.h"
 
+#define BENCH_NAME "bench_pca"
+#include "bench_common.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <lapacke.h>
@@ -58,25 +61,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int g_rank;
-
-#define DIE(...)                                                     \
-    do {                                                             \
-        fprintf(stderr, "[rank %d] bench_pca: ", g_rank);            \
-        fprintf(stderr, __VA_ARGS__);                                \
-        fprintf(stderr, "\n");                                       \
-        MPI_Abort(MPI_COMM_WORLD, 1);                                \
-        exit(1);                                                     \
-    } while (0)
-
-#define CHECK(expr)                                                                      \
-    do {                                                                                 \
-        tp_status s_ = (expr);                                                           \
-        if (s_ != TP_OK)                                                                 \
-            DIE("%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #expr,                  \
-                tp_status_name(s_), tp_err_msg());                                       \
-    } while (0)
-
 void pdsyevr_(const char *jobz, const char *range, const char *uplo, const int *n, double *a,
               const int *ia, const int *ja, const int *desca, const double *vl, const double *vu,
               const int *il, const int *iu, int *m, int *nz, double *w, double *z, const int *iz,
@@ -85,13 +69,6 @@ void pdsyevr_(const char *jobz, const char *range, const char *uplo, const int *
 void pdsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *ia, const int *ja,
              const int *desca, double *w, double *z, const int *iz, const int *jz, const int *descz,
              double *work, const int *lwork, int *info, size_t jobz_len, size_t uplo_len);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double max_all(double v)
 {

@@ -48,6 +48,9 @@
 #include "dist/world.h"
 #include "io/npy.h"
 
+#define BENCH_NAME "bench_sae"
+#include "bench_common.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <mpi.h>
@@ -58,32 +61,6 @@
 #include <time.h>
 
 int openblas_get_num_threads(void);
-
-static int g_rank;
-
-#define DIE(...)                                                     \
-    do {                                                             \
-        fprintf(stderr, "[rank %d] bench_sae: ", g_rank);            \
-        fprintf(stderr, __VA_ARGS__);                                \
-        fprintf(stderr, "\n");                                       \
-        MPI_Abort(MPI_COMM_WORLD, 1);                                \
-        exit(1);                                                     \
-    } while (0)
-
-#define CHECK(expr)                                                                      \
-    do {                                                                                 \
-        tp_status s_ = (expr);                                                           \
-        if (s_ != TP_OK)                                                                 \
-            DIE("%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #expr,                  \
-                tp_status_name(s_), tp_err_msg());                                       \
-    } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -14,32 +14,14 @@
 #include "core/error.h"
 #include "model/tokenizer.h"
 
+#define BENCH_NAME "bench_tokenizer"
+#include "bench_common.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define DIE(...)                               \
-    do {                                       \
-        fprintf(stderr, "bench_tokenizer: ");  \
-        fprintf(stderr, __VA_ARGS__);          \
-        fprintf(stderr, "\n");                 \
-        exit(1);                               \
-    } while (0)
-
-#define CHECK(expr)                                                                          \
-    do {                                                                                     \
-        tp_status s_ = (expr);                                                               \
-        if (s_ != TP_OK) DIE("%s failed: %s (%s)", #expr, tp_status_name(s_), tp_err_msg()); \
-    } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static char *read_file(const char *path, size_t *len)
 {
