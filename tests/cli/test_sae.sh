@@ -75,6 +75,13 @@ expect_fail "hook not captured" "sae.hooks|hook_mlp_out|not captured" -- sae "$T
 expect_fail "k above d_sae" "sae.k|512" -- sae "$TMP/np1" --set sae.k=600
 expect_fail "unknown architecture" "sae.architecture|gated" -- sae "$TMP/np1" --set sae.architecture=gated
 expect_fail "eval fraction out of range" "sae.eval_fraction" -- sae "$TMP/np1" --set sae.eval_fraction=0.9
+# A full disk: the checkpoint write fails naming the file; nothing half-written remains.
+mkdir -p "$TMP/full" && cp "$TMP/np1/activations.h5" "$TMP/full/"
+out=$( (trap '' XFSZ; ulimit -f 10000; "$BIN" sae "${common[@]}" --set sae.hidden_dim=4096 --out "$TMP/full") 2>&1 >/dev/null)
+if printf '%s' "$out" | grep -q "error: .*checkpoint-.*safetensors.*File too large" && [ ! -f "$TMP/full/results/sae_summary.json" ] \
+   && [ -z "$(ls "$TMP/full/results/sae_layer_1" 2>/dev/null)" ]; then
+  passes=$((passes+1)); echo "ok   full disk: $(printf '%s' "$out" | grep error:)"
+else failures=$((failures+1)); echo "FAIL full disk: $out"; ls -la "$TMP/full/results" "$TMP/full/results/sae_layer_1" 2>&1; fi
 if $PY -c "import h5py" 2>/dev/null; then
   cp -r "$TMP/np1" "$TMP/inc"
   $PY -c "import h5py; h5py.File('$TMP/inc/activations.h5', 'r+')['acts/blocks.2.hook_resid_post'].attrs['complete'] = 0"
