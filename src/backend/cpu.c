@@ -23,11 +23,6 @@ static int have_avx512(void)
 static int have_avx512(void) { return 0; }
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define TP_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TP_MULTIVERSION
-#endif
 
 /* ---- a small thread pool ------------------------------------------------------
  * Workers are started on first use and live for the process. Between jobs a worker

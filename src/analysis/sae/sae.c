@@ -1,5 +1,6 @@
 #include "analysis/sae/sae.h"
 
+#include "backend/cpu.h"
 #include "core/rng.h"
 
 #include "dist/mpi_check.h"
@@ -448,13 +449,22 @@ static tp_status act_reserve(sae_workspace *w, size_t need)
 
 /* ---- forward -------------------------------------------------------------------------- */
 
+/* 16 partial sums, so the loop vectorises (a single float sum cannot be reordered
+ * without -ffast-math); the order is fixed, so every rank gets the same bits. */
+TP_MULTIVERSION
 static float dotf(const float *restrict a, const float *restrict b, int64_t d)
 {
+    float acc[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= d; j += 16)
+        for (int q = 0; q < 16; q++) acc[q] += a[j + q] * b[j + q];
     float s = 0;
-    for (int64_t j = 0; j < d; j++) s += a[j] * b[j];
+    for (int q = 0; q < 16; q++) s += acc[q];
+    for (; j < d; j++) s += a[j] * b[j];
     return s;
 }
 
+TP_MULTIVERSION
 static void axpyf(float a, const float *restrict x, float *restrict y, int64_t d)
 {
     for (int64_t j = 0; j < d; j++) y[j] += a * x[j];
