@@ -545,20 +545,22 @@ tp_status store_read_acts(tp_store *s, int act, int64_t row0, int64_t n, float *
     return st;
 }
 
-tp_status store_read_u8(tp_store *s, const char *dataset, int64_t row0, int64_t n, uint8_t *out)
+/* A 1-D index dataset by name (opened per call: the metadata read is collective). */
+static tp_status read_named(tp_store *s, const char *dataset, hid_t memtype, int64_t row0, int64_t n, void *out)
 {
     hid_t ds = H5Dopen2(s->file, dataset, H5P_DEFAULT);
     if (ds < 0) return tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", s->path, dataset);
-    tp_status st = read_rows(s, ds, H5T_NATIVE_UINT8, row0, n, 1, out, dataset);
+    tp_status st = read_rows(s, ds, memtype, row0, n, 1, out, dataset);
     H5Dclose(ds);
     return st;
 }
 
+tp_status store_read_u8(tp_store *s, const char *dataset, int64_t row0, int64_t n, uint8_t *out)
+{
+    return read_named(s, dataset, H5T_NATIVE_UINT8, row0, n, out);
+}
+
 tp_status store_read_i32(tp_store *s, const char *dataset, int64_t row0, int64_t n, int32_t *out)
 {
-    hid_t ds = H5Dopen2(s->file, dataset, H5P_DEFAULT);
-    if (ds < 0) return tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", s->path, dataset);
-    tp_status st = read_rows(s, ds, H5T_NATIVE_INT32, row0, n, 1, out, dataset);
-    H5Dclose(ds);
-    return st;
+    return read_named(s, dataset, H5T_NATIVE_INT32, row0, n, out);
 }

@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static tp_status fail(const char *path, const char *what)
@@ -110,66 +111,111 @@ tp_status store_read_pca_components(const char *path, const char *hook, int64_t 
     return st;
 }
 
-/* Rows [row0, row0 + n) of a 1-D dataset as memtype, serial access. */
-static tp_status read_1d_serial(const char *path, const char *dataset, hid_t memtype, int64_t row0, int64_t n, void *out)
+struct store_serial {
+    char path[4096];
+    hid_t file;
+};
+
+tp_status store_serial_open(const char *path, store_serial **out)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return fail(path, "opening the store");
-    tp_status st = TP_OK;
-    hid_t ds = H5Dopen2(f, dataset, H5P_DEFAULT);
-    if (ds < 0) {
-        st = tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", path, dataset);
-    } else {
-        hid_t fs = H5Dget_space(ds);
-        hsize_t start[1] = {(hsize_t)row0}, count[1] = {(hsize_t)n}, dims[1] = {0};
-        H5Sget_simple_extent_dims(fs, dims, NULL);
-        if (row0 < 0 || n < 1 || (hsize_t)(row0 + n) > dims[0]) {
-            st = tp_err(TP_ERR_RANGE, "%s: rows %lld..%lld of /%s outside [0, %llu)", path, (long long)row0,
-                        (long long)(row0 + n), dataset, (unsigned long long)dims[0]);
-        } else {
-            hid_t ms = H5Screate_simple(1, count, NULL);
-            if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-                H5Dread(ds, memtype, ms, fs, H5P_DEFAULT, out) < 0)
-                st = fail(path, dataset);
-            H5Sclose(ms);
-        }
-        H5Sclose(fs);
-        H5Dclose(ds);
+    store_serial *h = tp_calloc(1, sizeof *h);
+    if (!h) return TP_ERR_NOMEM;
+    snprintf(h->path, sizeof h->path, "%s", path);
+    h->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (h->file < 0) {
+        free(h);
+        return fail(path, "opening the store");
     }
-    H5Fclose(f);
+    *out = h;
+    return TP_OK;
+}
+
+void store_serial_close(store_serial *h)
+{
+    if (!h) return;
+    H5Fclose(h->file);
+    free(h);
+}
+
+/* The 1-D dataset `dataset` and its length. */
+static tp_status open_1d(const store_serial *h, const char *dataset, hid_t *ds, hsize_t *len)
+{
+    *ds = H5Dopen2(h->file, dataset, H5P_DEFAULT);
+    if (*ds < 0) return tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", h->path, dataset);
+    hid_t fs = H5Dget_space(*ds);
+    int ok = H5Sget_simple_extent_ndims(fs) == 1 && H5Sget_simple_extent_dims(fs, len, NULL) >= 0;
+    H5Sclose(fs);
+    if (ok) return TP_OK;
+    H5Dclose(*ds);
+    return tp_err(TP_ERR_FORMAT, "%s: /%s is not a 1-D dataset", h->path, dataset);
+}
+
+static tp_status read_1d(const store_serial *h, const char *dataset, hid_t memtype, int64_t row0, int64_t n, void *out)
+{
+    hid_t ds;
+    hsize_t len = 0;
+    TP_CHECK(open_1d(h, dataset, &ds, &len));
+    tp_status st = TP_OK;
+    if (row0 < 0 || n < 1 || (hsize_t)(row0 + n) > len) {
+        st = tp_err(TP_ERR_RANGE, "%s: rows %lld..%lld of /%s outside [0, %llu)", h->path, (long long)row0,
+                    (long long)(row0 + n), dataset, (unsigned long long)len);
+    } else {
+        hsize_t start[1] = {(hsize_t)row0}, count[1] = {(hsize_t)n};
+        hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(1, count, NULL);
+        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+            H5Dread(ds, memtype, ms, fs, H5P_DEFAULT, out) < 0)
+            st = fail(h->path, dataset);
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    H5Dclose(ds);
     return st;
+}
+
+tp_status store_serial_read_i32(store_serial *h, const char *dataset, int64_t row0, int64_t n, int32_t *out)
+{
+    return read_1d(h, dataset, H5T_NATIVE_INT32, row0, n, out);
+}
+
+tp_status store_serial_read_i64(store_serial *h, const char *dataset, int64_t row0, int64_t n, int64_t *out)
+{
+    return read_1d(h, dataset, H5T_NATIVE_INT64, row0, n, out);
+}
+
+tp_status store_serial_length(store_serial *h, const char *dataset, int64_t *n)
+{
+    hid_t ds;
+    hsize_t len = 0;
+    TP_CHECK(open_1d(h, dataset, &ds, &len));
+    H5Dclose(ds);
+    *n = (int64_t)len;
+    return TP_OK;
 }
 
 tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int32_t *out)
 {
-    return read_1d_serial(path, dataset, H5T_NATIVE_INT32, row0, n, out);
+    store_serial *h;
+    TP_CHECK(store_serial_open(path, &h));
+    tp_status st = store_serial_read_i32(h, dataset, row0, n, out);
+    store_serial_close(h);
+    return st;
 }
 
 tp_status store_read_i64_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int64_t *out)
 {
-    return read_1d_serial(path, dataset, H5T_NATIVE_INT64, row0, n, out);
+    store_serial *h;
+    TP_CHECK(store_serial_open(path, &h));
+    tp_status st = store_serial_read_i64(h, dataset, row0, n, out);
+    store_serial_close(h);
+    return st;
 }
 
 tp_status store_dataset_length_serial(const char *path, const char *dataset, int64_t *n)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return fail(path, "opening the store");
-    tp_status st = TP_OK;
-    hid_t ds = H5Dopen2(f, dataset, H5P_DEFAULT);
-    if (ds < 0) {
-        st = tp_err(TP_ERR_FORMAT, "%s: no dataset /%s", path, dataset);
-    } else {
-        hid_t fs = H5Dget_space(ds);
-        hsize_t dims[1] = {0};
-        if (H5Sget_simple_extent_ndims(fs) != 1 || H5Sget_simple_extent_dims(fs, dims, NULL) < 0)
-            st = tp_err(TP_ERR_FORMAT, "%s: /%s is not a 1-D dataset", path, dataset);
-        else
-            *n = (int64_t)dims[0];
-        H5Sclose(fs);
-        H5Dclose(ds);
-    }
-    H5Fclose(f);
+    store_serial *h;
+    TP_CHECK(store_serial_open(path, &h));
+    tp_status st = store_serial_length(h, dataset, n);
+    store_serial_close(h);
     return st;
 }

@@ -29,8 +29,18 @@ tp_status store_write_pca(const char *path, const char *hook, const store_pca *p
  * later phases. */
 tp_status store_read_pca_components(const char *path, const char *hook, int64_t k, int64_t d, double *out);
 
-/* Rows [row0, row0 + n) of a 1-D int32 dataset (/tokens, /positions), one process,
- * serial access (the parallel store must be closed or opened read-only). */
+/* Serial reading of the store's 1-D index datasets by one process (the parallel
+ * handle closed or read-only): open once, read many windows, close. */
+typedef struct store_serial store_serial;
+tp_status store_serial_open(const char *path, store_serial **out);
+void store_serial_close(store_serial *h);
+tp_status store_serial_read_i32(store_serial *h, const char *dataset, int64_t row0, int64_t n, int32_t *out);
+tp_status store_serial_read_i64(store_serial *h, const char *dataset, int64_t row0, int64_t n, int64_t *out);
+/* Length of a 1-D dataset (TP_ERR_FORMAT if absent or not 1-D). */
+tp_status store_serial_length(store_serial *h, const char *dataset, int64_t *n);
+
+/* One-shot forms of the same (open, read, close).
+ * Rows [row0, row0 + n) of a 1-D int32 dataset (/tokens, /positions). */
 tp_status store_read_i32_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int32_t *out);
 /* Same for a 1-D int64 dataset (/doc_offsets, /doc_index). */
 tp_status store_read_i64_serial(const char *path, const char *dataset, int64_t row0, int64_t n, int64_t *out);

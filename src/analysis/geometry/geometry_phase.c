@@ -389,8 +389,8 @@ static tp_status add_cluster_tokens(const geo_ctx *g, hook_job *jobs, int n)
         tok = NULL;
     }
     int32_t *w = tp_malloc((size_t)(ctx + 1) * sizeof *w);
-    if (!w) { tokenizer_free(tok); return TP_ERR_NOMEM; }
-    tp_status st = TP_OK;
+    store_serial *sh = NULL;
+    tp_status st = w ? store_serial_open(g->path, &sh) : TP_ERR_NOMEM;
     for (int h = 0; h < n && st == TP_OK; h++) {
         hook_job *j = &jobs[h];
         json_t *clu = json_object_get(j->j, "clusters"), *list = json_array();
@@ -403,9 +403,9 @@ static tp_status add_cluster_tokens(const geo_ctx *g, hook_job *jobs, int n)
                 int64_t row = j->near_row[c * j->top + t];
                 if (row < 0) continue;
                 int32_t pos = 0;
-                st = store_read_i32_serial(g->path, "positions", row, 1, &pos);
+                st = store_serial_read_i32(sh, "positions", row, 1, &pos);
                 int64_t start = row - (pos < ctx ? pos : ctx);
-                if (st == TP_OK) st = store_read_i32_serial(g->path, "tokens", start, row - start + 1, w);
+                if (st == TP_OK) st = store_serial_read_i32(sh, "tokens", start, row - start + 1, w);
                 if (st != TP_OK) break;
                 json_t *it = json_pack("{s:I, s:i, s:i, s:o}", "row", (json_int_t)row, "position", pos, "token_id",
                                        w[row - start], "distance", jnum(j->near_dist[c * j->top + t]));
@@ -424,6 +424,7 @@ static tp_status add_cluster_tokens(const geo_ctx *g, hook_job *jobs, int n)
             }
         }
     }
+    store_serial_close(sh);
     free(w);
     tokenizer_free(tok);
     return st;

@@ -146,6 +146,7 @@ typedef struct {
     int32_t *u_tok;            /* [nu] */
     char **u_token, **u_ctx;   /* [nu] text (NULL without a tokenizer) */
     pair_t *tmp;               /* [max(K, R)] */
+    store_serial *store;       /* the store, open once per build (NULL without one) */
 } cat_state;
 
 static void state_free(cat_state *s)
@@ -161,6 +162,7 @@ static void state_free(cat_state *s)
     free(s->det), free(s->det_pos);
     free(s->pro_a), free(s->sup_a), free(s->read_a), free(s->pro_t), free(s->sup_t), free(s->read_t);
     free(s->pro_n), free(s->sup_n), free(s->read_n), free(s->valid), free(s->tmp);
+    store_serial_close(s->store);
 }
 
 static tp_status check_options(const features_catalog_input *in)
@@ -209,13 +211,13 @@ static tp_status find_domains(cat_state *s)
         return TP_OK;
     }
     int64_t D = 0;
-    TP_CHECK(store_dataset_length_serial(in->store_path, "doc_index", &D));
+    TP_CHECK(store_serial_length(s->store, "doc_index", &D));
     int64_t *off = tp_malloc((size_t)(D + 1) * sizeof *off), *idx = tp_malloc((size_t)(D > 0 ? D : 1) * sizeof *idx);
     int *doc_dom = tp_malloc((size_t)(D > 0 ? D : 1) * sizeof *doc_dom);
     tp_status st = TP_OK;
     if (!off || !idx || !doc_dom) { st = TP_ERR_NOMEM; goto done; }
-    TP_CHECK_GOTO(store_read_i64_serial(in->store_path, "doc_offsets", 0, D + 1, off), st, done);
-    if (D > 0) TP_CHECK_GOTO(store_read_i64_serial(in->store_path, "doc_index", 0, D, idx), st, done);
+    TP_CHECK_GOTO(store_serial_read_i64(s->store, "doc_offsets", 0, D + 1, off), st, done);
+    if (D > 0) TP_CHECK_GOTO(store_serial_read_i64(s->store, "doc_index", 0, D, idx), st, done);
     for (int64_t k = 0; k < D; k++) doc_dom[k] = -1;
     int unknown = -1;
     for (int64_t r = 0; r < s->n; r++) {
@@ -539,8 +541,8 @@ static tp_status collect_contexts(cat_state *s)
         if (hi > s->N) hi = s->N;
         int32_t *T = tp_malloc((size_t)(hi - lo) * sizeof *T), *P = tp_malloc((size_t)(hi - lo) * sizeof *P);
         if (!T || !P) st = TP_ERR_NOMEM;
-        if (st == TP_OK) st = store_read_i32_serial(in->store_path, "tokens", lo, hi - lo, T);
-        if (st == TP_OK) st = store_read_i32_serial(in->store_path, "positions", lo, hi - lo, P);
+        if (st == TP_OK) st = store_serial_read_i32(s->store, "tokens", lo, hi - lo, T);
+        if (st == TP_OK) st = store_serial_read_i32(s->store, "positions", lo, hi - lo, P);
         for (int64_t u = g0; u < g1 && st == TP_OK; u++) {
             const int64_t o = s->u_row[u] - lo;
             const int32_t pos = P[o];
@@ -803,7 +805,8 @@ tp_status features_catalog_build(const features_catalog_input *in, json_t **out_
     tp_status st = TP_OK;
     json_t *L = NULL;
     if (in->store_path) {
-        TP_CHECK_GOTO(store_dataset_length_serial(in->store_path, "tokens", &s.N), st, done);
+        TP_CHECK_GOTO(store_serial_open(in->store_path, &s.store), st, done);
+        TP_CHECK_GOTO(store_serial_length(s.store, "tokens", &s.N), st, done);
         for (int64_t r = 0; r < s.n; r++)
             if (in->row_index[r] < 0 || in->row_index[r] >= s.N) {
                 st = tp_err(TP_ERR_RANGE, "features catalog: row %lld (store row %lld) is outside %s's %lld rows",
