@@ -213,18 +213,16 @@ done:
 
 /* CE-loss recovered and KL on held-out text, every SAE spliced in at its point in
  * turn (sae_ce.h). Collective; after the parallel store is closed. */
-static tp_status evaluate_ce(const tp_config *cfg, const char *store_path, sae_job *jobs, int n, MPI_Comm comm)
+static tp_status evaluate_ce(const tp_config *cfg, const char *store_path, tp_model *model, tp_tokenizer *tok,
+                             sae_job *jobs, int n, MPI_Comm comm)
 {
     int64_t ndocs = tp_config_int(cfg, "sae.eval.num_samples"), nexcl = 0;
     if (ndocs == 0) return TP_OK;
     double t0 = tp_now();
-    tp_model *model = NULL;
-    tp_tokenizer *tok = NULL;
     tp_forward *f = NULL;
     tp_dataset text = {0};
     int64_t *excl = NULL;
-    tp_status st = model_io_open(cfg, &model, &tok);
-    if (st == TP_OK) st = store_dataset_length_serial(store_path, "doc_index", &nexcl);
+    tp_status st = store_dataset_length_serial(store_path, "doc_index", &nexcl);
     if (st == TP_OK) {
         excl = tp_malloc((size_t)(nexcl ? nexcl : 1) * sizeof *excl);
         st = !excl ? TP_ERR_NOMEM : nexcl ? store_read_i64_serial(store_path, "doc_index", 0, nexcl, excl) : TP_OK;
@@ -260,22 +258,16 @@ done:
     forward_free(f);
     dataset_close(&text);
     free(excl);
-    tokenizer_free(tok);
-    model_close(model);
     return st;
 }
 
 /* Rank 0, after the parallel store is closed: results/features_catalog.json. */
-static tp_status write_catalog(const tp_config *cfg, const char *run_dir, const char *store_path, sae_job *jobs, int n)
+/* model and tok may be NULL: no logit attribution and no token text then. */
+static tp_status write_catalog(const tp_config *cfg, const char *run_dir, const char *store_path, const tp_model *model,
+                               const tp_tokenizer *tok, sae_job *jobs, int n)
 {
     double t0 = tp_now();
-    tp_model *model = NULL;
-    tp_tokenizer *tok = NULL;
     corpus *corp = NULL;
-    if (model_io_open(cfg, &model, &tok) != TP_OK) {
-        tp_log_warn("sae: features catalog without logit attribution and token text: %s", tp_err_msg());
-        model = NULL, tok = NULL;
-    }
     if (corpus_open(tp_config_str(cfg, "data.corpus"), tp_config_bool(cfg, "data.skip_malformed"), &corp) != TP_OK) {
         tp_log_warn("sae: features catalog without corpus domains: %s", tp_err_msg());
         corp = NULL;
@@ -305,8 +297,6 @@ static tp_status write_catalog(const tp_config *cfg, const char *run_dir, const 
     }
     json_decref(saes);
     corpus_close(corp);
-    tokenizer_free(tok);
-    model_close(model);
     return st;
 }
 
@@ -336,6 +326,8 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
     tp_store *s = NULL;
     row_stream *rs = NULL;
     sae_job *jobs = NULL;
+    tp_model *model = NULL;
+    tp_tokenizer *tok = NULL;
     int n = 0, *acts = NULL;
     double t_start = tp_now();
     tp_status st = store_open_read(path, comm, &s);
@@ -478,7 +470,17 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
     st = store_close(s);
     s = NULL;
     if (st != TP_OK) goto done;
-    TP_CHECK_GOTO(evaluate_ce(cfg, path, jobs, n, comm), st, done);
+    /* The model and tokenizer, opened once: the CE evaluation needs them on every
+     * rank; the catalog (rank 0) does without them if they cannot be opened. */
+    {
+        tp_status mst = model_io_open(cfg, &model, &tok);
+        if (mst != TP_OK && tp_config_int(cfg, "sae.eval.num_samples") == 0) {
+            tp_log_warn("sae: features catalog without logit attribution and token text: %s", tp_err_msg());
+            model = NULL, tok = NULL, mst = TP_OK;
+        }
+        TP_CHECK_GOTO(dist_agree(comm, mst, "sae CE evaluation"), st, done);
+    }
+    TP_CHECK_GOTO(evaluate_ce(cfg, path, model, tok, jobs, n, comm), st, done);
 
     /* Rank 0 writes the exports and the summary. */
     tp_status w = TP_OK;
@@ -510,7 +512,7 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
         } else {
             json_decref(list);
         }
-        if (w == TP_OK) w = write_catalog(cfg, run_dir, path, jobs, n);
+        if (w == TP_OK) w = write_catalog(cfg, run_dir, path, model, tok, jobs, n);
         for (int i = 0; i < n; i++)
             if (jobs[i].eval)
                 tp_log_info("sae: %s: held-out FVU %.3f, L0 %.1f, dead %lld of %lld latents", jobs[i].name,
@@ -530,5 +532,7 @@ done:
         free(jobs[i].eval_x), free(jobs[i].eval_rows);
     }
     free(jobs), free(acts);
+    tokenizer_free(tok);
+    model_close(model);
     return st;
 }
