@@ -8,15 +8,19 @@
 
 #include <mpi.h>
 
+/* The error of a failed MPI call, located at the caller's file and line. */
+static inline tp_status tp_mpi_fail(int rc, const char *call, const char *file, int line)
+{
+    char es[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, es, &len);
+    return tp_err_at(TP_ERR_MPI, file, line, "%s failed: %s", call, es);
+}
+
 #define MPI_CHECK(call)                                                            \
     do {                                                                           \
         int mpi_rc_ = (call);                                                      \
-        if (mpi_rc_ != MPI_SUCCESS) {                                              \
-            char mpi_es_[MPI_MAX_ERROR_STRING];                                    \
-            int mpi_el_ = 0;                                                       \
-            MPI_Error_string(mpi_rc_, mpi_es_, &mpi_el_);                          \
-            return tp_err(TP_ERR_MPI, "%s failed: %s", #call, mpi_es_);            \
-        }                                                                          \
+        if (mpi_rc_ != MPI_SUCCESS) return tp_mpi_fail(mpi_rc_, #call, __FILE__, __LINE__); \
     } while (0)
 
 /* The same, storing the status in st and jumping to label (for cleanup). */
@@ -24,10 +28,7 @@
     do {                                                                           \
         int mpi_rc_ = (call);                                                      \
         if (mpi_rc_ != MPI_SUCCESS) {                                              \
-            char mpi_es_[MPI_MAX_ERROR_STRING];                                    \
-            int mpi_el_ = 0;                                                       \
-            MPI_Error_string(mpi_rc_, mpi_es_, &mpi_el_);                          \
-            (st) = tp_err(TP_ERR_MPI, "%s failed: %s", #call, mpi_es_);            \
+            (st) = tp_mpi_fail(mpi_rc_, #call, __FILE__, __LINE__);                \
             goto label;                                                            \
         }                                                                          \
     } while (0)
