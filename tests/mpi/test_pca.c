@@ -103,18 +103,8 @@ static bool golden_load(void)
     json_decref(r);
     REQUIRE(G.mean && G.lam_eigh && G.lam_svd && G.ratio, "reference.json: a vector is missing or not of length d");
 
-    /* Uneven contiguous slices: weights 1, 2, 3, ... with rank 2 empty when there
-     * are at least 4 ranks (a rank with no rows must still take part). */
-    int rank = dist_rank(), size = dist_size();
-    int64_t wsum = 0, before = 0;
-    for (int q = 0; q < size; q++) {
-        int64_t w = (size >= 4 && q == 2) ? 0 : q + 1;
-        if (q < rank) before += w;
-        wsum += w;
-    }
-    int64_t w = (size >= 4 && rank == 2) ? 0 : rank + 1;
-    my_row0 = G.n * before / wsum;
-    my_rows = G.n * (before + w) / wsum - my_row0;
+    /* Uneven contiguous slices (rank 2 empty with 4 ranks). */
+    tp_test_uneven_slice(G.n, dist_rank(), dist_size(), &my_row0, &my_rows);
     return true;
 }
 

@@ -38,11 +38,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=${TP_REF_PY:-/opt/transpolmo-ref/bin/python}
-DIR=${TP_BENCH_DIR:-/tmp/tp-bench}
-BUILD=${TP_BUILD_DIR:-$ROOT/build}
+BENCH_NAME=capture.sh
+. "$ROOT/tools/bench/lib.sh"
 BIN=$BUILD/transpolmo
-MPIRUN=${MPIEXEC:-mpiexec}
 THREADS=${THREADS:-2}
 CORPUS=${CORPUS:-$ROOT/data/corpus/train.jsonl}
 SEED=${SEED:-1234}
@@ -52,11 +50,6 @@ ROUNDS=3
 CONFIGS="bundled 1b"
 BUNDLED_SAMPLES=${BUNDLED_SAMPLES:-512}
 ONEB_SAMPLES=${ONEB_SAMPLES:-48}
-QUIET_WAIT=${QUIET_WAIT:-600}
-OTHERS_MAX=${OTHERS_MAX:-0.05}
-RETRIES=${RETRIES:-3}
-START_WAIT=${START_WAIT:-3600}
-START_LOAD=""
 KEEP=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -77,8 +70,6 @@ LOG=$WORK/logs
 mkdir -p "$LOG"
 cmake --build "$BUILD" --target transpolmo >/dev/null
 
-BENCH_NAME=capture.sh
-. "$ROOT/tools/bench/lib.sh"
 
 bundled_model() {
     local m
@@ -103,13 +94,7 @@ js() { jq -r "$2" "$1"; }
 echo "# TranspOLMo capture benchmark — $(date -u +%FT%TZ)"
 echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; threads=$THREADS rounds=$ROUNDS" \
      "batch=$BATCH hooks=$HOOKS corpus=${CORPUS#$ROOT/} seed=$SEED"
-if [ -n "$START_LOAD" ]; then
-    t0=$SECONDS
-    while awk -v l="$(loadavg)" -v x="$START_LOAD" 'BEGIN { exit !(l >= x) }' && [ $((SECONDS - t0)) -lt "$START_WAIT" ]; do
-        sleep 30
-    done
-    echo "# start: load average $(loadavg) after waiting $((SECONDS - t0)) s"
-fi
+wait_start_load
 
 ROWS=$LOG/rows.txt
 : > "$ROWS"

@@ -1,7 +1,18 @@
-# lib.sh — what the benchmark scripts share: measuring a run while other people's work
-# shares the machine. Source it after setting BENCH_NAME (for messages) and, for
-# `measure`, LOG, RES, RETRIES, OTHERS_MAX, QUIET_WAIT and LOCK (empty: no lock) and a
-# function `measure_summary OUT` that prints one line about a run's output.
+# lib.sh — what the benchmark scripts share: their settings from the environment, and
+# measuring a run while other people's work shares the machine. Source it right after
+# setting ROOT and BENCH_NAME (for messages); `measure` also needs LOG, RES and LOCK
+# (empty: no lock) and a function `measure_summary OUT` that prints one line about a
+# run's output.
+
+PY=${TP_REF_PY:-/opt/transpolmo-ref/bin/python}
+DIR=${TP_BENCH_DIR:-/tmp/tp-bench}
+BUILD=${TP_BUILD_DIR:-$ROOT/build}
+MPIRUN=${MPIEXEC:-mpiexec}
+QUIET_WAIT=${QUIET_WAIT:-600}
+OTHERS_MAX=${OTHERS_MAX:-0.05}
+RETRIES=${RETRIES:-3}
+START_WAIT=${START_WAIT:-3600}
+START_LOAD=""
 
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 lock() { [ -z "${LOCK:-}" ] || { exec 9> "$LOCK"; flock 9; }; }
@@ -56,4 +67,14 @@ measure() {
         --argjson t "$try" '. + {run: $run, round: $r, others: $o, load: $la, try: $t}' >> "$RES"
     printf '  round %-2s %-16s load %-5s others %-5s try %s  %s\n' "$round" "$name" "$la" "$others" "$try" \
         "$(measure_summary "$out")"
+}
+
+# With --start-load X: wait (at most $START_WAIT s) until the 1-minute load average is below X.
+wait_start_load() {
+    [ -n "$START_LOAD" ] || return 0
+    local t0=$SECONDS
+    while awk -v l="$(loadavg)" -v x="$START_LOAD" 'BEGIN { exit !(l >= x) }' && [ $((SECONDS - t0)) -lt "$START_WAIT" ]; do
+        sleep 30
+    done
+    echo "# start: load average $(loadavg) after waiting $((SECONDS - t0)) s"
 }

@@ -38,17 +38,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=${TP_REF_PY:-/opt/transpolmo-ref/bin/python}
-DIR=${TP_BENCH_DIR:-/tmp/tp-bench}
-BUILD=${TP_BUILD_DIR:-$ROOT/build}
+BENCH_NAME=pca.sh
+. "$ROOT/tools/bench/lib.sh"
 BIN=$BUILD/bench_pca
-MPIRUN=${MPIEXEC:-mpiexec}
 LOCK=${TP_BENCH_LOCK-/tmp/tp-bench.lock}
-ROUNDS=5 ROWS=200000 DIM=2048 SEED=6 K=100 SVD_ROWS=5000 EXPLORE=1 SKL_FULL_ROUNDS=1 START_LOAD=""
-QUIET_WAIT=${QUIET_WAIT:-600}
-OTHERS_MAX=${OTHERS_MAX:-0.05}
-RETRIES=${RETRIES:-3}
-START_WAIT=${START_WAIT:-3600}
+ROUNDS=5 ROWS=200000 DIM=2048 SEED=6 K=100 SVD_ROWS=5000 EXPLORE=1 SKL_FULL_ROUNDS=1
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -79,8 +73,6 @@ need=$(( ROWS * DIM * 4 / 1024 / 1024 * 2 ))   # the file, and page cache headro
 [ -f "$ROWSF" ] || [ "$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')" -gt "$need" ] || {
     echo "pca.sh: not enough free disk in $WORK for $ROWS x $DIM rows" >&2; exit 1; }
 
-BENCH_NAME=pca.sh
-. "$ROOT/tools/bench/lib.sh"
 measure_summary() {
     grep '^{' "$1" | jq -r '[.kind, (.routine // ""), (to_entries | map(select(.key | test("_s$")) |
         "\(.key)=\(.value)") | join(" "))] | join(" ")' | tr '\n' ';'
@@ -91,13 +83,7 @@ echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; rows $ROWS 
      "rounds $ROUNDS; $("$MPIRUN" --version | head -1)"
 OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 "$PY" "$ROOT/tools/bench/make_pca_rows.py" --rows "$ROWS" --dim "$DIM" \
     --seed "$SEED" --out "$ROWSF" 2>&1 | sed 's/^/# /'
-if [ -n "$START_LOAD" ]; then
-    t0=$SECONDS
-    while awk -v l="$(loadavg)" -v x="$START_LOAD" 'BEGIN { exit !(l >= x) }' && [ $((SECONDS - t0)) -lt "$START_WAIT" ]; do
-        sleep 30
-    done
-    echo "# start: load average $(loadavg) after waiting $((SECONDS - t0)) s"
-fi
+wait_start_load
 cat "$ROWSF" > /dev/null   # into the page cache: no side pays for the first read
 
 PYENV=(env OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2)

@@ -36,18 +36,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=${TP_REF_PY:-/opt/transpolmo-ref/bin/python}
-DIR=${TP_BENCH_DIR:-/tmp/tp-bench}
-BUILD=${TP_BUILD_DIR:-$ROOT/build}
+BENCH_NAME=sae.sh
+. "$ROOT/tools/bench/lib.sh"
 BIN=$BUILD/bench_sae
-MPIRUN=${MPIEXEC:-mpiexec}
 LOCK=${TP_BENCH_LOCK-/tmp/tp-bench.lock}
 ROUNDS=3 ARCHS="topk relu" ROWS=32768 DIM=512 DSAE=0 K=32 BATCH=4096 STEPS=30 WARMUP=3 PROFILE=7 PERF=0
-START_LOAD=""
-QUIET_WAIT=${QUIET_WAIT:-600}
-OTHERS_MAX=${OTHERS_MAX:-0.05}
-RETRIES=${RETRIES:-3}
-START_WAIT=${START_WAIT:-3600}
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -76,8 +69,6 @@ RES=$LOG/results.jsonl
 : > "$RES"
 nice cmake --build "$BUILD" --target bench_sae >/dev/null
 
-BENCH_NAME=sae.sh
-. "$ROOT/tools/bench/lib.sh"
 measure_summary() {
     grep '^{' "$1" | jq -r 'if .kind == "train" then "rows/s \(.rows_per_s | floor)  step median \(.step_s_median * 1000 | floor) ms  loss \(.loss_first) -> \(.loss_last)"
         else "fwd \(.forward_s) bwd \(.backward_s) allreduce \(.allreduce_s) apply \(.apply_s) enc_gemm \(.enc_gemm_alone_s)" end' | tr '\n' ';'
@@ -89,13 +80,7 @@ echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; rows $ROWS 
      "batch $BATCH, $STEPS timed steps after $WARMUP, rounds $ROUNDS; $("$MPIRUN" --version | head -1);" \
      "sae-lens $("$PY" -c 'import importlib.metadata as m; print(m.version("sae-lens"))')"
 OPENBLAS_NUM_THREADS=2 "$PY" "$ROOT/tools/bench/make_sae_rows.py" --rows "$ROWS" --dim "$DIM" --out "$ROWSF" 2>&1 | sed 's/^/# /'
-if [ -n "$START_LOAD" ]; then
-    t0=$SECONDS
-    while awk -v l="$(loadavg)" -v x="$START_LOAD" 'BEGIN { exit !(l >= x) }' && [ $((SECONDS - t0)) -lt "$START_WAIT" ]; do
-        sleep 30
-    done
-    echo "# start: load average $(loadavg) after waiting $((SECONDS - t0)) s"
-fi
+wait_start_load
 cat "$ROWSF" > /dev/null   # into the page cache
 
 COMMON=(--npy "$ROWSF" --d-sae "$DSAE" --k "$K" --batch "$BATCH")
