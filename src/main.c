@@ -4,6 +4,7 @@
 #define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "analysis/constraints/inspect_phase.h"
 #include "backend/cpu.h"
+#include "backend/linear.h"
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -81,6 +82,7 @@ static tp_status apply_runtime_config(const tp_config *cfg)
                         : !strcmp(mode, "never") ? TP_PROGRESS_NEVER : TP_PROGRESS_AUTO;
     tp_progress_set_default(pm, tp_config_float(cfg, "log.progress_interval"));
     cpu_set_threads((int)tp_config_int(cfg, "forward.threads"));
+    cpu_linear_enable(strcmp(tp_config_str(cfg, "forward.gemm"), "openblas") != 0);
     /* mpirun binds a lone rank (and each of 2 ranks) to one core by default: BLAS
      * threads beyond the CPUs this rank may run on only take turns. */
     cpu_set_t set;

@@ -23,15 +23,15 @@ static const char *const inspect_outputs[] = {"results/architecture.json", NULL}
 static const char *const inspect_depends[] = {"model.", "inspect.", NULL};
 
 static const char *const capture_outputs[] = {"activations.h5", "results/capture_summary.json", NULL};
-static const char *const capture_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", NULL};
+static const char *const capture_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "forward.gemm", NULL};
 
 static const char *const geometry_outputs[] = {"results/geometric_analysis.json", NULL};
 /* The store's content (capture's keys) and the phase's own keys. */
-static const char *const geometry_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size",
+static const char *const geometry_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "forward.gemm",
                                                "geometry.", NULL};
 
 static const char *const sae_outputs[] = {"results/sae_summary.json", NULL};
-static const char *const sae_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "sae.", NULL};
+static const char *const sae_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "forward.gemm", "sae.", NULL};
 
 static const tp_phase phases[] = {
     {"inspect", inspect_phase_run, inspect_outputs, inspect_depends},

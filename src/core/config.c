@@ -50,6 +50,7 @@ static const cfg_key SCHEMA[] = {
     {"layers", TP_CFG_INT_LIST, "", R_MIN(0), NULL, "layers to capture; empty means all (checked against the model later)"},
     {"forward.batch_size", TP_CFG_INT, "8", R_IN(1, 65536), NULL, "sequences per forward batch"},
     {"forward.threads", TP_CFG_INT, "0", R_MIN(0), NULL, "BLAS threads; 0 means the BLAS default"},
+    {"forward.gemm", TP_CFG_STRING, "auto", R_ANY, "auto|openblas", "GEMM of the linear layers: auto = TranspOLMo's AVX-512 kernel when the CPU has AVX-512 (weights packed from their stored dtype), else OpenBLAS; openblas = OpenBLAS sgemm always"},
     {"capture.hooks", TP_CFG_STRING_LIST, "hook_resid_post,hook_mlp_out", R_ANY, NULL, "capture points: a per-layer point (hook_resid_post, mlp.hook_post, ...) is taken at every selected layer; a full name (blocks.3.attn.hook_z, model.layers.3.mlp) as is (docs/hooks.md)"},
     {"capture.dtype", TP_CFG_STRING, "f32", R_ANY, "f32|f16|bf16", "storage dtype of /acts/* in activations.h5 (computed in f32, rounded to nearest even)"},
     {"capture.mask_first", TP_CFG_BOOL, "true", R_ANY, NULL, "mark the first position of every sequence (the attention sink) as masked in /mask"},

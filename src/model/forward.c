@@ -4,6 +4,7 @@
 #include "model/forward_internal.h"
 
 #include "backend/cpu.h"
+#include "backend/linear.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -85,7 +86,7 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
     struct { float **p; size_t n; } bufs[] = {
         {&f->x, rows * d}, {&f->xn, rows * d}, {&f->q, rows * qd}, {&f->k, rows * kd},
         {&f->v, rows * kd}, {&f->z, rows * qd}, {&f->ao, rows * d}, {&f->gate, rows * F},
-        {&f->up, rows * F}, {&f->wtile, wt}, {&f->rope_cos, (size_t)max_seq * half},
+        {&f->up, rows * F}, {&f->rope_cos, (size_t)max_seq * half},
         {&f->rope_sin, (size_t)max_seq * half},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
@@ -154,12 +155,19 @@ static void convert_task(void *arg, int64_t t, int thread)
     (void)thread;
 }
 
-tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y)
+/* OpenBLAS path: f32 weights straight from the mapping, others converted a tile of
+ * rows at a time into f->wtile (allocated on first use). */
+static tp_status linear_blas(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y)
 {
     if (W->dtype == TP_DTYPE_F32) {
         cpu_gemm_nt(n, W->rows, W->cols, 1.0f, x, W->cols, (const float *)W->data, W->cols,
                     0.0f, y, W->rows);
         return TP_OK;
+    }
+    if (!f->wtile) {
+        f->wtile = tp_malloc(f->wtile_elems * sizeof(float));
+        if (!f->wtile) return TP_ERR_NOMEM;
+        f->bytes += f->wtile_elems * sizeof(float);
     }
     size_t R = tile_rows(W), esz = tp_dtype_size(W->dtype);
     for (int64_t r0 = 0; r0 < W->rows; r0 += (int64_t)R) {
@@ -170,6 +178,35 @@ tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, 
         cpu_gemm_nt(n, r, W->cols, 1.0f, x, W->cols, f->wtile, W->cols, 0.0f, y + r0, W->rows);
     }
     return TP_OK;
+}
+
+/* Below this many rows an f32 product is a matrix-vector one (a decoding step), where
+ * OpenBLAS's GEMV beats packing the weights for a 12-row kernel. */
+#define LINEAR_MIN_ROWS 4
+
+tp_status fwd_linear_n(tp_forward *f, const tp_mat *const *W, float *const *y, int nw,
+                       const float *x, int64_t n)
+{
+    cpu_linear_out o[FWD_LINEAR_MAX];
+    int use = nw <= FWD_LINEAR_MAX && cpu_linear_supported(), all_f32 = 1;
+    for (int i = 0; use && i < nw; i++) {
+        tp_dtype dt = W[i]->dtype;
+        use = W[i]->cols == W[0]->cols &&
+              (dt == TP_DTYPE_F32 || dt == TP_DTYPE_BF16 || dt == TP_DTYPE_F16);
+        all_f32 &= dt == TP_DTYPE_F32;
+        o[i] = (cpu_linear_out){W[i]->data, W[i]->rows, W[i]->cols,
+                                dt == TP_DTYPE_BF16 ? CPU_W_BF16 : dt == TP_DTYPE_F16 ? CPU_W_F16 : CPU_W_F32,
+                                y[i], W[i]->rows};
+    }
+    if (use && (n >= LINEAR_MIN_ROWS || !all_f32))
+        return cpu_linear(n, W[0]->cols, x, W[0]->cols, o, nw) ? TP_ERR_NOMEM : TP_OK;
+    for (int i = 0; i < nw; i++) TP_CHECK(linear_blas(f, W[i], x, n, y[i]));
+    return TP_OK;
+}
+
+tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y)
+{
+    return fwd_linear_n(f, &W, &y, 1, x, n);
 }
 
 tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data)
@@ -216,9 +253,11 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
     int64_t qd = (int64_t)H * dh, kd = (int64_t)K * dh;
     float eps = (float)c->rms_norm_eps;
 
-    TP_CHECK(fwd_linear(f, &l->q, in, rows, f->q));
-    TP_CHECK(fwd_linear(f, &l->k, in, rows, f->k));
-    TP_CHECK(fwd_linear(f, &l->v, in, rows, f->v));
+    {
+        const tp_mat *W[3] = {&l->q, &l->k, &l->v};
+        float *y[3] = {f->q, f->k, f->v};
+        TP_CHECK(fwd_linear_n(f, W, y, 3, in, rows));
+    }
     if (l->q_norm) cpu_rmsnorm(f->q, f->q, l->q_norm, rows, qd, eps);
     if (l->k_norm) cpu_rmsnorm(f->k, f->k, l->k_norm, rows, kd, eps);
     TP_CHECK(fwd_fire(f, L, TP_HOOK_Q, f->q));
@@ -281,8 +320,9 @@ tp_status fwd_mlp(tp_forward *f, int L, const float *in)
 {
     const tp_layer *l = &f->m->layers[L];
     int64_t rows = f->rows, F = f->m->cfg.intermediate_size;
-    TP_CHECK(fwd_linear(f, &l->gate, in, rows, f->gate));
-    TP_CHECK(fwd_linear(f, &l->up, in, rows, f->up));
+    const tp_mat *W[2] = {&l->gate, &l->up};
+    float *y[2] = {f->gate, f->up};
+    TP_CHECK(fwd_linear_n(f, W, y, 2, in, rows));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE, f->gate));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE_LINEAR, f->up));
     cpu_silu_mul(f->gate, f->up, (size_t)(rows * F));

@@ -29,7 +29,7 @@ struct tp_forward {
     float *pattern;            /* [H, T, T] one sequence, only if a pattern hook asks */
     float *logits;             /* [rows or B, V] */
     size_t logits_elems;
-    float *wtile;              /* f32 tile of a converted weight matrix */
+    float *wtile;              /* f32 tile of a converted weight matrix (OpenBLAS path, on first use) */
     size_t wtile_elems;
     float *rope_cos, *rope_sin;  /* [max_seq, dh/2] */
     /* KV cache (forward_kv_enable): rotated keys and values of every layer,
@@ -38,8 +38,14 @@ struct tp_forward {
     size_t bytes;
 };
 
-/* y[n, W.rows] = x[n, W.cols] . W^T */
+/* y[n, W.rows] = x[n, W.cols] . W^T: backend/linear's kernel when the CPU has it,
+ * otherwise OpenBLAS (bf16/f16 weights converted a tile at a time). */
 tp_status fwd_linear(tp_forward *f, const tp_mat *W, const float *x, int64_t n, float *y);
+/* The same for up to FWD_LINEAR_MAX matrices with the same input (q/k/v, gate/up):
+ * one packed x for all of them. */
+#define FWD_LINEAR_MAX 4
+tp_status fwd_linear_n(tp_forward *f, const tp_mat *const *W, float *const *y, int nw,
+                       const float *x, int64_t n);
 /* Fires the callbacks on (L, pt) with the tensor's shape derived from the point. */
 tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data);
 /* Attention sub-block on `in` [rows, d]: q/k/v (+ q/k norm when the layer has one),

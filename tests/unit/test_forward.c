@@ -11,6 +11,7 @@
 #include "tp_test.h"
 
 #include "backend/cpu.h"
+#include "backend/linear.h"
 #include "io/npy.h"
 #include "model/forward.h"
 #include "model/hooks.h"
@@ -551,9 +552,21 @@ START_TEST(test_hook_names)
 }
 END_TEST
 
+/* The OpenBLAS path (forward.gemm: openblas, and CPUs without AVX-512) must stay
+ * correct too: the parity tests again with backend/linear's kernel off. Checked
+ * fixtures run in each test's own (forked) process. */
+static void gemm_openblas(void) { cpu_linear_enable(0); }
+static void gemm_auto(void) { cpu_linear_enable(1); }
+
 int main(void)
 {
     Suite *s = suite_create("forward");
+    TCase *tb = tcase_create("parity_openblas");
+    tcase_set_timeout(tb, 120);
+    tcase_add_checked_fixture(tb, gemm_openblas, gemm_auto);
+    tcase_add_loop_test(tb, test_parity_per_matrix, 0, NMODELS);
+    tcase_add_loop_test(tb, test_varlen, 0, NMODELS);
+    suite_add_tcase(s, tb);
     TCase *tc = tcase_create("parity");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_parity_per_matrix, 0, NMODELS);

@@ -4,7 +4,11 @@
  *
  *   bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]
  *                 [--threads 2] [--reps 5] [--capture-layer L]
- *                 [--no-profile] [--no-ceiling] [--serve]
+ *                 [--gemm auto|openblas] [--no-profile] [--no-ceiling] [--serve]
+ *
+ * --gemm: the forward pass's linear layers on backend/linear's kernel (auto, the
+ * default of `forward.gemm`) or on OpenBLAS sgemm (openblas, the previous path; the
+ * in-run baseline of tools/bench/forward.sh). The ceiling is OpenBLAS sgemm either way.
  *
  * 1. forward: model_open(), forward_new(m, 1, seq), a capture callback on one layer's
  *    hook_resid_post that copies the tensor out, one warm-up, then the median of
@@ -31,6 +35,7 @@
  * between passes run seconds apart, which matters on a shared machine.
  */
 #include "backend/cpu.h"
+#include "backend/linear.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "model/forward.h"
@@ -353,13 +358,13 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]\n"
             "                     [--threads 2] [--reps 5] [--capture-layer L]\n"
-            "                     [--no-profile] [--no-ceiling] [--serve]\n");
+            "                     [--gemm auto|openblas] [--no-profile] [--no-ceiling] [--serve]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *conv = "per_matrix";
+    const char *dir = NULL, *conv = "per_matrix", *gemm = "auto";
     int T = 512, threads = 2, reps = 5, cap_layer = -1, do_profile = 1, do_ceiling = 1, serve = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -370,6 +375,7 @@ int main(int argc, char **argv)
         if (!v) usage();
         if (!strcmp(a, "--model")) dir = v;
         else if (!strcmp(a, "--conversion")) conv = v;
+        else if (!strcmp(a, "--gemm")) gemm = v;
         else if (!strcmp(a, "--seq")) T = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
@@ -383,9 +389,11 @@ int main(int argc, char **argv)
     else if (!strcmp(conv, "upfront")) mode = TP_CONVERT_UPFRONT;
     else DIE("--conversion must be per_matrix or upfront, not '%s'", conv);
 
+    if (strcmp(gemm, "auto") && strcmp(gemm, "openblas")) DIE("--gemm must be auto or openblas, not '%s'", gemm);
+    cpu_linear_enable(!strcmp(gemm, "auto"));
     cpu_set_threads(threads);
-    printf("blas=%s threads=%d cpu_features=%s\n", openblas_get_corename(), cpu_get_threads(),
-           cpu_features());
+    printf("blas=%s threads=%d cpu_features=%s gemm=%s\n", openblas_get_corename(), cpu_get_threads(),
+           cpu_features(), cpu_linear_supported() ? "transpolmo-avx512" : "openblas");
 
     double t0 = now_s();
     tp_model *m = NULL;
@@ -462,7 +470,8 @@ int main(int argc, char **argv)
     printf("finite=%d capture_sum=%.6g\n", finite, cap_sum);
 
     if (do_ceiling) {
-        if (mode == TP_CONVERT_PER_MATRIX) run_conversion(m, reps);
+        /* the OpenBLAS path's separate conversion (the kernel converts while packing) */
+        if (mode == TP_CONVERT_PER_MATRIX && !cpu_linear_supported()) run_conversion(m, reps);
         /* Forward and GEMM-only passes alternate, so a slow spell of the machine hits
          * both sides of each pair; the ratio is the median of the per-pair ratios. */
         ceiling_t g;

@@ -6,7 +6,8 @@
 # 1. Random OLMo-2-0425-1B-shaped checkpoints, f32 and bf16, per layer count (cached in
 #    $TP_BENCH_DIR, default /tmp/tp-bench; make_bench_model.py).
 # 2. Speed, paired (forward_paired.py): PyTorch f32 (transformers, sdpa), C on the f32
-#    checkpoint and C on the bf16 checkpoint (per_matrix), and the GEMM-only sgemm
+#    checkpoint and C on the bf16 checkpoint (per_matrix), C on the f32 checkpoint with
+#    forward.gemm=openblas (the OpenBLAS path, in-run baseline for the kernel), and the GEMM-only sgemm
 #    ceiling, one pass each per round, R rounds. T=512, B=1, logits at every position,
 #    one hook_resid_post capture, $THREADS threads everywhere. Ratios are medians of
 #    per-round ratios, over all rounds and over the quiet ones (other processes used
@@ -76,6 +77,7 @@ for L in $LAYERS; do
     out=$LOG/paired-L$L.txt
     "$PY" "$ROOT/tools/bench/forward_paired.py" --bench "$BENCH" --torch-model "$(model_dir "$L" f32)" \
         --c "$(model_dir "$L" f32):per_matrix" --c "$(model_dir "$L" bf16):per_matrix" \
+        --c "$(model_dir "$L" f32):per_matrix:openblas" \
         --seq $SEQ --threads "$THREADS" --reps "$REPS" --quiet-wait "$QUIET_WAIT" \
         > "$out" 2> "$out.err"
     echo "### $L layers"

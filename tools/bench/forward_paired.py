@@ -3,7 +3,10 @@
 
     /opt/transpolmo-ref/bin/python tools/bench/forward_paired.py --bench build/bench_forward \
         --torch-model DIR_F32 --c DIR_F32:per_matrix --c DIR_BF16:per_matrix \
-        --seq 512 --threads 2 --reps 9
+        [--c DIR_F32:per_matrix:openblas] --seq 512 --threads 2 --reps 9
+
+A --c spec is DIR:CONVERSION[:GEMM], GEMM being bench_forward's --gemm (auto, the
+default: backend/linear's kernel; openblas: OpenBLAS sgemm, the earlier path).
 
 Loads the PyTorch model (forward_hf.setup: transformers f32, sdpa, one resid_post
 capture hook) and starts one `bench_forward --serve` per --c (same capture, same
@@ -67,11 +70,11 @@ def wait_quiet(limit_s, share):
 
 
 class CServer:
-    def __init__(self, bench, model, conversion, seq, threads):
+    def __init__(self, bench, model, conversion, gemm, seq, threads):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-        self.name = f"{os.path.basename(model.rstrip('/'))}:{conversion}"
+        self.name = f"{os.path.basename(model.rstrip('/'))}:{conversion}:{gemm}"
         self.p = subprocess.Popen(
-            [bench, "--model", model, "--conversion", conversion, "--seq", str(seq),
+            [bench, "--model", model, "--conversion", conversion, "--gemm", gemm, "--seq", str(seq),
              "--threads", str(threads), "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.info = {}
@@ -109,7 +112,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", required=True)
     ap.add_argument("--torch-model", required=True)
-    ap.add_argument("--c", action="append", required=True, metavar="DIR:CONVERSION")
+    ap.add_argument("--c", action="append", required=True, metavar="DIR:CONVERSION[:GEMM]")
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=9)
@@ -122,7 +125,11 @@ def main():
     servers = []
     for spec in args.c:
         d, _, conv = spec.rpartition(":")
-        servers.append(CServer(args.bench, d, conv, args.seq, args.threads))
+        gemm = "auto"
+        if conv in ("auto", "openblas"):
+            gemm = conv
+            d, _, conv = d.rpartition(":")
+        servers.append(CServer(args.bench, d, conv, gemm, args.seq, args.threads))
     run_torch()  # warm-up (the C servers warmed up before "ready")
     servers[0].ask("ceil", "ceiling_s")  # allocates and warms the ceiling buffers
     ceil_fl = float(servers[0].info["ceiling_gflop"]) * 1e9

@@ -1,0 +1,314 @@
+/* linear.c — the forward pass's GEMM, Y = X · Wᵀ (see linear.h).
+ *
+ * Blocking (BLIS-style, with W in the role of B):
+ *   - X is packed once per block of up to MC rows into tiles of MR = 12 rows, as
+ *     [k-block][tile][kc][12], so the kernel reads 12 consecutive floats per k;
+ *   - a task owns NCP = 8 panels of NR = 32 output columns of one output; for each
+ *     k-block of KC = 256 it converts and transposes its W rows into a [panel][kc][32]
+ *     buffer (256 KiB, stays in L2), then runs the 12x32 micro-kernel over every tile;
+ *   - the micro-kernel keeps the 12x32 block of Y in 24 zmm registers, loads two W
+ *     vectors per k and broadcasts the 12 X values: 24 FMAs per 14 loads.
+ * Edges: X rows past m are packed as zeros and never stored; W rows past n are
+ * packed as zeros and Y columns past n are masked; k past the end of a block is
+ * masked when loading.
+ */
+#include "backend/linear.h"
+
+#include "backend/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 12
+#define NR 32
+#define KC 256
+#define NCP 8
+#define XPACK_BYTES ((int64_t)32 << 20) /* packed-X budget that bounds MC */
+#define MAX_THREADS 64
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define LIN_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define LIN_INLINE LIN_TARGET static inline __attribute__((always_inline))
+
+static int lin_enabled = 1;
+
+void cpu_linear_enable(int on) { lin_enabled = on != 0; }
+
+int cpu_linear_supported(void)
+{
+    return lin_enabled && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+/* ---- workspace ------------------------------------------------------------------ */
+
+static struct {
+    float *xp;
+    size_t xp_cap;                  /* floats */
+    float *wbuf[MAX_THREADS];       /* NCP*KC*NR floats each */
+} ws;
+
+static float *grow(float **p, size_t *cap, size_t n)
+{
+    if (*cap >= n) return *p;
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *q = aligned_alloc(64, bytes);
+    if (!q) return NULL;
+    free(*p);
+    *p = q, *cap = n;
+    return q;
+}
+
+static int ws_threads(int nt)
+{
+    for (int t = 0; t < nt && t < MAX_THREADS; t++)
+        if (!ws.wbuf[t] && !(ws.wbuf[t] = aligned_alloc(64, (size_t)NCP * KC * NR * sizeof(float))))
+            return -1;
+    return 0;
+}
+
+/* ---- loads and the 16x16 transpose ------------------------------------------------ */
+
+/* 16 elements of a row of type `type`, lanes >= `valid` as zero, as f32. */
+LIN_INLINE __m512 load16(const void *p, cpu_wtype type, __mmask16 valid)
+{
+    switch (type) {
+    case CPU_W_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(valid, p)), 16));
+    case CPU_W_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, p));
+    default:
+        return _mm512_maskz_loadu_ps(valid, p);
+    }
+}
+
+/* r[j] := column j of the 16x16 block whose rows are r[0..15]. */
+LIN_INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]),
+                c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int g = 0; g < 16; g += 8)
+        for (int i = 0; i < 4; i++) {
+            t[g + i] = _mm512_shuffle_f32x4(r[g + i], r[g + i + 4], 0x88);
+            t[g + i + 4] = _mm512_shuffle_f32x4(r[g + i], r[g + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* ---- packing ---------------------------------------------------------------------- */
+
+/* W rows [p0*NR, p1*NR) ∩ [0, n), columns [k0, k0+kc) -> buf[p-p0][kk][NR]. */
+LIN_INLINE void pack_w_typed(const cpu_linear_out *o, cpu_wtype type, int64_t p0, int64_t p1,
+                             int64_t k0, int64_t kc, float *buf)
+{
+    size_t esz = type == CPU_W_F32 ? 4 : 2;
+    const char *base = (const char *)o->w;
+    for (int64_t p = p0; p < p1; p++) {
+        float *d = buf + (size_t)(p - p0) * (size_t)kc * NR;
+        for (int h = 0; h < 2; h++) {
+            int64_t n0 = p * NR + h * 16;
+            const char *row[16];
+            for (int i = 0; i < 16; i++)
+                row[i] = n0 + i < o->n ? base + ((size_t)(n0 + i) * (size_t)o->ldw + (size_t)k0) * esz : NULL;
+            for (int64_t kk = 0; kk < kc; kk += 16) {
+                __mmask16 km = lanes(kc - kk);
+                __m512 r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = row[i] ? load16(row[i] + (size_t)kk * esz, type, km) : _mm512_setzero_ps();
+                transpose16(r);
+                int nk = kc - kk < 16 ? (int)(kc - kk) : 16;
+                for (int j = 0; j < nk; j++) _mm512_store_ps(d + (size_t)(kk + j) * NR + h * 16, r[j]);
+            }
+        }
+    }
+}
+
+LIN_TARGET static void pack_w(const cpu_linear_out *o, int64_t p0, int64_t p1, int64_t k0, int64_t kc,
+                              float *buf)
+{
+    switch (o->type) {
+    case CPU_W_BF16: pack_w_typed(o, CPU_W_BF16, p0, p1, k0, kc, buf); break;
+    case CPU_W_F16: pack_w_typed(o, CPU_W_F16, p0, p1, k0, kc, buf); break;
+    default: pack_w_typed(o, CPU_W_F32, p0, p1, k0, kc, buf); break;
+    }
+}
+
+typedef struct {
+    const float *x;
+    int64_t ldx, m, k, tiles; /* m rows of this block, tiles = ceil(m / MR) */
+    float *xp;
+    const cpu_linear_out *outs;
+    const int64_t *task_out, *task_p0; /* per task: output index, first panel */
+    int64_t ntasks;
+} lin_job;
+
+/* Packs X tile t (rows t*MR..) for every k-block: xp[kb][t][kc][MR]. */
+LIN_TARGET static void pack_x_task(void *arg, int64_t t, int thread)
+{
+    const lin_job *J = arg;
+    (void)thread;
+    const float *row[16];
+    for (int i = 0; i < 16; i++) {
+        int64_t r = t * MR + i;
+        row[i] = i < MR && r < J->m ? J->x + (size_t)r * (size_t)J->ldx : NULL;
+    }
+    for (int64_t k0 = 0; k0 < J->k; k0 += KC) {
+        int64_t kc = J->k - k0 < KC ? J->k - k0 : KC;
+        float *d = J->xp + (size_t)k0 * (size_t)J->tiles * MR + (size_t)t * (size_t)kc * MR;
+        for (int64_t kk = 0; kk < kc; kk += 16) {
+            __mmask16 km = lanes(kc - kk);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = row[i] ? _mm512_maskz_loadu_ps(km, row[i] + k0 + kk) : _mm512_setzero_ps();
+            transpose16(r);
+            int nk = kc - kk < 16 ? (int)(kc - kk) : 16;
+            for (int j = 0; j < nk; j++) _mm512_mask_storeu_ps(d + (size_t)(kk + j) * MR, 0x0FFF, r[j]);
+        }
+    }
+}
+
+/* ---- the micro-kernel ------------------------------------------------------------- */
+
+/* y[0..R-1][0..31] = (first ? 0 : y) + Σ_kk x[kk][i] * w[kk][0..31]; columns masked
+ * by m0/m1. The block's sum starts from zero and is added to y once, so an element
+ * is summed as K/KC chains of at most KC terms plus their sum, not one chain of K. */
+LIN_INLINE void kern(const int R, int64_t kc, const float *restrict x, const float *restrict w,
+                     float *restrict y, int64_t ldy, int first, __mmask16 m0, __mmask16 m1)
+{
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < kc; kk++) {
+        __m512 w0 = _mm512_load_ps(w + kk * NR), w1 = _mm512_load_ps(w + kk * NR + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < R; i++) {
+            __m512 b = _mm512_set1_ps(x[kk * MR + i]);
+            c0[i] = _mm512_fmadd_ps(w0, b, c0[i]);
+            c1[i] = _mm512_fmadd_ps(w1, b, c1[i]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < R; i++) {
+        float *yi = y + (size_t)i * (size_t)ldy;
+        if (!first) {
+            c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, yi));
+            c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, yi + 16));
+        }
+        _mm512_mask_storeu_ps(yi, m0, c0[i]);
+        _mm512_mask_storeu_ps(yi + 16, m1, c1[i]);
+    }
+}
+
+typedef void (*kern_fn)(int64_t, const float *, const float *, float *, int64_t, int, __mmask16, __mmask16);
+#define KERN(R)                                                                                      \
+    LIN_TARGET static void kern_##R(int64_t kc, const float *x, const float *w, float *y, int64_t ldy, \
+                                    int first, __mmask16 m0, __mmask16 m1)                           \
+    {                                                                                                \
+        kern(R, kc, x, w, y, ldy, first, m0, m1);                                                    \
+    }
+KERN(1) KERN(2) KERN(3) KERN(4) KERN(5) KERN(6) KERN(7) KERN(8) KERN(9) KERN(10) KERN(11) KERN(12)
+static const kern_fn kerns[MR + 1] = {NULL,   kern_1, kern_2, kern_3,  kern_4,  kern_5, kern_6,
+                                      kern_7, kern_8, kern_9, kern_10, kern_11, kern_12};
+
+/* One task: NCP panels of one output, every k-block, every tile of the row block. */
+LIN_TARGET static void gemm_task(void *arg, int64_t task, int thread)
+{
+    const lin_job *J = arg;
+    const cpu_linear_out *o = &J->outs[J->task_out[task]];
+    int64_t npan = (o->n + NR - 1) / NR;
+    int64_t p0 = J->task_p0[task], p1 = p0 + NCP < npan ? p0 + NCP : npan;
+    float *buf = ws.wbuf[thread];
+    for (int64_t k0 = 0; k0 < J->k; k0 += KC) {
+        int64_t kc = J->k - k0 < KC ? J->k - k0 : KC;
+        pack_w(o, p0, p1, k0, kc, buf);
+        const float *xb = J->xp + (size_t)k0 * (size_t)J->tiles * MR;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t c0 = p * NR, nc = o->n - c0;
+            __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16 < 0 ? 0 : nc - 16);
+            const float *w = buf + (size_t)(p - p0) * (size_t)kc * NR;
+            for (int64_t t = 0; t < J->tiles; t++) {
+                int64_t r = J->m - t * MR < MR ? J->m - t * MR : MR;
+                kerns[r](kc, xb + (size_t)t * (size_t)kc * MR, w, o->y + (size_t)(t * MR) * (size_t)o->ldy + c0,
+                         o->ldy, k0 == 0, m0, m1);
+            }
+        }
+    }
+}
+
+int cpu_linear(int64_t m, int64_t k, const float *x, int64_t ldx, const cpu_linear_out *outs, int nout)
+{
+    if (!cpu_linear_supported()) return -1;
+    if (m <= 0 || nout <= 0) return 0;
+    int nt = cpu_get_threads();
+    if (nt < 1) nt = 1;
+    if (nt > MAX_THREADS) nt = MAX_THREADS;
+    if (ws_threads(nt)) return -1;
+    if (k <= 0) {
+        for (int o = 0; o < nout; o++)
+            for (int64_t i = 0; i < m; i++) memset(outs[o].y + (size_t)i * (size_t)outs[o].ldy, 0, (size_t)outs[o].n * sizeof(float));
+        return 0;
+    }
+
+    /* Row blocks: as few as the packed-X budget allows, of equal size in tiles. */
+    int64_t tiles_all = (m + MR - 1) / MR;
+    int64_t max_tiles = XPACK_BYTES / ((int64_t)MR * k * (int64_t)sizeof(float));
+    if (max_tiles < 8) max_tiles = 8;
+    int64_t nblk = (tiles_all + max_tiles - 1) / max_tiles;
+    int64_t blk_tiles = (tiles_all + nblk - 1) / nblk;
+    if (!grow(&ws.xp, &ws.xp_cap, (size_t)blk_tiles * MR * (size_t)k)) return -1;
+
+    int64_t ntasks = 0;
+    for (int o = 0; o < nout; o++) ntasks += ((outs[o].n + NR - 1) / NR + NCP - 1) / NCP;
+    int64_t *tab = malloc(2 * (size_t)(ntasks ? ntasks : 1) * sizeof *tab);
+    if (!tab) return -1;
+    int64_t *task_out = tab, *task_p0 = tab + ntasks, i = 0;
+    for (int o = 0; o < nout; o++)
+        for (int64_t p = 0; p < (outs[o].n + NR - 1) / NR; p += NCP) task_out[i] = o, task_p0[i++] = p;
+
+    for (int64_t t0 = 0; t0 < tiles_all; t0 += blk_tiles) {
+        int64_t r0 = t0 * MR, rows = m - r0 < blk_tiles * MR ? m - r0 : blk_tiles * MR;
+        cpu_linear_out shifted[8], *so = nout <= 8 ? shifted : malloc((size_t)nout * sizeof *so);
+        if (!so) { free(tab); return -1; }
+        for (int o = 0; o < nout; o++) {
+            so[o] = outs[o];
+            so[o].y = outs[o].y + (size_t)r0 * (size_t)outs[o].ldy;
+        }
+        lin_job J = {x + (size_t)r0 * (size_t)ldx, ldx, rows, k, (rows + MR - 1) / MR, ws.xp, so,
+                     task_out, task_p0, ntasks};
+        cpu_parallel_for(J.tiles, pack_x_task, &J);
+        cpu_parallel_for(ntasks, gemm_task, &J);
+        if (so != shifted) free(so);
+    }
+    free(tab);
+    return 0;
+}
+
+#else /* not x86-64 GCC: the forward pass uses OpenBLAS */
+
+int cpu_linear_supported(void) { return 0; }
+void cpu_linear_enable(int on) { (void)on; }
+int cpu_linear(int64_t m, int64_t k, const float *x, int64_t ldx, const cpu_linear_out *outs, int nout)
+{
+    (void)m, (void)k, (void)x, (void)ldx, (void)outs, (void)nout;
+    return -1;
+}
+
+#endif
