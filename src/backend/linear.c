@@ -1,13 +1,16 @@
 /* linear.c — the forward pass's GEMM, Y = X · Wᵀ (see linear.h).
  *
  * Blocking (BLIS-style, with W in the role of B):
- *   - X is packed once per block of up to MC rows into tiles of MR = 12 rows, as
- *     [k-block][tile][kc][12], so the kernel reads 12 consecutive floats per k;
+ *   - X is packed once per block of rows (up to a 32 MiB budget) into tiles of MR = 12
+ *     rows, as [k-block][tile][kc][12], so the kernel reads 12 consecutive floats per k;
  *   - a task owns NCP = 8 panels of NR = 32 output columns of one output; for each
- *     k-block of KC = 256 it converts and transposes its W rows into a [panel][kc][32]
- *     buffer (256 KiB, stays in L2), then runs the 12x32 micro-kernel over every tile;
+ *     k-block of KC = 512 it converts and transposes its W rows into a [panel][kc][32]
+ *     buffer (512 KiB, L2), then, MCT = 16 tiles at a time (384 KiB of X, L2), runs
+ *     the 12x32 micro-kernel over every panel and tile;
  *   - the micro-kernel keeps the 12x32 block of Y in 24 zmm registers, loads two W
  *     vectors per k and broadcasts the 12 X values: 24 FMAs per 14 loads.
+ * KC, NCP and MCT were picked on the 2-core Zen 4 box with tools/bench/bench_linear
+ * (m = 512 and 1024, the forward pass's shapes) from KC 256..1024, NCP 2..8, MCT 8..32.
  * Edges: X rows past m are packed as zeros and never stored; W rows past n are
  * packed as zeros and Y columns past n are masked; k past the end of a block is
  * masked when loading.
@@ -21,8 +24,9 @@
 
 #define MR 12
 #define NR 32
-#define KC 256
-#define NCP 8
+#define KC 512  /* k-block */
+#define NCP 8   /* panels per task: W buffer NCP*KC*NR floats = 512 KiB per thread */
+#define MCT 16  /* tiles per row block inside a task: 16*MR*KC floats = 384 KiB of X */
 #define XPACK_BYTES ((int64_t)32 << 20) /* packed-X budget that bounds MC */
 #define MAX_THREADS 64
 
@@ -194,6 +198,12 @@ LIN_INLINE void kern(const int R, int64_t kc, const float *restrict x, const flo
                      float *restrict y, int64_t ldy, int first, __mmask16 m0, __mmask16 m1)
 {
     __m512 c0[MR], c1[MR];
+    if (!first) /* the y block is read at the end: start fetching it now */
+#pragma GCC unroll 12
+        for (int i = 0; i < R; i++) {
+            _mm_prefetch((const char *)(y + (size_t)i * (size_t)ldy), _MM_HINT_T0);
+            _mm_prefetch((const char *)(y + (size_t)i * (size_t)ldy + 16), _MM_HINT_T0);
+        }
 #pragma GCC unroll 12
     for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     for (int64_t kk = 0; kk < kc; kk++) {
@@ -240,14 +250,17 @@ LIN_TARGET static void gemm_task(void *arg, int64_t task, int thread)
         int64_t kc = J->k - k0 < KC ? J->k - k0 : KC;
         pack_w(o, p0, p1, k0, kc, buf);
         const float *xb = J->xp + (size_t)k0 * (size_t)J->tiles * MR;
-        for (int64_t p = p0; p < p1; p++) {
-            int64_t c0 = p * NR, nc = o->n - c0;
-            __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16 < 0 ? 0 : nc - 16);
-            const float *w = buf + (size_t)(p - p0) * (size_t)kc * NR;
-            for (int64_t t = 0; t < J->tiles; t++) {
-                int64_t r = J->m - t * MR < MR ? J->m - t * MR : MR;
-                kerns[r](kc, xb + (size_t)t * (size_t)kc * MR, w, o->y + (size_t)(t * MR) * (size_t)o->ldy + c0,
-                         o->ldy, k0 == 0, m0, m1);
+        for (int64_t t0 = 0; t0 < J->tiles; t0 += MCT) {
+            int64_t t1 = t0 + MCT < J->tiles ? t0 + MCT : J->tiles;
+            for (int64_t p = p0; p < p1; p++) {
+                int64_t c0 = p * NR, nc = o->n - c0;
+                __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16 < 0 ? 0 : nc - 16);
+                const float *w = buf + (size_t)(p - p0) * (size_t)kc * NR;
+                for (int64_t t = t0; t < t1; t++) {
+                    int64_t r = J->m - t * MR < MR ? J->m - t * MR : MR;
+                    kerns[r](kc, xb + (size_t)t * (size_t)kc * MR, w,
+                             o->y + (size_t)(t * MR) * (size_t)o->ldy + c0, o->ldy, k0 == 0, m0, m1);
+                }
             }
         }
     }

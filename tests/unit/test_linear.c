@@ -1,9 +1,9 @@
 /* test_linear.c — backend/linear's GEMM (Y = X · Wᵀ) against an f64 product of the
  * same operands and against OpenBLAS sgemm, on every edge of its blocking:
- * m around the 12-row tile, n around the 32-column panel and the 8-panel task, k
- * around the 16-wide transpose and the 256 k-block, row strides larger than the
- * width, F32 / BF16 / F16 weights, several outputs sharing one X, and X larger than
- * the packed-X budget (several row blocks). Also: Y outside [m, n] is never written,
+ * m around the 12-row tile and past the 16-tile row block, n around the 32-column
+ * panel and the 8-panel task, k around the 16-wide transpose and the 512 k-block,
+ * row strides larger than the width, F32 / BF16 / F16 weights, several outputs
+ * sharing one X, and X larger than the packed-X budget (several row blocks). Also: Y outside [m, n] is never written,
  * and a row's bits do not depend on the other rows of the call or on the thread count.
  *
  * Tolerance: |y - ref| <= 1e-5 * Σ_k |x_k w_k| + 1e-30 per element (f32 accumulation
@@ -129,9 +129,9 @@ static void run_shape(const shape *s)
 START_TEST(test_edges)
 {
     SKIP_IF_UNSUPPORTED();
-    static const int64_t ms[] = {1, 5, 11, 12, 13, 25, 40};
+    static const int64_t ms[] = {1, 5, 11, 12, 13, 25, 40, 205};
     static const int64_t ns[] = {1, 16, 17, 31, 32, 33, 64, 257, 300};
-    static const int64_t ks[] = {1, 7, 16, 17, 255, 256, 257, 530};
+    static const int64_t ks[] = {1, 7, 16, 17, 255, 511, 512, 513, 1100};
     for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
         for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
             for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {

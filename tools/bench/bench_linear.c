@@ -10,6 +10,9 @@
  * a lower bound on the OpenBLAS path's cost). Prints per shape the median seconds and
  * GFLOP/s of both, the median of the per-pair speed ratios, and the largest relative
  * difference between the two results.
+ *
+ * Run it with OPENBLAS_THREAD_TIMEOUT=4: otherwise OpenBLAS's threads spin for ~0.1 s
+ * after each sgemm and take the core the next cpu_linear call's second thread needs.
  */
 #include "backend/cpu.h"
 #include "backend/linear.h"

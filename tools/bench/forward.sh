@@ -39,6 +39,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+# OpenBLAS's idle threads spin (sched_yield) for 2^28 cycles (~0.1 s) after each call
+# before they sleep; bench_forward alternates OpenBLAS (the ceiling) with forward passes
+# whose GEMMs run on TranspOLMo's own thread pool, and a spinning OpenBLAS thread holds
+# the core that pool needs (measured: our GEMM at one core's speed right after an
+# sgemm). 2^4 cycles makes them sleep at once; large sgemm calls do not notice.
+export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
 LOG=$DIR/logs
 mkdir -p "$LOG"
 
