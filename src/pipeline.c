@@ -5,6 +5,7 @@
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/sae/sae_phase.h"
 #include "backend/cpu.h"
+#include "backend/linear.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -121,10 +122,11 @@ tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir)
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     snprintf(hdf5, sizeof hdf5, "%u.%u.%u", maj, min, rel);
-    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b}",
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b}",
         "transpolmo", TP_VERSION, "mpi", dist_library_version(mpi, sizeof mpi), "hdf5", hdf5,
         "openblas", openblas_get_config(), "jansson", JANSSON_VERSION, "libyaml",
-        yaml_get_version_string(), "cpu_kernels", cpu_features(), "ranks", dist_size(),
+        yaml_get_version_string(), "cpu_kernels", cpu_features(),
+        "linear_gemm", cpu_linear_supported() ? "transpolmo-avx512" : "openblas", "ranks", dist_size(),
         "blas_threads", cpu_get_threads(),
 #ifdef TP_HAVE_CUDA
         "cuda_backend_built", 1

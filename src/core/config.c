@@ -37,7 +37,7 @@ typedef struct {
 /* One line per key. Order is the order of the written YAML and of docs/config.md. */
 static const cfg_key SCHEMA[] = {
     {"model.path", TP_CFG_STRING, "models/olmo2-tiny", R_ANY, NULL, "Hugging Face model directory (config.json, *.safetensors)"},
-    {"model.weight_conversion", TP_CFG_STRING, "per_matrix", R_ANY, "per_matrix|upfront", "bf16/f16 weights converted to f32 per matrix just before use (memory stays at the mmap) or once at load"},
+    {"model.weight_conversion", TP_CFG_STRING, "per_matrix", R_ANY, "per_matrix|upfront", "bf16/f16 weights converted to f32 as each matrix is used (while the GEMM packs it; memory stays at the mmap) or once at load"},
     {"device", TP_CFG_STRING, "cpu", R_ANY, "cpu|cuda", "where the forward pass runs"},
     {"run.name", TP_CFG_STRING, "default", R_ANY, NULL, "name of the run"},
     {"run.out_dir", TP_CFG_STRING, "", R_ANY, NULL, "output directory; empty means runs/<run.name>"},
