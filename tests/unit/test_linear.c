@@ -4,7 +4,8 @@
  * panel and the 8-panel task, k around the 16-wide transpose and the 512 k-block,
  * row strides larger than the width, F32 / BF16 / F16 weights, several outputs
  * sharing one X, and X larger than the packed-X budget (several row blocks). Also: Y outside [m, n] is never written,
- * and a row's bits do not depend on the other rows of the call or on the thread count.
+ * a row's bits do not depend on the other rows of the call or on the thread count, and
+ * nothing is read past the last element of X or W (a guard page after each).
  *
  * Tolerance: |y - ref| <= 1e-5 * Σ_k |x_k w_k| + 1e-30 per element (f32 accumulation
  * over k terms is good to ~k·2^-24 of that sum in the worst case, far less in practice;
@@ -21,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
 static float urand(void) /* splitmix64 -> [-1, 1) */
@@ -223,6 +226,45 @@ START_TEST(test_row_independence)
 }
 END_TEST
 
+/* `bytes` of memory that end exactly where an inaccessible page begins: a read past the
+ * end (a masked load with the wrong mask) faults instead of reading a neighbour. */
+static void *guarded(size_t bytes, void **base, size_t *len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), body = (bytes + pg - 1) / pg * pg;
+    *len = body + pg;
+    char *b = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(b, MAP_FAILED);
+    ck_assert_int_eq(mprotect(b + body, pg, PROT_NONE), 0);
+    *base = b;
+    return b + body - bytes;
+}
+
+/* X and W whose last row ends at a guard page, k not a multiple of 16: the packing
+ * must not read past the last element (it would fault). */
+START_TEST(test_no_overread)
+{
+    SKIP_IF_UNSUPPORTED();
+    static const cpu_wtype types[] = {CPU_W_F32, CPU_W_BF16, CPU_W_F16};
+    for (int t = 0; t < 3; t++) {
+        shape s = {13, 35, 37, 37, 37, 35, types[t]};
+        float *wf, *x0 = make_x(&s), *y = make_y(&s);
+        void *w0 = make_w(&s, &wf), *xb, *wb;
+        size_t xl, wl, esz = types[t] == CPU_W_F32 ? 4 : 2;
+        size_t xbytes = (size_t)s.m * (size_t)s.k * 4, wbytes = (size_t)s.n * (size_t)s.k * esz;
+        float *x = guarded(xbytes, &xb, &xl);
+        void *w = guarded(wbytes, &wb, &wl);
+        memcpy(x, x0, xbytes);
+        memcpy(w, w0, wbytes);
+        cpu_linear_out o = {w, s.n, s.k, s.type, y, s.ldy};
+        ck_assert_int_eq(cpu_linear(s.m, s.k, x, s.k, &o, 1), 0);
+        check_out(&s, x, wf, y, "guarded");
+        munmap(xb, xl), munmap(wb, wl);
+        if (w0 != wf) free(w0);
+        free(wf), free(x0), free(y);
+    }
+}
+END_TEST
+
 START_TEST(test_disable)
 {
     cpu_linear_enable(0);
@@ -244,6 +286,7 @@ int main(void)
     tcase_add_test(tc, test_strides_and_types);
     tcase_add_test(tc, test_multi_output);
     tcase_add_test(tc, test_row_independence);
+    tcase_add_test(tc, test_no_overread);
     tcase_add_test(tc, test_disable);
     suite_add_tcase(s, tc);
     return tp_test_run_suite(s);
