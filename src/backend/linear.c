@@ -155,14 +155,16 @@ LIN_TARGET static void pack_w(const cpu_linear_out *o, int64_t p0, int64_t p1, i
     }
 }
 
+/* One row block of a call: rows r0..r0+m-1 of X and of every Y. */
 typedef struct {
-    const float *x;
-    int64_t ldx, m, k, tiles; /* m rows of this block, tiles = ceil(m / MR) */
+    const float *x;           /* row r0 of X */
+    int64_t ldx, r0, m, k, tiles; /* tiles = ceil(m / MR) */
     float *xp;
     const cpu_linear_out *outs;
-    const int64_t *task_out, *task_p0; /* per task: output index, first panel */
-    int64_t ntasks;
 } lin_job;
+
+/* Tasks of one output: NCP panels of NR columns each. */
+static int64_t out_tasks(const cpu_linear_out *o) { return ((o->n + NR - 1) / NR + NCP - 1) / NCP; }
 
 /* Packs X tile t (rows t*MR..) for every k-block: xp[kb][t][kc][MR]. */
 LIN_TARGET static void pack_x_task(void *arg, int64_t t, int thread)
@@ -242,9 +244,10 @@ static const kern_fn kerns[MR + 1] = {NULL,   kern_1, kern_2, kern_3,  kern_4,  
 LIN_TARGET static void gemm_task(void *arg, int64_t task, int thread)
 {
     const lin_job *J = arg;
-    const cpu_linear_out *o = &J->outs[J->task_out[task]];
+    const cpu_linear_out *o = J->outs; /* the outputs' tasks follow each other in order */
+    for (; task >= out_tasks(o); o++) task -= out_tasks(o);
     int64_t npan = (o->n + NR - 1) / NR;
-    int64_t p0 = J->task_p0[task], p1 = p0 + NCP < npan ? p0 + NCP : npan;
+    int64_t p0 = task * NCP, p1 = p0 + NCP < npan ? p0 + NCP : npan;
     float *buf = ws.wbuf[thread];
     for (int64_t k0 = 0; k0 < J->k; k0 += KC) {
         int64_t kc = J->k - k0 < KC ? J->k - k0 : KC;
@@ -259,7 +262,7 @@ LIN_TARGET static void gemm_task(void *arg, int64_t task, int thread)
                 for (int64_t t = t0; t < t1; t++) {
                     int64_t r = J->m - t * MR < MR ? J->m - t * MR : MR;
                     kerns[r](kc, xb + (size_t)t * (size_t)kc * MR, w,
-                             o->y + (size_t)(t * MR) * (size_t)o->ldy + c0, o->ldy, k0 == 0, m0, m1);
+                             o->y + (size_t)(J->r0 + t * MR) * (size_t)o->ldy + c0, o->ldy, k0 == 0, m0, m1);
                 }
             }
         }
@@ -276,7 +279,8 @@ int cpu_linear(int64_t m, int64_t k, const float *x, int64_t ldx, const cpu_line
     if (ws_threads(nt)) return -1;
     if (k <= 0) {
         for (int o = 0; o < nout; o++)
-            for (int64_t i = 0; i < m; i++) memset(outs[o].y + (size_t)i * (size_t)outs[o].ldy, 0, (size_t)outs[o].n * sizeof(float));
+            for (int64_t i = 0; i < m; i++)
+                memset(outs[o].y + (size_t)i * (size_t)outs[o].ldy, 0, (size_t)outs[o].n * sizeof(float));
         return 0;
     }
 
@@ -289,28 +293,13 @@ int cpu_linear(int64_t m, int64_t k, const float *x, int64_t ldx, const cpu_line
     if (!grow(&ws.xp, &ws.xp_cap, (size_t)blk_tiles * MR * (size_t)k)) return -1;
 
     int64_t ntasks = 0;
-    for (int o = 0; o < nout; o++) ntasks += ((outs[o].n + NR - 1) / NR + NCP - 1) / NCP;
-    int64_t *tab = malloc(2 * (size_t)(ntasks ? ntasks : 1) * sizeof *tab);
-    if (!tab) return -1;
-    int64_t *task_out = tab, *task_p0 = tab + ntasks, i = 0;
-    for (int o = 0; o < nout; o++)
-        for (int64_t p = 0; p < (outs[o].n + NR - 1) / NR; p += NCP) task_out[i] = o, task_p0[i++] = p;
-
+    for (int o = 0; o < nout; o++) ntasks += out_tasks(&outs[o]);
     for (int64_t t0 = 0; t0 < tiles_all; t0 += blk_tiles) {
         int64_t r0 = t0 * MR, rows = m - r0 < blk_tiles * MR ? m - r0 : blk_tiles * MR;
-        cpu_linear_out shifted[8], *so = nout <= 8 ? shifted : malloc((size_t)nout * sizeof *so);
-        if (!so) { free(tab); return -1; }
-        for (int o = 0; o < nout; o++) {
-            so[o] = outs[o];
-            so[o].y = outs[o].y + (size_t)r0 * (size_t)outs[o].ldy;
-        }
-        lin_job J = {x + (size_t)r0 * (size_t)ldx, ldx, rows, k, (rows + MR - 1) / MR, ws.xp, so,
-                     task_out, task_p0, ntasks};
+        lin_job J = {x + (size_t)r0 * (size_t)ldx, ldx, r0, rows, k, (rows + MR - 1) / MR, ws.xp, outs};
         cpu_parallel_for(J.tiles, pack_x_task, &J);
         cpu_parallel_for(ntasks, gemm_task, &J);
-        if (so != shifted) free(so);
     }
-    free(tab);
     return 0;
 }
 
