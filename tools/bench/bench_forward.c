@@ -70,23 +70,6 @@ static void page_faults(long *minor, long *major)
     *major = ru.ru_majflt;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double *s = malloc((size_t)n * sizeof *s);
-    if (!s) DIE("out of memory");
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    double r = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-    free(s);
-    return r;
-}
-
 /* ---- capture: copy the tensor out, as `transpolmo capture` would ---------- */
 
 typedef struct {

@@ -62,24 +62,6 @@
 
 int openblas_get_num_threads(void);
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    if (n <= 0) return NAN;
-    double *s = malloc((size_t)n * sizeof *s);
-    if (!s) DIE("out of memory");
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    double r = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-    free(s);
-    return r;
-}
-
 static double min_of(const double *v, int n)
 {
     double m = INFINITY;
