@@ -36,14 +36,7 @@ static sae_model sae;
 
 static void setup(void)
 {
-    const char *src = getenv("TP_SOURCE_DIR");
-    ck_assert_msg(src, "TP_SOURCE_DIR is not set");
-    char path[4096];
-    ck_assert(tp_config_new(&cfg) == TP_OK);
-    snprintf(path, sizeof path, "%s/models/olmo2-tiny", src);
-    ck_assert(tp_config_set(cfg, "model.path", path, "test") == TP_OK);
-    snprintf(path, sizeof path, "%s/data/corpus/heldout.jsonl", src);
-    ck_assert(tp_config_set(cfg, "data.corpus", path, "test") == TP_OK);
+    cfg = tp_test_bundled_config();
     ck_assert(tp_config_set(cfg, "data.seq_len", "32", "test") == TP_OK);
     ck_assert_msg(model_io_open(cfg, &model, &tok) == TP_OK, "%s", tp_err_msg());
     ck_assert(forward_new(model, BATCH, SEQ_LEN, &fwd) == TP_OK);

@@ -1,5 +1,8 @@
 #include "tp_test.h"
 
+#include "core/config.h"
+#include "core/error.h"
+
 #include <mpi.h>
 
 #include <stdio.h>
@@ -25,6 +28,20 @@ const char *tp_test_tmpdir(void)
         if (!mkdtemp(dir)) { perror("mkdtemp"); exit(2); }
     }
     return dir;
+}
+
+tp_config *tp_test_bundled_config(void)
+{
+    const char *src = getenv("TP_SOURCE_DIR");
+    ck_assert_msg(src, "TP_SOURCE_DIR is not set");
+    tp_config *cfg = NULL;
+    ck_assert(tp_config_new(&cfg) == TP_OK);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/olmo2-tiny", src);
+    ck_assert_msg(tp_config_set(cfg, "model.path", path, "test") == TP_OK, "%s", tp_err_msg());
+    snprintf(path, sizeof path, "%s/data/corpus/heldout.jsonl", src);
+    ck_assert_msg(tp_config_set(cfg, "data.corpus", path, "test") == TP_OK, "%s", tp_err_msg());
+    return cfg;
 }
 
 int tp_test_write_file(const char *path, const void *data, size_t n)

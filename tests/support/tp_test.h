@@ -23,6 +23,11 @@ int tp_test_run_suite_mpi(Suite *s);
  * weights 1, 2, 3, ... with rank 2 empty when size >= 4 (a rank with no rows must
  * still take part in every collective). */
 void tp_test_uneven_slice(int64_t n, int rank, int size, int64_t *row0, int64_t *rows);
+/* A default configuration with model.path = the bundled models/olmo2-tiny and
+ * data.corpus = data/corpus/heldout.jsonl under $TP_SOURCE_DIR (fails the test when
+ * that is unset). */
+struct tp_config;
+struct tp_config *tp_test_bundled_config(void);
 /* Writes `n` bytes to path; returns 0 on success. */
 int tp_test_write_file(const char *path, const void *data, size_t n);
 

@@ -51,14 +51,7 @@ static void set(const char *k, const char *v)
 
 static void setup(void)
 {
-    const char *src = getenv("TP_SOURCE_DIR");
-    ck_assert_msg(src, "TP_SOURCE_DIR is not set");
-    char path[4096];
-    ck_assert(tp_config_new(&cfg) == TP_OK);
-    snprintf(path, sizeof path, "%s/models/olmo2-tiny", src);
-    set("model.path", path);
-    snprintf(path, sizeof path, "%s/data/corpus/heldout.jsonl", src);
-    set("data.corpus", path);
+    cfg = tp_test_bundled_config();
     set("data.num_samples", "40");
     set("data.seq_len", "32");
     ck_assert_msg(model_io_open(cfg, &model, &tok) == TP_OK, "%s", tp_err_msg());
