@@ -470,6 +470,22 @@ static void axpyf(float a, const float *restrict x, float *restrict y, int64_t d
     for (int64_t j = 0; j < d; j++) y[j] += a * x[j];
 }
 
+/* One row's sparse backward over its selected latents idx[a0..a1) with values val:
+ * with g = coef·δ (δ the row's residual gradient) and x̃ the row's encoder input,
+ * ∂W_dec[i] += val·g, ∂pre_i = g·W_dec[i], ∂W_enc[i] += ∂pre_i·x̃, ∂b_enc[i] += ∂pre_i. */
+static void latent_grads(const float *W_dec, int64_t d, const int32_t *idx, const float *val, int64_t a0,
+                         int64_t a1, const float *delta, const float *xt, float coef, float *gWd, float *gWe,
+                         float *gbe)
+{
+    for (int64_t a = a0; a < a1; a++) {
+        const size_t i = (size_t)idx[a];
+        float gp = coef * dotf(delta, W_dec + i * (size_t)d, d);
+        axpyf(coef * val[a], delta, gWd + i * (size_t)d, d);
+        axpyf(gp, xt, gWe + i * (size_t)d, d);
+        gbe[i] += gp;
+    }
+}
+
 /* u = s·x, x̃ = u − b_dec (or u), stats Σu, Σ‖u‖², pre = x̃ W_encᵀ + b_enc. */
 static void encode_block(const sae_model *m, const float *rows, int64_t n, float *pre, double *sum_u,
                          double *sqnorm)
@@ -678,24 +694,11 @@ tp_status sae_backward(sae_model *m)
     /* sparse: only the k (or aux) latents of each row touch W_dec and W_enc */
     const float ca = (float)(2.0 * c->aux_coef / (double)w->n_global);
     for (int64_t r = 0; r < n; r++) {
-        const float *restrict dl = w->delta + (size_t)r * (size_t)d, *restrict xt = w->xt + (size_t)r * (size_t)d;
-        for (int64_t a = w->act_ptr[r]; a < w->act_ptr[r + 1]; a++) {
-            const size_t i = (size_t)w->act_idx[a];
-            const float *wd = m->W_dec + i * (size_t)d;
-            float gp = cr * dotf(dl, wd, d);
-            axpyf(cr * w->act_val[a], dl, gWd + i * (size_t)d, d);
-            axpyf(gp, xt, gWe + i * (size_t)d, d);
-            gbe[i] += gp;
-        }
-        const float *restrict ad = w->adelta + (size_t)r * (size_t)d;
-        for (int64_t a = w->aux_ptr[r]; a < w->aux_ptr[r + 1]; a++) {
-            const size_t i = (size_t)w->aux_idx[a];
-            const float *wd = m->W_dec + i * (size_t)d;
-            float gp = ca * dotf(ad, wd, d);
-            axpyf(ca * w->aux_val[a], ad, gWd + i * (size_t)d, d);
-            axpyf(gp, xt, gWe + i * (size_t)d, d);
-            gbe[i] += gp;
-        }
+        const float *xt = w->xt + (size_t)r * (size_t)d;
+        latent_grads(m->W_dec, d, w->act_idx, w->act_val, w->act_ptr[r], w->act_ptr[r + 1],
+                     w->delta + (size_t)r * (size_t)d, xt, cr, gWd, gWe, gbe);
+        latent_grads(m->W_dec, d, w->aux_idx, w->aux_val, w->aux_ptr[r], w->aux_ptr[r + 1],
+                     w->adelta + (size_t)r * (size_t)d, xt, ca, gWd, gWe, gbe);
     }
     if (c->apply_b_dec_to_input)
         for (int64_t i = 0; i < F; i++)
