@@ -1,0 +1,242 @@
+/* backend.h — the one table of operations the model and the analyses call.
+ *
+ * A backend is a struct of named slots (function pointers) plus a context, in the
+ * shape of ggml's ggml_backend_i: `struct tp_backend { name; iface; context; }`.
+ * backend/cpu/ fills every slot; backend/cuda/ fills what its kernels implement. A
+ * slot a backend does not implement is NULL, and calling it through the wrappers
+ * below fails with "op <slot> is not available on <backend>" (TP_ERR_UNSUPPORTED).
+ *
+ * Memory. Every pointer an op takes is memory of that backend: alloc/free give it,
+ * upload/download copy between it and host memory, sync waits for queued work. On
+ * the CPU backend that memory is host memory (`host_memory` is 1): upload and
+ * download are memcpy and callers may read a buffer directly. On a device backend
+ * ops may be queued: a download (or sync) is where results become visible and where
+ * a failure of queued work is reported.
+ *
+ * Conventions: row-major, f32 activations; weights of `linear` in their stored
+ * dtype (F32, BF16, F16); leading dimensions in elements. The CPU results are
+ * bit-identical for any thread count, and a row's result does not depend on the
+ * other rows of the call.
+ *
+ * Backward ops sit beside their forward op (`<op>_bwd`), take the forward op's
+ * arguments plus the upstream gradient, and write (or, where stated, accumulate)
+ * the gradients of the inputs. They are NULL until written.
+ *
+ * Adding a backend: a folder backend/<name>/ with a file that fills a tp_backend_i
+ * with designated initialisers (`.rmsnorm = my_rmsnorm,`) and one line in the
+ * registry of backend.c.
+ */
+#ifndef TP_BACKEND_H
+#define TP_BACKEND_H
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tp_backend tp_backend;
+
+/* ---- argument types ---------------------------------------------------------- */
+
+/* One output of `linear`: Y[m, n] (row stride ldy) = X · Wᵀ, W [n, k] as nn.Linear
+ * stores it (row stride ldw elements), of dtype F32, BF16 or F16. */
+typedef struct {
+    const void *w;
+    int64_t n, ldw;
+    tp_dtype dtype;
+    float *y;
+    int64_t ldy;
+} tp_linear_out;
+
+/* Causal attention over a batch of sequences of different lengths. Sequence s has
+ * nq queries at positions off..off+nq-1 and keys/values at positions 0..off+nq-1;
+ * query head h reads kv head h / (H/K). For each (sequence, head):
+ *   p[i, j] = softmax_j(scale * q_i · k_j) over j <= off+i (f32, like torch's eager
+ *   attention), z_i = p_i · V.
+ * Modes: FUSED writes z only; PATTERN writes p only, into seqs[s].p = [H, nq, off+nq]
+ * (masked entries exactly 0); PV writes z from seqs[s].p (after a hook may have
+ * edited it). PATTERN then PV gives the same bits as FUSED. */
+typedef struct {
+    const float *q;          /* [nq, ldq]: the sequence's first query row, head 0 */
+    const float *k, *v;      /* [off+nq, ldk]: keys / values from position 0 */
+    float *z;                /* [nq, ldz]: output, head h at column h*dh */
+    float *p;                /* [H, nq, off+nq] pattern (PATTERN / PV modes) */
+    int64_t nq, off;
+} tp_attn_seq;
+
+typedef struct {
+    int H, K, dh;
+    int64_t ldq, ldk, ldz;
+    float scale;
+} tp_attn_shape;
+
+typedef enum { TP_ATTN_FUSED = 0, TP_ATTN_PATTERN, TP_ATTN_PV } tp_attn_mode;
+
+typedef enum { TP_NO_TRANS = 0, TP_TRANS = 1 } tp_trans;
+
+/* What a backend says about itself (versions.json, logs). */
+typedef struct {
+    const char *name;          /* "cpu", "cuda" */
+    const char *device;        /* "x86-64 (avx512f)", "NVIDIA H200" */
+    const char *kernels;       /* CPU features the kernels dispatch on */
+    const char *linear_gemm;   /* "transpolmo-avx512", "openblas", "cublas" */
+    int threads;               /* compute threads of this process (CPU) */
+} tp_backend_info;
+
+/* Settings a backend is opened with (from the config's forward.* keys). */
+typedef struct {
+    int threads;               /* 0: the library default */
+    bool own_gemm;             /* CPU: TranspOLMo's AVX-512 GEMM where the CPU has it (forward.gemm auto) */
+    int device;                /* GPU ordinal */
+    bool tf32;                 /* CUDA: TF32 tensor cores for f32 GEMMs */
+} tp_backend_options;
+
+/* ---- the table ---------------------------------------------------------------- */
+
+typedef struct {
+    /* buffers */
+    tp_status (*alloc)(tp_backend *be, size_t bytes, void **ptr);   /* bytes 0 gives NULL */
+    void (*free)(tp_backend *be, void *ptr);                        /* NULL ok */
+    tp_status (*upload)(tp_backend *be, void *dst, const void *host_src, size_t bytes);
+    tp_status (*download)(tp_backend *be, void *host_dst, const void *src, size_t bytes);
+    tp_status (*sync)(tp_backend *be);
+    void (*info)(const tp_backend *be, tp_backend_info *out);
+
+    /* forward-pass ops (and their backward beside them) */
+
+    /* Every output from the same X [m, k] (row stride ldx), summed in f32. */
+    tp_status (*linear)(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
+                        const tp_linear_out *outs, int nout);
+    tp_status (*linear_bwd)(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
+                            const tp_linear_out *outs, int nout, const float *const *dy, float *dx);
+    /* out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w   (out may alias x) */
+    tp_status (*rmsnorm)(tp_backend *be, float *out, const float *x, const float *w, int64_t rows, int64_t d,
+                         float eps);
+    tp_status (*rmsnorm_bwd)(tp_backend *be, float *dx, float *dw, const float *dout, const float *x,
+                             const float *w, int64_t rows, int64_t d, float eps);
+    /* In place on x [rows, nh*dh], rotate_half convention (pairs (i, i+dh/2) of each
+     * head); row r is at position pos[r]; cos, sin are [max_pos, dh/2] tables. */
+    tp_status (*rope)(tp_backend *be, float *x, int64_t rows, int nh, int dh, const int32_t *pos,
+                      const float *cos, const float *sin);
+    tp_status (*rope_bwd)(tp_backend *be, float *dx, int64_t rows, int nh, int dh, const int32_t *pos,
+                          const float *cos, const float *sin);
+    tp_status (*attention)(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq,
+                           tp_attn_mode mode);
+    tp_status (*attention_bwd)(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq,
+                               const float *dz, float *dq, float *dk, float *dv);
+    /* gate[i] = silu(gate[i]) * up[i] */
+    tp_status (*silu_mul)(tp_backend *be, float *gate, const float *up, size_t n);
+    tp_status (*silu_mul_bwd)(tp_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                              const float *up, size_t n);
+    /* y[i] += x[i] */
+    tp_status (*add)(tp_backend *be, float *y, const float *x, size_t n);
+    /* out[r, :] = table[ids[r], :] widened to f32; table [vocab, d] of dtype dt (an id
+     * outside [0, vocab) is TP_ERR_RANGE naming it and its row). */
+    tp_status (*embed)(tp_backend *be, float *out, const void *table, tp_dtype dt, int64_t vocab, int64_t d,
+                       const int32_t *ids, int64_t rows);
+    tp_status (*embed_bwd)(tp_backend *be, float *dtable, const float *dout, int64_t vocab, int64_t d,
+                           const int32_t *ids, int64_t rows);
+
+    /* dense linear algebra of the analyses (BLAS semantics, row-major) */
+
+    /* C[m,n] = alpha · op(A) · op(B) + beta · C, f32 */
+    tp_status (*gemm_f32)(tp_backend *be, tp_trans ta, tp_trans tb, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                          int64_t ldc);
+    /* the same in f64 */
+    tp_status (*gemm_f64)(tp_backend *be, tp_trans ta, tp_trans tb, int64_t m, int64_t n, int64_t k,
+                          double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                          double *C, int64_t ldc);
+    /* y = alpha · op(A) · x + beta · y, A [m, n], f32 */
+    tp_status (*gemv_f32)(tp_backend *be, tp_trans ta, int64_t m, int64_t n, float alpha, const float *A,
+                          int64_t lda, const float *x, float beta, float *y);
+    /* Upper triangle of C [n, n] = alpha · op(A)ᵀ-product + beta · C: with ta = TRANS,
+     * C = alpha · Aᵀ A + beta C for A [k, n]; with NO_TRANS, alpha · A Aᵀ for A [n, k]. */
+    tp_status (*syrk_f64)(tp_backend *be, tp_trans ta, int64_t n, int64_t k, double alpha, const double *A,
+                          int64_t lda, double beta, double *C, int64_t ldc);
+    /* Upper triangle of A [n, n] += alpha · x xᵀ */
+    tp_status (*syr_f64)(tp_backend *be, int64_t n, double alpha, const double *x, double *A, int64_t lda);
+    /* level 1, f64: dot, y += alpha x, ‖x‖₂, x *= alpha */
+    tp_status (*dot_f64)(tp_backend *be, int64_t n, const double *x, const double *y, double *out);
+    tp_status (*axpy_f64)(tp_backend *be, int64_t n, double alpha, const double *x, double *y);
+    tp_status (*nrm2_f64)(tp_backend *be, int64_t n, const double *x, double *out);
+    tp_status (*scal_f64)(tp_backend *be, int64_t n, double alpha, double *x);
+} tp_backend_i;
+
+struct tp_backend {
+    const char *name;
+    bool host_memory;          /* buffers are host memory: hooks read them in place */
+    tp_backend_i iface;
+    void *context;
+};
+
+/* ---- choosing a backend ------------------------------------------------------- */
+
+/* Opens the backend called `name` ("cpu", "cuda"). An unknown name, or one this
+ * build lacks, is TP_ERR_CONFIG listing the known ones; "cuda" without a GPU is
+ * TP_ERR_NO_DEVICE. The CPU backend is a process-wide singleton (its thread pool):
+ * opening it again reconfigures it. */
+tp_status backend_open(const char *name, const tp_backend_options *opt, tp_backend **out);
+void backend_close(tp_backend *be);   /* NULL and the CPU singleton ok */
+/* The process-wide CPU backend (created on first use with default options). The
+ * analyses run their host-side linear algebra on it. */
+tp_backend *backend_cpu(void);
+/* The backend the model runs on: backend_cpu() unless backend_set_default() chose
+ * another (main does, from the `device` key). */
+tp_backend *backend_default(void);
+void backend_set_default(tp_backend *be);
+/* Names of the backends this build has, "cpu, cuda". */
+const char *backend_names(void);
+
+/* TP_ERR_UNSUPPORTED: "op <op> is not available on <backend>". */
+tp_status backend_unsupported(const tp_backend *be, const char *op);
+
+/* ---- calling an op -------------------------------------------------------------
+ * be_<slot>(be, ...) calls the slot, or fails with backend_unsupported when it is
+ * NULL. */
+#define TP_BE_CALL(be, slot, ...) \
+    ((be)->iface.slot ? (be)->iface.slot((be), __VA_ARGS__) : backend_unsupported((be), #slot))
+
+#define be_alloc(be, ...) TP_BE_CALL(be, alloc, __VA_ARGS__)
+#define be_upload(be, ...) TP_BE_CALL(be, upload, __VA_ARGS__)
+#define be_download(be, ...) TP_BE_CALL(be, download, __VA_ARGS__)
+#define be_linear(be, ...) TP_BE_CALL(be, linear, __VA_ARGS__)
+#define be_linear_bwd(be, ...) TP_BE_CALL(be, linear_bwd, __VA_ARGS__)
+#define be_rmsnorm(be, ...) TP_BE_CALL(be, rmsnorm, __VA_ARGS__)
+#define be_rmsnorm_bwd(be, ...) TP_BE_CALL(be, rmsnorm_bwd, __VA_ARGS__)
+#define be_rope(be, ...) TP_BE_CALL(be, rope, __VA_ARGS__)
+#define be_rope_bwd(be, ...) TP_BE_CALL(be, rope_bwd, __VA_ARGS__)
+#define be_attention(be, ...) TP_BE_CALL(be, attention, __VA_ARGS__)
+#define be_attention_bwd(be, ...) TP_BE_CALL(be, attention_bwd, __VA_ARGS__)
+#define be_silu_mul(be, ...) TP_BE_CALL(be, silu_mul, __VA_ARGS__)
+#define be_silu_mul_bwd(be, ...) TP_BE_CALL(be, silu_mul_bwd, __VA_ARGS__)
+#define be_add(be, ...) TP_BE_CALL(be, add, __VA_ARGS__)
+#define be_embed(be, ...) TP_BE_CALL(be, embed, __VA_ARGS__)
+#define be_embed_bwd(be, ...) TP_BE_CALL(be, embed_bwd, __VA_ARGS__)
+#define be_gemm_f32(be, ...) TP_BE_CALL(be, gemm_f32, __VA_ARGS__)
+#define be_gemm_f64(be, ...) TP_BE_CALL(be, gemm_f64, __VA_ARGS__)
+#define be_gemv_f32(be, ...) TP_BE_CALL(be, gemv_f32, __VA_ARGS__)
+#define be_syrk_f64(be, ...) TP_BE_CALL(be, syrk_f64, __VA_ARGS__)
+#define be_syr_f64(be, ...) TP_BE_CALL(be, syr_f64, __VA_ARGS__)
+#define be_dot_f64(be, ...) TP_BE_CALL(be, dot_f64, __VA_ARGS__)
+#define be_axpy_f64(be, ...) TP_BE_CALL(be, axpy_f64, __VA_ARGS__)
+#define be_nrm2_f64(be, ...) TP_BE_CALL(be, nrm2_f64, __VA_ARGS__)
+#define be_scal_f64(be, ...) TP_BE_CALL(be, scal_f64, __VA_ARGS__)
+
+static inline tp_status be_sync(tp_backend *be)
+{
+    return be->iface.sync ? be->iface.sync(be) : TP_OK;
+}
+static inline void be_free(tp_backend *be, void *ptr)
+{
+    if (ptr && be->iface.free) be->iface.free(be, ptr);
+}
+static inline void be_info(const tp_backend *be, tp_backend_info *out)
+{
+    *out = (tp_backend_info){.name = be->name, .device = "", .kernels = "", .linear_gemm = "", .threads = 1};
+    if (be->iface.info) be->iface.info(be, out);
+}
+
+#endif
