@@ -1,15 +1,18 @@
+/* pipeline.c — the list of phases and everything derived from it (pipeline.h). */
 #include "pipeline.h"
 
 #include "analysis/capture/capture_phase.h"
-#include "analysis/constraints/inspect_phase.h"
 #include "analysis/geometry/geometry_phase.h"
+#include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
-#include "backend/cpu.h"
+#include "backend/cpu.h"      /* transitional: until the backend table reports threads and kernels */
 #include "backend/linear.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/world.h"
+#include "run_layout.h"
+#include "settings.h"
 
 #include <cblas.h>
 #include <hdf5.h>
@@ -20,67 +23,77 @@
 #include <string.h>
 #include <yaml.h>
 
-static const char *const inspect_outputs[] = {"results/architecture.json", NULL};
-static const char *const inspect_depends[] = {"model.", "inspect.", NULL};
-
-static const char *const capture_outputs[] = {"activations.h5", "results/capture_summary.json", NULL};
-static const char *const capture_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "forward.gemm", NULL};
-
-static const char *const geometry_outputs[] = {"results/geometric_analysis.json", NULL};
-/* The store's content (capture's keys) and the phase's own keys. */
-static const char *const geometry_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "forward.gemm",
-                                               "geometry.", NULL};
-
-static const char *const sae_outputs[] = {"results/sae_summary.json", NULL};
-static const char *const sae_depends[] = {"model.", "data.", "capture.", "layers", "forward.batch_size", "forward.gemm", "sae.", NULL};
-
-static const tp_phase phases[] = {
-    {"inspect", inspect_phase_run, inspect_outputs, inspect_depends},
-    {"capture", capture_phase_run, capture_outputs, capture_depends},
-    {"geometry", geometry_phase_run, geometry_outputs, geometry_depends},
-    {"sae", sae_phase_run, sae_outputs, sae_depends},
+/* The phases, in the order `run` runs them. One line per phase. */
+static const tp_phase *const phases[] = {
+    &inspect_phase,
+    &capture_phase,
+    &geometry_phase,
+    &sae_phase,
 };
 
-const tp_phase *pipeline_phases(int *n)
+#define NPHASES (sizeof phases / sizeof *phases)
+
+const tp_phase *const *pipeline_phases(int *n)
 {
-    *n = (int)(sizeof phases / sizeof *phases);
+    *n = (int)NPHASES;
     return phases;
 }
 
 const tp_phase *pipeline_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof phases / sizeof *phases; i++)
-        if (!strcmp(phases[i].name, name)) return &phases[i];
+    for (size_t i = 0; i < NPHASES; i++)
+        if (!strcmp(phases[i]->name, name)) return phases[i];
     return NULL;
 }
 
-static void marker_path(char *buf, size_t n, const char *run_dir, const char *phase)
+/* The configuration schema: shared sections, then each phase's own, then log. */
+const tp_cfg_section *const *tp_config_app_schema(size_t *n)
 {
-    snprintf(buf, n, "%s/.phases/%s.done", run_dir, phase);
+    static const tp_cfg_section *all[64];
+    static size_t count;
+    if (!count) {
+        size_t nh, nt;
+        const tp_cfg_section *const *head = settings_sections_head(&nh), *const *tail = settings_sections_tail(&nt);
+        for (size_t i = 0; i < nh; i++) all[count++] = head[i];
+        for (size_t i = 0; i < NPHASES; i++)
+            if (phases[i]->config) all[count++] = phases[i]->config;
+        for (size_t i = 0; i < nt; i++) all[count++] = tail[i];
+    }
+    *n = count;
+    return all;
 }
 
 static void phase_key(const tp_phase *p, const tp_config *cfg, char *buf, size_t n)
 {
-    snprintf(buf, n, "%016llx", (unsigned long long)tp_config_hash_prefixes(cfg, p->depends));
+    snprintf(buf, n, "%016llx", (unsigned long long)phase_hash(p, cfg));
 }
 
 /* Complete = marker present with the same key hash and every output present. */
-static int phase_complete(const tp_phase *p, const tp_config *cfg, const char *run_dir)
+bool pipeline_phase_complete(const tp_phase *p, const tp_config *cfg, const char *run_dir)
 {
-    char path[4200], want[32], got[64] = "";
-    marker_path(path, sizeof path, run_dir, p->name);
+    char path[TP_PATH_MAX], want[32], got[64] = "";
+    if (run_marker_path(path, sizeof path, run_dir, p->name) != TP_OK) return false;
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
+    if (!f) return false;
     int ok = fgets(got, sizeof got, f) != NULL;
     fclose(f);
     got[strcspn(got, "\n")] = '\0';
     phase_key(p, cfg, want, sizeof want);
-    if (!ok || strcmp(got, want) != 0) return 0;
-    for (const char *const *o = p->outputs; *o; o++) {
-        fs_join(path, sizeof path, run_dir, *o);
-        if (!fs_exists(path)) return 0;
-    }
-    return 1;
+    if (!ok || strcmp(got, want) != 0) return false;
+    for (const char *const *o = p->outputs; *o; o++)
+        if (run_path(path, sizeof path, run_dir, *o) != TP_OK || !fs_exists(path)) return false;
+    return true;
+}
+
+/* Rank 0: .phases/<name>.done holding the resume hash. */
+static tp_status mark_complete(const tp_phase *p, const tp_config *cfg, const char *run_dir)
+{
+    char path[TP_PATH_MAX], key[32], line[64];
+    TP_CHECK(run_marker_path(path, sizeof path, run_dir, p->name));
+    TP_CHECK(fs_mkdir_parent(path));
+    phase_key(p, cfg, key, sizeof key);
+    int n = snprintf(line, sizeof line, "%s\n", key);
+    return fs_write_atomic(path, line, (size_t)n);
 }
 
 tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir)
@@ -93,32 +106,27 @@ tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char
     if (fault && atoi(fault) == dist_rank())
         return tp_err(TP_ERR_INTERNAL, "injected fault (TP_FAULT_RANK=%s) in phase %s", fault, p->name);
     TP_CHECK(p->run(cfg, run_dir));
-    if (dist_rank() == 0) {
-        char dir[4200], path[4200], key[32], line[64];
-        TP_CHECK(fs_mkdir_p(fs_join(dir, sizeof dir, run_dir, ".phases")));
-        marker_path(path, sizeof path, run_dir, p->name);
-        phase_key(p, cfg, key, sizeof key);
-        int n = snprintf(line, sizeof line, "%s\n", key);
-        TP_CHECK(fs_write_atomic(path, line, (size_t)n));
-    }
+    if (dist_rank() == 0) TP_CHECK(mark_complete(p, cfg, run_dir));
     tp_log_info("phase %s: done in %.1f s", p->name, tp_now() - t0);
     return TP_OK;
 }
 
-tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir)
+static tp_status write_config_yaml(const tp_config *cfg, const char *run_dir)
 {
-    if (dist_rank() != 0) return TP_OK;
-    char path[4200];
-    TP_CHECK(fs_mkdir_p(run_dir));
+    char path[TP_PATH_MAX];
     FILE *f;
-    fs_join(path, sizeof path, run_dir, "config.yaml");
+    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_CONFIG_YAML));
     TP_CHECK(fs_open_tmp(path, &f));
     fprintf(f, "# Effective configuration of this run (defaults < config file < command line).\n");
     tp_status st = tp_config_write_yaml(cfg, f);
     if (st != TP_OK) { fs_abort(f, path); return st; }
-    TP_CHECK(fs_commit(f, path));
+    return fs_commit(f, path);
+}
 
-    char mpi[512], hdf5[64];
+static tp_status write_versions(const char *run_dir)
+{
+    char path[TP_PATH_MAX], mpi[512], hdf5[64];
+    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_VERSIONS_JSON));
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     snprintf(hdf5, sizeof hdf5, "%u.%u.%u", maj, min, rel);
@@ -134,25 +142,60 @@ tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir)
         "cuda_backend_built", 0
 #endif
     );
-    st = fs_write_json(fs_join(path, sizeof path, run_dir, "versions.json"), v);
+    tp_status st = fs_write_json(path, v);
     json_decref(v);
     return st;
+}
+
+tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir)
+{
+    if (dist_rank() != 0) return TP_OK;
+    TP_CHECK(fs_mkdir_p(run_dir));
+    TP_CHECK(write_config_yaml(cfg, run_dir));
+    return write_versions(run_dir);
 }
 
 tp_status pipeline_run_all(const tp_config *cfg, const char *run_dir)
 {
     TP_CHECK(pipeline_record_run(cfg, run_dir));
-    int n;
-    const tp_phase *ps = pipeline_phases(&n);
-    for (int i = 0; i < n; i++) {
-        /* Every rank reads the same files, so they agree on what to skip. */
-        if (phase_complete(&ps[i], cfg, run_dir)) {
-            tp_log_info("phase %s: complete, skipped", ps[i].name);
+    for (size_t i = 0; i < NPHASES; i++) {
+        if (pipeline_phase_complete(phases[i], cfg, run_dir)) {
+            tp_log_info("phase %s: complete, skipped", phases[i]->name);
             continue;
         }
-        TP_CHECK(pipeline_run_phase(&ps[i], cfg, run_dir));
+        TP_CHECK(pipeline_run_phase(phases[i], cfg, run_dir));
         MPI_Barrier(MPI_COMM_WORLD);
     }
     tp_log_info("run complete: %s", run_dir);
     return TP_OK;
+}
+
+static json_t *string_list(const char *const *items)
+{
+    json_t *a = json_array();
+    for (const char *const *s = items; s && *s; s++) json_array_append_new(a, json_string(*s));
+    return a;
+}
+
+tp_status pipeline_print_phases(FILE *f, bool json)
+{
+    if (!json) {
+        for (size_t i = 0; i < NPHASES; i++) fprintf(f, "%s\n", phases[i]->name);
+        return TP_OK;
+    }
+    json_t *all = json_array();
+    for (size_t i = 0; i < NPHASES; i++) {
+        const tp_phase *p = phases[i];
+        json_t *needs = json_array();
+        for (const tp_phase *const *n = p->needs; n && *n; n++) json_array_append_new(needs, json_string((*n)->name));
+        json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "name", p->name, "help", p->help,
+            "outputs", string_list(p->outputs), "needs", needs, "config_section",
+            p->config ? json_string(p->config->name) : json_null(), "reads", string_list(p->reads)));
+    }
+    char *s = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(all);
+    if (!s) return tp_err(TP_ERR_NOMEM, "phases: cannot serialise JSON");
+    int bad = fprintf(f, "%s\n", s) < 0;
+    free(s);
+    return bad ? tp_err(TP_ERR_IO, "phases: cannot write to standard output") : TP_OK;
 }

@@ -37,13 +37,12 @@ static int cmp_act(const void *a, const void *b)
     return strcmp(x, y);
 }
 
-tp_status hook_select(const tp_config *cfg, const char *key, const tp_store *s, const char *store_path, int *acts,
-                      int *n, int cap)
+tp_status hook_select(const hook_request *req, const tp_store *s, const char *store_path, int *acts, int *n, int cap)
 {
-    const char *const *hooks;
-    size_t nh = tp_config_str_list(cfg, key, &hooks);
-    const int64_t *sel;
-    size_t nsel = tp_config_int_list(cfg, "layers", &sel);
+    const char *const *hooks = req->names, *key = req->key;
+    size_t nh = req->n_names;
+    const int64_t *sel = req->layers;
+    size_t nsel = req->n_layers;
     int na = store_num_acts(s);
     *n = 0;
     if (!nh) {
@@ -78,7 +77,7 @@ tp_status hook_select(const tp_config *cfg, const char *key, const tp_store *s, 
             for (int i = 0; i < na && strlen(list) < sizeof list - STORE_NAME_MAX - 8; i++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", store_act(s, i)->name);
             return tp_err(TP_ERR_CONFIG, "%s (%s): '%s' was not captured into %s (it holds: %s)", key,
-                          tp_config_origin(cfg, key), hooks[h], store_path, list);
+                          req->origin, hooks[h], store_path, list);
         }
     }
     return TP_OK;

@@ -6,10 +6,11 @@
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 #include "io/corpus.h"
-#include "io/dataset.h"
+#include "data/dataset.h"
 #include "io/npy.h"
-#include "io/sequences.h"
+#include "data/sequences.h"
 #include "model/lm_loss.h"
+#include "run_layout.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -45,11 +46,11 @@ static tp_status domains_of(const corpus *c, const tp_sequences *s, int *dom, ch
     return TP_OK;
 }
 
-tp_status eval_cmd_run(tp_cli *cli, const char *run_dir)
+tp_status eval_cmd_run(tp_cli *cli)
 {
     const char *per_token_out = cli_take_value(cli, "--per-token-out");
     TP_CHECK(cli_reject_rest(cli));
-    const tp_config *cfg = cli->cfg;
+    const tp_settings *set = &cli->set;
     int rank = dist_rank(), size = dist_size();
 
     tp_model *m = NULL;
@@ -62,8 +63,8 @@ tp_status eval_cmd_run(tp_cli *cli, const char *run_dir)
     json_t *doc = NULL;
     tp_status st;
 
-    TP_CHECK_GOTO(model_io_open(cfg, &m, &tok), st, done);
-    TP_CHECK_GOTO(dataset_open(cfg, tok, m->cfg.eos_token_id, "eval", &data), st, done);
+    TP_CHECK_GOTO(model_io_open(&set->model, &m, &tok), st, done);
+    TP_CHECK_GOTO(dataset_open(&set->data, tok, m->cfg.eos_token_id, "eval", &data), st, done);
     const tp_sequences seqs = data.seqs;
     corpus *c = data.corpus;
     size_t ndocs = data.ndocs;
@@ -76,7 +77,7 @@ tp_status eval_cmd_run(tp_cli *cli, const char *run_dir)
     mine.n_seqs = hi - lo;
     mine.seq_start = seqs.seq_start + lo;
     mine.seq_doc = seqs.seq_doc + lo;
-    int batch = (int)tp_config_int(cfg, "forward.batch_size");
+    int batch = set->batch_size;
     TP_CHECK_GOTO(forward_new(m, batch, seq_len, &f), st, done);
     size_t my_pred = 0;
     for (size_t i = lo; i < hi; i++) my_pred += sequences_len(&seqs, i) > 1 ? sequences_len(&seqs, i) - 1 : 0;
@@ -138,16 +139,16 @@ tp_status eval_cmd_run(tp_cli *cli, const char *run_dir)
         char hash[32];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)ch);
         doc = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:s, s:f, s:f, s:o, s:s}",
-                        "model", tp_config_str(cfg, "model.path"), "corpus", tp_config_str(cfg, "data.corpus"),
+                        "model", set->model.dir, "corpus", set->data.corpus,
                         "corpus_hash", hash, "documents", (json_int_t)ndocs, "sequences", (json_int_t)seqs.n_seqs,
                         "tokens_predicted", (json_int_t)cnt, "seq_len", seq_len,
                         "packing", packing == TP_PACK_PACK ? "pack" : "split", "loss", sum / cnt,
                         "perplexity", exp(sum / cnt), "per_domain", per,
                         "definition", "mean next-token cross-entropy in nats over every predicted position of every sequence; perplexity = exp(loss)");
-        char dir[4200], path[4300];
-        fs_join(dir, sizeof dir, run_dir, "results");
-        TP_CHECK_GOTO(fs_mkdir_p(dir), st, done);
-        TP_CHECK_GOTO(fs_write_json(fs_join(path, sizeof path, dir, "eval.json"), doc), st, done);
+        char path[TP_PATH_MAX];
+        TP_CHECK_GOTO(run_path(path, sizeof path, cli->run_dir, RUN_EVAL_JSON), st, done);
+        TP_CHECK_GOTO(fs_mkdir_parent(path), st, done);
+        TP_CHECK_GOTO(fs_write_json(path, doc), st, done);
         printf("loss %.6f nats/token, perplexity %.3f over %.0f tokens\n", sum / cnt, exp(sum / cnt), cnt);
         tp_log_info("eval: wrote %s", path);
     }

@@ -4,8 +4,8 @@
 #ifndef TP_EVAL_CMD_H
 #define TP_EVAL_CMD_H
 
-#include "core/cli.h"
+#include "cli.h"
 
-tp_status eval_cmd_run(tp_cli *cli, const char *run_dir);
+tp_status eval_cmd_run(tp_cli *cli);
 
 #endif

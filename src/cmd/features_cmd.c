@@ -3,6 +3,7 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "dist/world.h"
+#include "run_layout.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -180,7 +181,7 @@ static tp_status load_catalog(const char *path, json_t **out)
     return TP_OK;
 }
 
-tp_status features_cmd_run(tp_cli *cli, const char *run_dir)
+tp_status features_cmd_run(tp_cli *cli)
 {
     const char *sub = cli_take_positional(cli);
     if (!sub) return tp_err(TP_ERR_CONFIG, "features: missing subcommand (query)");
@@ -189,11 +190,10 @@ tp_status features_cmd_run(tp_cli *cli, const char *run_dir)
     const char *catalog = NULL;
     TP_CHECK(parse_filter(cli, &f, &catalog));
     if (dist_rank() != 0) return TP_OK;
-    char path[4200];
+    char path[TP_PATH_MAX];
     if (!catalog) {
-        char res[4150];
-        fs_join(res, sizeof res, run_dir, "results");
-        catalog = fs_join(path, sizeof path, res, "features_catalog.json");
+        TP_CHECK(run_path(path, sizeof path, cli->run_dir, RUN_FEATURES_CATALOG_JSON));
+        catalog = path;
     }
     json_t *doc = NULL;
     TP_CHECK(load_catalog(catalog, &doc));

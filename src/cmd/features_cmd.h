@@ -7,8 +7,8 @@
 #ifndef TP_FEATURES_CMD_H
 #define TP_FEATURES_CMD_H
 
-#include "core/cli.h"
+#include "cli.h"
 
-tp_status features_cmd_run(tp_cli *cli, const char *run_dir);
+tp_status features_cmd_run(tp_cli *cli);
 
 #endif

@@ -7,6 +7,8 @@
 #include "model/forward.h"
 #include "model/hooks.h"
 #include "model/model.h"
+#include "model/model_io.h"
+#include "run_layout.h"
 
 #include <errno.h>
 #include <math.h>
@@ -118,7 +120,7 @@ static void print_top(const float *logits, int V, int k, int b)
     }
 }
 
-tp_status forward_cmd_run(tp_cli *cli, const char *run_dir)
+tp_status forward_cmd_run(tp_cli *cli)
 {
     const char *ids_text = cli_take_value(cli, "--ids");
     const char *ids_file = cli_take_value(cli, "--ids-file");
@@ -142,10 +144,7 @@ tp_status forward_cmd_run(tp_cli *cli, const char *run_dir)
     tp_hooks *hooks = NULL;
     dump_buf *bufs = NULL;
     int nd = 0;
-    const char *conv = tp_config_str(cli->cfg, "model.weight_conversion");
-    TP_CHECK_GOTO(model_open(tp_config_str(cli->cfg, "model.path"),
-                             !strcmp(conv, "upfront") ? TP_CONVERT_UPFRONT : TP_CONVERT_PER_MATRIX, &m),
-                  st, done);
+    TP_CHECK_GOTO(model_io_open(&cli->set.model, &m, NULL), st, done);
     const tp_model_config *c = &m->cfg;
     TP_CHECK_GOTO(hooks_new(c->num_layers, &hooks), st, done);
     if (dump) {
@@ -192,15 +191,15 @@ tp_status forward_cmd_run(tp_cli *cli, const char *run_dir)
             TP_CHECK_GOTO(npy_write(logits_out, TP_DTYPE_F32, 3, shape, logits), st, done);
         }
         if (nd) {
-            char dir[4096];
-            if (dump_dir) snprintf(dir, sizeof dir, "%s", dump_dir);
-            else fs_join(dir, sizeof dir, run_dir, "forward");
+            char dir[TP_PATH_MAX];
+            if (dump_dir) TP_CHECK_GOTO(fs_path(dir, sizeof dir, "%s", dump_dir), st, done);
+            else TP_CHECK_GOTO(run_path(dir, sizeof dir, cli->run_dir, RUN_FORWARD_DIR), st, done);
             TP_CHECK_GOTO(fs_mkdir_p(dir), st, done);
             for (int i = 0; i < nd; i++) {
-                char path[4300], file[128];
+                char path[TP_PATH_MAX], file[128];
                 snprintf(file, sizeof file, "%s.npy", bufs[i].name);
-                TP_CHECK_GOTO(npy_write(fs_join(path, sizeof path, dir, file), TP_DTYPE_F32, bufs[i].ndim,
-                                        bufs[i].shape, bufs[i].data), st, done);
+                TP_CHECK_GOTO(fs_join(path, sizeof path, dir, file), st, done);
+                TP_CHECK_GOTO(npy_write(path, TP_DTYPE_F32, bufs[i].ndim, bufs[i].shape, bufs[i].data), st, done);
                 tp_log_info("forward: wrote %s", path);
             }
         }

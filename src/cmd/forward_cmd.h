@@ -3,9 +3,9 @@
 #ifndef TP_FORWARD_CMD_H
 #define TP_FORWARD_CMD_H
 
-#include "core/cli.h"
+#include "cli.h"
 #include "core/error.h"
 
-tp_status forward_cmd_run(tp_cli *cli, const char *run_dir);
+tp_status forward_cmd_run(tp_cli *cli);
 
 #endif

@@ -17,9 +17,8 @@ static int32_t argmax(const float *row, int V)
     return best;
 }
 
-tp_status generate_cmd_run(tp_cli *cli, const char *run_dir)
+tp_status generate_cmd_run(tp_cli *cli)
 {
-    (void)run_dir;
     const char *prompt = cli_take_value(cli, "--prompt");
     const char *ids_text = cli_take_value(cli, "--ids");
     const char *max_s = cli_take_value(cli, "--max-new");
@@ -31,7 +30,7 @@ tp_status generate_cmd_run(tp_cli *cli, const char *run_dir)
 
     tp_model *m = NULL;
     tp_tokenizer *tok = NULL;
-    TP_CHECK(model_io_open(cli->cfg, &m, prompt ? &tok : NULL));
+    TP_CHECK(model_io_open(&cli->set.model, &m, prompt ? &tok : NULL));
     int32_t *ids = NULL, *out = NULL;
     size_t n = 0;
     tp_forward *f = NULL;

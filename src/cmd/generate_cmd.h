@@ -3,8 +3,8 @@
 #ifndef TP_GENERATE_CMD_H
 #define TP_GENERATE_CMD_H
 
-#include "core/cli.h"
+#include "cli.h"
 
-tp_status generate_cmd_run(tp_cli *cli, const char *run_dir);
+tp_status generate_cmd_run(tp_cli *cli);
 
 #endif

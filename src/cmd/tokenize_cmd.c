@@ -63,11 +63,9 @@ tp_status tokenize_cmd_run(tp_cli *cli)
     if ((text != NULL) + (file != NULL) + (ids_text != NULL) != 1)
         return tp_err(TP_ERR_CONFIG, "tokenize: give exactly one of --text, --file or --ids");
 
-    char path[4096];
-    if (tok_file) snprintf(path, sizeof path, "%s", tok_file);
-    else fs_join(path, sizeof path, tp_config_str(cli->cfg, "model.path"), "tokenizer.json");
     tp_tokenizer *tok;
-    TP_CHECK(tokenizer_load(path, &tok));
+    if (tok_file) TP_CHECK(tokenizer_load(tok_file, &tok));
+    else TP_CHECK(model_io_open_tokenizer(cli->set.model.dir, &tok));
 
     tp_status st = TP_OK;
     int32_t *ids = NULL;

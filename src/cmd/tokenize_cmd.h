@@ -3,7 +3,7 @@
 #ifndef TP_TOKENIZE_CMD_H
 #define TP_TOKENIZE_CMD_H
 
-#include "core/cli.h"
+#include "cli.h"
 #include "core/error.h"
 
 tp_status tokenize_cmd_run(tp_cli *cli);

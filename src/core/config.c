@@ -1,4 +1,4 @@
-/* config.c — the schema table, parsing of YAML files and --set text, and the
+/* config.c — the schema assembled from sections, parsing of YAML files and --set text, and the
  * writers (effective YAML, hash, Markdown schema).
  *
  * Every value, default included, is parsed from text by the same code, so a
@@ -19,88 +19,6 @@
 
 /* ---- schema ----------------------------------------------------------------- */
 
-typedef struct {
-    const char *key;        /* dotted path */
-    tp_cfg_type type;
-    const char *def;        /* default as text, parsed like user input (lists: "a,b") */
-    double lo, hi;          /* numeric range (list items too); ±INFINITY = no bound */
-    bool lo_open;           /* (lo, hi] instead of [lo, hi] */
-    const char *allowed;    /* "a|b|c" for restricted strings, NULL otherwise */
-    const char *help;
-} cfg_key;
-
-#define R_ANY -INFINITY, INFINITY, false
-#define R_MIN(a) (a), INFINITY, false
-#define R_IN(a, b) (a), (b), false
-#define R_ABOVE_TO(a, b) (a), (b), true
-
-/* One line per key. Order is the order of the written YAML and of docs/config.md. */
-static const cfg_key SCHEMA[] = {
-    {"model.path", TP_CFG_STRING, "models/olmo2-tiny", R_ANY, NULL, "Hugging Face model directory (config.json, *.safetensors)"},
-    {"model.weight_conversion", TP_CFG_STRING, "per_matrix", R_ANY, "per_matrix|upfront", "bf16/f16 weights converted to f32 as each matrix is used (while the GEMM packs it; memory stays at the mmap) or once at load"},
-    {"device", TP_CFG_STRING, "cpu", R_ANY, "cpu|cuda", "where the forward pass runs"},
-    {"run.name", TP_CFG_STRING, "default", R_ANY, NULL, "name of the run"},
-    {"run.out_dir", TP_CFG_STRING, "", R_ANY, NULL, "output directory; empty means runs/<run.name>"},
-    {"data.corpus", TP_CFG_STRING, "data/corpus", R_ANY, NULL, "text corpus the samples are drawn from"},
-    {"data.num_samples", TP_CFG_INT, "256", R_MIN(1), NULL, "number of sequences to run"},
-    {"data.seq_len", TP_CFG_INT, "128", R_IN(2, 1048576), NULL, "tokens per sequence"},
-    {"data.seed", TP_CFG_INT, "1234", R_MIN(0), NULL, "seed for drawing the samples"},
-    {"data.skip_malformed", TP_CFG_BOOL, "false", R_ANY, NULL, "skip (and count) malformed corpus lines instead of stopping at the first"},
-    {"data.packing", TP_CFG_STRING, "split", R_ANY, "split|pack", "split: each document cut into sequences of its own; pack: documents joined by EOS and cut into full sequences"},
-    {"layers", TP_CFG_INT_LIST, "", R_MIN(0), NULL, "layers to capture; empty means all (checked against the model later)"},
-    {"forward.batch_size", TP_CFG_INT, "8", R_IN(1, 65536), NULL, "sequences per forward batch"},
-    {"forward.threads", TP_CFG_INT, "0", R_MIN(0), NULL, "BLAS threads; 0 means the BLAS default"},
-    {"forward.gemm", TP_CFG_STRING, "auto", R_ANY, "auto|openblas", "GEMM of the linear layers: auto = TranspOLMo's AVX-512 kernel when the CPU has AVX-512 (weights packed from their stored dtype), else OpenBLAS; openblas = OpenBLAS sgemm always"},
-    {"capture.hooks", TP_CFG_STRING_LIST, "hook_resid_post,hook_mlp_out", R_ANY, NULL, "capture points: a per-layer point (hook_resid_post, mlp.hook_post, ...) is taken at every selected layer; a full name (blocks.3.attn.hook_z, model.layers.3.mlp) as is (docs/hooks.md)"},
-    {"capture.dtype", TP_CFG_STRING, "f32", R_ANY, "f32|f16|bf16", "storage dtype of /acts/* in activations.h5 (computed in f32, rounded to nearest even)"},
-    {"capture.mask_first", TP_CFG_BOOL, "true", R_ANY, NULL, "mark the first position of every sequence (the attention sink) as masked in /mask"},
-    {"capture.mask_bos", TP_CFG_BOOL, "true", R_ANY, NULL, "mark rows holding the model's BOS token as masked in /mask"},
-    {"geometry.hooks", TP_CFG_STRING_LIST, "", R_ANY, NULL, "capture points to analyse: a full name (blocks.3.hook_resid_post) or a per-layer point (hook_resid_post: every stored layer of it, only the selected `layers` if set); empty means every /acts dataset of the store"},
-    {"geometry.max_rows", TP_CFG_INT, "0", R_MIN(0), NULL, "unmasked rows per capture point held in memory (spread over the ranks) for PCA svd, neighbours, local geometry, k-means and norms; a seeded sample when the store has more; 0 means all"},
-    {"geometry.seed", TP_CFG_INT, "1234", R_MIN(0), NULL, "seed of every sample the geometry phase draws"},
-    {"geometry.pca.method", TP_CFG_STRING, "cov", R_ANY, "cov|svd", "cov: f64 covariance over every unmasked row, pdsyevd; svd: pdgesvd on the centred in-memory rows (more accurate small eigenvalues)"},
-    {"geometry.pca.components", TP_CFG_INT, "64", R_MIN(1), NULL, "principal components written to /pca/<hook>/components (at most d and the row count)"},
-    {"geometry.id.sample", TP_CFG_INT, "2000", R_MIN(0), NULL, "rows sampled as queries for MLE and TwoNN (0: all)"},
-    {"geometry.id.k", TP_CFG_INT, "20", R_IN(3, 1024), NULL, "neighbours for the MLE intrinsic dimension (Levina-Bickel with the MacKay-Ghahramani correction)"},
-    {"geometry.local.sample", TP_CFG_INT, "500", R_MIN(0), NULL, "points whose k-neighbourhoods get a local PCA (0: all)"},
-    {"geometry.local.k", TP_CFG_INT, "20", R_IN(2, 1024), NULL, "neighbours of each local PCA"},
-    {"geometry.local.var_threshold", TP_CFG_FLOAT, "0.9", R_ABOVE_TO(0, 1), NULL, "share of local variance that defines the local intrinsic dimension"},
-    {"geometry.kmeans.k", TP_CFG_INT, "8", R_IN(2, 65536), NULL, "k-means clusters"},
-    {"geometry.kmeans.max_iter", TP_CFG_INT, "100", R_IN(1, 100000), NULL, "Lloyd iterations at most"},
-    {"geometry.kmeans.init_sample", TP_CFG_INT, "10000", R_MIN(0), NULL, "rows sampled for the k-means++ initialisation (0: all)"},
-    {"geometry.kmeans.silhouette_sample", TP_CFG_INT, "2000", R_MIN(0), NULL, "rows sampled for the silhouette score (0: all)"},
-    {"geometry.kmeans.top_tokens", TP_CFG_INT, "8", R_IN(0, 1000), NULL, "tokens (with their preceding context) nearest each cluster centre listed in the JSON"},
-    {"geometry.kmeans.context", TP_CFG_INT, "8", R_IN(0, 4096), NULL, "tokens of preceding context shown with each of them"},
-    {"geometry.norms.massive_ratio", TP_CFG_FLOAT, "100.0", R_ABOVE_TO(0, INFINITY), NULL, "a coordinate is a massive activation when its largest |value| is at least this many times the median coordinate's mean |value|"},
-    {"sae.skip", TP_CFG_BOOL, "false", R_ANY, NULL, "skip the sparse-autoencoder phase"},
-    {"sae.hooks", TP_CFG_STRING_LIST, "hook_resid_post", R_ANY, NULL, "capture points to train an SAE on, named as for geometry.hooks (a per-layer point covers every stored selected layer); all train in one pass over the rows"},
-    {"sae.architecture", TP_CFG_STRING, "topk", R_ANY, "relu|topk|batchtopk", "relu: ReLU + L1 weighted by decoder norms (Anthropic, April 2024); topk: TopK + AuxK (Gao et al. 2024); batchtopk: BatchTopK (Bussmann et al. 2024)"},
-    {"sae.expansion", TP_CFG_INT, "8", R_IN(1, 1024), NULL, "latents per input dimension (d_sae = expansion x d) unless sae.hidden_dim is set"},
-    {"sae.hidden_dim", TP_CFG_INT, "0", R_MIN(0), NULL, "latents d_sae; 0 means sae.expansion x d"},
-    {"sae.k", TP_CFG_INT, "32", R_MIN(1), NULL, "topk: active latents per row; batchtopk: mean active latents per row"},
-    {"sae.aux_k", TP_CFG_INT, "256", R_MIN(0), NULL, "topk/batchtopk: dead latents in the AuxK loss (0: none; at most d_sae)"},
-    {"sae.dead_tokens", TP_CFG_INT, "0", R_MIN(0), NULL, "rows without firing after which a latent counts as dead; 0 means two epochs of rows, at most 10 M"},
-    {"sae.l1_coefficient", TP_CFG_FLOAT, "5.0", R_IN(0, INFINITY), NULL, "relu: L1 coefficient (on activations times decoder norms; warmed up over the first 5 % of steps)"},
-    {"sae.learning_rate", TP_CFG_FLOAT, "0", R_IN(0, INFINITY), NULL, "Adam learning rate, decayed linearly to 0 over the last 20 % of steps; 0 means relu 5e-5 (Anthropic), topk/batchtopk 1e-3 (tuned on the bundled model; Gao et al. scale 2e-4 for long runs)"},
-    {"sae.num_epochs", TP_CFG_INT, "10", R_IN(1, 100000), NULL, "passes over the training rows"},
-    {"sae.batch_size", TP_CFG_INT, "1024", R_IN(1, 16777216), NULL, "rows per optimiser step over all ranks (each rank takes its share)"},
-    {"sae.seed", TP_CFG_INT, "1234", R_MIN(0), NULL, "seed of the initial weights and of the row order"},
-    {"sae.b_dec_init", TP_CFG_STRING, "auto", R_ANY, "auto|geometric_median|mean|zero", "decoder bias initialisation from the first window of rows; auto: the recipe's (relu mean, topk/batchtopk geometric median)"},
-    {"sae.checkpoint_every", TP_CFG_INT, "200", R_MIN(0), NULL, "steps between checkpoints (weights, Adam state, data position); 0 means only at the end"},
-    {"sae.chunk_rows", TP_CFG_INT, "1024", R_IN(1, 16777216), NULL, "consecutive store rows read and shuffled as one chunk"},
-    {"sae.window_chunks", TP_CFG_INT, "32", R_IN(1, 1048576), NULL, "chunks whose rows are shuffled together (memory: window x d floats per capture point and rank)"},
-    {"sae.eval_fraction", TP_CFG_FLOAT, "0.05", R_IN(0, 0.5), NULL, "share of the chunks held out of training for evaluation"},
-    {"sae.eval.rows", TP_CFG_INT, "20000", R_MIN(1), NULL, "held-out rows at most for FVU, L0, dead/dense latents and the features catalog"},
-    {"sae.catalog.top_k", TP_CFG_INT, "20", R_IN(1, 1000), NULL, "top activating contexts per feature in results/features_catalog.json"},
-    {"sae.catalog.context", TP_CFG_INT, "12", R_IN(0, 4096), NULL, "tokens of context before each activating token"},
-    {"sae.catalog.max_detailed", TP_CFG_INT, "4096", R_MIN(0), NULL, "features (by activation mass) with contexts, quantiles, logit attribution and domains; every feature gets its density; 0 means all"},
-    {"sae.eval.num_samples", TP_CFG_INT, "32", R_MIN(0), NULL, "held-out documents run through the model with the SAE spliced in (CE-loss recovered, KL); 0 skips it"},
-    {"inspect.spectra", TP_CFG_BOOL, "true", R_ANY, NULL, "singular-value spectra of weight matrices in architecture.json"},
-    {"log.progress", TP_CFG_STRING, "auto", R_ANY, "auto|always|never", "progress lines; auto prints them only when stderr is a terminal"},
-    {"log.progress_interval", TP_CFG_FLOAT, "10.0", R_ABOVE_TO(0, 3600), NULL, "seconds between progress lines"},
-};
-
-#define NKEYS (sizeof SCHEMA / sizeof SCHEMA[0])
 #define KEY_MAX 64      /* longest declared key, checked by schema_check */
 #define WHERE_MAX 4352  /* "PATH:LINE" with PATH up to PATH_MAX */
 
@@ -117,8 +35,11 @@ typedef struct {
     char *origin;
 } cfg_value;
 
+/* The schema flattened from its sections (keys[i] describes v[i]). */
 struct tp_config {
-    cfg_value v[NKEYS];   /* indexed like SCHEMA */
+    size_t n;
+    const tp_cfg_key **keys;
+    cfg_value *v;
 };
 
 static void value_clear(cfg_value *v)
@@ -148,18 +69,18 @@ static char *str_dup_n(const char *s, size_t n)
     return d;
 }
 
-static int key_index(const char *key)
+static int key_index(const tp_config *c, const char *key)
 {
-    for (size_t i = 0; key && i < NKEYS; i++)
-        if (strcmp(SCHEMA[i].key, key) == 0) return (int)i;
+    for (size_t i = 0; key && i < c->n; i++)
+        if (strcmp(c->keys[i]->key, key) == 0) return (int)i;
     return -1;
 }
 
 /* True when `name` is a proper dotted prefix of some key ("data" for "data.seed"). */
-static bool is_section(const char *name, size_t n)
+static bool is_section(const tp_config *c, const char *name, size_t n)
 {
-    for (size_t i = 0; i < NKEYS; i++)
-        if (strncmp(SCHEMA[i].key, name, n) == 0 && SCHEMA[i].key[n] == '.') return true;
+    for (size_t i = 0; i < c->n; i++)
+        if (strncmp(c->keys[i]->key, name, n) == 0 && c->keys[i]->key[n] == '.') return true;
     return false;
 }
 
@@ -174,7 +95,7 @@ static void fmt_double(double x, char *buf, size_t n)
     }
 }
 
-static void fmt_range(const cfg_key *k, char *buf, size_t n)
+static void fmt_range(const tp_cfg_key *k, char *buf, size_t n)
 {
     char lo[32], hi[32];
     fmt_double(k->lo, lo, sizeof lo);
@@ -190,7 +111,7 @@ static void fmt_range(const cfg_key *k, char *buf, size_t n)
         buf[0] = '\0';
 }
 
-static void fmt_expected(const cfg_key *k, char *buf, size_t n)
+static void fmt_expected(const tp_cfg_key *k, char *buf, size_t n)
 {
     char range[96];
     fmt_range(k, range, sizeof range);
@@ -223,7 +144,7 @@ static const char *type_name(tp_cfg_type t)
 }
 
 /* "...: KEY: expected X, got 'TEXT'"; long user text is cut so the line stays readable. */
-static tp_status err_value(const cfg_key *k, const char *where, const char *text)
+static tp_status err_value(const tp_cfg_key *k, const char *where, const char *text)
 {
     char exp[160];
     fmt_expected(k, exp, sizeof exp);
@@ -234,7 +155,7 @@ static tp_status err_value(const cfg_key *k, const char *where, const char *text
 }
 
 /* Same, for a YAML node of the wrong shape ("a mapping", "a list"). */
-static tp_status err_shape(const cfg_key *k, const char *where, const char *shape)
+static tp_status err_shape(const tp_cfg_key *k, const char *where, const char *shape)
 {
     char exp[160];
     fmt_expected(k, exp, sizeof exp);
@@ -260,14 +181,14 @@ static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb)
     return prev[nb];
 }
 
-static tp_status err_unknown_key(const char *where, const char *key)
+static tp_status err_unknown_key(const tp_config *c, const char *where, const char *key)
 {
     /* Candidates are keys and section names, so "dta: {...}" suggests "data". The
      * distance must also be below the typed length: "x" should not suggest "log". */
     size_t n = strlen(key), best_d = 4, best_len = 0;
     const char *best = NULL;
-    for (size_t i = 0; i < NKEYS; i++) {
-        const char *cand = SCHEMA[i].key;
+    for (size_t i = 0; i < c->n; i++) {
+        const char *cand = c->keys[i]->key;
         for (const char *p = cand; ; p++) {
             if (*p == '.' || *p == '\0') {
                 size_t d = edit_distance(key, n, cand, (size_t)(p - cand));
@@ -290,7 +211,7 @@ static tp_status err_section(const char *where, const char *name, const char *go
 
 /* ---- parsing text ----------------------------------------------------------- */
 
-static bool in_range(const cfg_key *k, double x)
+static bool in_range(const tp_cfg_key *k, double x)
 {
     bool lo_ok = isinf(k->lo) || (k->lo_open ? x > k->lo : x >= k->lo);
     bool hi_ok = isinf(k->hi) || x <= k->hi;
@@ -342,7 +263,7 @@ static bool is_allowed(const char *allowed, const char *s)
 }
 
 /* Sizes a list value for n items. */
-static tp_status list_alloc(const cfg_key *k, size_t n, cfg_value *v)
+static tp_status list_alloc(const tp_cfg_key *k, size_t n, cfg_value *v)
 {
     v->len = 0;
     if (n == 0) return TP_OK;
@@ -356,7 +277,7 @@ static tp_status list_alloc(const cfg_key *k, size_t n, cfg_value *v)
 }
 
 /* Parses item `idx` of a list key; `shown` is the text echoed in an error. */
-static tp_status item_parse(const cfg_key *k, const char *text, const char *shown, const char *where,
+static tp_status item_parse(const tp_cfg_key *k, const char *text, const char *shown, const char *where,
                             cfg_value *v, size_t idx)
 {
     if (k->type == TP_CFG_INT_LIST) {
@@ -370,7 +291,7 @@ static tp_status item_parse(const cfg_key *k, const char *text, const char *show
 }
 
 /* "0,6,11" (or "[0, 6, 11]") into a list; blank text is the empty list. */
-static tp_status list_from_text(const cfg_key *k, const char *text, const char *where, cfg_value *v)
+static tp_status list_from_text(const tp_cfg_key *k, const char *text, const char *where, cfg_value *v)
 {
     const char *b = text, *e = text + strlen(text);
     while (b < e && isspace((unsigned char)*b)) b++;
@@ -404,7 +325,7 @@ static tp_status list_from_text(const cfg_key *k, const char *text, const char *
 
 /* Parses text for key k into v (zeroed first); on failure v holds nothing to keep
  * but must still be cleared by the caller. */
-static tp_status value_from_text(const cfg_key *k, const char *text, const char *where, cfg_value *v)
+static tp_status value_from_text(const tp_cfg_key *k, const char *text, const char *where, cfg_value *v)
 {
     memset(v, 0, sizeof *v);
     switch (k->type) {
@@ -439,7 +360,7 @@ static tp_status value_commit(tp_config *c, size_t idx, cfg_value *nv, const cha
     return TP_OK;
 }
 
-static tp_status value_copy(const cfg_key *k, const cfg_value *src, cfg_value *dst)
+static tp_status value_copy(const tp_cfg_key *k, const cfg_value *src, cfg_value *dst)
 {
     memset(dst, 0, sizeof *dst);
     dst->num = src->num;
@@ -465,18 +386,28 @@ fail:
 
 /* ---- lifetime ------------------------------------------------------------------ */
 
-/* Catches schema mistakes (a default outside its range, a key that is also a
- * section) the first time any config is made, not when a user trips on them. */
-static tp_status schema_check(void)
+/* Catches schema mistakes (a key outside its section, a key that is also a
+ * section, a key declared twice, a default outside its range) the first time a
+ * config is made, not when a user trips on them. */
+static tp_status schema_check(const tp_config *c, const tp_cfg_section *const *sections, size_t nsec)
 {
-    for (size_t i = 0; i < NKEYS; i++) {
-        const char *key = SCHEMA[i].key;
-        if (strlen(key) >= KEY_MAX)
-            return tp_err(TP_ERR_INTERNAL, "config schema: key '%s' longer than %d", key, KEY_MAX - 1);
-        if (is_section(key, strlen(key)))
-            return tp_err(TP_ERR_INTERNAL, "config schema: '%s' is both a key and a section", key);
-        if (key_index(key) != (int)i)
-            return tp_err(TP_ERR_INTERNAL, "config schema: key '%s' declared twice", key);
+    if (c->n > TP_CFG_MAX_KEYS)
+        return tp_err(TP_ERR_INTERNAL, "config schema: %zu keys, at most %d", c->n, TP_CFG_MAX_KEYS);
+    size_t i = 0;
+    for (size_t s = 0; s < nsec; s++) {
+        size_t nl = strlen(sections[s]->name);
+        for (size_t j = 0; j < sections[s]->n; j++, i++) {
+            const char *key = c->keys[i]->key;
+            if (strncmp(key, sections[s]->name, nl) != 0 || (key[nl] != '.' && key[nl] != '\0'))
+                return tp_err(TP_ERR_INTERNAL, "config schema: key '%s' is not in its section '%s'", key,
+                              sections[s]->name);
+            if (strlen(key) >= KEY_MAX)
+                return tp_err(TP_ERR_INTERNAL, "config schema: key '%s' longer than %d", key, KEY_MAX - 1);
+            if (is_section(c, key, strlen(key)))
+                return tp_err(TP_ERR_INTERNAL, "config schema: '%s' is both a key and a section", key);
+            if (key_index(c, key) != (int)i)
+                return tp_err(TP_ERR_INTERNAL, "config schema: key '%s' declared twice", key);
+        }
     }
     return TP_OK;
 }
@@ -484,36 +415,61 @@ static tp_status schema_check(void)
 void tp_config_free(tp_config *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < NKEYS; i++) value_clear(&c->v[i]);
+    for (size_t i = 0; c->v && i < c->n; i++) value_clear(&c->v[i]);
+    free(c->v);
+    free(c->keys);
     free(c);
+}
+
+/* An empty config over the same (or a new) flattened schema. */
+static tp_status config_alloc(size_t n, const tp_cfg_key *const *keys, tp_config **out)
+{
+    tp_config *c;
+    TP_ALLOC(c, 1);
+    c->n = n;
+    c->keys = tp_calloc(n ? n : 1, sizeof *c->keys);
+    c->v = tp_calloc(n ? n : 1, sizeof *c->v);
+    if (!c->keys || !c->v) { tp_config_free(c); return TP_ERR_NOMEM; }
+    if (keys) memcpy(c->keys, keys, n * sizeof *c->keys);
+    *out = c;
+    return TP_OK;
+}
+
+tp_status tp_config_new_schema(const tp_cfg_section *const *sections, size_t nsec, tp_config **out)
+{
+    *out = NULL;
+    size_t n = 0;
+    for (size_t s = 0; s < nsec; s++) n += sections[s]->n;
+    tp_config *c;
+    TP_CHECK(config_alloc(n, NULL, &c));
+    for (size_t s = 0, i = 0; s < nsec; s++)
+        for (size_t j = 0; j < sections[s]->n; j++) c->keys[i++] = &sections[s]->keys[j];
+    tp_status st = schema_check(c, sections, nsec);
+    for (size_t i = 0; st == TP_OK && i < n; i++) {
+        cfg_value nv;
+        st = value_from_text(c->keys[i], c->keys[i]->def, "config schema default", &nv);
+        if (st == TP_OK) st = value_commit(c, i, &nv, "default");
+        if (st != TP_OK) value_clear(&nv);
+        if (st == TP_ERR_CONFIG) st = TP_ERR_INTERNAL;
+    }
+    if (st != TP_OK) { tp_config_free(c); return st; }
+    *out = c;
+    return TP_OK;
 }
 
 tp_status tp_config_new(tp_config **out)
 {
-    *out = NULL;
-    TP_CHECK(schema_check());
-    tp_config *c;
-    TP_ALLOC(c, 1);
-    for (size_t i = 0; i < NKEYS; i++) {
-        cfg_value nv;
-        tp_status st = value_from_text(&SCHEMA[i], SCHEMA[i].def, "config schema default", &nv);
-        if (st == TP_OK) st = value_commit(c, i, &nv, "default");
-        if (st != TP_OK) {
-            value_clear(&nv);
-            tp_config_free(c);
-            return st == TP_ERR_CONFIG ? TP_ERR_INTERNAL : st;
-        }
-    }
-    *out = c;
-    return TP_OK;
+    size_t n = 0;
+    const tp_cfg_section *const *sections = tp_config_app_schema(&n);
+    return tp_config_new_schema(sections, n, out);
 }
 
 static tp_status config_clone(const tp_config *c, tp_config **out)
 {
     tp_config *d;
-    TP_ALLOC(d, 1);
-    for (size_t i = 0; i < NKEYS; i++) {
-        tp_status st = value_copy(&SCHEMA[i], &c->v[i], &d->v[i]);
+    TP_CHECK(config_alloc(c->n, c->keys, &d));
+    for (size_t i = 0; i < c->n; i++) {
+        tp_status st = value_copy(c->keys[i], &c->v[i], &d->v[i]);
         if (st != TP_OK) { tp_config_free(d); return st; }
     }
     *out = d;
@@ -527,13 +483,13 @@ tp_status tp_config_set(tp_config *c, const char *key, const char *value, const 
     if (!origin) origin = "--set";
     if (!c || !key || !value)
         return tp_err(TP_ERR_INTERNAL, "%s: tp_config_set called with a NULL argument", origin);
-    int idx = key_index(key);
+    int idx = key_index(c, key);
     if (idx < 0) {
-        if (is_section(key, strlen(key))) return err_section(origin, key, "a single value");
-        return err_unknown_key(origin, key);
+        if (is_section(c, key, strlen(key))) return err_section(origin, key, "a single value");
+        return err_unknown_key(c, origin, key);
     }
     cfg_value nv;
-    tp_status st = value_from_text(&SCHEMA[idx], value, origin, &nv);
+    tp_status st = value_from_text(c->keys[idx], value, origin, &nv);
     if (st == TP_OK) st = value_commit(c, (size_t)idx, &nv, origin);
     if (st != TP_OK) value_clear(&nv);
     return st;
@@ -558,7 +514,7 @@ typedef struct {
     tp_config *c;           /* the staged copy */
     yaml_document_t *doc;
     const char *path;
-    int set_line[NKEYS];    /* line where this file set each key, 0 if not yet */
+    int *set_line;          /* [c->n] line where this file set each key, 0 if not yet */
 } yaml_walk;
 
 static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
@@ -596,7 +552,7 @@ static tp_status node_text(const yaml_walk *w, const yaml_node_t *n, const char 
 static tp_status walk_mapping(yaml_walk *w, yaml_node_t *map, const char *prefix);
 
 /* A YAML sequence for a list key: every item a scalar, each error at its own line. */
-static tp_status list_from_sequence(yaml_walk *w, const cfg_key *k, yaml_node_t *seq, cfg_value *v)
+static tp_status list_from_sequence(yaml_walk *w, const tp_cfg_key *k, yaml_node_t *seq, cfg_value *v)
 {
     yaml_node_item_t *b = seq->data.sequence.items.start, *e = seq->data.sequence.items.top;
     TP_CHECK(list_alloc(k, (size_t)(e - b), v));
@@ -617,9 +573,9 @@ static tp_status walk_pair(yaml_walk *w, const char *key, int line, yaml_node_t 
 {
     char where[WHERE_MAX];
     snprintf(where, sizeof where, "%s:%d", w->path, line);
-    int idx = key_index(key);
+    int idx = key_index(w->c, key);
     if (idx < 0) {
-        if (!is_section(key, strlen(key))) return err_unknown_key(where, key);
+        if (!is_section(w->c, key, strlen(key))) return err_unknown_key(w->c, where, key);
         if (val->type == YAML_MAPPING_NODE) return walk_mapping(w, val, key);
         /* "data:" with every key under it commented out is no change. */
         if (node_is_null(val)) return TP_OK;
@@ -631,7 +587,7 @@ static tp_status walk_pair(yaml_walk *w, const char *key, int line, yaml_node_t 
         return err_section(where, key, node_shape(val));
     }
 
-    const cfg_key *k = &SCHEMA[idx];
+    const tp_cfg_key *k = w->c->keys[idx];
     if (w->set_line[idx])
         return tp_err(TP_ERR_CONFIG, "%s: %s: set twice in this file (first at line %d)", where, key,
                       w->set_line[idx]);
@@ -679,7 +635,7 @@ static tp_status walk_mapping(yaml_walk *w, yaml_node_t *map, const char *prefix
         if (n < 0 || (size_t)n >= sizeof full) {
             char where[WHERE_MAX];
             snprintf(where, sizeof where, "%s:%d", w->path, node_line(kn));
-            return err_unknown_key(where, name);
+            return err_unknown_key(w->c, where, name);
         }
         TP_CHECK(walk_pair(w, full, node_line(kn), vn));
     }
@@ -763,7 +719,9 @@ static tp_status yaml_apply(tp_config *staged, const char *path, const char *tex
                         path, node_line(root), node_shape(root));
         } else {
             yaml_walk w = {.c = staged, .doc = &doc, .path = path};
-            st = walk_mapping(&w, root, "");
+            w.set_line = tp_calloc(staged->n ? staged->n : 1, sizeof *w.set_line);
+            st = w.set_line ? walk_mapping(&w, root, "") : TP_ERR_NOMEM;
+            free(w.set_line);
         }
     }
     yaml_document_delete(&doc);
@@ -808,14 +766,13 @@ tp_status tp_config_load_file(tp_config *c, const char *path)
 
 static const cfg_value *get_checked(const tp_config *c, const char *key, tp_cfg_type type, const char *fn)
 {
-    int idx = key_index(key);
-    if (!c || idx < 0) {
-        fprintf(stderr, "%s: config key '%s' is not declared in the schema (src/core/config.c)\n", fn,
-                key ? key : "(null)");
+    int idx = c ? key_index(c, key) : -1;
+    if (idx < 0) {
+        fprintf(stderr, "%s: config key '%s' is not declared in the schema\n", fn, key ? key : "(null)");
         abort();
     }
-    if (SCHEMA[idx].type != type) {
-        fprintf(stderr, "%s: config key '%s' has type %s, not %s\n", fn, key, type_name(SCHEMA[idx].type),
+    if (c->keys[idx]->type != type) {
+        fprintf(stderr, "%s: config key '%s' has type %s, not %s\n", fn, key, type_name(c->keys[idx]->type),
                 type_name(type));
         abort();
     }
@@ -858,8 +815,8 @@ size_t tp_config_str_list(const tp_config *c, const char *key, const char *const
 
 const char *tp_config_origin(const tp_config *c, const char *key)
 {
-    int idx = key_index(key);
-    if (!c || idx < 0) {
+    int idx = c ? key_index(c, key) : -1;
+    if (idx < 0) {
         fprintf(stderr, "%s: config key '%s' is not declared in the schema\n", __func__,
                 key ? key : "(null)");
         abort();
@@ -914,7 +871,7 @@ static void sink_quoted(sink *s, const char *str)
     sink_put(s, "\"", 1);
 }
 
-static void sink_value(sink *s, const cfg_key *k, const cfg_value *v)
+static void sink_value(sink *s, const tp_cfg_key *k, const cfg_value *v)
 {
     char buf[64];
     switch (k->type) {
@@ -955,16 +912,16 @@ static void sink_value(sink *s, const cfg_key *k, const cfg_value *v)
  * mapping per section, in schema order of each section's first key. */
 static void write_level(sink *s, const tp_config *c, const char *prefix, size_t plen, int depth)
 {
-    for (size_t i = 0; i < NKEYS; i++) {
-        const char *key = SCHEMA[i].key;
+    for (size_t i = 0; i < c->n; i++) {
+        const char *key = c->keys[i]->key;
         if (strncmp(key, prefix, plen) != 0) continue;
         const char *seg = key + plen;
         size_t slen = strcspn(seg, ".");
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
-            seen = strncmp(SCHEMA[j].key, prefix, plen) == 0 &&
-                   strncmp(SCHEMA[j].key + plen, seg, slen) == 0 &&
-                   (SCHEMA[j].key[plen + slen] == '.' || SCHEMA[j].key[plen + slen] == '\0');
+            seen = strncmp(c->keys[j]->key, prefix, plen) == 0 &&
+                   strncmp(c->keys[j]->key + plen, seg, slen) == 0 &&
+                   (c->keys[j]->key[plen + slen] == '.' || c->keys[j]->key[plen + slen] == '\0');
         if (seen) continue;
         for (int d = 0; d < depth; d++) sink_put(s, "  ", 2);
         sink_put(s, seg, slen);
@@ -974,7 +931,7 @@ static void write_level(sink *s, const tp_config *c, const char *prefix, size_t 
             continue;
         }
         sink_put(s, ": ", 2);
-        sink_value(s, &SCHEMA[i], &c->v[i]);
+        sink_value(s, c->keys[i], &c->v[i]);
         /* The origin is a comment; a newline in a file name must not end it. */
         sink_put(s, "  # ", 4);
         for (const char *o = c->v[i].origin; *o; o++)
@@ -996,9 +953,14 @@ tp_status tp_config_write_yaml(const tp_config *c, FILE *f)
     return TP_OK;
 }
 
-static int cmp_key_index(const void *a, const void *b)
+typedef struct {
+    const tp_cfg_key *k;
+    size_t idx;
+} key_ref;
+
+static int cmp_key_ref(const void *a, const void *b)
 {
-    return strcmp(SCHEMA[*(const size_t *)a].key, SCHEMA[*(const size_t *)b].key);
+    return strcmp(((const key_ref *)a)->k->key, ((const key_ref *)b)->k->key);
 }
 
 static int key_selected(const char *key, const char *const *prefixes)
@@ -1011,17 +973,17 @@ static int key_selected(const char *key, const char *const *prefixes)
 
 uint64_t tp_config_hash_prefixes(const tp_config *c, const char *const *prefixes)
 {
-    /* Sorted by key, so reordering the schema table keeps old hashes valid. */
-    size_t order[NKEYS];
-    for (size_t i = 0; i < NKEYS; i++) order[i] = i;
-    qsort(order, NKEYS, sizeof order[0], cmp_key_index);
+    /* Sorted by key, so reordering the schema keeps old hashes valid. */
+    key_ref order[TP_CFG_MAX_KEYS];   /* schema_check bounds c->n */
+    for (size_t i = 0; i < c->n; i++) order[i] = (key_ref){c->keys[i], i};
+    qsort(order, c->n, sizeof *order, cmp_key_ref);
     sink s = {.hash = FNV_OFFSET};
-    for (size_t n = 0; n < NKEYS; n++) {
-        size_t i = order[n];
-        if (!key_selected(SCHEMA[i].key, prefixes)) continue;
-        sink_str(&s, SCHEMA[i].key);
+    for (size_t n = 0; n < c->n; n++) {
+        const tp_cfg_key *k = order[n].k;
+        if (!key_selected(k->key, prefixes)) continue;
+        sink_str(&s, k->key);
         sink_put(&s, "=", 1);
-        sink_value(&s, &SCHEMA[i], &c->v[i]);
+        sink_value(&s, k, &c->v[order[n].idx]);
         sink_put(&s, "\n", 1);
     }
     return s.hash;
@@ -1043,10 +1005,13 @@ static void md_cell(FILE *f, const char *text)
 
 void tp_config_write_schema_md(FILE *f)
 {
+    size_t nsec = 0;
+    const tp_cfg_section *const *sections = tp_config_app_schema(&nsec);
     fprintf(f, "| key | type | default | allowed | help |\n");
     fprintf(f, "|---|---|---|---|---|\n");
-    for (size_t i = 0; i < NKEYS; i++) {
-        const cfg_key *k = &SCHEMA[i];
+    for (size_t sec = 0; sec < nsec; sec++)
+    for (size_t i = 0; i < sections[sec]->n; i++) {
+        const tp_cfg_key *k = &sections[sec]->keys[i];
         fprintf(f, "| `%s` | %s | `", k->key, type_name(k->type));
         cfg_value v;
         sink s = {.f = f};

@@ -1,16 +1,30 @@
 #include "core/fsutil.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *fs_join(char *buf, size_t n, const char *a, const char *b)
+tp_status fs_path(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= n) {
+        /* Name the path as far as it goes, and how long it would be. */
+        return tp_err(TP_ERR_RANGE, "path too long (%d bytes, at most %zu): '%.120s...'", len, n ? n - 1 : 0,
+                      buf);
+    }
+    return TP_OK;
+}
+
+tp_status fs_join(char *buf, size_t n, const char *a, const char *b)
 {
     size_t la = strlen(a);
-    snprintf(buf, n, "%s%s%s", a, (la && a[la - 1] == '/') ? "" : "/", b);
-    return buf;
+    return fs_path(buf, n, "%s%s%s", a, (la && a[la - 1] == '/') ? "" : "/", b);
 }
 
 bool fs_exists(const char *path)
@@ -21,9 +35,8 @@ bool fs_exists(const char *path)
 
 tp_status fs_mkdir_p(const char *path)
 {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return tp_err(TP_ERR_IO, "path too long: %s", path);
+    char buf[TP_PATH_MAX];
+    TP_CHECK(fs_path(buf, sizeof buf, "%s", path));
     for (char *p = buf + 1; ; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
@@ -42,8 +55,8 @@ tp_status fs_mkdir_p(const char *path)
 
 tp_status fs_mkdir_parent(const char *path)
 {
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", path);
+    char parent[TP_PATH_MAX];
+    TP_CHECK(fs_path(parent, sizeof parent, "%s", path));
     char *slash = strrchr(parent, '/');
     if (!slash || slash == parent) return TP_OK;
     *slash = '\0';
@@ -52,8 +65,9 @@ tp_status fs_mkdir_parent(const char *path)
 
 tp_status fs_open_tmp(const char *path, FILE **f)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[TP_PATH_MAX + 8];
+    *f = NULL;
+    TP_CHECK(fs_path(tmp, sizeof tmp, "%s.tmp", path));
     *f = fopen(tmp, "wb");
     if (!*f) return tp_err(TP_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
     return TP_OK;
@@ -61,16 +75,18 @@ tp_status fs_open_tmp(const char *path, FILE **f)
 
 void fs_abort(FILE *f, const char *path)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[TP_PATH_MAX + 8];
     if (f) fclose(f);
-    unlink(tmp);
+    if (fs_path(tmp, sizeof tmp, "%s.tmp", path) == TP_OK) unlink(tmp);
 }
 
 tp_status fs_commit(FILE *f, const char *path)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[TP_PATH_MAX + 8];
+    if (fs_path(tmp, sizeof tmp, "%s.tmp", path) != TP_OK) {
+        fclose(f);
+        return TP_ERR_RANGE;   /* fs_open_tmp made the same name, so this cannot happen */
+    }
     int bad = ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
     int err = errno;
     if (fclose(f) != 0 && !bad) { bad = 1; err = errno; }

@@ -26,7 +26,12 @@ tp_status fs_write_atomic(const char *path, const void *data, size_t n);
 tp_status fs_write_json(const char *path, const json_t *j);
 /* The same without indentation (large outputs: the features catalog). */
 tp_status fs_write_json_compact(const char *path, const json_t *j);
-/* Joins a and b with one '/' into buf. */
-const char *fs_join(char *buf, size_t n, const char *a, const char *b);
+/* Longest path a buffer of ours holds (Linux PATH_MAX); a longer one is an error
+ * naming it, never a silently cut name. */
+#define TP_PATH_MAX 4096
+/* snprintf into buf; TP_ERR_RANGE "path too long ..." when it does not fit. */
+tp_status fs_path(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Joins a and b with one '/' into buf (fs_path's error when too long). */
+tp_status fs_join(char *buf, size_t n, const char *a, const char *b);
 
 #endif

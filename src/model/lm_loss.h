@@ -9,7 +9,7 @@
 #define TP_LM_LOSS_H
 
 #include "core/error.h"
-#include "io/sequences.h"
+#include "data/sequences.h"
 #include "model/forward.h"
 #include "model/hooks.h"
 

@@ -7,16 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-tp_status model_io_open(const tp_config *cfg, tp_model **m, tp_tokenizer **tok)
+tp_status model_io_open_tokenizer(const char *dir, tp_tokenizer **tok)
 {
-    const char *dir = tp_config_str(cfg, "model.path");
-    const char *conv = tp_config_str(cfg, "model.weight_conversion");
+    char path[TP_PATH_MAX];
+    *tok = NULL;
+    TP_CHECK(fs_join(path, sizeof path, dir, "tokenizer.json"));
+    return tokenizer_load(path, tok);
+}
+
+tp_status model_io_open(const tp_model_source *src, tp_model **m, tp_tokenizer **tok)
+{
     *m = NULL;
-    TP_CHECK(model_open(dir, !strcmp(conv, "upfront") ? TP_CONVERT_UPFRONT : TP_CONVERT_PER_MATRIX, m));
+    TP_CHECK(model_open(src->dir, src->convert, m));
     if (!tok) return TP_OK;
-    char path[4200];
-    fs_join(path, sizeof path, dir, "tokenizer.json");
-    tp_status st = tokenizer_load(path, tok);
+    tp_status st = model_io_open_tokenizer(src->dir, tok);
     if (st != TP_OK) {
         model_close(*m);
         *m = NULL;

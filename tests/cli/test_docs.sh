@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docs/config.md's key table is the schema's own output (`transpolmo config schema`):
-# a key added to src/core/config.c without regenerating the table fails here.
+# a key added to a section (src/settings.c, a phase's own) without regenerating the table fails here.
 . "$(dirname "$0")/lib.sh"
 SRC=${TP_SOURCE_DIR:?}
 "$BIN" config schema > "$TMP/schema.md" 2>/dev/null

@@ -8,13 +8,14 @@
  * are the same bits and only the order of the f64 sums differs (~1e-15). Counts are
  * exact. A failure on one rank must fail every rank, not hang them.
  */
+#include "settings.h"
 #include "tp_test.h"
 
 #include "analysis/sae/sae.h"
 #include "analysis/sae/sae_ce.h"
 #include "core/config.h"
 #include "dist/world.h"
-#include "io/dataset.h"
+#include "data/dataset.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -38,10 +39,10 @@ static void setup(void)
 {
     cfg = tp_test_bundled_config();
     ck_assert(tp_config_set(cfg, "data.seq_len", "32", "test") == TP_OK);
-    ck_assert_msg(model_io_open(cfg, &model, &tok) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(model_io_open(&tp_test_settings_of(cfg)->model, &model, &tok) == TP_OK, "%s", tp_err_msg());
     ck_assert(forward_new(model, BATCH, SEQ_LEN, &fwd) == TP_OK);
     int64_t ex[] = {1, 2, 3, 5, 8, 13, 21, 34};
-    ck_assert_msg(sae_ce_text_open(cfg, tok, model->cfg.eos_token_id, ex, 8, 5, 3, &text) == TP_OK, "%s",
+    ck_assert_msg(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, model->cfg.eos_token_id, ex, 8, 5, 3, &text) == TP_OK, "%s",
                   tp_err_msg());
     const int64_t d = model->cfg.hidden_size;
     sae_config c = sae_config_default(SAE_TOPK, d, 4 * d);

@@ -2,6 +2,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "settings.h"
 
 #include <mpi.h>
 
@@ -42,6 +43,13 @@ tp_config *tp_test_bundled_config(void)
     snprintf(path, sizeof path, "%s/data/corpus/heldout.jsonl", src);
     ck_assert_msg(tp_config_set(cfg, "data.corpus", path, "test") == TP_OK, "%s", tp_err_msg());
     return cfg;
+}
+
+const tp_settings *tp_test_settings_of(const tp_config *cfg)
+{
+    static tp_settings s;
+    ck_assert_msg(settings_read(cfg, &s) == TP_OK, "%s", tp_err_msg());
+    return &s;
 }
 
 int tp_test_write_file(const char *path, const void *data, size_t n)

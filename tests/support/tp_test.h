@@ -28,6 +28,9 @@ void tp_test_uneven_slice(int64_t n, int rank, int size, int64_t *row0, int64_t 
  * that is unset). */
 struct tp_config;
 struct tp_config *tp_test_bundled_config(void);
+/* The shared sections of cfg read as the commands read them (settings.h); valid
+ * until the next call and while cfg lives. */
+const struct tp_settings *tp_test_settings_of(const struct tp_config *cfg);
 /* Writes `n` bytes to path; returns 0 on success. */
 int tp_test_write_file(const char *path, const void *data, size_t n);
 

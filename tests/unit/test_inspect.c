@@ -5,7 +5,7 @@
  * rounding; a wrong head slice (rows vs columns) is off by O(1). */
 #include "tp_test.h"
 
-#include "analysis/constraints/inspect_phase.h"
+#include "analysis/inspect/inspect_phase.h"
 #include "core/config.h"
 #include "dist/world.h"
 

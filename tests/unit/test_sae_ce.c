@@ -16,12 +16,13 @@
  *  - A formula-defined ReLU SAE against PyTorch/transformers
  *    (tools/reference/make_golden_sae_ce.py → tests/data/golden/sae_ce/).
  */
+#include "settings.h"
 #include "tp_test.h"
 
 #include "analysis/sae/sae.h"
 #include "analysis/sae/sae_ce.h"
 #include "core/config.h"
-#include "io/dataset.h"
+#include "data/dataset.h"
 #include "io/npy.h"
 #include "model/forward.h"
 #include "model/hooks.h"
@@ -54,14 +55,14 @@ static void setup(void)
     cfg = tp_test_bundled_config();
     set("data.num_samples", "40");
     set("data.seq_len", "32");
-    ck_assert_msg(model_io_open(cfg, &model, &tok) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(model_io_open(&tp_test_settings_of(cfg)->model, &model, &tok) == TP_OK, "%s", tp_err_msg());
     ck_assert(forward_new(model, BATCH, SEQ_LEN, &fwd) == TP_OK);
     /* Held out from the configured sample, as the SAE phase will do. */
     tp_dataset cap;
-    ck_assert_msg(dataset_open(cfg, tok, model->cfg.eos_token_id, "test", &cap) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(dataset_open(&tp_test_settings_of(cfg)->data, tok, model->cfg.eos_token_id, "test", &cap) == TP_OK, "%s", tp_err_msg());
     int64_t *ex = malloc(cap.ndocs * sizeof *ex);
     for (size_t i = 0; i < cap.ndocs; i++) ex[i] = (int64_t)cap.docs[i];
-    ck_assert_msg(sae_ce_text_open(cfg, tok, model->cfg.eos_token_id, ex, cap.ndocs, 6, 99, &text) == TP_OK, "%s",
+    ck_assert_msg(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, model->cfg.eos_token_id, ex, cap.ndocs, 6, 99, &text) == TP_OK, "%s",
                   tp_err_msg());
     free(ex);
     dataset_close(&cap);
@@ -342,13 +343,13 @@ START_TEST(test_heldout_excludes_and_is_deterministic)
 {
     tp_dataset cap, a, b, c;
     int32_t eos = model->cfg.eos_token_id;
-    ck_assert(dataset_open(cfg, tok, eos, "test", &cap) == TP_OK);
+    ck_assert(dataset_open(&tp_test_settings_of(cfg)->data, tok, eos, "test", &cap) == TP_OK);
     ck_assert_uint_eq(cap.ndocs, 40);
     int64_t *ex = malloc(cap.ndocs * sizeof *ex);
     for (size_t i = 0; i < cap.ndocs; i++) ex[i] = (int64_t)cap.docs[cap.ndocs - 1 - i];   /* any order */
-    ck_assert(sae_ce_text_open(cfg, tok, eos, ex, cap.ndocs, 60, 5, &a) == TP_OK);
-    ck_assert(sae_ce_text_open(cfg, tok, eos, ex, cap.ndocs, 60, 5, &b) == TP_OK);
-    ck_assert(sae_ce_text_open(cfg, tok, eos, ex, cap.ndocs, 60, 6, &c) == TP_OK);
+    ck_assert(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, ex, cap.ndocs, 60, 5, &a) == TP_OK);
+    ck_assert(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, ex, cap.ndocs, 60, 5, &b) == TP_OK);
+    ck_assert(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, ex, cap.ndocs, 60, 6, &c) == TP_OK);
     ck_assert_uint_eq(a.ndocs, 60);
     ck_assert_uint_eq(b.ndocs, 60);
     ck_assert(!memcmp(a.docs, b.docs, a.ndocs * sizeof *a.docs));
@@ -368,16 +369,16 @@ START_TEST(test_heldout_excludes_and_is_deterministic)
 
     /* An index from another corpus, and nothing left. */
     int64_t bad = 780;
-    ck_assert_int_eq(sae_ce_text_open(cfg, tok, eos, &bad, 1, 5, 5, &a), TP_ERR_FORMAT);
+    ck_assert_int_eq(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, &bad, 1, 5, 5, &a), TP_ERR_FORMAT);
     int64_t *all = malloc(780 * sizeof *all);
     for (int64_t i = 0; i < 780; i++) all[i] = i;
-    ck_assert_int_eq(sae_ce_text_open(cfg, tok, eos, all, 780, 5, 5, &a), TP_ERR_FORMAT);
+    ck_assert_int_eq(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, all, 780, 5, 5, &a), TP_ERR_FORMAT);
     /* Asking for more than is left gives every remaining document: 0..9 here. */
-    ck_assert(sae_ce_text_open(cfg, tok, eos, all + 10, 770, 100, 5, &a) == TP_OK);
+    ck_assert(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, all + 10, 770, 100, 5, &a) == TP_OK);
     ck_assert_uint_eq(a.ndocs, 10);
     for (size_t i = 0; i < 10; i++) ck_assert_uint_eq(a.docs[i], i);
     dataset_close(&a);
-    ck_assert(sae_ce_text_open(cfg, tok, eos, all + 1, 779, 5, 5, &a) == TP_OK);   /* only document 0 */
+    ck_assert(sae_ce_text_open(&tp_test_settings_of(cfg)->data, tok, eos, all + 1, 779, 5, 5, &a) == TP_OK);   /* only document 0 */
     ck_assert_uint_eq(a.ndocs, 1);
     ck_assert_uint_eq(a.docs[0], 0);
     dataset_close(&a);

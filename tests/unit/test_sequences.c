@@ -4,7 +4,7 @@
 #include "tp_test.h"
 
 #include "io/corpus.h"
-#include "io/sequences.h"
+#include "data/sequences.h"
 #include "model/tokenizer.h"
 
 #include <stdio.h>

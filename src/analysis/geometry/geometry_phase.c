@@ -1,5 +1,6 @@
 #include "analysis/geometry/geometry_phase.h"
 
+#include "analysis/capture/capture_phase.h"
 #include "analysis/hook_select.h"
 #include "analysis/geometry/intrinsic_dim.h"
 #include "analysis/geometry/kmeans.h"
@@ -14,7 +15,10 @@
 #include "dist/world.h"
 #include "io/store.h"
 #include "io/store_results.h"
+#include "model/model_io.h"
 #include "model/tokenizer.h"
+#include "run_layout.h"
+#include "settings.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -38,11 +42,12 @@ typedef struct {
 } hook_job;
 
 typedef struct {
-    const tp_config *cfg;
+    const geometry_settings *gs;
+    const char *model_dir;    /* for the tokenizer of the cluster contexts */
     MPI_Comm comm;
     int rank, size;
     tp_store *s;
-    char path[4200];
+    char path[TP_PATH_MAX];
     int64_t N, a, b;          /* all rows; this rank's store rows [a, b) */
     uint8_t *mask;            /* [b − a] */
     uint8_t *keep;            /* [b − a] 1 = held in memory */
@@ -69,12 +74,12 @@ static tp_status select_rows(geo_ctx *g)
     if (g->n_unmasked < 2)
         return tp_err(TP_ERR_RANGE, "geometry: %s has %lld unmasked rows of %lld; need at least 2", g->path,
                       (long long)g->n_unmasked, (long long)g->N);
-    int64_t max_rows = tp_config_int(g->cfg, "geometry.max_rows");
+    int64_t max_rows = g->gs->max_rows;
     int64_t m = max_rows == 0 || max_rows >= g->n_unmasked ? g->n_unmasked : max_rows;
     int64_t *sample = NULL;
     if (m < g->n_unmasked) {
         sample = tp_malloc((size_t)m * sizeof *sample);
-        st = sample ? knn_sample_indices(g->n_unmasked, m, (uint64_t)tp_config_int(g->cfg, "geometry.seed"), sample)
+        st = sample ? knn_sample_indices(g->n_unmasked, m, g->gs->seed, sample)
                     : TP_ERR_NOMEM;
     }
     TP_CHECK(dist_agree(g->comm, st, "geometry"));
@@ -201,54 +206,65 @@ done:
     return dist_agree(g->comm, st, "geometry");
 }
 
-static tp_status analyse_hook(geo_ctx *g, hook_job *j, json_t *timing)
+/* Settings that ask more rows or columns than the capture point has. */
+static tp_status check_sizes(const geo_ctx *g, const hook_job *j)
 {
-    const tp_config *cfg = g->cfg;
-    int64_t d = j->d, nl = g->b - g->a;
-    tp_status st = TP_OK;
-    pca_method method;
-    TP_CHECK(pca_method_parse(tp_config_str(cfg, "geometry.pca.method"), &method));
-    int64_t kpca = tp_config_int(cfg, "geometry.pca.components");
-    int64_t n_pca = method == PCA_METHOD_COV ? g->n_unmasked : g->n_keep;
-    int64_t id_k = tp_config_int(cfg, "geometry.id.k"), loc_k = tp_config_int(cfg, "geometry.local.k");
-    int64_t km_k = tp_config_int(cfg, "geometry.kmeans.k");
+    const geometry_settings *gs = g->gs;
+    int64_t d = j->d, kpca = gs->pca_components;
+    int64_t n_pca = gs->pca_method == PCA_METHOD_COV ? g->n_unmasked : g->n_keep;
     if (kpca > d)
         return tp_err(TP_ERR_RANGE, "geometry.pca.components (%s) = %lld, but %s has only %lld columns",
-                      tp_config_origin(cfg, "geometry.pca.components"), (long long)kpca, j->name, (long long)d);
+                      gs->pca_components_origin, (long long)kpca, j->name, (long long)d);
     if (kpca > n_pca)
         return tp_err(TP_ERR_RANGE, "geometry.pca.components (%s) = %lld, but %s has only %lld %s rows",
-                      tp_config_origin(cfg, "geometry.pca.components"), (long long)kpca, j->name, (long long)n_pca,
-                      method == PCA_METHOD_COV ? "unmasked" : "in-memory");
-    int64_t need = id_k + 1;
-    if (loc_k + 2 > need) need = loc_k + 2;
-    if (km_k > need) need = km_k;
+                      gs->pca_components_origin, (long long)kpca, j->name, (long long)n_pca,
+                      gs->pca_method == PCA_METHOD_COV ? "unmasked" : "in-memory");
+    int64_t need = gs->id_k + 1;
+    if (gs->local_k + 2 > need) need = gs->local_k + 2;
+    if (gs->kmeans_k > need) need = gs->kmeans_k;
     if (g->n_keep < need)
         return tp_err(TP_ERR_RANGE, "geometry: %s has %lld rows in memory; geometry.id.k = %lld, geometry.local.k = "
                       "%lld and geometry.kmeans.k = %lld need at least %lld", j->name, (long long)g->n_keep,
-                      (long long)id_k, (long long)loc_k, (long long)km_k, (long long)need);
+                      (long long)gs->id_k, (long long)gs->local_k, (long long)gs->kmeans_k, (long long)need);
+    return TP_OK;
+}
 
-    /* Stream the rows: covariance over every unmasked row, held rows into X. */
-    double t0 = tp_now();
-    float *X = tp_malloc((size_t)(g->n_keep_local ? g->n_keep_local : 1) * (size_t)d * sizeof *X);
+/* Everything measured on one capture point (freed by results_free). */
+typedef struct {
+    pca_result pr;
+    intrinsic_dim_result idr;
+    local_geometry_result lg;
+    kmeans_result kr;
+    norm_stats_result ns;
+    double sil;
+    const char *sil_note;
+    double t_read, t_pca, t_norm, t_id, t_local, t_km;
+} hook_results;
+
+static void results_free(hook_results *r)
+{
+    pca_result_free(&r->pr);
+    intrinsic_dim_result_free(&r->idr);
+    local_geometry_result_free(&r->lg);
+    kmeans_result_free(&r->kr);
+    norm_stats_result_free(&r->ns);
+}
+
+/* Streams this rank's rows: every unmasked row into the covariance (cov method),
+ * the held rows into X [n_keep_local, d]. */
+static tp_status stream_rows(const geo_ctx *g, const hook_job *j, float *X, pca_accum *acc)
+{
+    int64_t d = j->d, nl = g->b - g->a;
     float *buf = tp_malloc((size_t)READ_BLOCK * (size_t)d * sizeof *buf);
-    pca_accum *acc = NULL;
-    st = X && buf ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK && method == PCA_METHOD_COV) st = pca_accum_init(d, &acc);
-    pca_result pr = {0};
-    intrinsic_dim_result idr = {0};
-    local_geometry_result lg = {0};
-    kmeans_result kr = {0};
-    norm_stats_result ns = {0};
-    if ((st = dist_agree(g->comm, st, "geometry")) != TP_OK) goto done;
+    tp_status st = dist_agree(g->comm, buf ? TP_OK : TP_ERR_NOMEM, "geometry");
     int64_t nblk = (nl + READ_BLOCK - 1) / READ_BLOCK, nblk_max = 0, held = 0;
-    MPI_CHECK_GOTO(MPI_Allreduce(&nblk, &nblk_max, 1, MPI_INT64_T, MPI_MAX, g->comm), st, done);
-    for (int64_t blk = 0; blk < nblk_max; blk++) {
+    if (st == TP_OK) MPI_CHECK_GOTO(MPI_Allreduce(&nblk, &nblk_max, 1, MPI_INT64_T, MPI_MAX, g->comm), st, done);
+    for (int64_t blk = 0; st == TP_OK && blk < nblk_max; blk++) {
         int64_t r0 = g->a + blk * READ_BLOCK, n = blk < nblk ? (g->b - r0 < READ_BLOCK ? g->b - r0 : READ_BLOCK) : 0;
         /* Every rank reads in every round (the store's metadata reads are collective). */
         st = store_read_acts(g->s, j->act, n ? r0 : 0, n, buf);
-        if ((st = dist_agree(g->comm, st, "geometry")) != TP_OK) goto done;
+        if ((st = dist_agree(g->comm, st, "geometry")) != TP_OK) break;
         int64_t nc = 0;
-        tp_status lst = TP_OK;
         for (int64_t i = 0; i < n; i++) {
             int64_t li = r0 - g->a + i;
             if (!g->mask[li]) continue;
@@ -256,135 +272,169 @@ static tp_status analyse_hook(geo_ctx *g, hook_job *j, json_t *timing)
             if (acc && nc != i) memmove(buf + (size_t)nc * (size_t)d, buf + (size_t)i * (size_t)d, (size_t)d * sizeof *buf);
             nc++;
         }
-        if (acc && nc) lst = pca_accum_add(acc, buf, nc);
-        if ((st = dist_agree(g->comm, lst, "geometry")) != TP_OK) goto done;
-    }
-    double t_read = tp_now() - t0;
-
-    /* PCA */
-    double t1 = tp_now();
-    pca_options po = pca_options_default();
-    po.method = method, po.k = kpca;
-    st = acc ? pca_accum_finish(acc, g->comm, &po, &pr) : pca_fit_distributed(X, g->n_keep_local, d, g->comm, &po, &pr);
-    if (st != TP_OK) goto done;
-    double t_pca = tp_now() - t1;
-
-    uint64_t seed = (uint64_t)tp_config_int(cfg, "geometry.seed");
-    t1 = tp_now();
-    norm_stats_options no = norm_stats_options_default();
-    no.massive_ratio = tp_config_float(cfg, "geometry.norms.massive_ratio");
-    if ((st = norm_stats_compute(X, g->n_keep_local, d, g->comm, &no, &ns)) != TP_OK) goto done;
-    double t_norm = tp_now() - t1;
-
-    t1 = tp_now();
-    intrinsic_dim_options io = intrinsic_dim_options_default();
-    io.sample = tp_config_int(cfg, "geometry.id.sample"), io.k = id_k, io.seed = seed;
-    if ((st = intrinsic_dim_estimate(X, g->n_keep_local, d, g->comm, &io, &idr)) != TP_OK) goto done;
-    double t_id = tp_now() - t1;
-
-    t1 = tp_now();
-    local_geometry_options lo = local_geometry_options_default();
-    lo.sample = tp_config_int(cfg, "geometry.local.sample"), lo.k = loc_k, lo.seed = seed + 1;
-    lo.var_threshold = tp_config_float(cfg, "geometry.local.var_threshold");
-    if ((st = local_geometry_estimate(X, g->n_keep_local, d, g->comm, &lo, &lg)) != TP_OK) goto done;
-    double t_local = tp_now() - t1;
-
-    t1 = tp_now();
-    kmeans_options ko = kmeans_options_default();
-    ko.k = km_k, ko.max_iter = (int)tp_config_int(cfg, "geometry.kmeans.max_iter"), ko.seed = seed + 2;
-    ko.init_sample = tp_config_int(cfg, "geometry.kmeans.init_sample");
-    if ((st = kmeans_fit_distributed(X, g->n_keep_local, d, g->comm, &ko, &kr)) != TP_OK) goto done;
-    double sil = NAN;
-    const char *sil_note = NULL;
-    st = kmeans_silhouette_distributed(X, kr.assign, g->n_keep_local, d, km_k,
-                                       tp_config_int(cfg, "geometry.kmeans.silhouette_sample"), seed + 3, g->comm, &sil);
-    if (st == TP_ERR_RANGE) {
-        /* Every rank saw the same replicated sample: not an error, an undefined score. */
-        sil = NAN, sil_note = tp_err_msg(), st = TP_OK;
-        tp_log_warn("%s: %s", j->name, sil_note);
-    }
-    if (st != TP_OK) goto done;
-    j->top = tp_config_int(cfg, "geometry.kmeans.top_tokens");
-    if ((st = nearest_rows(g, X, &kr, j)) != TP_OK) goto done;
-    double t_km = tp_now() - t1;
-
-    if (g->rank == 0) {
-        json_t *jt = geometry_type(&pr, &idr, &lg, sil, &ns);
-        /* PCA kept for /pca/<hook>/ */
-        j->mean = pr.mean, j->eig = pr.eigenvalues, j->ratio = pr.explained_variance_ratio, j->comp = pr.components;
-        pr.mean = pr.eigenvalues = pr.explained_variance_ratio = pr.components = NULL;
-        j->pca = (store_pca){.method = pca_method_name(method), .n_rows = pr.n, .d = d, .k = pr.k, .mean = j->mean,
-                             .eigenvalues = j->eig, .explained_variance_ratio = j->ratio, .components = j->comp};
-        int64_t ntop = pr.d < 64 ? pr.d : 64;
-        char group[STORE_NAME_MAX + 8];
-        snprintf(group, sizeof group, "/pca/%s", j->name);
-        json_t *pca = json_pack("{s:s, s:I, s:I, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:s}",
-            "method", pca_method_name(method), "rows", (json_int_t)pr.n, "components_stored", (json_int_t)pr.k,
-            "total_variance", jnum(pr.total_variance), "intrinsic_dim_90pct_var", (json_int_t)pr.intrinsic_dim_90,
-            "intrinsic_dim_95pct_var", (json_int_t)pr.intrinsic_dim_95, "intrinsic_dim_99pct_var",
-            (json_int_t)pr.intrinsic_dim_99, "participation_ratio", jnum(pr.participation_ratio), "effective_rank",
-            jnum(pr.effective_rank), "explained_variance_ratio_top", jarray_f64(j->ratio, ntop), "spectrum",
-            jarray_f64(j->eig, pr.d), "store_group", group);
-        json_t *idj = json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "mle", jnum(idr.mle), "mle_levina_bickel_mean",
-            jnum(idr.mle_mean), "twonn", jnum(idr.twonn), "k", (json_int_t)idr.k, "sample", (json_int_t)idr.n_sample,
-            "mle_dropped_duplicates", (json_int_t)idr.mle_dropped, "twonn_ratios_fitted", (json_int_t)idr.twonn_used,
-            "twonn_dropped_duplicates", (json_int_t)idr.twonn_dropped);
-        json_t *hist = json_array();
-        for (int64_t i = 0; i <= lg.k + 1; i++) json_array_append_new(hist, json_integer((json_int_t)lg.dim_histogram[i]));
-        json_t *loc = json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:I}", "k", (json_int_t)lg.k, "sample",
-            (json_int_t)lg.n_sample, "var_threshold", lo.var_threshold, "local_dim", jsummary(&lg.dim),
-            "local_dim_histogram", hist, "tangent_angle_deg", jsummary(&lg.angle), "turn_per_unit_distance",
-            jsummary(&lg.turn_per_dist), "degenerate", (json_int_t)lg.degenerate);
-        json_t *pct = json_object(), *mass = json_array();
-        for (int p = 0; p < NORM_NPCT; p++) {
-            char key[16];
-            snprintf(key, sizeof key, "p%g", NORM_PCTS[p]);
-            json_object_set_new(pct, key, jnum(ns.norm_pct[p]));
-        }
-        for (int64_t i = 0; i < ns.n_listed; i++)
-            json_array_append_new(mass, json_pack("{s:I, s:o, s:o, s:o}", "dim", (json_int_t)ns.massive_dim[i],
-                "max_abs", jnum(ns.massive_max_abs[i]), "mean", jnum(ns.massive_mean[i]), "ratio_to_typical", jnum(ns.massive_ratio[i])));
-        json_t *norms = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:I, s:o, s:o, s:o, s:o, s:I}", "mean",
-            jnum(ns.norm_mean), "std", jnum(ns.norm_std), "min", jnum(ns.norm_min), "max", jnum(ns.norm_max),
-            "percentiles", pct, "typical_abs_coordinate", jnum(ns.typical_abs), "massive_ratio_threshold", no.massive_ratio, "massive_dims_count",
-            (json_int_t)ns.n_massive, "massive_dims", mass, "mean_cosine", jnum(ns.mean_cosine), "mean_cosine_centred",
-            jnum(ns.mean_cosine_centred), "mean_share_of_squared_norm", jnum(ns.mean_share), "zero_rows",
-            (json_int_t)ns.zero_rows);
-        json_t *sizes = json_array();
-        for (int64_t c = 0; c < kr.k; c++) json_array_append_new(sizes, json_integer((json_int_t)kr.sizes[c]));
-        json_t *clu = json_pack("{s:I, s:i, s:b, s:o, s:o, s:I, s:o}", "k", (json_int_t)kr.k, "iterations",
-            kr.iterations, "converged", kr.converged, "inertia", jnum(kr.inertia), "silhouette", jnum(sil),
-            "silhouette_sample", (json_int_t)tp_config_int(cfg, "geometry.kmeans.silhouette_sample"), "sizes", sizes);
-        if (sil_note) json_object_set_new(clu, "silhouette_note", json_string(sil_note));
-        j->j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "hook", j->name, "layer", j->layer,
-            "d", (json_int_t)d, "rows_unmasked", (json_int_t)g->n_unmasked, "rows_in_memory", (json_int_t)g->n_keep,
-            "geometry_type", jt, "pca", pca, "intrinsic_dimension", idj, "local_geometry", loc, "norms", norms,
-            "clusters", clu);
-        json_object_set_new(timing, j->name, json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read_s", t_read, "pca_s",
-            t_pca, "norms_s", t_norm, "intrinsic_dim_s", t_id, "local_s", t_local, "kmeans_s", t_km));
-        tp_log_info("geometry: %s: PCA id95 %lld, PR %.1f, MLE %.1f, TwoNN %.1f, local dim %.1f, angle %.0f deg, "
-                    "silhouette %.2f -> %s", j->name, (long long)pr.intrinsic_dim_95, pr.participation_ratio, idr.mle,
-                    idr.twonn, lg.dim.median, lg.angle.median, sil, json_string_value(json_object_get(jt, "label")));
+        st = dist_agree(g->comm, acc && nc ? pca_accum_add(acc, buf, nc) : TP_OK, "geometry");
     }
 done:
-    free(X), free(buf);
+    free(buf);
+    return st;
+}
+
+/* PCA, norms, intrinsic dimension, local geometry, k-means: each timed. */
+static tp_status measure(const geo_ctx *g, hook_job *j, const float *X, pca_accum *acc, hook_results *r)
+{
+    const geometry_settings *gs = g->gs;
+    int64_t d = j->d, nloc = g->n_keep_local;
+    double t1 = tp_now();
+    pca_options po = pca_options_default();
+    po.method = gs->pca_method, po.k = gs->pca_components;
+    TP_CHECK(acc ? pca_accum_finish(acc, g->comm, &po, &r->pr) : pca_fit_distributed(X, nloc, d, g->comm, &po, &r->pr));
+    r->t_pca = tp_now() - t1, t1 = tp_now();
+    norm_stats_options no = norm_stats_options_default();
+    no.massive_ratio = gs->massive_ratio;
+    TP_CHECK(norm_stats_compute(X, nloc, d, g->comm, &no, &r->ns));
+    r->t_norm = tp_now() - t1, t1 = tp_now();
+    intrinsic_dim_options io = intrinsic_dim_options_default();
+    io.sample = gs->id_sample, io.k = gs->id_k, io.seed = gs->seed;
+    TP_CHECK(intrinsic_dim_estimate(X, nloc, d, g->comm, &io, &r->idr));
+    r->t_id = tp_now() - t1, t1 = tp_now();
+    local_geometry_options lo = local_geometry_options_default();
+    lo.sample = gs->local_sample, lo.k = gs->local_k, lo.seed = gs->seed + 1;
+    lo.var_threshold = gs->local_var_threshold;
+    TP_CHECK(local_geometry_estimate(X, nloc, d, g->comm, &lo, &r->lg));
+    r->t_local = tp_now() - t1, t1 = tp_now();
+    kmeans_options ko = kmeans_options_default();
+    ko.k = gs->kmeans_k, ko.max_iter = gs->kmeans_max_iter, ko.seed = gs->seed + 2;
+    ko.init_sample = gs->kmeans_init_sample;
+    TP_CHECK(kmeans_fit_distributed(X, nloc, d, g->comm, &ko, &r->kr));
+    r->sil = NAN;
+    tp_status st = kmeans_silhouette_distributed(X, r->kr.assign, nloc, d, gs->kmeans_k, gs->kmeans_silhouette_sample,
+                                                 gs->seed + 3, g->comm, &r->sil);
+    if (st == TP_ERR_RANGE) {
+        /* Every rank saw the same replicated sample: not an error, an undefined score. */
+        r->sil = NAN, r->sil_note = tp_err_msg(), st = TP_OK;
+        tp_log_warn("%s: %s", j->name, r->sil_note);
+    }
+    TP_CHECK(st);
+    j->top = gs->kmeans_top_tokens;
+    TP_CHECK(nearest_rows(g, X, &r->kr, j));
+    r->t_km = tp_now() - t1;
+    return TP_OK;
+}
+
+static json_t *pca_json(const hook_job *j, const pca_result *pr, pca_method method)
+{
+    int64_t ntop = pr->d < 64 ? pr->d : 64;
+    char group[STORE_NAME_MAX + 8];
+    snprintf(group, sizeof group, "/pca/%s", j->name);
+    return json_pack("{s:s, s:I, s:I, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:s}",
+        "method", pca_method_name(method), "rows", (json_int_t)pr->n, "components_stored", (json_int_t)pr->k,
+        "total_variance", jnum(pr->total_variance), "intrinsic_dim_90pct_var", (json_int_t)pr->intrinsic_dim_90,
+        "intrinsic_dim_95pct_var", (json_int_t)pr->intrinsic_dim_95, "intrinsic_dim_99pct_var",
+        (json_int_t)pr->intrinsic_dim_99, "participation_ratio", jnum(pr->participation_ratio), "effective_rank",
+        jnum(pr->effective_rank), "explained_variance_ratio_top", jarray_f64(j->ratio, ntop), "spectrum",
+        jarray_f64(j->eig, pr->d), "store_group", group);
+}
+
+static json_t *id_json(const intrinsic_dim_result *idr)
+{
+    return json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "mle", jnum(idr->mle), "mle_levina_bickel_mean",
+        jnum(idr->mle_mean), "twonn", jnum(idr->twonn), "k", (json_int_t)idr->k, "sample", (json_int_t)idr->n_sample,
+        "mle_dropped_duplicates", (json_int_t)idr->mle_dropped, "twonn_ratios_fitted", (json_int_t)idr->twonn_used,
+        "twonn_dropped_duplicates", (json_int_t)idr->twonn_dropped);
+}
+
+static json_t *local_json(const local_geometry_result *lg, double var_threshold)
+{
+    json_t *hist = json_array();
+    for (int64_t i = 0; i <= lg->k + 1; i++) json_array_append_new(hist, json_integer((json_int_t)lg->dim_histogram[i]));
+    return json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:I}", "k", (json_int_t)lg->k, "sample",
+        (json_int_t)lg->n_sample, "var_threshold", var_threshold, "local_dim", jsummary(&lg->dim),
+        "local_dim_histogram", hist, "tangent_angle_deg", jsummary(&lg->angle), "turn_per_unit_distance",
+        jsummary(&lg->turn_per_dist), "degenerate", (json_int_t)lg->degenerate);
+}
+
+static json_t *norms_json(const norm_stats_result *ns, double massive_ratio)
+{
+    json_t *pct = json_object(), *mass = json_array();
+    for (int p = 0; p < NORM_NPCT; p++) {
+        char key[16];
+        snprintf(key, sizeof key, "p%g", NORM_PCTS[p]);
+        json_object_set_new(pct, key, jnum(ns->norm_pct[p]));
+    }
+    for (int64_t i = 0; i < ns->n_listed; i++)
+        json_array_append_new(mass, json_pack("{s:I, s:o, s:o, s:o}", "dim", (json_int_t)ns->massive_dim[i],
+            "max_abs", jnum(ns->massive_max_abs[i]), "mean", jnum(ns->massive_mean[i]), "ratio_to_typical",
+            jnum(ns->massive_ratio[i])));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:I, s:o, s:o, s:o, s:o, s:I}", "mean",
+        jnum(ns->norm_mean), "std", jnum(ns->norm_std), "min", jnum(ns->norm_min), "max", jnum(ns->norm_max),
+        "percentiles", pct, "typical_abs_coordinate", jnum(ns->typical_abs), "massive_ratio_threshold", massive_ratio,
+        "massive_dims_count", (json_int_t)ns->n_massive, "massive_dims", mass, "mean_cosine", jnum(ns->mean_cosine),
+        "mean_cosine_centred", jnum(ns->mean_cosine_centred), "mean_share_of_squared_norm", jnum(ns->mean_share),
+        "zero_rows", (json_int_t)ns->zero_rows);
+}
+
+static json_t *clusters_json(const hook_results *r, int64_t silhouette_sample)
+{
+    const kmeans_result *kr = &r->kr;
+    json_t *sizes = json_array();
+    for (int64_t c = 0; c < kr->k; c++) json_array_append_new(sizes, json_integer((json_int_t)kr->sizes[c]));
+    json_t *clu = json_pack("{s:I, s:i, s:b, s:o, s:o, s:I, s:o}", "k", (json_int_t)kr->k, "iterations",
+        kr->iterations, "converged", kr->converged, "inertia", jnum(kr->inertia), "silhouette", jnum(r->sil),
+        "silhouette_sample", (json_int_t)silhouette_sample, "sizes", sizes);
+    if (r->sil_note) json_object_set_new(clu, "silhouette_note", json_string(r->sil_note));
+    return clu;
+}
+
+/* Rank 0: the capture point's JSON, its timings, and its PCA kept for /pca/<hook>/. */
+static void report_hook(const geo_ctx *g, hook_job *j, hook_results *r, json_t *timing)
+{
+    const geometry_settings *gs = g->gs;
+    pca_result *pr = &r->pr;
+    json_t *jt = geometry_type(pr, &r->idr, &r->lg, r->sil, &r->ns);
+    j->mean = pr->mean, j->eig = pr->eigenvalues, j->ratio = pr->explained_variance_ratio, j->comp = pr->components;
+    pr->mean = pr->eigenvalues = pr->explained_variance_ratio = pr->components = NULL;
+    j->pca = (store_pca){.method = pca_method_name(gs->pca_method), .n_rows = pr->n, .d = j->d, .k = pr->k,
+                         .mean = j->mean, .eigenvalues = j->eig, .explained_variance_ratio = j->ratio,
+                         .components = j->comp};
+    j->j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "hook", j->name, "layer", j->layer,
+        "d", (json_int_t)j->d, "rows_unmasked", (json_int_t)g->n_unmasked, "rows_in_memory", (json_int_t)g->n_keep,
+        "geometry_type", jt, "pca", pca_json(j, pr, gs->pca_method), "intrinsic_dimension", id_json(&r->idr),
+        "local_geometry", local_json(&r->lg, gs->local_var_threshold), "norms", norms_json(&r->ns, gs->massive_ratio),
+        "clusters", clusters_json(r, gs->kmeans_silhouette_sample));
+    json_object_set_new(timing, j->name, json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read_s", r->t_read, "pca_s",
+        r->t_pca, "norms_s", r->t_norm, "intrinsic_dim_s", r->t_id, "local_s", r->t_local, "kmeans_s", r->t_km));
+    tp_log_info("geometry: %s: PCA id95 %lld, PR %.1f, MLE %.1f, TwoNN %.1f, local dim %.1f, angle %.0f deg, "
+                "silhouette %.2f -> %s", j->name, (long long)pr->intrinsic_dim_95, pr->participation_ratio, r->idr.mle,
+                r->idr.twonn, r->lg.dim.median, r->lg.angle.median, r->sil,
+                json_string_value(json_object_get(jt, "label")));
+}
+
+static tp_status analyse_hook(geo_ctx *g, hook_job *j, json_t *timing)
+{
+    TP_CHECK(check_sizes(g, j));
+    hook_results r = {0};
+    pca_accum *acc = NULL;
+    double t0 = tp_now();
+    float *X = tp_malloc((size_t)(g->n_keep_local ? g->n_keep_local : 1) * (size_t)j->d * sizeof *X);
+    tp_status st = X ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK && g->gs->pca_method == PCA_METHOD_COV) st = pca_accum_init(j->d, &acc);
+    st = dist_agree(g->comm, st, "geometry");
+    if (st == TP_OK) st = stream_rows(g, j, X, acc);
+    r.t_read = tp_now() - t0;
+    if (st == TP_OK) st = measure(g, j, X, acc, &r);
+    if (st == TP_OK && g->rank == 0) report_hook(g, j, &r, timing);
+    free(X);
     pca_accum_free(acc);
-    pca_result_free(&pr);
-    intrinsic_dim_result_free(&idr);
-    local_geometry_result_free(&lg);
-    kmeans_result_free(&kr);
-    norm_stats_result_free(&ns);
+    results_free(&r);
     return st;
 }
 
 /* Rank 0, after the parallel store is closed: token contexts of the nearest rows. */
 static tp_status add_cluster_tokens(const geo_ctx *g, hook_job *jobs, int n)
 {
-    int ctx = (int)tp_config_int(g->cfg, "geometry.kmeans.context");
-    char tpath[4200];
-    fs_join(tpath, sizeof tpath, tp_config_str(g->cfg, "model.path"), "tokenizer.json");
+    int ctx = g->gs->kmeans_context;
     tp_tokenizer *tok = NULL;
-    if (tokenizer_load(tpath, &tok) != TP_OK) {
+    if (model_io_open_tokenizer(g->model_dir, &tok) != TP_OK) {
         tp_log_warn("geometry: %s; cluster tokens are listed as ids only", tp_err_msg());
         tok = NULL;
     }
@@ -445,72 +495,81 @@ static json_t *definitions(void)
         "massive_dims", "coordinates whose largest |value| is at least massive_ratio_threshold times typical_abs_coordinate (the median over coordinates of mean |value|)");
 }
 
+/* The store, the capture points to analyse, and this rank's rows. */
+static tp_status open_store(geo_ctx *g, const char *run_dir, hook_job **jobs, int *n)
+{
+    TP_CHECK(run_path(g->path, sizeof g->path, run_dir, RUN_STORE));
+    TP_CHECK(store_open_read(g->path, g->comm, &g->s));
+    int cap = store_num_acts(g->s) ? store_num_acts(g->s) : 1;
+    int *acts = tp_malloc((size_t)cap * sizeof *acts);
+    if (!(*jobs = tp_calloc((size_t)cap, sizeof **jobs)) || !acts) { free(acts); return TP_ERR_NOMEM; }
+    tp_status st = hook_select(&g->gs->hooks, g->s, g->path, acts, n, cap);
+    for (int i = 0; st == TP_OK && i < *n; i++) {
+        const store_act_spec *a = store_act(g->s, acts[i]);
+        hook_job *j = &(*jobs)[i];
+        snprintf(j->name, sizeof j->name, "%s", a->name);
+        j->act = acts[i], j->layer = hook_select_layer(a->name), j->d = a->cols;
+    }
+    if (st == TP_OK) st = hook_select_require_complete(g->s, g->path, "geometry", acts, *n);
+    free(acts);
+    return st;
+}
+
+/* Rank 0: cluster tokens, /pca/<hook>/ in the store, results/geometric_analysis.json. */
+static tp_status write_results(const geo_ctx *g, const char *run_dir, hook_job *jobs, int n, json_t *timing,
+                               double t_start)
+{
+    const geometry_settings *gs = g->gs;
+    TP_CHECK(add_cluster_tokens(g, jobs, n));
+    for (int h = 0; h < n; h++) TP_CHECK(store_write_pca(g->path, jobs[h].name, &jobs[h].pca));
+    char out[TP_PATH_MAX];
+    TP_CHECK(run_path(out, sizeof out, run_dir, RUN_GEOMETRY_JSON));
+    json_t *layers = json_array();
+    for (int h = 0; h < n; h++) json_array_append(layers, jobs[h].j);
+    json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:i, s:{s:s, s:I, s:I, s:I}, s:o, s:o, s:O, s:f}",
+        "store", g->path, "rows_total", (json_int_t)g->N, "rows_unmasked", (json_int_t)g->n_unmasked,
+        "rows_in_memory", (json_int_t)g->n_keep, "ranks", g->size, "settings", "pca_method",
+        pca_method_name(gs->pca_method), "max_rows", (json_int_t)gs->max_rows, "seed", (json_int_t)gs->seed,
+        "pca_components", (json_int_t)gs->pca_components, "definitions", definitions(), "layers", layers,
+        "timing_rank0", timing, "wall_s", tp_now() - t_start);
+    tp_status st = fs_mkdir_parent(out);
+    if (st == TP_OK) st = fs_write_json(out, doc);
+    json_decref(doc);
+    if (st == TP_OK) tp_log_info("geometry: %d capture point(s) -> %s", n, out);
+    return st;
+}
+
 tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
 {
-    geo_ctx g = {.cfg = cfg, .comm = MPI_COMM_WORLD, .rank = dist_rank(), .size = dist_size()};
+    geometry_settings gs;
+    tp_settings set;
+    TP_CHECK(settings_read(cfg, &set));
+    TP_CHECK(geometry_settings_read(cfg, &gs));
+    geo_ctx g = {.gs = &gs, .model_dir = set.model.dir, .comm = MPI_COMM_WORLD, .rank = dist_rank(),
+                 .size = dist_size()};
     hook_job *jobs = NULL;
     int n = 0;
     json_t *timing = json_object();
     double t_start = tp_now();
-    fs_join(g.path, sizeof g.path, run_dir, "activations.h5");
-    tp_status st = store_open_read(g.path, g.comm, &g.s);
-    if (st != TP_OK) goto done;
-    int cap = store_num_acts(g.s) ? store_num_acts(g.s) : 1;
-    jobs = tp_calloc((size_t)cap, sizeof *jobs);
-    if (!jobs) { st = TP_ERR_NOMEM; goto done; }
-    int *acts = tp_malloc((size_t)cap * sizeof *acts);
-    if (!acts) { st = TP_ERR_NOMEM; goto done; }
-    st = hook_select(cfg, "geometry.hooks", g.s, g.path, acts, &n, cap);
-    for (int i = 0; st == TP_OK && i < n; i++) {
-        const store_act_spec *a = store_act(g.s, acts[i]);
-        snprintf(jobs[i].name, sizeof jobs[i].name, "%s", a->name);
-        jobs[i].act = acts[i], jobs[i].layer = hook_select_layer(a->name), jobs[i].d = a->cols;
-    }
-    if (st == TP_OK) st = hook_select_require_complete(g.s, g.path, "geometry", acts, n);
-    free(acts);
-    if (st != TP_OK) goto done;
+    tp_status st;
+    TP_CHECK_GOTO(open_store(&g, run_dir, &jobs, &n), st, done);
     TP_CHECK_GOTO(select_rows(&g), st, done);
     tp_log_info("geometry: %d capture point(s) of %s: %lld rows, %lld unmasked, %lld in memory over %d rank(s)", n,
                 g.path, (long long)g.N, (long long)g.n_unmasked, (long long)g.n_keep, g.size);
     tp_progress prog;
     tp_progress_begin(&prog, "geometry", "capture points", (uint64_t)n);
     for (int h = 0; h < n; h++) {
-        st = analyse_hook(&g, &jobs[h], timing);
-        if (st != TP_OK) break;
+        TP_CHECK_GOTO(analyse_hook(&g, &jobs[h], timing), st, done);
         tp_progress_note(&prog, "last: %s", jobs[h].name);
         tp_progress_add(&prog, 1);
     }
     tp_progress_end(&prog);
-    if (st != TP_OK) goto done;
     st = store_close(g.s);
     g.s = NULL;
     if (st != TP_OK) goto done;
-
     /* Rank 0 writes; the others wait for its verdict. */
-    tp_status w = TP_OK;
-    if (g.rank == 0) {
-        w = add_cluster_tokens(&g, jobs, n);
-        for (int h = 0; h < n && w == TP_OK; h++) w = store_write_pca(g.path, jobs[h].name, &jobs[h].pca);
-        if (w == TP_OK) {
-            char rdir[4200], out[4300];
-            fs_join(rdir, sizeof rdir, run_dir, "results");
-            json_t *layers = json_array();
-            for (int h = 0; h < n; h++) json_array_append(layers, jobs[h].j);
-            json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:i, s:{s:s, s:I, s:I, s:I}, s:o, s:o, s:o, s:f}",
-                "store", g.path, "rows_total", (json_int_t)g.N, "rows_unmasked", (json_int_t)g.n_unmasked,
-                "rows_in_memory", (json_int_t)g.n_keep, "ranks", g.size, "settings", "pca_method",
-                tp_config_str(cfg, "geometry.pca.method"), "max_rows", (json_int_t)tp_config_int(cfg, "geometry.max_rows"),
-                "seed", (json_int_t)tp_config_int(cfg, "geometry.seed"), "pca_components",
-                (json_int_t)tp_config_int(cfg, "geometry.pca.components"), "definitions", definitions(), "layers", layers,
-                "timing_rank0", timing, "wall_s", tp_now() - t_start);
-            timing = NULL;
-            w = fs_mkdir_p(rdir);
-            if (w == TP_OK) w = fs_write_json(fs_join(out, sizeof out, rdir, "geometric_analysis.json"), doc);
-            json_decref(doc);
-            if (w == TP_OK) tp_log_info("geometry: %d capture point(s) -> %s", n, out);
-        }
-    }
-    st = dist_agree(g.comm, w, "geometry (writing results)");
+    st = dist_agree(g.comm, g.rank == 0 ? write_results(&g, run_dir, jobs, n, timing, t_start) : TP_OK,
+                    "geometry (writing results)");
 done:
     if (g.s) store_close_after_error(g.s);
     for (int h = 0; jobs && h < n; h++) {
@@ -523,3 +582,17 @@ done:
     json_decref(timing);
     return st;
 }
+
+static const char *const geometry_outputs[] = {RUN_GEOMETRY_JSON, NULL};
+static const char *const geometry_reads[] = {"layers", NULL};
+static const tp_phase *const geometry_needs[] = {&capture_phase, NULL};
+
+const tp_phase geometry_phase = {
+    .name = "geometry",
+    .help = "phase 3: PCA, intrinsic dimension, local geometry, clusters, norms -> results/geometric_analysis.json",
+    .run = geometry_phase_run,
+    .outputs = geometry_outputs,
+    .config = &geometry_section,
+    .reads = geometry_reads,
+    .needs = geometry_needs,
+};

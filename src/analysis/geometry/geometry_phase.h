@@ -18,9 +18,35 @@
 #ifndef TP_GEOMETRY_PHASE_H
 #define TP_GEOMETRY_PHASE_H
 
+#include "analysis/geometry/pca.h"
+#include "analysis/hook_select.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "phase.h"
 
+#include <stdint.h>
+
+/* The geometry.* section, typed. */
+typedef struct {
+    hook_request hooks;                 /* geometry.hooks with `layers` */
+    int64_t max_rows;                   /* geometry.max_rows (0: all) */
+    uint64_t seed;                      /* geometry.seed */
+    pca_method pca_method;              /* geometry.pca.method */
+    int64_t pca_components;             /* geometry.pca.components */
+    const char *pca_components_origin;
+    int64_t id_sample, id_k;            /* geometry.id.* */
+    int64_t local_sample, local_k;      /* geometry.local.* */
+    double local_var_threshold;
+    int64_t kmeans_k;                   /* geometry.kmeans.* */
+    int kmeans_max_iter;
+    int64_t kmeans_init_sample, kmeans_silhouette_sample, kmeans_top_tokens;
+    int kmeans_context;
+    double massive_ratio;               /* geometry.norms.massive_ratio */
+} geometry_settings;
+
+extern const tp_cfg_section geometry_section;
+extern const tp_phase geometry_phase;
+tp_status geometry_settings_read(const tp_config *cfg, geometry_settings *out);
 tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir);
 
 #endif

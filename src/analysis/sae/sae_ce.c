@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-tp_status sae_ce_text_open(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const int64_t *exclude_docs,
+tp_status sae_ce_text_open(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const int64_t *exclude_docs,
                            size_t n_exclude, int64_t num_docs, uint64_t seed, tp_dataset *out)
 {
     if (num_docs < 1) return tp_err(TP_ERR_CONFIG, "sae ce: %lld held-out documents asked for", (long long)num_docs);
-    return dataset_open_heldout(cfg, tok, eos_id, "sae ce (held-out text)", exclude_docs, n_exclude,
+    return dataset_open_heldout(spec, tok, eos_id, "sae ce (held-out text)", exclude_docs, n_exclude,
                                 (size_t)num_docs, seed, out);
 }
 

@@ -51,10 +51,9 @@
 #define TP_SAE_CE_H
 
 #include "analysis/sae/sae.h"
-#include "core/config.h"
 #include "core/error.h"
-#include "io/dataset.h"
-#include "io/sequences.h"
+#include "data/dataset.h"
+#include "data/sequences.h"
 #include "model/forward.h"
 #include "model/hooks.h"
 #include "model/tokenizer.h"
@@ -72,9 +71,9 @@ typedef struct {
 } sae_ce_result;
 
 /* Held-out text: num_docs documents sampled by `seed` from the documents of
- * data.corpus not in exclude_docs[0..n_exclude) (the capture's /doc_index), cut as
- * data.seq_len / data.packing say. Identical on every rank. dataset_close() it. */
-tp_status sae_ce_text_open(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const int64_t *exclude_docs,
+ * spec->corpus not in exclude_docs[0..n_exclude) (the capture's /doc_index), cut as
+ * spec->seq_len / spec->packing say. Identical on every rank. dataset_close() it. */
+tp_status sae_ce_text_open(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const int64_t *exclude_docs,
                            size_t n_exclude, int64_t num_docs, uint64_t seed, tp_dataset *out);
 
 /* Replacement of n activation rows of width d: rows (input) → out (n × d), which may

@@ -37,9 +37,9 @@ tp_status sae_export_saelens(const sae_model *m, const char *dir, const char *ho
         {"W_dec", TP_DTYPE_F32, 2, sh_fd, Wd}, {"b_dec", TP_DTYPE_F32, 1, sh_d, bd},
         {"threshold", TP_DTYPE_F32, 1, sh_f, th},
     };
-    char path[4200];
-    fs_join(path, sizeof path, dir, "sae_weights.safetensors");
-    st = st_write(path, t, m->cfg.arch == SAE_BATCHTOPK ? 5 : 4, NULL);
+    char path[TP_PATH_MAX];
+    st = fs_join(path, sizeof path, dir, "sae_weights.safetensors");
+    if (st == TP_OK) st = st_write(path, t, m->cfg.arch == SAE_BATCHTOPK ? 5 : 4, NULL);
     if (st != TP_OK) goto done;
     json_t *meta = json_pack("{s:s, s:s, s:s}", "hook_name", hook_name, "model_name", model_name, "exported_by",
                              "TranspOLMo " TP_VERSION);
@@ -54,7 +54,8 @@ tp_status sae_export_saelens(const sae_model *m, const char *dir, const char *ho
     if (m->cfg.arch == SAE_BATCHTOPK) json_object_set_new(ours, "k", json_integer((json_int_t)m->cfg.k));
     if (extra) json_object_update(ours, extra);
     json_object_set_new(cfg, "transpolmo", ours);
-    st = fs_write_json(fs_join(path, sizeof path, dir, "cfg.json"), cfg);
+    st = fs_join(path, sizeof path, dir, "cfg.json");
+    if (st == TP_OK) st = fs_write_json(path, cfg);
     json_decref(cfg);
 done:
     free(We), free(Wd), free(bd), free(th);
@@ -86,9 +87,10 @@ static tp_status copy_tensor(const st_file *f, const char *path, const char *nam
 tp_status saelens_load(const char *dir, saelens_sae *out)
 {
     memset(out, 0, sizeof *out);
-    char path[4200];
+    char path[TP_PATH_MAX];
     json_error_t je;
-    json_t *cfg = json_load_file(fs_join(path, sizeof path, dir, "cfg.json"), 0, &je);
+    TP_CHECK(fs_join(path, sizeof path, dir, "cfg.json"));
+    json_t *cfg = json_load_file(path, 0, &je);
     if (!cfg) return tp_err(TP_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
     const char *arch = json_string_value(json_object_get(cfg, "architecture"));
     json_t *jd = json_object_get(cfg, "d_in"), *jf = json_object_get(cfg, "d_sae");
@@ -111,7 +113,8 @@ tp_status saelens_load(const char *dir, saelens_sae *out)
     json_decref(cfg);
     TP_CHECK(st);
     st_file *f = NULL;
-    TP_CHECK(st_open_file(fs_join(path, sizeof path, dir, "sae_weights.safetensors"), &f));
+    TP_CHECK(fs_join(path, sizeof path, dir, "sae_weights.safetensors"));
+    TP_CHECK(st_open_file(path, &f));
     int64_t d = out->d_in, F = out->d_sae, df[2] = {d, F}, fd[2] = {F, d}, sf[1] = {F}, sd[1] = {d};
     st = copy_tensor(f, path, "W_enc", 2, df, &out->W_enc);
     if (st == TP_OK) st = copy_tensor(f, path, "b_enc", 1, sf, &out->b_enc);

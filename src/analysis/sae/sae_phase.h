@@ -20,9 +20,39 @@
 #ifndef TP_SAE_PHASE_H
 #define TP_SAE_PHASE_H
 
+#include "analysis/hook_select.h"
+#include "analysis/sae/sae.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "phase.h"
 
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The sae.* section, typed. */
+typedef struct {
+    bool skip;                          /* sae.skip */
+    hook_request hooks;                 /* sae.hooks with `layers` */
+    sae_arch arch;                      /* sae.architecture */
+    int64_t expansion, hidden_dim;      /* d_sae = hidden_dim, or expansion x d */
+    int64_t k;                          /* sae.k */
+    const char *k_origin;
+    int64_t aux_k, dead_tokens;
+    double l1_coefficient, learning_rate;
+    int64_t num_epochs, batch_size;
+    uint64_t seed;
+    bool b_dec_auto;                    /* sae.b_dec_init = auto: the recipe's */
+    sae_bdec_init b_dec_init;
+    int64_t checkpoint_every, chunk_rows, window_chunks;
+    double eval_fraction;
+    int64_t eval_rows;                  /* sae.eval.rows */
+    int64_t catalog_top_k, catalog_context, catalog_max_detailed;
+    int64_t eval_num_samples;           /* sae.eval.num_samples */
+} sae_settings;
+
+extern const tp_cfg_section sae_section;
+extern const tp_phase sae_phase;
+tp_status sae_settings_read(const tp_config *cfg, sae_settings *out);
 tp_status sae_phase_run(const tp_config *cfg, const char *run_dir);
 
 #endif

@@ -11,9 +11,11 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "phase.h"
 
 #include <jansson.h>
 
+extern const tp_phase inspect_phase;
 tp_status inspect_phase_run(const tp_config *cfg, const char *run_dir);
 /* The document itself (rank 0 gets it, others NULL); used by the phase and tests. */
 tp_status inspect_build(const tp_config *cfg, json_t **doc);

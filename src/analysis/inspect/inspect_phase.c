@@ -1,11 +1,13 @@
-#include "analysis/constraints/inspect_phase.h"
+#include "analysis/inspect/inspect_phase.h"
 
-#include "analysis/constraints/weight_spectra.h"
+#include "analysis/inspect/weight_spectra.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/world.h"
 #include "model/model.h"
+#include "run_layout.h"
+#include "settings.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -152,21 +154,18 @@ static json_t *tensors_json(const tp_model *m)
                      "bytes_on_disk", (json_int_t)st_total_bytes(m->st));
 }
 
-tp_status inspect_build(const tp_config *cfg, json_t **doc)
-{
-    *doc = NULL;
-    const char *dir = tp_config_str(cfg, "model.path");
-    tp_model *m = NULL;
-    TP_CHECK(model_open(dir, TP_CONVERT_PER_MATRIX, &m));
-    const tp_model_config *c = &m->cfg;
-    const int64_t *sel;
-    size_t nsel = tp_config_int_list(cfg, "layers", &sel);
-    tp_status vst = model_validate_layers(m, sel, nsel, tp_config_origin(cfg, "layers"));
-    if (vst != TP_OK) { model_close(m); return vst; }
-    int spectra = tp_config_bool(cfg, "inspect.spectra");
-    int rank = dist_rank(), size = dist_size();
+static const tp_cfg_key inspect_keys[] = {
+    {"inspect.spectra", TP_CFG_BOOL, "true", TP_CFG_ANY, NULL, "singular-value spectra of weight matrices in architecture.json"},
+};
+static const tp_cfg_section inspect_section = TP_CFG_SECTION("inspect", inspect_keys);
 
-    /* Layers round-robin over ranks; each rank serialises its layers. */
+/* Layers round-robin over ranks; each rank serialises its layers, rank 0 gets them
+ * all in order (the others get NULL). */
+static tp_status gather_layers(const tp_model *m, int spectra, json_t **out)
+{
+    const tp_model_config *c = &m->cfg;
+    int rank = dist_rank(), size = dist_size();
+    *out = NULL;
     json_t *mine = json_array();
     tp_progress prog;
     tp_progress_begin(&prog, "inspect", "layers", (uint64_t)c->num_layers);
@@ -178,14 +177,13 @@ tp_status inspect_build(const tp_config *cfg, json_t **doc)
         tp_progress_add(&prog, (uint64_t)size);
     }
     tp_progress_end(&prog);
-    if (st != TP_OK) { json_decref(mine); model_close(m); return st; }
+    if (st != TP_OK) { json_decref(mine); return st; }
     char *text = json_dumps(mine, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(mine);
     char **all = NULL;
     st = text ? dist_gather_strings(text, &all) : tp_err(TP_ERR_NOMEM, "cannot serialise layers");
     free(text);
-    if (st != TP_OK) { model_close(m); return st; }
-    if (rank != 0) { model_close(m); return TP_OK; }
+    if (st != TP_OK || rank != 0) return st;
 
     json_t *layers = json_array();
     for (int L = 0; L < c->num_layers; L++) json_array_append_new(layers, json_null());
@@ -201,6 +199,24 @@ tp_status inspect_build(const tp_config *cfg, json_t **doc)
         json_decref(part);
     }
     dist_free_strings(all);
+    *out = layers;
+    return TP_OK;
+}
+
+tp_status inspect_build(const tp_config *cfg, json_t **doc)
+{
+    *doc = NULL;
+    tp_settings s;
+    TP_CHECK(settings_read(cfg, &s));
+    const char *dir = s.model.dir;
+    int spectra = tp_config_bool(cfg, "inspect.spectra");
+    tp_model *m = NULL;
+    TP_CHECK(model_open(dir, TP_CONVERT_PER_MATRIX, &m));
+    const tp_model_config *c = &m->cfg;
+    json_t *layers = NULL;
+    tp_status st = model_validate_layers(m, s.layers, s.n_layers, s.layers_origin);
+    if (st == TP_OK) st = gather_layers(m, spectra, &layers);
+    if (st != TP_OK || !layers) { model_close(m); return st; }
 
     json_t *out = json_object();
     json_object_set_new(out, "model", json_pack("{s:s, s:s, s:s, s:s}", "path", dir, "architecture",
@@ -228,11 +244,24 @@ tp_status inspect_phase_run(const tp_config *cfg, const char *run_dir)
     json_t *doc = NULL;
     TP_CHECK(inspect_build(cfg, &doc));
     if (!doc) return TP_OK;   /* not rank 0 */
-    char dir[4096], path[4200];
-    fs_join(dir, sizeof dir, run_dir, "results");
-    tp_status st = fs_mkdir_p(dir);
-    if (st == TP_OK) st = fs_write_json(fs_join(path, sizeof path, dir, "architecture.json"), doc);
+    char path[TP_PATH_MAX];
+    tp_status st = run_path(path, sizeof path, run_dir, RUN_ARCHITECTURE_JSON);
+    if (st == TP_OK) st = fs_mkdir_parent(path);
+    if (st == TP_OK) st = fs_write_json(path, doc);
     json_decref(doc);
     if (st == TP_OK) tp_log_info("inspect: wrote %s", path);
     return st;
 }
+
+static const char *const inspect_outputs[] = {RUN_ARCHITECTURE_JSON, NULL};
+static const char *const inspect_reads[] = {"model.", NULL};
+
+const tp_phase inspect_phase = {
+    .name = "inspect",
+    .help = "phase 1: architecture, parameter counts, weight spectra -> results/architecture.json",
+    .run = inspect_phase_run,
+    .outputs = inspect_outputs,
+    .config = &inspect_section,
+    .reads = inspect_reads,
+    .needs = NULL,
+};

@@ -1,4 +1,6 @@
-#include "core/cli.h"
+#include "cli.h"
+
+#include "run_layout.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ static const named_opt *find_named(const char *arg, const char **inline_val)
     return NULL;
 }
 
+static tp_status cli_apply_options(int argc, char **argv, tp_cli *out);
+
 static bool is_yaml(const char *s)
 {
     size_t n = strlen(s);
@@ -71,8 +75,14 @@ tp_status cli_parse(int argc, char **argv, tp_cli *out)
     if (!config_path && !strcmp(out->command, "run") && access(TP_DEFAULT_CONFIG, R_OK) == 0)
         config_path = TP_DEFAULT_CONFIG;
     if (config_path) TP_CHECK(tp_config_load_file(out->cfg, config_path));
+    TP_CHECK(cli_apply_options(argc, argv, out));
+    TP_CHECK(settings_read(out->cfg, &out->set));
+    return run_dir_of(out->run_dir, sizeof out->run_dir, out->set.out_dir, out->set.run_name);
+}
 
-    /* Pass 2: named options and --set, in order; the rest is the command's. */
+/* Pass 2: named options and --set, in order; the rest is the command's. */
+static tp_status cli_apply_options(int argc, char **argv, tp_cli *out)
+{
     for (int i = 2; i < argc; i++) {
         const char *v;
         const named_opt *o = find_named(argv[i], &v);
@@ -152,10 +162,3 @@ tp_status cli_reject_rest(const tp_cli *cli)
     return TP_OK;
 }
 
-const char *cli_run_dir(const tp_config *cfg, char *buf, size_t n)
-{
-    const char *out = tp_config_str(cfg, "run.out_dir");
-    if (out && out[0]) snprintf(buf, n, "%s", out);
-    else snprintf(buf, n, "runs/%s", tp_config_str(cfg, "run.name"));
-    return buf;
-}

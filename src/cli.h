@@ -5,13 +5,16 @@
  * --out DIR (each also as --opt=value). Precedence: built-in defaults < config file
  * < command line, whatever their order on the line. Anything else is left in
  * `rest` for the command to parse (cli_take_* helpers), and a command must reject
- * what it does not know (cli_reject_rest).
+ * what it does not know (cli_reject_rest). After parsing, the shared sections are
+ * read into cli->set and the run directory into cli->run_dir.
  */
 #ifndef TP_CLI_H
 #define TP_CLI_H
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fsutil.h"
+#include "settings.h"
 
 #include <stdbool.h>
 
@@ -20,6 +23,8 @@
 typedef struct {
     const char *command;
     tp_config *cfg;
+    tp_settings set;             /* the shared sections, read once by cli_parse */
+    char run_dir[TP_PATH_MAX];   /* run.out_dir, or runs/<run.name> */
     int nrest;
     const char *rest[CLI_MAX_REST];
     bool rest_used[CLI_MAX_REST];
@@ -37,8 +42,5 @@ bool cli_take_flag(tp_cli *cli, const char *name);
 const char *cli_take_positional(tp_cli *cli);
 /* Error naming the first argument nobody took. */
 tp_status cli_reject_rest(const tp_cli *cli);
-
-/* The run directory: run.out_dir, or runs/<run.name>. */
-const char *cli_run_dir(const tp_config *cfg, char *buf, size_t n);
 
 #endif

@@ -1,4 +1,5 @@
-/* sequences.h — corpus documents to token sequences of the configured length.
+/* sequences.h — corpus documents to token sequences of a given length (above model/:
+ * it tokenizes).
  *
  * split: each document is tokenized and cut into pieces of at most seq_len tokens;
  *        a sequence never spans two documents (positions restart at 0 per piece).

@@ -1,50 +1,47 @@
-#include "io/dataset.h"
+#include "data/dataset.h"
 
 #include "core/rng.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* The corpus and how it is cut (data.corpus, data.skip_malformed, data.seq_len,
- * data.packing): shared by every sample of it. */
-static tp_status dataset_open_corpus(const tp_config *cfg, tp_dataset *out)
+/* The corpus and how it is cut: shared by every sample of it. */
+static tp_status dataset_open_corpus(const tp_data_spec *spec, tp_dataset *out)
 {
     memset(out, 0, sizeof *out);
-    tp_status st = corpus_open(tp_config_str(cfg, "data.corpus"), tp_config_bool(cfg, "data.skip_malformed"),
-                               &out->corpus);
+    tp_status st = corpus_open(spec->corpus, spec->skip_malformed, &out->corpus);
     if (st != TP_OK) return st;
-    out->seq_len = (int)tp_config_int(cfg, "data.seq_len");
-    out->packing = !strcmp(tp_config_str(cfg, "data.packing"), "pack") ? TP_PACK_PACK : TP_PACK_SPLIT;
+    out->seq_len = spec->seq_len;
+    out->packing = spec->packing;
     return TP_OK;
 }
 
 /* out->docs[0..ndocs) chosen: their token sequences. */
-static tp_status dataset_build(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
+static tp_status dataset_build(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
                                tp_dataset *out)
 {
     TP_CHECK(sequences_build(out->corpus, out->docs, out->ndocs, tok, out->seq_len, out->packing, eos_id,
                              &out->seqs));
     if (!out->seqs.n_tokens)
         return tp_err(TP_ERR_FORMAT, "%s: the %zu sampled documents of '%s' give no tokens", what, out->ndocs,
-                      tp_config_str(cfg, "data.corpus"));
+                      spec->corpus);
     return TP_OK;
 }
 
-tp_status dataset_open(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
+tp_status dataset_open(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
                        tp_dataset *out)
 {
-    tp_status st = dataset_open_corpus(cfg, out);
+    tp_status st = dataset_open_corpus(spec, out);
     if (st != TP_OK) return st;
-    size_t want = (size_t)tp_config_int(cfg, "data.num_samples"), have = corpus_count(out->corpus);
-    out->seed = (uint64_t)tp_config_int(cfg, "data.seed");
+    size_t want = (size_t)spec->num_samples, have = corpus_count(out->corpus);
+    out->seed = spec->seed;
     out->docs = tp_malloc((want < have ? want : have) * sizeof *out->docs);
     if (!out->docs) st = TP_ERR_NOMEM;
     if (st == TP_OK) st = corpus_sample(out->corpus, want, out->seed, out->docs, &out->ndocs);
-    if (st == TP_OK) st = dataset_build(cfg, tok, eos_id, what, out);
+    if (st == TP_OK) st = dataset_build(spec, tok, eos_id, what, out);
     if (st != TP_OK) dataset_close(out);
     return st;
 }
-
 
 static int cmp_size(const void *a, const void *b)
 {
@@ -52,11 +49,11 @@ static int cmp_size(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-tp_status dataset_open_heldout(const tp_config *cfg, tp_tokenizer *tok, int32_t eos_id, const char *what,
+tp_status dataset_open_heldout(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
                                const int64_t *exclude, size_t n_exclude, size_t num_docs, uint64_t seed,
                                tp_dataset *out)
 {
-    tp_status st = dataset_open_corpus(cfg, out);
+    tp_status st = dataset_open_corpus(spec, out);
     if (st != TP_OK) return st;
     out->seed = seed;
     const size_t D = corpus_count(out->corpus);
@@ -69,7 +66,7 @@ tp_status dataset_open_heldout(const tp_config *cfg, tp_tokenizer *tok, int32_t 
             st = tp_err(TP_ERR_FORMAT,
                         "%s: excluded document %lld is outside the corpus '%s' (%zu documents): "
                         "was the sample drawn from another corpus?",
-                        what, (long long)exclude[i], tp_config_str(cfg, "data.corpus"), D);
+                        what, (long long)exclude[i], spec->corpus, D);
         else
             gone[exclude[i]] = 1;
     }
@@ -79,7 +76,7 @@ tp_status dataset_open_heldout(const tp_config *cfg, tp_tokenizer *tok, int32_t 
             if (!gone[i]) cand[M++] = i;
         if (!M)
             st = tp_err(TP_ERR_FORMAT, "%s: no document of '%s' is left outside the %zu excluded ones", what,
-                        tp_config_str(cfg, "data.corpus"), n_exclude);
+                        spec->corpus, n_exclude);
     }
     if (st == TP_OK) {
         /* Partial Fisher-Yates: cand[0..n) becomes a uniform sample of n candidates.
@@ -94,7 +91,7 @@ tp_status dataset_open_heldout(const tp_config *cfg, tp_tokenizer *tok, int32_t 
         }
         qsort(cand, n, sizeof *cand, cmp_size);
         out->docs = cand, out->ndocs = n, cand = NULL;
-        st = dataset_build(cfg, tok, eos_id, what, out);
+        st = dataset_build(spec, tok, eos_id, what, out);
     }
     free(gone);
     free(cand);

@@ -1,4 +1,4 @@
-#include "analysis/constraints/weight_spectra.h"
+#include "analysis/inspect/weight_spectra.h"
 
 #include <lapacke.h>
 #include <math.h>

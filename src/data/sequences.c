@@ -1,4 +1,4 @@
-#include "io/sequences.h"
+#include "data/sequences.h"
 
 #include <stdlib.h>
 #include <string.h>

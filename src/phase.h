@@ -1,0 +1,45 @@
+/* phase.h — what a phase is: one folder and one descriptor.
+ *
+ * A phase reads what earlier phases left in the run directory and adds its own
+ * outputs (DESIGN.md). Its descriptor says everything the pipeline, the CLI, the
+ * resume logic and the job chains need to know about it:
+ *   name     the command (`transpolmo <name>`) and the marker .phases/<name>.done
+ *   help     one line for `transpolmo help` and `transpolmo phases`
+ *   run      the driver: reads its settings once, does its steps, writes atomically
+ *   outputs  run-dir artifacts (run_layout.h) that prove it complete
+ *   config   its own config section ("<name>.*" keys, declared beside the driver)
+ *   reads    shared keys (settings.h sections) its results depend on
+ *   needs    phases whose outputs it reads
+ * Its resume hash is its own keys and `reads` plus the hashes of the phases it
+ * needs, so a change upstream reruns everything downstream and nothing else.
+ *
+ * Adding a phase: a folder under analysis/ with the driver and its descriptor
+ * (`const tp_phase foo_phase = {...}`), and one line in pipeline.c's list.
+ */
+#ifndef TP_PHASE_H
+#define TP_PHASE_H
+
+#include "core/config.h"
+#include "core/error.h"
+
+#include <stdint.h>
+
+typedef struct tp_phase tp_phase;
+typedef tp_status (*tp_phase_fn)(const tp_config *cfg, const char *run_dir);
+
+struct tp_phase {
+    const char *name;
+    const char *help;
+    tp_phase_fn run;
+    const char *const *outputs;          /* NULL-terminated */
+    const tp_cfg_section *config;        /* NULL: no keys of its own */
+    const char *const *reads;            /* NULL-terminated key prefixes ("data.", "layers") */
+    const tp_phase *const *needs;        /* NULL-terminated */
+    const char *usage;                   /* extra lines of `--help` (options), or NULL */
+};
+
+/* The resume hash: FNV-1a over the phase's own keys and `reads` (config's
+ * canonical rendering) and the hashes of every phase it needs. */
+uint64_t phase_hash(const tp_phase *p, const tp_config *cfg);
+
+#endif

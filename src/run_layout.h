@@ -1,0 +1,49 @@
+/* run_layout.h — every artifact of a run directory, named once.
+ *
+ * A run directory (`--out DIR`, default runs/<run.name>) holds what each phase
+ * leaves for the next (DESIGN.md, "The pipeline"). Nothing else spells these
+ * paths: phases, commands and tests name an artifact by its macro, and build its
+ * path with run_path() (an error naming the path when it would not fit, never a
+ * cut name).
+ */
+#ifndef TP_RUN_LAYOUT_H
+#define TP_RUN_LAYOUT_H
+
+#include "core/error.h"
+#include "core/fsutil.h"
+
+#include <stddef.h>
+
+#define RUN_DEFAULT_PARENT "runs"                 /* runs/<run.name> */
+/* the run as a whole */
+#define RUN_CONFIG_YAML "config.yaml"             /* effective configuration */
+#define RUN_VERSIONS_JSON "versions.json"         /* library versions, kernels, ranks */
+#define RUN_PHASES_DIR ".phases"                  /* .phases/<phase>.done markers */
+#define RUN_RESULTS_DIR "results"
+/* phase 1 inspect */
+#define RUN_ARCHITECTURE_JSON "results/architecture.json"
+/* phase 2 capture */
+#define RUN_STORE "activations.h5"
+#define RUN_CAPTURE_SUMMARY_JSON "results/capture_summary.json"
+/* phase 3 geometry */
+#define RUN_GEOMETRY_JSON "results/geometric_analysis.json"
+/* phase 4 sae: one folder per SAE (run_sae_dir) plus these */
+#define RUN_SAE_SUMMARY_JSON "results/sae_summary.json"
+#define RUN_SAE_CHECKPOINT_JSON "results/sae_checkpoint.json"
+#define RUN_FEATURES_CATALOG_JSON "results/features_catalog.json"
+/* commands that are not phases */
+#define RUN_EVAL_JSON "results/eval.json"
+#define RUN_FORWARD_DIR "forward"                 /* forward --dump default */
+
+/* buf = run_dir/artifact. */
+tp_status run_path(char *buf, size_t n, const char *run_dir, const char *artifact);
+/* buf = run_dir/.phases/<phase>.done */
+tp_status run_marker_path(char *buf, size_t n, const char *run_dir, const char *phase);
+/* The folder of the SAE trained on capture point `hook`: results/sae_layer_<L> for
+ * blocks.L.hook_resid_post, results/sae_layer_<L>_<point> for other points of a
+ * layer ('.' as '_'), results/sae_<name> for layer-less points. */
+tp_status run_sae_dir(char *buf, size_t n, const char *run_dir, const char *hook);
+/* The run directory of a configuration: out_dir, or runs/<run_name>. */
+tp_status run_dir_of(char *buf, size_t n, const char *out_dir, const char *run_name);
+
+#endif
