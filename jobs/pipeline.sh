@@ -26,7 +26,10 @@ else
   fi
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 fi
-for phase in inspect capture geometry sae; do
+# The phases in order, as the binary lists them (pipeline.c), so a new phase needs no
+# edit here.
+phases=$("$bin" phases) || { echo "pipeline.sh: '$bin phases' failed" >&2; exit 1; }
+for phase in $phases; do
   echo "== $phase ($(date -u +%FT%TZ))"
   "${launch[@]}" "$bin" "$phase" --config "$config" "$@"
 done
