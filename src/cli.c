@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "core/text.h"
 #include "run_layout.h"
 
 #include <stdio.h>
@@ -25,6 +26,7 @@ static const named_opt named[] = {
     {"--skip-sae", "sae.skip", true},
     {"--layers", "layers", false},
     {"--out", "run.out_dir", false},
+    {"--verbose", "log.verbose", true},
 };
 
 static const named_opt *find_named(const char *arg, const char **inline_val)
@@ -74,7 +76,12 @@ tp_status cli_parse(int argc, char **argv, tp_cli *out)
     /* `run` without a config file uses the bundled default, when run from the repo. */
     if (!config_path && !strcmp(out->command, "run") && access(TP_DEFAULT_CONFIG, R_OK) == 0)
         config_path = TP_DEFAULT_CONFIG;
-    if (config_path) TP_CHECK(tp_config_load_file(out->cfg, config_path));
+    if (config_path) {
+        /* A config file that cannot be read is a configuration error (exit 2), like
+         * one that does not parse. */
+        tp_status st = tp_config_load_file(out->cfg, config_path);
+        if (st != TP_OK) return st == TP_ERR_IO ? TP_ERR_CONFIG : st;
+    }
     TP_CHECK(cli_apply_options(argc, argv, out));
     TP_CHECK(settings_read(out->cfg, &out->set));
     return run_dir_of(out->run_dir, sizeof out->run_dir, out->set.out_dir, out->set.run_name);
@@ -114,8 +121,14 @@ void cli_free(tp_cli *cli)
     cli->cfg = NULL;
 }
 
+static void note_asked(tp_cli *cli, const char *name)
+{
+    if (cli->nasked < CLI_MAX_REST) cli->asked[cli->nasked++] = name;
+}
+
 const char *cli_take_value(tp_cli *cli, const char *name)
 {
+    note_asked(cli, name);
     size_t n = strlen(name);
     for (int i = 0; i < cli->nrest; i++) {
         if (cli->rest_used[i] || strncmp(cli->rest[i], name, n) != 0) continue;
@@ -133,6 +146,7 @@ const char *cli_take_value(tp_cli *cli, const char *name)
 
 bool cli_take_flag(tp_cli *cli, const char *name)
 {
+    note_asked(cli, name);
     for (int i = 0; i < cli->nrest; i++) {
         if (!cli->rest_used[i] && !strcmp(cli->rest[i], name)) {
             cli->rest_used[i] = true;
@@ -155,10 +169,22 @@ const char *cli_take_positional(tp_cli *cli)
 
 tp_status cli_reject_rest(const tp_cli *cli)
 {
-    for (int i = 0; i < cli->nrest; i++)
-        if (!cli->rest_used[i])
-            return tp_err(TP_ERR_CONFIG, "%s: unknown argument '%s' (try 'transpolmo help')",
-                          cli->command, cli->rest[i]);
+    for (int i = 0; i < cli->nrest; i++) {
+        if (cli->rest_used[i]) continue;
+        const char *known[2 * CLI_MAX_REST];
+        size_t n = 0;
+        for (int k = 0; k < cli->nasked; k++) known[n++] = cli->asked[k];
+        for (size_t k = 0; k < sizeof named / sizeof *named && n < 2 * CLI_MAX_REST; k++) known[n++] = named[k].opt;
+        char word[128];
+        snprintf(word, sizeof word, "%s", cli->rest[i]);
+        word[strcspn(word, "=")] = '\0';   /* "--layer=3" is about "--layer" */
+        const char *near = word[0] == '-' ? tp_nearest(word, known, n) : NULL;
+        if (near)
+            return tp_err(TP_ERR_CONFIG, "%s: unknown option '%s' (did you mean '%s'? see 'transpolmo %s --help')",
+                          cli->command, cli->rest[i], near, cli->command);
+        return tp_err(TP_ERR_CONFIG, "%s: unknown argument '%s' (see 'transpolmo %s --help')", cli->command,
+                      cli->rest[i], cli->command);
+    }
     return TP_OK;
 }
 

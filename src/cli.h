@@ -28,6 +28,8 @@ typedef struct {
     int nrest;
     const char *rest[CLI_MAX_REST];
     bool rest_used[CLI_MAX_REST];
+    int nasked;                  /* options the command looked for, for "did you mean" */
+    const char *asked[CLI_MAX_REST];
 } tp_cli;
 
 /* Parses argv (argv[0] program, argv[1] command). A positional .yaml or .yml file right
@@ -40,7 +42,8 @@ const char *cli_take_value(tp_cli *cli, const char *name);
 bool cli_take_flag(tp_cli *cli, const char *name);
 /* Next positional argument not yet taken, or NULL. */
 const char *cli_take_positional(tp_cli *cli);
-/* Error naming the first argument nobody took. */
+/* Error naming the first argument nobody took, with the nearest option the command
+ * knows ("--layer": did you mean '--layers'?). */
 tp_status cli_reject_rest(const tp_cli *cli);
 
 #endif

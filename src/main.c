@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "dist/world.h"
 #include "pipeline.h"
 
@@ -79,6 +80,7 @@ static const char common_options[] =
     "  --skip-sae                                            (sae.skip)\n"
     "  --layers 0,6,11     layers to analyse                  (layers)\n"
     "  --out DIR           run directory                      (run.out_dir)\n"
+    "  --verbose           errors also say where in the source they were raised\n"
     "  -h, --help          this command's usage\n";
 
 static const command *find_command(const char *name)
@@ -86,6 +88,21 @@ static const command *find_command(const char *name)
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (!strcmp(commands[i].name, name)) return &commands[i];
     return NULL;
+}
+
+/* "unknown command 'x'", with the nearest command or phase when one is close. */
+static tp_status unknown_command(const char *name)
+{
+    const char *names[NCOMMANDS + 64 + 2];
+    size_t n = 0;
+    for (size_t i = 0; i < NCOMMANDS; i++) names[n++] = commands[i].name;
+    int np;
+    const tp_phase *const *ps = pipeline_phases(&np);
+    for (int i = 0; i < np && i < 64; i++) names[n++] = ps[i]->name;
+    names[n++] = "help", names[n++] = "version";
+    const char *near = tp_nearest(name, names, n);
+    if (near) return tp_err(TP_ERR_CONFIG, "unknown command '%s' (did you mean '%s'? try 'transpolmo help')", name, near);
+    return tp_err(TP_ERR_CONFIG, "unknown command '%s' (try 'transpolmo help')", name);
 }
 
 static void usage(FILE *f)
@@ -108,7 +125,8 @@ static int command_usage(const char *name)
     const command *c = find_command(name);
     const tp_phase *p = pipeline_find(name);
     if (!c && !p) {
-        fprintf(stderr, "error: unknown command '%s' (try 'transpolmo help')\n", name);
+        unknown_command(name);
+        fprintf(stderr, "transpolmo: error: %s\n", tp_err_msg());
         return 2;
     }
     printf("usage: transpolmo %s [options]\n\n%s\n", name, c ? c->help : p->help);
@@ -179,16 +197,24 @@ static tp_status dispatch(tp_cli *cli)
 {
     const command *c = find_command(cli->command);
     const tp_phase *p = c ? NULL : pipeline_find(cli->command);
-    if (!c && !p) return tp_err(TP_ERR_CONFIG, "unknown command '%s' (try 'transpolmo help')", cli->command);
+    if (!c && !p) return unknown_command(cli->command);
     if (p || c->runtime) TP_CHECK(apply_runtime_config(&cli->set));
     return p ? run_phase_command(p, cli) : c->run(cli);
 }
 
-static int wants_help(int argc, char **argv)
+static int has_arg(int argc, char **argv, const char *a, const char *b)
 {
     for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+        if (!strcmp(argv[i], a) || (b && !strcmp(argv[i], b))) return 1;
     return 0;
+}
+
+/* The message for users names the file and the problem; where in the source it was
+ * raised is for --verbose (or log.verbose) and bug reports. */
+static void report_error(int verbose)
+{
+    if (verbose && tp_err_where()[0]) tp_log_error("%s (at %s)", tp_err_msg(), tp_err_where());
+    else tp_log_error("%s", tp_err_msg());
 }
 
 int main(int argc, char **argv)
@@ -199,21 +225,22 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "help")) return command_usage(argv[2]);
-    if (wants_help(argc, argv)) return command_usage(argv[1]);
+    if (has_arg(argc, argv, "--help", "-h")) return command_usage(argv[1]);
+    int verbose = has_arg(argc, argv, "--verbose", NULL);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("transpolmo %s\n", TP_VERSION);
         return 0;
     }
     if (dist_init(&argc, &argv) != TP_OK) {
-        tp_log_error("%s", tp_err_msg());
+        report_error(verbose);
         return 1;
     }
     tp_cli cli;
     tp_status st = cli_parse(argc, argv, &cli);
-    if (st == TP_OK) st = dispatch(&cli);
+    if (st == TP_OK) verbose |= cli.set.verbose, st = dispatch(&cli);
     cli_free(&cli);
     if (st != TP_OK) {
-        tp_log_error("%s", tp_err_msg());
+        report_error(verbose);
         dist_abort(st == TP_ERR_CONFIG ? 2 : 1);
     }
     dist_finalize();

@@ -37,8 +37,9 @@ static const tp_cfg_key forward_keys[] = {
 };
 
 static const tp_cfg_key log_keys[] = {
-    {"log.progress", TP_CFG_STRING, "auto", TP_CFG_ANY, "auto|always|never", "progress lines; auto prints them only when stderr is a terminal"},
+    {"log.progress", TP_CFG_STRING, "auto", TP_CFG_ANY, "auto|always|never", "progress lines on rank 0 (every log.progress_interval seconds and each tenth of the work): auto and always print them also when stderr is not a terminal (mpirun, sbatch), never suppresses them"},
     {"log.progress_interval", TP_CFG_FLOAT, "10.0", TP_CFG_ABOVE_TO(0, 3600), NULL, "seconds between progress lines"},
+    {"log.verbose", TP_CFG_BOOL, "false", TP_CFG_ANY, NULL, "error messages also say where in the source they were raised (--verbose)"},
 };
 
 static const tp_cfg_section model_section = TP_CFG_SECTION("model", model_keys);
@@ -93,5 +94,6 @@ tp_status settings_read(const tp_config *cfg, tp_settings *out)
     out->progress = !strcmp(mode, "always") ? TP_PROGRESS_ALWAYS
                   : !strcmp(mode, "never") ? TP_PROGRESS_NEVER : TP_PROGRESS_AUTO;
     out->progress_interval = tp_config_float(cfg, "log.progress_interval");
+    out->verbose = tp_config_bool(cfg, "log.verbose");
     return TP_OK;
 }

@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "model/model_io.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,7 @@ typedef struct tp_settings {
     tp_backend_options backend;     /* forward.threads, forward.gemm */
     tp_progress_mode progress;      /* log.progress */
     double progress_interval;       /* log.progress_interval */
+    bool verbose;                   /* log.verbose */
 } tp_settings;
 
 /* The shared sections before the phases' (model, device, run, data, layers,

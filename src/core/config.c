@@ -7,6 +7,8 @@
  */
 #include "core/config.h"
 
+#include "core/text.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -162,25 +164,6 @@ static tp_status err_shape(const tp_cfg_key *k, const char *where, const char *s
     return tp_err(TP_ERR_CONFIG, "%s: %s: expected %s, got %s", where, k->key, exp, shape);
 }
 
-/* Levenshtein distance, or a large number for strings too long to be keys. */
-static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb)
-{
-    enum { N = 2 * KEY_MAX };
-    if (na >= N || nb >= N) return (size_t)-1;
-    size_t prev[N + 1], cur[N + 1];
-    for (size_t j = 0; j <= nb; j++) prev[j] = j;
-    for (size_t i = 1; i <= na; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= nb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-        memcpy(prev, cur, (nb + 1) * sizeof prev[0]);
-    }
-    return prev[nb];
-}
-
 static tp_status err_unknown_key(const tp_config *c, const char *where, const char *key)
 {
     /* Candidates are keys and section names, so "dta: {...}" suggests "data". The
@@ -191,7 +174,7 @@ static tp_status err_unknown_key(const tp_config *c, const char *where, const ch
         const char *cand = c->keys[i]->key;
         for (const char *p = cand; ; p++) {
             if (*p == '.' || *p == '\0') {
-                size_t d = edit_distance(key, n, cand, (size_t)(p - cand));
+                size_t d = tp_edit_distance(key, n, cand, (size_t)(p - cand));
                 if (d < best_d && d < n) { best_d = d; best = cand; best_len = (size_t)(p - cand); }
             }
             if (*p == '\0') break;

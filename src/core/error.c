@@ -9,12 +9,19 @@
 /* Messages longer than the buffer are cut, by design: one line is enough. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 static _Thread_local char err_buf[TP_ERR_MAX];
+static _Thread_local char err_where[512];
 
+/* "src/core/x.c" from any absolute path of the checkout: the last "/src/" (or
+ * kernels/, tests/, tools/), so a checkout under a directory called src/ does not
+ * give "src/src/...". */
 static const char *base_name(const char *path)
 {
-    /* Keep "src/..." relative paths readable whatever the build directory. */
-    const char *s = strstr(path, "src/");
-    if (s) return s;
+    static const char *const roots[] = {"/src/", "/kernels/", "/tests/", "/tools/"};
+    const char *best = NULL;
+    for (size_t r = 0; r < sizeof roots / sizeof *roots; r++)
+        for (const char *s = strstr(path, roots[r]); s; s = strstr(s + 1, roots[r]))
+            if (!best || s > best) best = s;
+    if (best) return best + 1;
     const char *slash = strrchr(path, '/');
     return slash ? slash + 1 : path;
 }
@@ -29,7 +36,8 @@ tp_status tp_err_at(tp_status code, const char *file, int line, const char *fmt,
     /* One line, always: user text (file names, JSON) must not break the line. */
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
-    snprintf(err_buf, sizeof err_buf, "%s (%s:%d)", msg, base_name(file), line);
+    snprintf(err_buf, sizeof err_buf, "%s", msg);
+    snprintf(err_where, sizeof err_where, "%s:%d", base_name(file), line);
     return code;
 }
 
@@ -45,7 +53,8 @@ void tp_err_prefix(const char *fmt, ...)
 }
 
 const char *tp_err_msg(void) { return err_buf; }
-void tp_err_clear(void) { err_buf[0] = '\0'; }
+const char *tp_err_where(void) { return err_where; }
+void tp_err_clear(void) { err_buf[0] = '\0', err_where[0] = '\0'; }
 void tp_err_restore(const char *saved) { snprintf(err_buf, sizeof err_buf, "%s", saved); }
 
 const char *tp_status_name(tp_status s)

@@ -25,7 +25,8 @@ typedef enum {
     TP_ERR_INTERNAL
 } tp_status;
 
-/* Records a message "<text> (src/file.c:123)" and returns code. */
+/* Records the message "<text>" and where it was raised ("src/file.c:123"), and
+ * returns code. Users see the message; the place is for --verbose and bug reports. */
 tp_status tp_err_at(tp_status code, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define tp_err(code, ...) tp_err_at((code), __FILE__, __LINE__, __VA_ARGS__)
@@ -34,6 +35,7 @@ tp_status tp_err_at(tp_status code, const char *file, int line, const char *fmt,
 void tp_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 const char *tp_err_msg(void);   /* last message, "" if none */
+const char *tp_err_where(void); /* where it was raised: "src/io/store.c:120", "" if none */
 /* Puts back a message saved from tp_err_msg(): cleanup after a failure (closing
  * files, ...) may fail too, and the first failure is the one to report. */
 void tp_err_restore(const char *saved);

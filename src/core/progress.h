@@ -1,7 +1,9 @@
 /* progress.h — done/total, rate and ETA for long work, from rank 0 only.
  *
- * Lines are printed at most every `interval_s` seconds (and once at the end).
- * Mode: auto prints only when stderr is a TTY; always/never force it.
+ * Lines are printed every `interval_s` seconds and at each further tenth of the
+ * work (never two within a second), and once at the end; rank 0 only. Mode: auto
+ * and always print whether stderr is a terminal or not (mpirun, sbatch logs);
+ * never prints nothing.
  */
 #ifndef TP_PROGRESS_H
 #define TP_PROGRESS_H
@@ -17,6 +19,7 @@ typedef struct {
     uint64_t total, done;
     double t_start, t_last, interval_s;
     bool enabled;
+    int tenth_printed;       /* the last tenth of the work a line reported */
     char note[192];          /* appended to each line (tp_progress_note) */
 } tp_progress;
 

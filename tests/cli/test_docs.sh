@@ -6,6 +6,6 @@ SRC=${TP_SOURCE_DIR:?}
 "$BIN" config schema > "$TMP/schema.md" 2>/dev/null
 grep '^|' "$SRC/docs/config.md" > "$TMP/doc.md"
 if cmp -s "$TMP/schema.md" "$TMP/doc.md"; then passes=$((passes+1)); echo "ok   docs/config.md lists every key as the schema does"
-else failures=$((failures+1)); echo "FAIL docs/config.md is out of date: regenerate its table with \`transpolmo config schema\`"
+else failures=$((failures+1)); echo "FAIL docs/config.md is out of date: regenerate its table with tools/update-config-doc.sh"
   diff "$TMP/doc.md" "$TMP/schema.md" | head -20; fi
 finish
