@@ -42,7 +42,8 @@ static tp_status cmd_phases(tp_cli *cli);
 static const command commands[] = {
     {"run", cmd_run, "run every phase in order into the run directory (resumes)",
      "  transpolmo run [CONFIG.yaml]     configs/default.yaml when none is given\n", true},
-    {"forward", forward_cmd_run, "run the model on token ids: top next tokens, dump capture points",
+    {"forward", forward_cmd_run, "run the model on a prompt or token ids: top next tokens, dump capture points",
+     "  --prompt \"text\"      the text, tokenized as the model's tokenizer does\n"
      "  --ids 1,2,3[/4,5,6]  sequences of equal length ('/' separates)\n"
      "  --ids-file F.npy     int32/int64 [B,T] or [T]\n"
      "  --top K              top next tokens to print (default 10)\n"

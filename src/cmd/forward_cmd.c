@@ -8,6 +8,7 @@
 #include "model/hooks.h"
 #include "model/model.h"
 #include "model/model_io.h"
+#include "model/tokenizer.h"
 #include "run_layout.h"
 
 #include <errno.h>
@@ -72,6 +73,21 @@ static tp_status parse_ids(const char *text, int32_t **ids, int *B, int *T)
     return TP_OK;
 }
 
+/* --prompt: the text as the tokenizer encodes it (special tokens as its
+ * post-processor adds them), one sequence. */
+static tp_status encode_prompt(tp_tokenizer *tok, const char *text, int32_t **ids, int *B, int *T)
+{
+    size_t n = 0;
+    TP_CHECK(tokenizer_encode(tok, text, strlen(text), 0, ids, &n));
+    if (n == 0) {
+        free(*ids);
+        *ids = NULL;
+        return tp_err(TP_ERR_CONFIG, "forward: --prompt '%.80s' has no tokens", text);
+    }
+    *B = 1, *T = (int)n;
+    return TP_OK;
+}
+
 static tp_status load_ids_file(const char *path, int32_t **ids, int *B, int *T)
 {
     npy_array a;
@@ -99,7 +115,32 @@ static tp_status load_ids_file(const char *path, int32_t **ids, int *B, int *T)
     return TP_OK;
 }
 
-static void print_top(const float *logits, int V, int k, int b)
+/* The decoded text of one token, quoted, for the top-token lines ("" without a
+ * tokenizer). */
+static void token_text(const tp_tokenizer *tok, int32_t id, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    char *text = NULL;
+    size_t len = 0;
+    if (!tok || tokenizer_decode(tok, &id, 1, 0, &text, &len) != TP_OK) { free(text); return; }
+    size_t o = 0;
+    if (o + 1 < n) buf[o++] = '\'';
+    for (size_t i = 0; i < len && o + 3 < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n' || c == '\t' || c == '\'' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : (char)c;
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    if (o + 1 < n) buf[o++] = '\'';
+    buf[o] = '\0';
+    free(text);
+}
+
+/* Top k next tokens after position pos of sequence b, decoded when tok is given. */
+static void print_top(const float *logits, int V, int k, int b, int pos, const tp_tokenizer *tok)
 {
     /* Top k by partial selection; softmax for the probabilities. */
     double mx = -INFINITY, sum = 0;
@@ -115,8 +156,10 @@ static void print_top(const float *logits, int V, int k, int b)
             if (!taken && (arg < 0 || logits[i] > logits[arg])) arg = i;
         }
         best[j] = arg;
-        printf("seq %d  rank %2d  token %6d  logit %9.4f  p %.4f\n", b, j + 1, arg, logits[arg],
-               exp(logits[arg] - mx) / sum);
+        char text[96];
+        token_text(tok, arg, text, sizeof text);
+        printf("seq %d  pos %d  rank %2d  token %6d  logit %9.4f  p %.4f  %s\n", b, pos, j + 1, arg, logits[arg],
+               exp(logits[arg] - mx) / sum, text);
     }
 }
 
@@ -124,21 +167,28 @@ tp_status forward_cmd_run(tp_cli *cli)
 {
     const char *ids_text = cli_take_value(cli, "--ids");
     const char *ids_file = cli_take_value(cli, "--ids-file");
+    const char *prompt = cli_take_value(cli, "--prompt");
     const char *top_s = cli_take_value(cli, "--top");
     const char *dump = cli_take_value(cli, "--dump");
     const char *dump_dir = cli_take_value(cli, "--dump-dir");
     const char *logits_out = cli_take_value(cli, "--logits-out");
     TP_CHECK(cli_reject_rest(cli));
-    if (!ids_text == !ids_file)
-        return tp_err(TP_ERR_CONFIG, "forward: give exactly one of --ids or --ids-file");
+    if ((ids_text != NULL) + (ids_file != NULL) + (prompt != NULL) != 1)
+        return tp_err(TP_ERR_CONFIG, "forward: give exactly one of --prompt, --ids or --ids-file");
     int top = top_s ? atoi(top_s) : 10;
     if (top < 0 || top > 64) return tp_err(TP_ERR_CONFIG, "forward: --top must be in [0, 64]");
 
+    /* The tokenizer: needed for --prompt, used to print the top tokens as text when
+     * the model directory has one. */
+    tp_tokenizer *tok = NULL;
+    if (prompt) TP_CHECK(model_io_open_tokenizer(cli->set.model.dir, &tok));
+    else if (model_io_open_tokenizer(cli->set.model.dir, &tok) != TP_OK) tok = NULL;
     int32_t *ids = NULL;
     int B = 0, T = 0;
-    TP_CHECK(ids_text ? parse_ids(ids_text, &ids, &B, &T) : load_ids_file(ids_file, &ids, &B, &T));
+    tp_status st = prompt ? encode_prompt(tok, prompt, &ids, &B, &T)
+                 : ids_text ? parse_ids(ids_text, &ids, &B, &T) : load_ids_file(ids_file, &ids, &B, &T);
+    if (st != TP_OK) { tokenizer_free(tok); return st; }
 
-    tp_status st;
     tp_model *m = NULL;
     tp_forward *f = NULL;
     tp_hooks *hooks = NULL;
@@ -155,10 +205,10 @@ tp_status forward_cmd_run(tp_cli *cli)
         nd++;
         bufs = tp_calloc((size_t)nd, sizeof *bufs);
         int i = 0;
-        for (char *tok = strtok(list, ","); tok && bufs; tok = strtok(NULL, ","), i++) {
+        for (char *name = strtok(list, ","); name && bufs; name = strtok(NULL, ","), i++) {
             int L;
             tp_hook_point pt;
-            st = hooks_parse_name(c, tok, &L, &pt);
+            st = hooks_parse_name(c, name, &L, &pt);
             if (st != TP_OK) break;
             bufs[i].ndim = hooks_point_shape(c, pt, B, T, bufs[i].shape);
             size_t n = 1;
@@ -183,7 +233,7 @@ tp_status forward_cmd_run(tp_cli *cli)
         for (int b = 0; b < B && top > 0; b++) {
             const float *row = mode == TP_LOGITS_ALL ? logits + ((size_t)b * T + T - 1) * V
                                                      : logits + (size_t)b * V;
-            print_top(row, V, top, b);
+            print_top(row, V, top, b, T - 1, tok);
         }
         if (logits_out) {
             TP_CHECK_GOTO(fs_mkdir_parent(logits_out), st, done);
@@ -211,6 +261,7 @@ done:
     hooks_free(hooks);
     forward_free(f);
     model_close(m);
+    tokenizer_free(tok);
     free(ids);
     return st;
 }

@@ -1,5 +1,7 @@
-/* forward_cmd.h — `transpolmo forward`: run the model on token ids, print the top
- * next tokens of each sequence, optionally save capture points and logits as .npy. */
+/* forward_cmd.h — `transpolmo forward`: run the model on a prompt or token ids,
+ * print the top next tokens of each sequence (with the position they follow and,
+ * when the model has a tokenizer, their text), optionally save capture points and
+ * logits as .npy. */
 #ifndef TP_FORWARD_CMD_H
 #define TP_FORWARD_CMD_H
 

@@ -24,6 +24,17 @@ line=$("$BIN" forward --model "$DATA/models/olmo2-mha-f32" --ids 5,6,7 --top 1 -
 if printf '%s' "$line" | grep -q "rank  1  token"; then passes=$((passes+1)); echo "ok   top-1 printed: $line"
 else failures=$((failures+1)); echo "FAIL top-1 line: $line"; fi
 
+# --prompt: the tokenizer's ids, run as --ids would run them; the top tokens are
+# printed with the position they follow and their text.
+B=${TP_BUNDLED_MODEL:-$TP_SOURCE_DIR/models/olmo2-tiny}
+ids=$("$BIN" tokenize --model "$B" --text "The cat sat on the" 2>/dev/null | tr -d ' []' | tr '\n' ',' | sed 's/,$//')
+a=$("$BIN" forward --model "$B" --prompt "The cat sat on the" --top 3 --out "$TMP/run" 2>/dev/null)
+b=$("$BIN" forward --model "$B" --ids "$ids" --top 3 --out "$TMP/run" 2>/dev/null)
+n=$(printf '%s' "$ids" | tr ',' '\n' | grep -c .)
+if [ -n "$a" ] && [ "$a" = "$b" ] && printf '%s' "$a" | head -1 | grep -qE "^seq 0  pos $((n - 1))  rank  1  token +[0-9]+ .*  '.*'$"; then
+  passes=$((passes+1)); echo "ok   --prompt equals --ids of its tokens, top tokens decoded: $(printf '%s' "$a" | head -1)"
+else failures=$((failures+1)); echo "FAIL --prompt ($ids):"; printf '%s\n--\n%s\n' "$a" "$b"; fi
+
 # run: records config and versions, writes the phase output, skips it when complete,
 # and re-runs it when a key it depends on changes.
 r=$TMP/runs/a
