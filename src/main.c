@@ -13,6 +13,7 @@
 #include "cmd/tokenize_cmd.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/text.h"
@@ -190,7 +191,6 @@ static tp_status cmd_phases(tp_cli *cli)
 static tp_status run_phase_command(const tp_phase *p, tp_cli *cli)
 {
     TP_CHECK(cli_reject_rest(cli));
-    TP_CHECK(pipeline_record_run(cli->cfg, cli->run_dir));
     return pipeline_run_phase(p, cli->cfg, cli->run_dir);
 }
 
@@ -201,6 +201,21 @@ static tp_status dispatch(tp_cli *cli)
     if (!c && !p) return unknown_command(cli->command);
     if (p || c->runtime) TP_CHECK(apply_runtime_config(&cli->set));
     return p ? run_phase_command(p, cli) : c->run(cli);
+}
+
+/* The topmost directory of run_dir's path that does not exist yet ("" if run_dir
+ * exists): what a failed command may remove again if it stayed empty. */
+static void missing_root(const char *run_dir, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (!run_dir[0] || fs_exists(run_dir) || fs_path(out, n, "%s", run_dir) != TP_OK) { out[0] = '\0'; return; }
+    for (;;) {
+        char *slash = strrchr(out, '/');
+        while (slash && slash > out && slash[1] == '\0') *slash = '\0', slash = strrchr(out, '/');
+        if (!slash || slash == out) return;
+        *slash = '\0';
+        if (fs_exists(out)) { *slash = '/'; return; }
+    }
 }
 
 static int has_arg(int argc, char **argv, const char *a, const char *b)
@@ -238,12 +253,17 @@ int main(int argc, char **argv)
     }
     tp_cli cli;
     tp_status st = cli_parse(argc, argv, &cli);
+    char created[TP_PATH_MAX] = "";
+    if (st == TP_OK) missing_root(cli.run_dir, created, sizeof created);
     if (st == TP_OK) verbose |= cli.set.verbose, st = dispatch(&cli);
-    cli_free(&cli);
     if (st != TP_OK) {
         report_error(verbose);
+        /* A command that failed before writing anything leaves no empty run folders. */
+        if (dist_rank() == 0 && created[0]) fs_rmdir_empty(created);
+        cli_free(&cli);
         dist_abort(st == TP_ERR_CONFIG ? 2 : 1);
     }
+    cli_free(&cli);
     dist_finalize();
     return 0;
 }

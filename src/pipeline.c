@@ -96,26 +96,9 @@ static tp_status mark_complete(const tp_phase *p, const tp_config *cfg, const ch
     return fs_write_atomic(path, line, (size_t)n);
 }
 
-tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir)
+static tp_status write_config_yaml(const tp_config *cfg, const char *path)
 {
-    double t0 = tp_now();
-    tp_log_info("phase %s: start", p->name);
-    /* Fault injection for the tests: TP_FAULT_RANK=N fails rank N here, to prove a
-     * failure on one rank ends the job instead of hanging it. */
-    const char *fault = getenv("TP_FAULT_RANK");
-    if (fault && atoi(fault) == dist_rank())
-        return tp_err(TP_ERR_INTERNAL, "injected fault (TP_FAULT_RANK=%s) in phase %s", fault, p->name);
-    TP_CHECK(p->run(cfg, run_dir));
-    if (dist_rank() == 0) TP_CHECK(mark_complete(p, cfg, run_dir));
-    tp_log_info("phase %s: done in %.1f s", p->name, tp_now() - t0);
-    return TP_OK;
-}
-
-static tp_status write_config_yaml(const tp_config *cfg, const char *run_dir)
-{
-    char path[TP_PATH_MAX];
     FILE *f;
-    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_CONFIG_YAML));
     TP_CHECK(fs_open_tmp(path, &f));
     fprintf(f, "# Effective configuration of this run (defaults < config file < command line).\n");
     tp_status st = tp_config_write_yaml(cfg, f);
@@ -123,10 +106,9 @@ static tp_status write_config_yaml(const tp_config *cfg, const char *run_dir)
     return fs_commit(f, path);
 }
 
-static tp_status write_versions(const char *run_dir)
+static tp_status write_versions(const char *path)
 {
-    char path[TP_PATH_MAX], mpi[512], hdf5[64];
-    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_VERSIONS_JSON));
+    char mpi[512], hdf5[64];
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     snprintf(hdf5, sizeof hdf5, "%u.%u.%u", maj, min, rel);
@@ -150,14 +132,49 @@ static tp_status write_versions(const char *run_dir)
 tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir)
 {
     if (dist_rank() != 0) return TP_OK;
+    char path[TP_PATH_MAX];
     TP_CHECK(fs_mkdir_p(run_dir));
-    TP_CHECK(write_config_yaml(cfg, run_dir));
-    return write_versions(run_dir);
+    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_CONFIG_YAML));
+    TP_CHECK(write_config_yaml(cfg, path));
+    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_VERSIONS_JSON));
+    return write_versions(path);
+}
+
+/* Rank 0, once the phase has written its outputs: what it ran with, then the marker
+ * (the commit point: a phase is complete only with its record beside it). */
+static tp_status record_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir)
+{
+    char path[TP_PATH_MAX];
+    TP_CHECK(run_phase_file(path, sizeof path, run_dir, p->name, ".config.yaml"));
+    TP_CHECK(fs_mkdir_parent(path));
+    TP_CHECK(write_config_yaml(cfg, path));
+    TP_CHECK(run_phase_file(path, sizeof path, run_dir, p->name, ".versions.json"));
+    TP_CHECK(write_versions(path));
+    return mark_complete(p, cfg, run_dir);
+}
+
+tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir)
+{
+    double t0 = tp_now();
+    tp_log_info("phase %s: start", p->name);
+    /* Fault injection for the tests: TP_FAULT_RANK=N fails rank N here, to prove a
+     * failure on one rank ends the job instead of hanging it. */
+    const char *fault = getenv("TP_FAULT_RANK");
+    if (fault && atoi(fault) == dist_rank())
+        return tp_err(TP_ERR_INTERNAL, "injected fault (TP_FAULT_RANK=%s) in phase %s", fault, p->name);
+    TP_CHECK(p->run(cfg, run_dir));
+    /* A phase that wrote outputs has recorded what it ran with; the run's own
+     * config.yaml and versions.json follow, so a refused command changes neither. */
+    if (dist_rank() == 0) {
+        TP_CHECK(record_phase(p, cfg, run_dir));
+        TP_CHECK(pipeline_record_run(cfg, run_dir));
+    }
+    tp_log_info("phase %s: done in %.1f s", p->name, tp_now() - t0);
+    return TP_OK;
 }
 
 tp_status pipeline_run_all(const tp_config *cfg, const char *run_dir)
 {
-    TP_CHECK(pipeline_record_run(cfg, run_dir));
     for (size_t i = 0; i < NPHASES; i++) {
         if (pipeline_phase_complete(phases[i], cfg, run_dir)) {
             tp_log_info("phase %s: complete, skipped", phases[i]->name);
@@ -166,6 +183,7 @@ tp_status pipeline_run_all(const tp_config *cfg, const char *run_dir)
         TP_CHECK(pipeline_run_phase(phases[i], cfg, run_dir));
         MPI_Barrier(MPI_COMM_WORLD);
     }
+    TP_CHECK(pipeline_record_run(cfg, run_dir));
     tp_log_info("run complete: %s", run_dir);
     return TP_OK;
 }

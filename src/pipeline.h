@@ -3,10 +3,12 @@
  * pipeline.c holds the list of phase descriptors (phase.h) — the one place a new
  * phase is added — and what is derived from it: the configuration schema (the
  * shared sections plus each phase's own), `transpolmo phases`, the CLI's phase
- * commands, and `run`. `run` makes the run directory, records the effective config
- * (config.yaml) and library versions (versions.json), then runs each phase whose
- * outputs are missing or whose marker (.phases/<name>.done) holds another resume
- * hash. A killed job therefore resumes at the first incomplete phase.
+ * commands, and `run`. `run` runs each phase whose outputs are missing or whose
+ * marker (.phases/<name>.done) holds another resume hash; a killed job therefore
+ * resumes at the first incomplete phase. A phase that completes records what it ran
+ * with (.phases/<name>.config.yaml, .versions.json, with the true rank count), then
+ * its marker, then the run's own config.yaml and versions.json: a command that is
+ * refused or fails leaves all of them as they were.
  */
 #ifndef TP_PIPELINE_H
 #define TP_PIPELINE_H
@@ -23,11 +25,11 @@ const tp_phase *pipeline_find(const char *name);
 /* Is the phase complete in run_dir for this configuration? (Every rank reads the
  * same files, so they agree.) */
 bool pipeline_phase_complete(const tp_phase *p, const tp_config *cfg, const char *run_dir);
-/* Runs one phase now (the phase's own command) and marks it complete. */
+/* Runs one phase now (the phase's own command), records it and marks it complete. */
 tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir);
 /* `transpolmo run`: every phase in order, skipping complete ones. */
 tp_status pipeline_run_all(const tp_config *cfg, const char *run_dir);
-/* Writes config.yaml and versions.json into the run dir (rank 0). */
+/* Writes the run's config.yaml and versions.json (rank 0). */
 tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir);
 /* `transpolmo phases`: one name per line, or (json) an array of
  * {name, help, outputs, needs, config_section, reads}. */

@@ -9,11 +9,16 @@ tp_status run_path(char *buf, size_t n, const char *run_dir, const char *artifac
     return fs_join(buf, n, run_dir, artifact);
 }
 
-tp_status run_marker_path(char *buf, size_t n, const char *run_dir, const char *phase)
+tp_status run_phase_file(char *buf, size_t n, const char *run_dir, const char *phase, const char *suffix)
 {
     size_t la = strlen(run_dir);
-    return fs_path(buf, n, "%s%s" RUN_PHASES_DIR "/%s.done", run_dir, la && run_dir[la - 1] == '/' ? "" : "/",
-                   phase);
+    return fs_path(buf, n, "%s%s" RUN_PHASES_DIR "/%s%s", run_dir, la && run_dir[la - 1] == '/' ? "" : "/", phase,
+                   suffix);
+}
+
+tp_status run_marker_path(char *buf, size_t n, const char *run_dir, const char *phase)
+{
+    return run_phase_file(buf, n, run_dir, phase, ".done");
 }
 
 tp_status run_sae_dir(char *buf, size_t n, const char *run_dir, const char *hook)

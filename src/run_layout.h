@@ -18,7 +18,9 @@
 /* the run as a whole */
 #define RUN_CONFIG_YAML "config.yaml"             /* effective configuration */
 #define RUN_VERSIONS_JSON "versions.json"         /* library versions, kernels, ranks */
-#define RUN_PHASES_DIR ".phases"                  /* .phases/<phase>.done markers */
+#define RUN_PHASES_DIR ".phases"                  /* per phase: <phase>.done (the resume hash),
+                                                     <phase>.config.yaml and <phase>.versions.json
+                                                     (what it ran with) */
 #define RUN_RESULTS_DIR "results"
 /* phase 1 inspect */
 #define RUN_ARCHITECTURE_JSON "results/architecture.json"
@@ -39,6 +41,8 @@
 tp_status run_path(char *buf, size_t n, const char *run_dir, const char *artifact);
 /* buf = run_dir/.phases/<phase>.done */
 tp_status run_marker_path(char *buf, size_t n, const char *run_dir, const char *phase);
+/* buf = run_dir/.phases/<phase><suffix> (".config.yaml", ".versions.json") */
+tp_status run_phase_file(char *buf, size_t n, const char *run_dir, const char *phase, const char *suffix);
 /* The folder of the SAE trained on capture point `hook`: results/sae_layer_<L> for
  * blocks.L.hook_resid_post, results/sae_layer_<L>_<point> for other points of a
  * layer ('.' as '_'), results/sae_<name> for layer-less points. */

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,22 @@ tp_status fs_join(char *buf, size_t n, const char *a, const char *b)
 {
     size_t la = strlen(a);
     return fs_path(buf, n, "%s%s%s", a, (la && a[la - 1] == '/') ? "" : "/", b);
+}
+
+void fs_rmdir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char sub[TP_PATH_MAX];
+        struct stat sb;
+        if (fs_join(sub, sizeof sub, dir, e->d_name) == TP_OK && lstat(sub, &sb) == 0 && S_ISDIR(sb.st_mode))
+            fs_rmdir_empty(sub);
+    }
+    closedir(d);
+    rmdir(dir);   /* fails, as it should, when anything is left in it */
 }
 
 bool fs_exists(const char *path)

@@ -16,6 +16,9 @@
 
 tp_status fs_mkdir_p(const char *path);                   /* like mkdir -p */
 bool fs_exists(const char *path);
+/* Removes dir and the directories below it that hold no file, and nothing else
+ * (a failed command's empty run folders). */
+void fs_rmdir_empty(const char *dir);
 tp_status fs_mkdir_parent(const char *path);              /* mkdir -p of dirname(path) */
 /* Opens "<path>.tmp" for writing; commit with fs_commit, or fs_abort on failure. */
 tp_status fs_open_tmp(const char *path, FILE **f);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run directory integrity: a refused command rewrites neither config.yaml nor
+# versions.json and leaves no empty folders; each phase records the config and
+# versions it ran with, with the true rank count.
+. "$(dirname "$0")/lib.sh"
+SRC=${TP_SOURCE_DIR:?}
+MPIRUN=${MPIEXEC:-mpiexec}
+small=(--model "$SRC/models/olmo2-tiny" --set data.corpus="$SRC/data/corpus/heldout.jsonl" --set data.seq_len=32)
+
+check() {   # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then passes=$((passes + 1)); echo "ok   $name"; else failures=$((failures + 1)); echo "FAIL $name"; fi
+}
+
+r=$TMP/run
+expect_ok "np 2 capture" -- timeout -s KILL 120 "$MPIRUN" -np 2 "$BIN" capture "${small[@]}" --num-samples 8 --out "$r"
+for f in config.yaml versions.json .phases/capture.done .phases/capture.config.yaml .phases/capture.versions.json; do
+  check "capture wrote $f" test -s "$r/$f"
+done
+check "the phase's versions say the 2 ranks it ran with" \
+  test "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ranks"])' "$r/.phases/capture.versions.json")" = 2
+check "the phase's config is the one it ran with" test -n "$(grep -E '^  num_samples: 8 ' "$r/.phases/capture.config.yaml")"
+cp -r "$r" "$TMP/before"
+
+# Another sample against the same store: refused, and nothing of the run changes.
+expect_fail "a store made with another sample is refused" "activations.h5" -- \
+  "$BIN" capture "${small[@]}" --num-samples 4 --out "$r"
+for f in config.yaml versions.json .phases/capture.done .phases/capture.config.yaml .phases/capture.versions.json; do
+  check "refused command left $f as it was" cmp -s "$r/$f" "$TMP/before/$f"
+done
+
+# A command that fails before writing anything leaves no folder behind.
+expect_fail "missing corpus" "corpus" -- "$BIN" capture "${small[@]}" --set data.corpus="$TMP/none" --out "$TMP/new/deep/run"
+check "no empty run folders left" test ! -e "$TMP/new"
+finish
