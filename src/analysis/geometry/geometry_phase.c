@@ -2,6 +2,7 @@
 
 #include "analysis/capture/capture_phase.h"
 #include "analysis/hook_select.h"
+#include "analysis/geometry/geometry_type.h"
 #include "analysis/geometry/intrinsic_dim.h"
 #include "analysis/geometry/kmeans.h"
 #include "analysis/geometry/knn.h"
@@ -122,32 +123,15 @@ static json_t *jarray_f64(const double *v, int64_t n)
     return a;
 }
 
-/* The rule behind geometry_type: the first condition that holds names the layer. */
+/* The label of the capture point from its estimates (geometry_type.h). */
 static json_t *geometry_type(const pca_result *pr, const intrinsic_dim_result *idr, const local_geometry_result *lg,
                              double silhouette, const norm_stats_result *ns)
 {
-    double d = (double)pr->d, top1 = pr->explained_variance_ratio[0], id90 = (double)pr->intrinsic_dim_90;
-    struct { const char *label, *condition; int holds; } rules[] = {
-        {"dominated by one direction", "explained_variance_ratio[0] >= 0.5", top1 >= 0.5},
-        {"clustered", "silhouette >= 0.5", isfinite(silhouette) && silhouette >= 0.5},
-        {"curved low-dimensional manifold", "mle_id <= 0.5 * pca_id_90 and median tangent angle >= 30 deg",
-         idr->mle <= 0.5 * id90 && isfinite(lg->angle.median) && lg->angle.median >= 30},
-        {"low-dimensional linear subspace", "pca_id_90 <= 0.1 * d", id90 <= 0.1 * d},
-        {"anisotropic high-dimensional cone", "mean_cosine >= 0.5", ns->mean_cosine >= 0.5},
-        {"high-dimensional, spread out", "otherwise", 1},
-    };
-    const char *label = NULL;
-    json_t *rule = json_array();
-    for (size_t i = 0; i < sizeof rules / sizeof *rules; i++) {
-        json_array_append_new(rule, json_pack("{s:s, s:s, s:b}", "label", rules[i].label, "condition",
-                                              rules[i].condition, "holds", rules[i].holds));
-        if (!label && rules[i].holds) label = rules[i].label;
-    }
-    json_t *in = json_pack("{s:f, s:o, s:f, s:o, s:o, s:o, s:o}", "d", d, "explained_variance_ratio[0]", jnum(top1),
-                           "pca_id_90", id90, "mle_id", jnum(idr->mle), "median tangent angle", jnum(lg->angle.median),
-                           "silhouette", jnum(silhouette), "mean_cosine", jnum(ns->mean_cosine));
-    return json_pack("{s:s, s:s, s:o, s:o}", "label", label, "how", "the first rule that holds, in this order",
-                     "rule", rule, "inputs", in);
+    geometry_type_inputs in = {.d = (double)pr->d, .pca_id_90 = (double)pr->intrinsic_dim_90,
+                               .evr0 = pr->explained_variance_ratio[0], .mle = idr->mle, .twonn = idr->twonn,
+                               .angle_median = lg->angle.median, .angle_p10 = lg->angle.p10, .angle_p90 = lg->angle.p90,
+                               .silhouette = silhouette, .mean_cosine = ns->mean_cosine};
+    return geometry_type_classify(&in);
 }
 
 /* Per cluster, the `top` held rows nearest the centre, merged on rank 0. */
