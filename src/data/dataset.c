@@ -106,3 +106,43 @@ void dataset_close(tp_dataset *d)
     corpus_close(d->corpus);
     memset(d, 0, sizeof *d);
 }
+
+void dataset_free_domains(char **names, int n)
+{
+    for (int i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+}
+
+static int find_name(char *const *names, int n, const char *name)
+{
+    for (int k = 0; k < n; k++)
+        if (!strcmp(names[k], name)) return k;
+    return -1;
+}
+
+tp_status dataset_domains(const tp_dataset *d, int32_t *doc_domain, char ***names, int *n_names)
+{
+    char **list = NULL;
+    int n = 0, cap = 0;
+    tp_status st = TP_OK;
+    for (size_t i = 0; st == TP_OK && i < d->ndocs; i++) {
+        corpus_doc doc;
+        if ((st = corpus_read(d->corpus, d->docs[i], &doc)) != TP_OK) break;
+        const char *name = doc.domain[0] ? doc.domain : "(none)";
+        int k = find_name(list, n, name);
+        if (k < 0) {
+            if (n == cap) {
+                char **g = realloc(list, (size_t)(cap ? 2 * cap : 8) * sizeof *g);
+                if (!g) st = tp_err(TP_ERR_NOMEM, "out of memory for the corpus' domain names");
+                else list = g, cap = cap ? 2 * cap : 8;
+            }
+            if (st == TP_OK && !(list[n] = strdup(name))) st = tp_err(TP_ERR_NOMEM, "out of memory");
+            if (st == TP_OK) k = n++;
+        }
+        doc_domain[i] = k;
+        corpus_doc_free(&doc);
+    }
+    if (st != TP_OK) { dataset_free_domains(list, n); return st; }
+    *names = list, *n_names = n;
+    return TP_OK;
+}

@@ -49,4 +49,11 @@ tp_status dataset_open_heldout(const tp_data_spec *spec, tp_tokenizer *tok, int3
                                tp_dataset *out);
 void dataset_close(tp_dataset *d);
 
+/* Domains of the sample: doc_domain[i] (caller's [ndocs]) is the domain of the
+ * sampled document docs[i], an index into *names (malloc'd, free with
+ * dataset_free_domains; in order of first appearance; "(none)" for a document
+ * without one). Reads every sampled document's record once. */
+tp_status dataset_domains(const tp_dataset *d, int32_t *doc_domain, char ***names, int *n_names);
+void dataset_free_domains(char **names, int n);
+
 #endif

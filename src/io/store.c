@@ -1,5 +1,6 @@
 #include "io/store.h"
 
+#include "core/fsutil.h"
 #include "io/h5_check.h"
 
 #include <hdf5.h>
@@ -12,8 +13,13 @@
 /* Chunks of whole rows, about 1 MiB: analyses read contiguous row blocks. */
 #define CHUNK_BYTES ((int64_t)1 << 20)
 
+/* The layout version written as the root attribute store_format; a store without
+ * it (or of another version) is not resumed (the datasets it lacks cannot be
+ * written into it). */
+#define STORE_FORMAT 2
+
 struct tp_store {
-    char path[1024];
+    char path[TP_PATH_MAX];
     hid_t file, dxpl;
     hid_t dxpl_ind;              /* independent transfers: store_write_acts */
     MPI_Comm comm;
@@ -75,13 +81,24 @@ static int get_int_attr(hid_t obj, const char *name)
     return v;
 }
 
-static tp_status set_str_attr(tp_store *s, const char *key, const char *value)
+static tp_status set_int64_attr(tp_store *s, hid_t obj, const char *name, int64_t value)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    S_CHECK(s, e);
+    return TP_OK;
+}
+
+static tp_status set_str_attr_on(tp_store *s, hid_t obj, const char *key, const char *value)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, strlen(value) + 1);
     H5Tset_strpad(t, H5T_STR_NULLTERM);
     hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(s->file, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Acreate2(obj, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
     herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
@@ -90,6 +107,13 @@ static tp_status set_str_attr(tp_store *s, const char *key, const char *value)
     return TP_OK;
 }
 
+static tp_status set_str_attr(tp_store *s, const char *key, const char *value)
+{
+    return set_str_attr_on(s, s->file, key, value);
+}
+
+/* A root attribute as text: a string as it is, an integer in decimal (stores of
+ * format 1 wrote numbers as strings; both read the same). */
 const char *store_attr(tp_store *s, const char *key, char *buf, size_t n)
 {
     buf[0] = '\0';
@@ -99,8 +123,11 @@ const char *store_attr(tp_store *s, const char *key, char *buf, size_t n)
     hid_t ft = H5Aget_type(a);
     size_t sz = H5Tget_size(ft);
     char *tmp = calloc(1, sz + 1);
+    int64_t v;
     if (tmp && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && H5Aread(a, ft, tmp) >= 0)
         snprintf(buf, n, "%s", tmp);
+    else if (H5Tget_class(ft) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0)
+        snprintf(buf, n, "%lld", (long long)v);
     free(tmp);
     H5Tclose(ft);
     H5Aclose(a);
@@ -140,7 +167,7 @@ static tp_status open_file(const char *path, MPI_Comm comm, bool write, bool cre
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     tp_store *s = tp_calloc(1, sizeof *s);
     if (!s) return TP_ERR_NOMEM;
-    snprintf(s->path, sizeof s->path, "%s", path);
+    if (fs_path(s->path, sizeof s->path, "%s", path) != TP_OK) { free(s); return TP_ERR_RANGE; }
     s->comm = comm;
     s->file = s->dxpl = s->dxpl_ind = -1;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -225,16 +252,79 @@ static tp_status read_sizes(tp_store *s)
     return load_acts(s);
 }
 
+static const char *prov_text(const store_prov *p, char *buf, size_t n)
+{
+    if (p->text) return p->text;
+    snprintf(buf, n, "%lld", (long long)p->num);
+    return buf;
+}
+
+/* What a /acts dataset says about itself: the capture point, its layer and point,
+ * the storage dtype, and what its numbers are. */
+static tp_status describe_act(tp_store *s, hid_t ds, const store_act_spec *a)
+{
+    int L = -1, used = 0;
+    const char *point = a->name;
+    if (sscanf(a->name, "blocks.%d.%n", &L, &used) == 1 && used > 0) point = a->name + used;
+    else L = -1;
+    TP_CHECK(set_str_attr_on(s, ds, "hook", a->name));
+    TP_CHECK(set_int64_attr(s, ds, "layer", L));
+    TP_CHECK(set_str_attr_on(s, ds, "point", point));
+    TP_CHECK(set_str_attr_on(s, ds, "dtype", a->dtype == TP_DTYPE_F16 ? "f16" : a->dtype == TP_DTYPE_BF16 ? "bf16" : "f32"));
+    TP_CHECK(set_int64_attr(s, ds, "d", a->cols));
+    return set_str_attr_on(s, ds, "units",
+                           "the model's activation as computed in f32 (no scaling or normalisation), one row per token: "
+                           "row i belongs to /tokens[i] (docs/hooks.md defines each point)");
+}
+
+/* A new store: provenance, every dataset, the format version. */
+static tp_status create_layout(tp_store *s, const store_layout *L)
+{
+    tp_status st = set_int64_attr(s, s->file, "store_format", STORE_FORMAT);
+    for (int i = 0; st == TP_OK && i < L->n_provenance; i++) {
+        const store_prov *p = &L->provenance[i];
+        st = p->text ? set_str_attr(s, p->key, p->text) : set_int64_attr(s, s->file, p->key, p->num);
+    }
+    if (st == TP_OK) st = create_ds(s, "tokens", H5T_STD_I32LE, 1, L->n_rows, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "positions", H5T_STD_I32LE, 1, L->n_rows, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "mask", H5T_STD_U8LE, 1, L->n_rows, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "row_doc", H5T_STD_I32LE, 1, L->n_rows, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "doc_offsets", H5T_STD_I64LE, 1, L->n_docs + 1, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "doc_index", H5T_STD_I64LE, 1, L->n_docs, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "doc_domain", H5T_STD_I32LE, 1, L->n_docs, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "domain_names", H5T_STD_U8LE, 2, L->n_domains, L->domain_name_len, NULL);
+    if (st == TP_OK) st = create_ds(s, "vocab_offsets", H5T_STD_I64LE, 1, L->n_vocab + 1, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "vocab_bytes", H5T_STD_U8LE, 1, L->n_vocab_bytes, 1, NULL);
+    if (st == TP_OK) st = create_ds(s, "units_complete", H5T_STD_U8LE, 1, L->n_units, 1, NULL);
+    for (int i = 0; st == TP_OK && i < L->n_acts; i++) {
+        s->acts[i] = L->acts[i];
+        char name[STORE_NAME_MAX + 8];
+        snprintf(name, sizeof name, "acts/%s", L->acts[i].name);
+        hid_t t = storage_type(L->acts[i].dtype);
+        if (t < 0) return tp_err(TP_ERR_HDF5, "%s: cannot make the storage type", s->path);
+        st = create_ds(s, name, t, 2, L->n_rows, L->acts[i].cols, &s->act_ds[i]);
+        H5Tclose(t);
+        if (st == TP_OK) s->n_acts = i + 1;
+        if (st == TP_OK) st = describe_act(s, s->act_ds[i], &L->acts[i]);
+    }
+    return st;
+}
+
 static tp_status check_provenance(tp_store *s, const store_layout *L)
 {
-    char got[4096];
-    for (const char *const *p = L->provenance; p && p[0] && p[1]; p += 2) {
-        store_attr(s, p[0], got, sizeof got);
-        if (strcmp(got, p[1]) != 0)
+    char got[4096], want[32];
+    store_attr(s, "store_format", got, sizeof got);
+    if (atoi(got) != STORE_FORMAT)
+        return tp_err(TP_ERR_CONFIG, "%s was written in store format %s, this TranspOLMo writes format %d; use another "
+                      "run directory or delete the store", s->path, got[0] ? got : "1", STORE_FORMAT);
+    for (int i = 0; i < L->n_provenance; i++) {
+        const store_prov *p = &L->provenance[i];
+        store_attr(s, p->key, got, sizeof got);
+        if (strcmp(got, prov_text(p, want, sizeof want)) != 0)
             return tp_err(TP_ERR_CONFIG,
                           "%s was made with %s = '%s', this run has '%s'; use another run directory "
                           "or delete the store",
-                          s->path, p[0], got, p[1]);
+                          s->path, p->key, got, prov_text(p, want, sizeof want));
     }
     if (s->n_rows != L->n_rows || s->n_docs != L->n_docs || s->n_units != L->n_units)
         return tp_err(TP_ERR_CONFIG, "%s: holds %lld rows / %lld documents / %lld units, this run needs %lld / %lld / %lld",
@@ -281,25 +371,7 @@ tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *
     }
     TP_CHECK(open_file(path, comm, true, true, &s));
     s->n_rows = L->n_rows, s->n_docs = L->n_docs, s->n_units = L->n_units;
-    st = TP_OK;
-    for (const char *const *p = L->provenance; st == TP_OK && p && p[0] && p[1]; p += 2)
-        st = set_str_attr(s, p[0], p[1]);
-    if (st == TP_OK) st = create_ds(s, "tokens", H5T_STD_I32LE, 1, L->n_rows, 1, NULL);
-    if (st == TP_OK) st = create_ds(s, "positions", H5T_STD_I32LE, 1, L->n_rows, 1, NULL);
-    if (st == TP_OK) st = create_ds(s, "mask", H5T_STD_U8LE, 1, L->n_rows, 1, NULL);
-    if (st == TP_OK) st = create_ds(s, "doc_offsets", H5T_STD_I64LE, 1, L->n_docs + 1, 1, NULL);
-    if (st == TP_OK) st = create_ds(s, "doc_index", H5T_STD_I64LE, 1, L->n_docs, 1, NULL);
-    if (st == TP_OK) st = create_ds(s, "units_complete", H5T_STD_U8LE, 1, L->n_units, 1, NULL);
-    for (int i = 0; st == TP_OK && i < L->n_acts; i++) {
-        s->acts[i] = L->acts[i];
-        char name[STORE_NAME_MAX + 8];
-        snprintf(name, sizeof name, "acts/%s", L->acts[i].name);
-        hid_t t = storage_type(L->acts[i].dtype);
-        if (t < 0) { st = tp_err(TP_ERR_HDF5, "%s: cannot make the storage type", path); break; }
-        st = create_ds(s, name, t, 2, L->n_rows, L->acts[i].cols, &s->act_ds[i]);
-        H5Tclose(t);
-        if (st == TP_OK) s->n_acts = i + 1;
-    }
+    st = create_layout(s, L);
     if (st == TP_OK) {
         /* units_complete starts all zero (the fill was skipped). */
         int rank;
@@ -353,7 +425,7 @@ tp_status store_close(tp_store *s)
     if (s->dxpl >= 0) H5Pclose(s->dxpl);
     if (s->dxpl_ind >= 0) H5Pclose(s->dxpl_ind);
     herr_t e = s->file >= 0 ? H5Fclose(s->file) : 0;
-    char path[1024];
+    char path[TP_PATH_MAX];
     snprintf(path, sizeof path, "%s", s->path);
     free(s);
     if (e < 0) return tp_err(TP_ERR_HDF5, "closing '%s' failed (disk full?)", path);
@@ -396,17 +468,40 @@ static tp_status write_named(tp_store *s, const char *name, hid_t memtype, int64
 }
 
 tp_status store_write_index(tp_store *s, int64_t row0, int64_t n, const int32_t *tokens,
-                            const int32_t *positions, const uint8_t *mask)
+                            const int32_t *positions, const uint8_t *mask, const int32_t *row_doc)
 {
     TP_CHECK(write_named(s, "tokens", H5T_NATIVE_INT32, row0, n, tokens));
     TP_CHECK(write_named(s, "positions", H5T_NATIVE_INT32, row0, n, positions));
+    TP_CHECK(write_named(s, "row_doc", H5T_NATIVE_INT32, row0, n, row_doc));
     return write_named(s, "mask", H5T_NATIVE_UINT8, row0, n, mask);
 }
 
-tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_t *doc_index, bool writer)
+tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_t *doc_index,
+                           const int32_t *doc_domain, bool writer)
 {
     TP_CHECK(write_named(s, "doc_offsets", H5T_NATIVE_INT64, 0, writer ? s->n_docs + 1 : 0, doc_offsets));
+    TP_CHECK(write_named(s, "doc_domain", H5T_NATIVE_INT32, 0, writer ? s->n_docs : 0, doc_domain));
     return write_named(s, "doc_index", H5T_NATIVE_INT64, 0, writer ? s->n_docs : 0, doc_index);
+}
+
+tp_status store_write_tables(tp_store *s, const char *const *domains, int64_t n_domains, int64_t name_len,
+                             const int64_t *vocab_offsets, int64_t n_vocab, const uint8_t *vocab_bytes, bool writer)
+{
+    uint8_t *names = NULL;
+    if (writer) {
+        if (!(names = tp_calloc((size_t)(n_domains * name_len + 1), 1))) return TP_ERR_NOMEM;
+        for (int64_t i = 0; i < n_domains; i++)
+            memcpy(names + i * name_len, domains[i], strnlen(domains[i], (size_t)name_len - 1));
+    }
+    hid_t ds = H5Dopen2(s->file, "domain_names", H5P_DEFAULT);
+    S_CHECK(s, ds);
+    tp_status st = write_rows(s, s->dxpl, ds, H5T_NATIVE_UINT8, 0, writer ? n_domains : 0, name_len, names,
+                              "domain_names");
+    H5Dclose(ds);
+    free(names);
+    TP_CHECK(st);
+    TP_CHECK(write_named(s, "vocab_offsets", H5T_NATIVE_INT64, 0, writer ? n_vocab + 1 : 0, vocab_offsets));
+    return write_named(s, "vocab_bytes", H5T_NATIVE_UINT8, 0, writer ? vocab_offsets[n_vocab] : 0, vocab_bytes);
 }
 
 tp_status store_write_acts(tp_store *s, int act, int64_t row0, int64_t n, const float *rows)
@@ -473,7 +568,8 @@ tp_status store_flush(tp_store *s)
 tp_status store_mark_complete(tp_store *s)
 {
     TP_CHECK(store_flush(s));
-    const char *names[] = {"tokens", "positions", "mask", "doc_offsets", "doc_index", "units_complete"};
+    const char *names[] = {"tokens", "positions", "mask", "row_doc", "doc_offsets", "doc_index", "doc_domain",
+                           "domain_names", "vocab_offsets", "vocab_bytes", "units_complete"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         hid_t ds = H5Dopen2(s->file, names[i], H5P_DEFAULT);
         S_CHECK(s, ds);

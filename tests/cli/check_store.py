@@ -17,8 +17,24 @@ assert f["tokens"].dtype == np.int32 and f["positions"].shape == (n,) and f["mas
 D = f["doc_index"].shape[0]
 off = f["doc_offsets"][:]
 assert off.shape == (D + 1,) and off[0] == 0 and off[-1] == n and np.all(np.diff(off) >= 0)
-for k in ["tokens", "positions", "mask", "doc_offsets", "doc_index", "units_complete"]:
+for k in ["tokens", "positions", "mask", "row_doc", "doc_offsets", "doc_index", "doc_domain", "domain_names",
+          "vocab_offsets", "vocab_bytes", "units_complete"]:
     assert f[k].attrs["complete"] == 1, k
+# A row maps to its document, the document to its corpus index and domain, a token
+# id to its text, without rejoining anything by hand.
+row_doc = f["row_doc"][:]
+want = np.searchsorted(off, np.arange(n), side="right") - 1
+assert np.array_equal(row_doc, want), "row_doc is the document whose rows hold the row"
+names = [x.tobytes().rstrip(b"\0").decode() for x in f["domain_names"][:]]
+dom = f["doc_domain"][:]
+assert dom.shape == (D,) and dom.min() >= 0 and dom.max() < len(names) and all(names), "doc_domain"
+vo, vb = f["vocab_offsets"][:], f["vocab_bytes"][:]
+assert vo[0] == 0 and vo[-1] == vb.shape[0] and np.all(np.diff(vo) >= 0), "vocab_offsets"
+toks = f["tokens"][:]
+assert toks.max() < vo.shape[0] - 1 and all(vo[t + 1] > vo[t] for t in set(toks[:200].tolist())), "tokens have text"
+assert f.attrs["store_format"] == 2
+for a in ["sampling_seed", "num_samples", "seq_len", "unit_sequences"]:
+    assert np.issubdtype(np.asarray(f.attrs[a]).dtype, np.integer), a + " is a number"
 assert f["units_complete"][:].all()
 for a in ["model_path", "corpus_hash", "tokenizer_hash", "model_config_hash", "hooks", "dtype", "sampling_seed"]:
     assert a in f.attrs, a
@@ -30,6 +46,9 @@ assert np.array_equal(f["mask"][:first_len] == 0, pos[:first_len] == 0), "mask m
 for h in hooks:
     ds = f["acts"][h]
     assert ds.shape[0] == n and ds.attrs["complete"] == 1, h
+    assert ds.attrs["hook"].decode() == h and ds.attrs["d"] == ds.shape[1], h
+    assert ds.attrs["layer"] == (int(h.split(".")[1]) if h.startswith("blocks.") else -1), h
+    assert ds.attrs["dtype"].decode() in ("f32", "f16", "bf16") and ds.attrs["units"], h
     assert ds.chunks[1] == ds.shape[1], "chunks hold whole rows"
     rows = ds[:first_len].astype(np.float32)
     ref = np.load(dump + "/" + h + ".npy").reshape(first_len, -1)

@@ -83,6 +83,12 @@ typedef struct {
     char *hook_list;           /* "a,b,c": the points in store order */
     /* work units: units_row0[u] is unit u's first row; this rank owns [u_lo, u_hi) */
     int64_t n_units, *units_row0, u_lo, u_hi, my_n, max_n;
+    /* the descriptive tables of the store */
+    int32_t *doc_domain;       /* [ndocs] */
+    char **domains;
+    int n_domains;
+    int64_t *vocab_off;        /* [V + 1] */
+    uint8_t *vocab_bytes;
     /* the store */
     char store_path[TP_PATH_MAX];
     store_act_spec *specs;
@@ -237,33 +243,75 @@ static tp_status hash_model_file(const char *dir, const char *file, char out[32]
     return TP_OK;
 }
 
+/* What the store carries so that a row can be read without rejoining by hand: the
+ * domain of every sampled document and the text of every token id. */
+static tp_status build_tables(capture_run *r)
+{
+    if (!(r->doc_domain = tp_malloc((r->data.ndocs ? r->data.ndocs : 1) * sizeof *r->doc_domain))) return TP_ERR_NOMEM;
+    TP_CHECK(dataset_domains(&r->data, r->doc_domain, &r->domains, &r->n_domains));
+    int64_t V = r->m->cfg.vocab_size, cap = 16 * V + 16, used = 0;
+    r->vocab_off = tp_malloc((size_t)(V + 1) * sizeof *r->vocab_off);
+    r->vocab_bytes = tp_malloc((size_t)cap);
+    if (!r->vocab_off || !r->vocab_bytes) return TP_ERR_NOMEM;
+    for (int64_t t = 0; t < V; t++) {
+        r->vocab_off[t] = used;
+        int32_t id = (int32_t)t;
+        char *text = NULL;
+        size_t len = 0;
+        /* An id the tokenizer does not know (embedding rows padded past its vocab)
+         * has no text. */
+        if (tokenizer_decode(r->tok, &id, 1, 0, &text, &len) != TP_OK) len = 0;
+        if (used + (int64_t)len > cap) {
+            uint8_t *g = realloc(r->vocab_bytes, (size_t)(2 * cap + (int64_t)len));
+            if (!g) { free(text); return tp_err(TP_ERR_NOMEM, "out of memory for the token texts"); }
+            r->vocab_bytes = g, cap = 2 * cap + (int64_t)len;
+        }
+        if (len) memcpy(r->vocab_bytes + used, text, len);
+        used += (int64_t)len;
+        free(text);
+    }
+    r->vocab_off[V] = used;
+    return TP_OK;
+}
+
+/* The width of /domain_names: the longest name and its NUL. */
+static int64_t name_len_of(const capture_run *r)
+{
+    int64_t len = 1;
+    for (int i = 0; i < r->n_domains; i++)
+        if ((int64_t)strlen(r->domains[i]) + 1 > len) len = (int64_t)strlen(r->domains[i]) + 1;
+    return len;
+}
+
 /* Creates the store, or reopens it after checking its layout and provenance. */
 static tp_status open_store(capture_run *r)
 {
+    TP_CHECK(build_tables(r));
     if (!(r->specs = tp_calloc((size_t)r->npts, sizeof *r->specs))) return TP_ERR_NOMEM;
     for (int i = 0; i < r->npts; i++) {
         snprintf(r->specs[i].name, sizeof r->specs[i].name, "%s", r->pts[i].name);
         r->specs[i].cols = r->pts[i].cols;
         r->specs[i].dtype = r->cs.dtype;
     }
-    char mhash[32], thash[32], chash[32], seed_s[32], ns[32], sl[32], batch_s[32];
+    char mhash[32], thash[32], chash[32];
     TP_CHECK(hash_model_file(r->set.model.dir, "config.json", mhash));
     TP_CHECK(hash_model_file(r->set.model.dir, "tokenizer.json", thash));
     uint64_t ch = 0;
     TP_CHECK(corpus_hash(r->data.corpus, &ch));
     snprintf(chash, sizeof chash, "%016llx", (unsigned long long)ch);
-    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)r->data.seed);
-    snprintf(ns, sizeof ns, "%lld", (long long)r->set.data.num_samples);
-    snprintf(sl, sizeof sl, "%d", r->data.seq_len);
-    snprintf(batch_s, sizeof batch_s, "%d", r->set.batch_size);
     const char *mask_s = r->cs.mask_first ? (r->cs.mask_bos ? "first,bos" : "first") : (r->cs.mask_bos ? "bos" : "none");
-    const char *prov[] = {
-        "transpolmo_version", TP_VERSION, "model_path", r->set.model.dir, "model_config_hash", mhash,
-        "tokenizer_hash", thash, "corpus", r->set.data.corpus, "corpus_hash", chash, "sampling_seed", seed_s,
-        "num_samples", ns, "seq_len", sl, "packing", r->set.data.packing == TP_PACK_PACK ? "pack" : "split",
-        "unit_sequences", batch_s, "hooks", r->hook_list, "dtype", r->cs.dtype_name, "mask", mask_s, NULL};
+    const store_prov prov[] = {
+        {"transpolmo_version", TP_VERSION, 0}, {"model_path", r->set.model.dir, 0}, {"model_config_hash", mhash, 0},
+        {"tokenizer_hash", thash, 0}, {"corpus", r->set.data.corpus, 0}, {"corpus_hash", chash, 0},
+        {"sampling_seed", NULL, (int64_t)r->data.seed}, {"num_samples", NULL, r->set.data.num_samples},
+        {"seq_len", NULL, r->data.seq_len}, {"packing", r->set.data.packing == TP_PACK_PACK ? "pack" : "split", 0},
+        {"unit_sequences", NULL, r->set.batch_size}, {"hooks", r->hook_list, 0}, {"dtype", r->cs.dtype_name, 0},
+        {"mask", mask_s, 0}};
+    int64_t name_len = name_len_of(r), V = r->m->cfg.vocab_size;
     store_layout layout = {.n_rows = (int64_t)r->data.seqs.n_tokens, .n_docs = (int64_t)r->data.ndocs,
-                           .n_units = r->n_units, .acts = r->specs, .n_acts = r->npts, .provenance = prov};
+                           .n_units = r->n_units, .acts = r->specs, .n_acts = r->npts, .provenance = prov,
+                           .n_provenance = (int)(sizeof prov / sizeof *prov), .n_domains = r->n_domains,
+                           .domain_name_len = name_len, .n_vocab = V, .n_vocab_bytes = r->vocab_off[V]};
     TP_CHECK(run_path(r->store_path, sizeof r->store_path, r->run_dir, RUN_STORE));
     TP_CHECK(fs_mkdir_p(r->run_dir));
     bool created = false;
@@ -280,10 +328,11 @@ static tp_status write_index(capture_run *r)
     size_t my_rows = (size_t)(my_r1 - my_r0), ndocs = r->data.ndocs;
     int32_t *tokens = tp_malloc((my_rows ? my_rows : 1) * sizeof *tokens);
     int32_t *positions = tp_malloc((my_rows ? my_rows : 1) * sizeof *positions);
+    int32_t *row_doc = tp_malloc((my_rows ? my_rows : 1) * sizeof *row_doc);
     uint8_t *mask = tp_malloc(my_rows ? my_rows : 1);
     int64_t *doc_off = tp_malloc((ndocs + 1) * sizeof *doc_off);
     int64_t *doc_idx = tp_malloc((ndocs ? ndocs : 1) * sizeof *doc_idx);
-    tp_status st = tokens && positions && mask && doc_off && doc_idx ? TP_OK : TP_ERR_NOMEM;
+    tp_status st = tokens && positions && row_doc && mask && doc_off && doc_idx ? TP_OK : TP_ERR_NOMEM;
     for (size_t s = (size_t)r->u_lo * (size_t)r->set.batch_size;
          st == TP_OK && s < seqs->n_seqs && (int64_t)seqs->seq_start[s] < my_r1; s++) {
         for (size_t t = 0; t < sequences_len(seqs, s); t++) {
@@ -295,11 +344,29 @@ static tp_status write_index(capture_run *r)
                           (r->cs.mask_bos && mc->bos_token_id >= 0 && id == mc->bos_token_id));
         }
     }
-    if (st == TP_OK) st = store_write_index(r->store, my_r0, (int64_t)my_rows, tokens, positions, mask);
+    /* The document of each row: the last one starting at or before it (documents
+     * that gave no tokens start where the next one does). */
+    for (size_t row = 0, dcur = 0; st == TP_OK && row < my_rows; row++) {
+        size_t g = (size_t)my_r0 + row;
+        if (row == 0) {
+            size_t lo = 0, hi = ndocs;   /* largest d with doc_start[d] <= g */
+            while (hi - lo > 1) {
+                size_t mid = (lo + hi) / 2;
+                if (seqs->doc_start[mid] <= g) lo = mid; else hi = mid;
+            }
+            dcur = lo;
+        }
+        while (dcur + 1 < ndocs && seqs->doc_start[dcur + 1] <= g) dcur++;
+        row_doc[row] = (int32_t)dcur;
+    }
+    if (st == TP_OK) st = store_write_index(r->store, my_r0, (int64_t)my_rows, tokens, positions, mask, row_doc);
     for (size_t i = 0; st == TP_OK && i <= ndocs; i++) doc_off[i] = (int64_t)seqs->doc_start[i];
     for (size_t i = 0; st == TP_OK && i < ndocs; i++) doc_idx[i] = (int64_t)r->data.docs[i];
-    if (st == TP_OK) st = store_write_docs(r->store, doc_off, doc_idx, r->rank == 0);
-    free(tokens), free(positions), free(mask), free(doc_off), free(doc_idx);
+    if (st == TP_OK) st = store_write_docs(r->store, doc_off, doc_idx, r->doc_domain, r->rank == 0);
+    if (st == TP_OK)
+        st = store_write_tables(r->store, (const char *const *)r->domains, r->n_domains, name_len_of(r), r->vocab_off,
+                                r->m->cfg.vocab_size, r->vocab_bytes, r->rank == 0);
+    free(tokens), free(positions), free(row_doc), free(mask), free(doc_off), free(doc_idx);
     return st;
 }
 
@@ -483,7 +550,8 @@ static void capture_run_free(capture_run *r, tp_status st)
     }
     for (int i = 0; r->pts && i < r->npts; i++) free(r->pts[i].buf);
     free(r->pts), free(r->hook_list), free(r->specs), free(r->ids), free(r->lens), free(r->done);
-    free(r->units_row0), free(r->my_units);
+    free(r->units_row0), free(r->my_units), free(r->doc_domain), free(r->vocab_off), free(r->vocab_bytes);
+    dataset_free_domains(r->domains, r->n_domains);
     hooks_free(r->hooks);
     forward_free(r->f);
     dataset_close(&r->data);
