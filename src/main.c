@@ -22,7 +22,9 @@
 
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef tp_status (*command_fn)(tp_cli *cli);
 
@@ -143,17 +145,39 @@ static int command_usage(const char *name)
     return 0;
 }
 
+/* Compute threads of this rank: forward.threads when set; else what OPENBLAS_NUM_THREADS
+ * or OMP_NUM_THREADS say; else the CPUs this rank may run on (its affinity, which
+ * mpirun's binding and srun's --cpus-per-task set), shared with the other ranks of
+ * the node when they may run on the same CPUs (mpirun --bind-to none), so ranks
+ * never oversubscribe the node's cores. The same rule under mpirun, srun and a lone
+ * rank. */
+static int threads_for_rank(const tp_settings *s, int *allowed, int *online)
+{
+    cpu_set_t set;
+    *allowed = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    long on = sysconf(_SC_NPROCESSORS_ONLN);
+    *online = on > 0 ? (int)on : *allowed;
+    if (s->backend.threads > 0) return s->backend.threads;
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    if (!env || !*env) env = getenv("OMP_NUM_THREADS");
+    if (env && atoi(env) > 0) return atoi(env);
+    int share = *online / dist_local_size();
+    int t = *allowed < share ? *allowed : share;
+    return t > 0 ? t : 1;
+}
+
 static tp_status apply_runtime_config(const tp_settings *s)
 {
     tp_progress_set_default(s->progress, s->progress_interval);
-    cpu_set_threads(s->backend.threads);
+    int allowed, online, threads = threads_for_rank(s, &allowed, &online);
+    cpu_set_threads(threads);
     cpu_linear_enable(s->backend.own_gemm);
-    /* mpirun binds a lone rank (and each of 2 ranks) to one core by default: BLAS
-     * threads beyond the CPUs this rank may run on only take turns. */
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && cpu_get_threads() > CPU_COUNT(&set))
-        tp_log_warn("%d BLAS threads but this rank may run on %d CPU(s) only: start it with `mpirun --bind-to none` "
-                    "(or set forward.threads=%d)", cpu_get_threads(), CPU_COUNT(&set), CPU_COUNT(&set));
+    if (threads > allowed)
+        tp_log_warn("%d compute threads but this rank may run on %d CPU(s) only: they take turns (start it with "
+                    "`mpirun --bind-to none`, or set forward.threads=%d)", threads, allowed, allowed);
+    else if (dist_size() == 1 && allowed < online && s->backend.threads == 0)
+        tp_log_info("this rank may run on %d of the node's %d CPUs (mpirun binds a rank to a core; "
+                    "`mpirun --bind-to none -np 1` lets it use all)", allowed, online);
     if (!strcmp(s->device, "cuda"))
         return tp_err(TP_ERR_UNSUPPORTED,
                       "device 'cuda': the GPU forward pass is not implemented yet; use --device cpu");

@@ -32,7 +32,7 @@ static const tp_cfg_key layers_keys[] = {
 
 static const tp_cfg_key forward_keys[] = {
     {"forward.batch_size", TP_CFG_INT, "8", TP_CFG_IN(1, 65536), NULL, "sequences per forward batch"},
-    {"forward.threads", TP_CFG_INT, "0", TP_CFG_MIN(0), NULL, "BLAS threads; 0 means the BLAS default"},
+    {"forward.threads", TP_CFG_INT, "0", TP_CFG_MIN(0), NULL, "compute threads per rank; 0: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS when set, else the CPUs the rank may run on, shared with the ranks of its node that may run on the same CPUs"},
     {"forward.gemm", TP_CFG_STRING, "auto", TP_CFG_ANY, "auto|openblas", "GEMM of the linear layers: auto = TranspOLMo's AVX-512 kernel when the CPU has AVX-512 (weights packed from their stored dtype), else OpenBLAS; openblas = OpenBLAS sgemm always"},
 };
 

@@ -32,6 +32,18 @@ void dist_finalize(void)
     if (g_inited && !fin) MPI_Finalize();
 }
 
+int dist_local_size(void)
+{
+    static int local = 0;
+    if (local) return local;
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+        return local = 1;
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    return local;
+}
+
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }
 

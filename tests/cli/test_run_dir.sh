@@ -32,4 +32,18 @@ done
 # A command that fails before writing anything leaves no folder behind.
 expect_fail "missing corpus" "corpus" -- "$BIN" capture "${small[@]}" --set data.corpus="$TMP/none" --out "$TMP/new/deep/run"
 check "no empty run folders left" test ! -e "$TMP/new"
+# Threads per rank from the CPUs the rank may use, shared on a node: two unbound
+# ranks on this machine never take more threads together than it has CPUs, a lone
+# unbound rank takes them all (OPENBLAS_NUM_THREADS, which the tests set, unset here).
+ncpu=$(nproc)
+threads_of() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["blas_threads"])' "$1"; }
+env -u OPENBLAS_NUM_THREADS timeout -s KILL 120 "$MPIRUN" --bind-to none -np 2 "$BIN" inspect "${small[@]}" \
+  --out "$TMP/t2" >/dev/null 2>&1
+t2=$(threads_of "$TMP/t2/.phases/inspect.versions.json")
+check "2 unbound ranks take $t2 thread(s) each on $ncpu CPUs" test $((2 * t2)) -le "$ncpu" -a "$t2" -ge 1
+env -u OPENBLAS_NUM_THREADS timeout -s KILL 120 "$MPIRUN" --bind-to none -np 1 "$BIN" inspect "${small[@]}" \
+  --out "$TMP/t1" >/dev/null 2>&1
+check "a lone unbound rank takes all $ncpu CPUs" test "$(threads_of "$TMP/t1/.phases/inspect.versions.json")" = "$ncpu"
+t=$(threads_of "$TMP/run/.phases/capture.versions.json")
+check "OPENBLAS_NUM_THREADS is honoured ($t)" test "$t" = "${OPENBLAS_NUM_THREADS:-1}"
 finish
