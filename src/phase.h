@@ -10,6 +10,7 @@
  *   config   its own config section ("<name>.*" keys, declared beside the driver)
  *   reads    shared keys (settings.h sections) its results depend on
  *   needs    phases whose outputs it reads
+ *   headline one line of what it found, for `run`'s log and summary
  * Its resume hash is its own keys and `reads` plus the hashes of the phases it
  * needs, so a change upstream reruns everything downstream and nothing else.
  *
@@ -22,6 +23,7 @@
 #include "core/config.h"
 #include "core/error.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct tp_phase tp_phase;
@@ -36,6 +38,10 @@ struct tp_phase {
     const char *const *reads;            /* NULL-terminated key prefixes ("data.", "layers") */
     const tp_phase *const *needs;        /* NULL-terminated */
     const char *usage;                   /* extra lines of `--help` (options), or NULL */
+    /* One line of what the phase found, read from its outputs (rank 0, after it
+     * ran or when it was skipped): `run` prints it per phase and in its summary.
+     * NULL: none. A headline that cannot be made is left empty, not an error. */
+    void (*headline)(const char *run_dir, char *buf, size_t n);
 };
 
 /* The resume hash: FNV-1a over the phase's own keys and `reads` (config's

@@ -153,6 +153,28 @@ static tp_status record_phase(const tp_phase *p, const tp_config *cfg, const cha
     return mark_complete(p, cfg, run_dir);
 }
 
+/* Rank 0: "phase <name>: <what it found>". */
+static void log_headline(const tp_phase *p, const char *run_dir)
+{
+    char line[512] = "";
+    if (dist_rank() == 0 && p->headline) p->headline(run_dir, line, sizeof line);
+    if (line[0]) tp_log_info("phase %s: %s", p->name, line);
+}
+
+/* The end of `run`: what was found, and the files to open. */
+static void log_summary(const char *run_dir)
+{
+    if (dist_rank() != 0) return;
+    tp_log_info("== summary of %s", run_dir);
+    for (size_t i = 0; i < NPHASES; i++) {
+        char line[512] = "";
+        if (phases[i]->headline) phases[i]->headline(run_dir, line, sizeof line);
+        if (!line[0]) continue;
+        tp_log_info("  %-9s %s", phases[i]->name, line);
+        for (const char *const *o = phases[i]->outputs; *o; o++) tp_log_info("  %-9s   %s/%s", "", run_dir, *o);
+    }
+}
+
 tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir)
 {
     double t0 = tp_now();
@@ -170,6 +192,7 @@ tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char
         TP_CHECK(pipeline_record_run(cfg, run_dir));
     }
     tp_log_info("phase %s: done in %.1f s", p->name, tp_now() - t0);
+    log_headline(p, run_dir);
     return TP_OK;
 }
 
@@ -178,6 +201,7 @@ tp_status pipeline_run_all(const tp_config *cfg, const char *run_dir)
     for (size_t i = 0; i < NPHASES; i++) {
         if (pipeline_phase_complete(phases[i], cfg, run_dir)) {
             tp_log_info("phase %s: complete, skipped", phases[i]->name);
+            log_headline(phases[i], run_dir);
             continue;
         }
         TP_CHECK(pipeline_run_phase(phases[i], cfg, run_dir));
@@ -185,6 +209,7 @@ tp_status pipeline_run_all(const tp_config *cfg, const char *run_dir)
     }
     TP_CHECK(pipeline_record_run(cfg, run_dir));
     tp_log_info("run complete: %s", run_dir);
+    log_summary(run_dir);
     return TP_OK;
 }
 

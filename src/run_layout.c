@@ -42,3 +42,10 @@ tp_status run_dir_of(char *buf, size_t n, const char *out_dir, const char *run_n
     if (out_dir && out_dir[0]) return fs_path(buf, n, "%s", out_dir);
     return fs_path(buf, n, RUN_DEFAULT_PARENT "/%s", run_name);
 }
+
+json_t *run_load_json(const char *run_dir, const char *artifact)
+{
+    char path[TP_PATH_MAX];
+    if (run_path(path, sizeof path, run_dir, artifact) != TP_OK) return NULL;
+    return json_load_file(path, 0, NULL);
+}

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/fsutil.h"
 
+#include <jansson.h>
 #include <stddef.h>
 
 #define RUN_DEFAULT_PARENT "runs"                 /* runs/<run.name> */
@@ -47,6 +48,10 @@ tp_status run_phase_file(char *buf, size_t n, const char *run_dir, const char *p
  * blocks.L.hook_resid_post, results/sae_layer_<L>_<point> for other points of a
  * layer ('.' as '_'), results/sae_<name> for layer-less points. */
 tp_status run_sae_dir(char *buf, size_t n, const char *run_dir, const char *hook);
+/* A run artifact parsed as JSON (NULL when missing or unreadable: for headlines
+ * and summaries, which skip what they cannot read). json_decref it. */
+json_t *run_load_json(const char *run_dir, const char *artifact);
+
 /* The run directory of a configuration: out_dir, or runs/<run_name>. */
 tp_status run_dir_of(char *buf, size_t n, const char *out_dir, const char *run_name);
 

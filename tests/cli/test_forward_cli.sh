@@ -51,6 +51,12 @@ else failures=$((failures+1)); echo "FAIL re-run did not skip"; fi
 if "$BIN" run "${small[@]}" --out "$r" --set inspect.spectra=false 2>&1 | grep -q "phase inspect: start"; then
   passes=$((passes+1)); echo "ok   changed key re-runs the phase"
 else failures=$((failures+1)); echo "FAIL changed key did not re-run"; fi
+# run prints what each phase found, and a summary with the paths to open.
+out=$("$BIN" run "${small[@]}" --out "$r" 2>&1)
+if printf '%s' "$out" | grep -q "^phase capture: [0-9]* rows of [0-9]* documents" && \
+   printf '%s' "$out" | grep -q "^== summary of $r" && printf '%s' "$out" | grep -qF "$r/activations.h5"; then
+  passes=$((passes+1)); echo "ok   run prints the phases' headlines and a summary with the paths"
+else failures=$((failures+1)); echo "FAIL run summary:"; printf '%s\n' "$out"; fi
 # The recorded config reads back as a config file.
 expect_ok "config.yaml reloads" -- "$BIN" config show --config "$r/config.yaml"
 finish

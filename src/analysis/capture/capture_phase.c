@@ -576,6 +576,20 @@ done:
     return st;
 }
 
+static void capture_headline(const char *run_dir, char *buf, size_t n)
+{
+    json_t *j = run_load_json(run_dir, RUN_CAPTURE_SUMMARY_JSON);
+    if (!j) return;
+    const char *hooks = json_string_value(json_object_get(j, "hooks"));
+    int points = hooks && *hooks ? 1 : 0;
+    for (const char *p = hooks; p && *p; p++) points += *p == ',';
+    snprintf(buf, n, "%lld rows of %lld documents x %d capture points (%.0f MiB) in %s",
+             (long long)json_integer_value(json_object_get(j, "rows")),
+             (long long)json_integer_value(json_object_get(j, "documents")), points,
+             json_number_value(json_object_get(j, "bytes_written")) / (1 << 20), RUN_STORE);
+    json_decref(j);
+}
+
 static const char *const capture_outputs[] = {RUN_STORE, RUN_CAPTURE_SUMMARY_JSON, NULL};
 static const char *const capture_reads[] = {"model.", "data.", "layers", "forward.batch_size", "forward.gemm", NULL};
 
@@ -587,4 +601,5 @@ const tp_phase capture_phase = {
     .config = &capture_section,
     .reads = capture_reads,
     .needs = NULL,
+    .headline = capture_headline,
 };

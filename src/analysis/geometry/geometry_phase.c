@@ -567,6 +567,32 @@ done:
     return st;
 }
 
+/* "8 capture points: 6 x low-dimensional curved manifold | 2 x ..." (labels counted). */
+static void geometry_headline(const char *run_dir, char *buf, size_t n)
+{
+    json_t *j = run_load_json(run_dir, RUN_GEOMETRY_JSON), *layers = j ? json_object_get(j, "layers") : NULL;
+    if (!layers) { json_decref(j); return; }
+    size_t nl = json_array_size(layers), len = (size_t)snprintf(buf, n, "%zu capture points:", nl);
+    json_t *counts = json_object();
+    for (size_t i = 0; i < nl; i++) {
+        const char *lab = json_string_value(json_object_get(json_object_get(json_array_get(layers, i), "geometry_type"),
+                                                             "label"));
+        if (!lab) continue;
+        json_t *c = json_object_get(counts, lab);
+        json_object_set_new(counts, lab, json_integer(c ? json_integer_value(c) + 1 : 1));
+    }
+    const char *lab;
+    json_t *c;
+    int first = 1;
+    json_object_foreach(counts, lab, c) {
+        if (len >= n) break;
+        len += (size_t)snprintf(buf + len, n - len, "%s %lld x %s", first ? "" : " |", (long long)json_integer_value(c), lab);
+        first = 0;
+    }
+    json_decref(counts);
+    json_decref(j);
+}
+
 static const char *const geometry_outputs[] = {RUN_GEOMETRY_JSON, NULL};
 static const char *const geometry_reads[] = {"layers", NULL};
 static const tp_phase *const geometry_needs[] = {&capture_phase, NULL};
@@ -579,4 +605,5 @@ const tp_phase geometry_phase = {
     .config = &geometry_section,
     .reads = geometry_reads,
     .needs = geometry_needs,
+    .headline = geometry_headline,
 };

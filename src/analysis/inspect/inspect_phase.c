@@ -253,6 +253,19 @@ tp_status inspect_phase_run(const tp_config *cfg, const char *run_dir)
     return st;
 }
 
+static void inspect_headline(const char *run_dir, char *buf, size_t n)
+{
+    json_t *j = run_load_json(run_dir, RUN_ARCHITECTURE_JSON);
+    if (!j) return;
+    json_t *cfg = json_object_get(j, "config");
+    snprintf(buf, n, "%s, %d layers, d = %d, %.1f M parameters", json_string_value(json_object_get(
+                 json_object_get(j, "model"), "architecture")) ?: "?",
+             (int)json_integer_value(json_object_get(cfg, "num_layers")),
+             (int)json_integer_value(json_object_get(cfg, "hidden_size")),
+             (double)json_integer_value(json_object_get(json_object_get(j, "parameters"), "total")) / 1e6);
+    json_decref(j);
+}
+
 static const char *const inspect_outputs[] = {RUN_ARCHITECTURE_JSON, NULL};
 static const char *const inspect_reads[] = {"model.", NULL};
 
@@ -264,4 +277,5 @@ const tp_phase inspect_phase = {
     .config = &inspect_section,
     .reads = inspect_reads,
     .needs = NULL,
+    .headline = inspect_headline,
 };

@@ -575,6 +575,28 @@ done:
     return st;
 }
 
+/* "4 SAEs (topk): held-out FVU 0.07-0.12, L0 32.0-32.0, CE loss recovered 95-99 %" */
+static void sae_headline(const char *run_dir, char *buf, size_t n)
+{
+    json_t *j = run_load_json(run_dir, RUN_SAE_SUMMARY_JSON), *saes = j ? json_object_get(j, "saes") : NULL;
+    size_t ns = json_array_size(saes);
+    if (!ns) { json_decref(j); return; }
+    double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+    for (size_t i = 0; i < ns; i++) {
+        json_t *ev = json_object_get(json_array_get(saes, i), "evaluation");
+        double v[3] = {json_number_value(json_object_get(ev, "fvu")), json_number_value(json_object_get(ev, "l0")),
+                       json_number_value(json_object_get(json_object_get(ev, "ce"), "ce_loss_recovered"))};
+        for (int k = 0; k < 3; k++)
+            if (json_object_get(ev, "ce") || k < 2) lo[k] = fmin(lo[k], v[k]), hi[k] = fmax(hi[k], v[k]);
+    }
+    int len = snprintf(buf, n, "%zu SAE(s) (%s): held-out FVU %.3f-%.3f, L0 %.1f-%.1f", ns,
+                       json_string_value(json_object_get(json_array_get(saes, 0), "architecture")) ?: "?", lo[0], hi[0],
+                       lo[1], hi[1]);
+    if (isfinite(lo[2]) && len > 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, ", CE loss recovered %.1f-%.1f %%", 100 * lo[2], 100 * hi[2]);
+    json_decref(j);
+}
+
 static const char *const sae_outputs[] = {RUN_SAE_SUMMARY_JSON, NULL};
 static const char *const sae_reads[] = {"layers", NULL};
 static const tp_phase *const sae_needs[] = {&capture_phase, NULL};
@@ -588,4 +610,5 @@ const tp_phase sae_phase = {
     .config = &sae_section,
     .reads = sae_reads,
     .needs = sae_needs,
+    .headline = sae_headline,
 };
