@@ -37,6 +37,15 @@ tp_status run_sae_dir(char *buf, size_t n, const char *run_dir, const char *hook
     return fs_join(buf, n, run_dir, sub);
 }
 
+tp_status run_sae_checkpoint_dir(char *buf, size_t n, const char *run_dir, const char *hook)
+{
+    char sae_dir[TP_PATH_MAX], sub[TP_PATH_MAX];
+    TP_CHECK(run_sae_dir(sae_dir, sizeof sae_dir, "", hook));
+    const char *name = strrchr(sae_dir, '/');
+    TP_CHECK(fs_path(sub, sizeof sub, RUN_CHECKPOINTS_DIR "/sae/%s", name ? name + 1 : sae_dir));
+    return fs_join(buf, n, run_dir, sub);
+}
+
 tp_status run_dir_of(char *buf, size_t n, const char *out_dir, const char *run_name)
 {
     if (out_dir && out_dir[0]) return fs_path(buf, n, "%s", out_dir);

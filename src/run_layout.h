@@ -30,10 +30,13 @@
 #define RUN_CAPTURE_SUMMARY_JSON "results/capture_summary.json"
 /* phase 3 geometry */
 #define RUN_GEOMETRY_JSON "results/geometric_analysis.json"
-/* phase 4 sae: one folder per SAE (run_sae_dir) plus these */
+/* phase 4 sae: one SAELens folder per SAE (run_sae_dir), its training state under
+ * checkpoints/sae/<folder name>/ (run_sae_checkpoint_dir), plus these */
 #define RUN_SAE_SUMMARY_JSON "results/sae_summary.json"
-#define RUN_SAE_CHECKPOINT_JSON "results/sae_checkpoint.json"
+#define RUN_SAE_CHECKPOINT_JSON "checkpoints/sae/checkpoint.json"   /* names the step to resume */
 #define RUN_FEATURES_CATALOG_JSON "results/features_catalog.json"
+#define RUN_FEATURES_INDEX "results/features_catalog.index.tsv"   /* features query's index */
+#define RUN_CHECKPOINTS_DIR "checkpoints"                          /* training state, outside results/ */
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_FORWARD_DIR "forward"                 /* forward --dump default */
@@ -51,6 +54,10 @@ tp_status run_sae_dir(char *buf, size_t n, const char *run_dir, const char *hook
 /* A run artifact parsed as JSON (NULL when missing or unreadable: for headlines
  * and summaries, which skip what they cannot read). json_decref it. */
 json_t *run_load_json(const char *run_dir, const char *artifact);
+
+/* Where the SAE of `hook` keeps its training checkpoints: checkpoints/sae/<the name
+ * of its run_sae_dir folder>. */
+tp_status run_sae_checkpoint_dir(char *buf, size_t n, const char *run_dir, const char *hook);
 
 /* The run directory of a configuration: out_dir, or runs/<run_name>. */
 tp_status run_dir_of(char *buf, size_t n, const char *out_dir, const char *run_name);

@@ -99,6 +99,30 @@ tp_status dataset_open_heldout(const tp_data_spec *spec, tp_tokenizer *tok, int3
     return st;
 }
 
+tp_status dataset_open_list(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
+                            const int64_t *docs, size_t n, tp_dataset *out)
+{
+    tp_status st = dataset_open_corpus(spec, out);
+    if (st != TP_OK) return st;
+    out->docs = tp_malloc((n ? n : 1) * sizeof *out->docs);
+    if (!out->docs) st = TP_ERR_NOMEM;
+    for (size_t i = 0; st == TP_OK && i < n; i++) {
+        if (docs[i] < 0 || (size_t)docs[i] >= corpus_count(out->corpus))
+            st = tp_err(TP_ERR_FORMAT, "%s: document %lld is outside the corpus '%s' (%zu documents): was the store "
+                        "made from another corpus?", what, (long long)docs[i], spec->corpus, corpus_count(out->corpus));
+        else
+            out->docs[i] = (size_t)docs[i];
+    }
+    if (st == TP_OK) {
+        qsort(out->docs, n, sizeof *out->docs, cmp_size);
+        out->ndocs = n;
+        if (!n) st = tp_err(TP_ERR_RANGE, "%s: no documents given", what);
+    }
+    if (st == TP_OK) st = dataset_build(spec, tok, eos_id, what, out);
+    if (st != TP_OK) dataset_close(out);
+    return st;
+}
+
 void dataset_close(tp_dataset *d)
 {
     sequences_free(&d->seqs);

@@ -47,6 +47,10 @@ tp_status dataset_open(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_
 tp_status dataset_open_heldout(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
                                const int64_t *exclude, size_t n_exclude, size_t num_docs, uint64_t seed,
                                tp_dataset *out);
+/* The given documents (corpus indices, any order, no repeats) cut as spec says:
+ * the text of documents chosen elsewhere (held-out documents of a store). */
+tp_status dataset_open_list(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
+                            const int64_t *docs, size_t n, tp_dataset *out);
 void dataset_close(tp_dataset *d);
 
 /* Domains of the sample: doc_domain[i] (caller's [ndocs]) is the domain of the

@@ -660,3 +660,69 @@ tp_status store_read_i32(tp_store *s, const char *dataset, int64_t row0, int64_t
 {
     return read_named(s, dataset, H5T_NATIVE_INT32, row0, n, out);
 }
+
+/* A whole table (any length, 1-D or 2-D) of the store into out, which holds its
+ * elements; *rows and *cols get its shape. A table the store lacks (format 1) is
+ * named with how to make it. */
+static tp_status read_table(tp_store *s, const char *dataset, hid_t memtype, size_t elem, void **out, int64_t *rows,
+                            int64_t *cols)
+{
+    *out = NULL;
+    hid_t ds = H5Dopen2(s->file, dataset, H5P_DEFAULT);
+    if (ds < 0)
+        return tp_err(TP_ERR_FORMAT, "%s has no /%s (made by an older TranspOLMo: rerun `transpolmo capture` into a new "
+                      "run directory)", s->path, dataset);
+    hid_t fs = H5Dget_space(ds);
+    hsize_t d[2] = {0, 1};
+    int nd = H5Sget_simple_extent_dims(fs, d, NULL);
+    H5Sclose(fs);
+    *rows = (int64_t)d[0], *cols = nd == 2 ? (int64_t)d[1] : 1;
+    void *buf = tp_malloc((size_t)(*rows * *cols) * elem + 1);
+    herr_t e = !buf ? -1 : (*rows > 0 && *cols > 0) ? H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
+    H5Dclose(ds);
+    if (e < 0) {
+        free(buf);
+        char m[256];
+        return buf ? tp_err(TP_ERR_HDF5, "%s: reading /%s failed: %s", s->path, dataset, h5_last_error(m, sizeof m))
+                   : TP_ERR_NOMEM;
+    }
+    *out = buf;
+    return TP_OK;
+}
+
+tp_status store_read_docs(tp_store *s, store_docs *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t r, c, nd, len;
+    void *p = NULL;
+    tp_status st = read_table(s, "doc_offsets", H5T_NATIVE_INT64, 8, &p, &r, &c);
+    out->offsets = p, out->n_docs = r - 1;
+    if (st == TP_OK && (st = read_table(s, "doc_index", H5T_NATIVE_INT64, 8, &p, &r, &c)) == TP_OK) out->index = p;
+    if (st == TP_OK && (st = read_table(s, "doc_domain", H5T_NATIVE_INT32, 4, &p, &r, &c)) == TP_OK) out->domain = p;
+    uint8_t *names = NULL;
+    if (st == TP_OK && (st = read_table(s, "domain_names", H5T_NATIVE_UINT8, 1, &p, &nd, &len)) == TP_OK) names = p;
+    if (st == TP_OK && !(out->domain_names = tp_calloc((size_t)(nd ? nd : 1), sizeof *out->domain_names))) st = TP_ERR_NOMEM;
+    for (int64_t i = 0; st == TP_OK && i < nd; i++) {
+        if (!(out->domain_names[i] = tp_calloc((size_t)len + 1, 1))) { st = TP_ERR_NOMEM; break; }
+        memcpy(out->domain_names[i], names + i * len, (size_t)len);
+        out->n_domains = (int)i + 1;
+    }
+    free(names);
+    for (int64_t i = 0; st == TP_OK && i < out->n_docs; i++)
+        if (out->domain[i] < 0 || out->domain[i] >= out->n_domains || out->offsets[i] > out->offsets[i + 1])
+            st = tp_err(TP_ERR_FORMAT, "%s: document %lld has domain %d of %d or offsets %lld..%lld: a damaged store",
+                        s->path, (long long)i, out->domain[i], out->n_domains, (long long)out->offsets[i],
+                        (long long)out->offsets[i + 1]);
+    if (st == TP_OK && out->offsets[out->n_docs] != s->n_rows)
+        st = tp_err(TP_ERR_FORMAT, "%s: /doc_offsets ends at %lld, the store has %lld rows", s->path,
+                    (long long)out->offsets[out->n_docs], (long long)s->n_rows);
+    if (st != TP_OK) store_docs_free(out);
+    return st;
+}
+
+void store_docs_free(store_docs *d)
+{
+    for (int i = 0; d->domain_names && i < d->n_domains; i++) free(d->domain_names[i]);
+    free(d->domain_names), free(d->offsets), free(d->index), free(d->domain);
+    memset(d, 0, sizeof *d);
+}

@@ -100,6 +100,20 @@ bool store_is_complete(const tp_store *s, const char *dataset);
 tp_status store_read_acts(tp_store *s, int act, int64_t row0, int64_t n, float *out);
 tp_status store_read_i32(tp_store *s, const char *dataset, int64_t row0, int64_t n, int32_t *out);
 tp_status store_read_u8(tp_store *s, const char *dataset, int64_t row0, int64_t n, uint8_t *out);
+/* The document tables: every sampled document's rows, corpus index and domain. */
+typedef struct {
+    int64_t n_docs;
+    int64_t *offsets;          /* [n_docs + 1] first row of each document */
+    int64_t *index;            /* [n_docs] corpus index */
+    int32_t *domain;           /* [n_docs] index into domain_names */
+    char **domain_names;       /* [n_domains] */
+    int n_domains;
+} store_docs;
+/* Reads and checks them (every rank reads the same; a store of format 1, without
+ * /doc_domain, is named). Collective. */
+tp_status store_read_docs(tp_store *s, store_docs *out);
+void store_docs_free(store_docs *d);
+
 /* Value of a root attribute as text into buf ("" if absent); integers in decimal. */
 const char *store_attr(tp_store *s, const char *key, char *buf, size_t n);
 

@@ -180,6 +180,23 @@ tp_status model_config_load(const char *path, tp_model_config *out)
         return tp_err(TP_ERR_FORMAT, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
     }
     tp_status st = parse(root, path, out);
+    if (st == TP_OK) {
+        /* The model's name for exports and reports: what transformers recorded, or
+         * the directory config.json sits in. */
+        const char *nm = json_string_value(json_object_get(root, "_name_or_path"));
+        if (nm && *nm) {
+            snprintf(out->name, sizeof out->name, "%s", nm);
+        } else {
+            char dir[sizeof out->name];
+            snprintf(dir, sizeof dir, "%s", path);
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = '\0';
+            else snprintf(dir, sizeof dir, ".");
+            while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/') dir[strlen(dir) - 1] = '\0';
+            const char *base = strrchr(dir, '/');
+            snprintf(out->name, sizeof out->name, "%s", base ? base + 1 : dir);
+        }
+    }
     json_decref(root);
     return st;
 }

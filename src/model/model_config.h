@@ -19,6 +19,7 @@ typedef struct {
     char architecture[64];     /* as written in config.json */
     char model_type[32];
     char torch_dtype[16];      /* "" if absent */
+    char name[256];            /* `_name_or_path` ("allenai/OLMo-2-0425-1B"), else the directory's name */
     int vocab_size, hidden_size, intermediate_size, num_layers;
     int num_heads, num_kv_heads, head_dim, max_position_embeddings;
     double rms_norm_eps;

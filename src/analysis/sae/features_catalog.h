@@ -1,6 +1,6 @@
 /* features_catalog.h — what each SAE latent ("feature") does, as JSON for
- * results/features_catalog.json (phase 4, issue 7; schema in docs/features.md).
- * Runs on ONE process (rank 0 of the SAE phase, after the parallel store is closed).
+ * results/features_catalog.json (phase 4; schema in docs/features.md), over every
+ * row of the store: the ranks each scan their share, rank 0 merges and writes.
  *
  * Units. Activations are what sae_encode returns: codes in the SAE's scaled space
  *   (the SAE reads s·x, s = input scale). They are also exactly the activations of the
@@ -54,11 +54,11 @@
 
 #include "analysis/sae/sae.h"
 #include "core/error.h"
-#include "io/corpus.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
 #include <jansson.h>
+#include <mpi.h>
 #include <stdint.h>
 
 typedef struct {
@@ -81,12 +81,10 @@ typedef struct {
     sae_model *sae;            /* trained; sae_encode uses (overwrites) its workspace */
     const char *hook_name;     /* e.g. "blocks.2.hook_resid_post" */
     int layer;
-    const float *rows;         /* [n, d_in] raw activations (what sae_encode takes) */
-    const int64_t *row_index;  /* [n] store row of each row */
-    int64_t n;
-    const char *store_path;    /* activations.h5, read serially (/tokens, /positions,
-                                  /doc_offsets, /doc_index) */
-    const corpus *corpus;      /* NULL: every row's domain is "(unknown)" */
+    const char *const *domain_names;   /* the store's domains (/domain_names); rows carry */
+    int n_domains;                     /* an index into them (features_catalog_add) */
+    const char *store_path;    /* activations.h5, read serially by rank 0 for the contexts
+                                  (/tokens, /positions); NULL: no contexts */
     const tp_model *model;     /* NULL: no promotes/suppresses/reads */
     const tp_tokenizer *tok;   /* NULL: tokens as ids only, no text */
     features_catalog_options opt;
@@ -94,13 +92,35 @@ typedef struct {
 
 void features_catalog_default_options(features_catalog_options *o);
 
-/* The catalog of one SAE: *out_layer (new reference) is the JSON object of
- * docs/features.md ("hook", "layer", ..., "features": [...]). Fails on bad options,
- * a row outside the store, or a store/corpus read error. */
-tp_status features_catalog_build(const features_catalog_input *in, json_t **out_layer);
+/* The catalog over rows spread across the ranks of a communicator: every rank
+ * begins, adds its rows in blocks (any split, any block size), and finishes. The
+ * statistics are merged exactly (counts, sums, maxima; the top_k heaps; the
+ * reservoir as the `reservoir` firings of smallest hash(seed, feature, store row), a
+ * uniform sample that does not depend on how rows are split over ranks or blocks),
+ * so the catalog is the same for any number of ranks up to the order of f64 sums.
+ * Rank 0 then makes the detailed entries (logit attribution, contexts) and gets the
+ * layer object; the other ranks get NULL. */
+typedef struct features_catalog_acc features_catalog_acc;
+tp_status features_catalog_begin(const features_catalog_input *in, features_catalog_acc **out);
+/* rows [n, d_in] raw activations, store_rows [n] their store rows, domains [n] each
+ * row's domain index (< n_domains). */
+tp_status features_catalog_add(features_catalog_acc *a, const float *rows, const int64_t *store_rows,
+                               const int32_t *domains, int64_t n);
+/* Collective over comm. */
+tp_status features_catalog_finish(features_catalog_acc *a, MPI_Comm comm, json_t **out_layer);
+void features_catalog_free(features_catalog_acc *a);
 
-/* The whole file: {"schema": "transpolmo.features_catalog/1", "saes": saes}.
- * Steals saes (an array of layer objects); NULL on allocation failure. */
-json_t *features_catalog_document(json_t *saes);
+/* One process, rows in memory: begin, one add, finish on MPI_COMM_SELF. */
+tp_status features_catalog_build(const features_catalog_input *in, const float *rows, const int64_t *store_rows,
+                                 const int32_t *domains, int64_t n, json_t **out_layer);
+
+/* The whole file: {"schema": "transpolmo.features_catalog/2", "coverage": coverage,
+ * "saes": saes}. Steals both; NULL on allocation failure. */
+json_t *features_catalog_document(json_t *coverage, json_t *saes);
+/* Writes the document so that a person and jq can page it: the file is one JSON
+ * document with each feature on a line of its own; and beside it the index
+ * (RUN_FEATURES_INDEX: one line per feature with its key fields and the byte offset
+ * of its line), so `features query` need not parse the whole catalog. Atomic. */
+tp_status features_catalog_write(const char *path, const char *index_path, const json_t *doc);
 
 #endif

@@ -167,3 +167,17 @@ tp_status saelens_reconstruct(const saelens_sae *s, const float *rows, int64_t n
     free(xin), free(pre), free(sel);
     return TP_OK;
 }
+
+tp_status sae_export_sparsity(const char *dir, const double *density, int64_t F)
+{
+    float *v = tp_malloc((size_t)(F ? F : 1) * sizeof *v);
+    if (!v) return TP_ERR_NOMEM;
+    for (int64_t i = 0; i < F; i++) v[i] = (float)log10(density[i] + 1e-10);   /* SAELens adds 1e-10 too */
+    int64_t sh[1] = {F};
+    st_write_tensor t[] = {{"sparsity", TP_DTYPE_F32, 1, sh, v}};
+    char path[TP_PATH_MAX];
+    tp_status st = fs_join(path, sizeof path, dir, "sparsity.safetensors");
+    if (st == TP_OK) st = st_write(path, t, 1, NULL);
+    free(v);
+    return st;
+}

@@ -10,6 +10,8 @@
  *                            evaluation figures}
  *   sae_weights.safetensors  W_enc [d, F], b_enc [F], W_dec [F, d], b_dec [d]
  *                            (+ threshold [F] for jumprelu), f32
+ *   sparsity.safetensors     sparsity [F]: log10 of each latent's firing density over
+ *                            every row of the store (SAELens' feature sparsity)
  *
  * Our SAE works on s·x (s = input scale); the export folds s into the weights so a
  * SAELens user feeds raw activations: W_enc' = s·W_encᵀ, b_dec' = b_dec/s,
@@ -23,6 +25,10 @@
 #include "core/error.h"
 
 #include <jansson.h>
+
+/* <dir>/sparsity.safetensors: "sparsity" [F] = log10(density + 1e-10), SAELens'
+ * feature sparsity (density: the share of rows on which each latent fired). */
+tp_status sae_export_sparsity(const char *dir, const double *density, int64_t F);
 
 /* Writes <dir>/cfg.json and <dir>/sae_weights.safetensors (atomically each). extra
  * (may be NULL, borrowed) goes under "transpolmo" in cfg.json. */

@@ -32,7 +32,8 @@
 
 typedef struct {
     char name[STORE_NAME_MAX];
-    char dir[TP_PATH_MAX];
+    char dir[TP_PATH_MAX];     /* the SAELens export */
+    char ckdir[TP_PATH_MAX];   /* its training checkpoints */
     int act, layer;
     int64_t d;
     sae_model m;
@@ -40,9 +41,9 @@ typedef struct {
     sae_metrics last;
     json_t *curve;          /* rank 0 */
     json_t *eval;           /* rank 0 */
-    float *eval_x;          /* rank 0: the held-out rows [n_eval, d] for the catalog */
-    int64_t *eval_rows;     /* their store rows */
-    int64_t n_eval;
+    features_catalog_input cat_in;   /* kept while the catalog accumulates */
+    features_catalog_acc *cat;   /* the catalog pass over every row */
+    json_t *catalog;        /* rank 0: the layer's catalog */
 } sae_job;
 
 /* Where training is: the next batch to take. */
@@ -66,6 +67,7 @@ typedef struct {
     tp_model *model;
     tp_tokenizer *tok;
     int64_t B, E, W, T, train_rows, local_max;
+    const char **domain_names;   /* the store's domains, for the catalogs */
     position pos;
     int resume;
     double t_start, train_s;
@@ -98,7 +100,7 @@ static tp_status ckpt_path(const sae_job *j, int64_t step, char *out, size_t n)
 {
     char file[64];
     snprintf(file, sizeof file, "checkpoint-%lld.safetensors", (long long)step);
-    return fs_join(out, n, j->dir, file);
+    return fs_join(out, n, j->ckdir, file);
 }
 
 /* Rank 0: every SAE's state at this step, then the JSON that names it (the commit
@@ -107,7 +109,7 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
 {
     char path[TP_PATH_MAX];
     for (int i = 0; i < r->n; i++) {
-        TP_CHECK(fs_mkdir_p(r->jobs[i].dir));
+        TP_CHECK(fs_mkdir_p(r->jobs[i].ckdir));
         TP_CHECK(ckpt_path(&r->jobs[i], p->step, path, sizeof path));
         TP_CHECK(sae_save(&r->jobs[i].m, path));
     }
@@ -144,150 +146,177 @@ static int read_checkpoint(const sae_run *r, position *p)
     return ok;
 }
 
-/* Held-out rows: FVU, explained variance, L0, dead and dense latents. Collective. */
-static tp_status evaluate_rows(row_stream *rs, int act_i, sae_job *j, int64_t max_rows, MPI_Comm comm)
+/* What the held-out pass sums over this rank's rows of one SAE. */
+typedef struct {
+    sae_job *j;
+    float *rec, *codes;     /* [max_rows, d], [max_rows, F] */
+    double *acc;            /* [3 + 2d + F]: Σ‖x − x̂‖², active latents, rows, Σx [d], Σx² [d], fires [F] */
+} eval_acc;
+
+static tp_status eval_block(void *user, const float *rows, const int64_t *store_rows, int64_t n)
 {
-    int rank = dist_rank(), size = dist_size();
-    const int64_t d = j->d, F = j->m.cfg.d_sae, blk = j->m.max_rows;
-    int64_t total = row_stream_eval_rows(rs) < max_rows ? row_stream_eval_rows(rs) : max_rows, n = 0;
-    float *x = tp_malloc((size_t)((total ? total : 1) * d) * sizeof *x);
-    int64_t *xrows = tp_malloc((size_t)(total ? total : 1) * sizeof *xrows);
-    float *rec = tp_malloc((size_t)(blk * d) * sizeof *rec), *codes = tp_malloc((size_t)(blk * F) * sizeof *codes);
-    double *acc = tp_calloc((size_t)(4 + F), sizeof *acc), *mean = tp_calloc((size_t)d, sizeof *mean);
-    tp_status st = x && xrows && rec && codes && acc && mean ? TP_OK : TP_ERR_NOMEM;
-    if ((st = dist_agree(comm, st, "sae evaluation")) != TP_OK) goto done;
-    if ((st = row_stream_read_eval(rs, act_i, total, x, xrows, &n)) != TP_OK) goto done;
-    if (n < 2) {
-        st = tp_err(TP_ERR_RANGE, "sae: %lld held-out rows for %s; raise sae.eval_fraction or capture more", (long long)n,
-                    j->name);
-        goto done;
-    }
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t c = 0; c < d; c++) mean[c] += x[r * d + c];
-    for (int64_t c = 0; c < d; c++) mean[c] /= (double)n;
-    int64_t lo, hi;
-    row_stream_share(n, rank, size, &lo, &hi);
-    tp_status lst = TP_OK;
-    for (int64_t r0 = lo; r0 < hi && lst == TP_OK; r0 += blk) {
-        int64_t nb = hi - r0 < blk ? hi - r0 : blk;
-        lst = sae_reconstruct(&j->m, x + r0 * d, nb, rec);
-        if (lst == TP_OK) lst = sae_encode(&j->m, x + r0 * d, nb, codes);
-        for (int64_t r = 0; lst == TP_OK && r < nb; r++) {
-            const float *xr = x + (r0 + r) * d, *rr = rec + r * d;
-            double e = 0, v = 0;
-            for (int64_t c = 0; c < d; c++) {
-                e += ((double)xr[c] - rr[c]) * ((double)xr[c] - rr[c]);
-                v += ((double)xr[c] - mean[c]) * ((double)xr[c] - mean[c]);
+    (void)store_rows;
+    eval_acc *e = user;
+    const int64_t d = e->j->d, F = e->j->m.cfg.d_sae, blk = e->j->m.max_rows;
+    double *sum = e->acc + 3, *sq = sum + d, *fires = sq + d;
+    for (int64_t r0 = 0; r0 < n; r0 += blk) {
+        int64_t nb = n - r0 < blk ? n - r0 : blk;
+        TP_CHECK(sae_reconstruct(&e->j->m, rows + r0 * d, nb, e->rec));
+        TP_CHECK(sae_encode(&e->j->m, rows + r0 * d, nb, e->codes));
+        for (int64_t r = 0; r < nb; r++) {
+            const float *x = rows + (r0 + r) * d, *xr = e->rec + r * d, *cd = e->codes + r * F;
+            for (int64_t k = 0; k < d; k++) {
+                double v = x[k];
+                e->acc[0] += (v - xr[k]) * (v - xr[k]);
+                sum[k] += v, sq[k] += v * v;
             }
-            acc[0] += e, acc[1] += v;
             for (int64_t i = 0; i < F; i++)
-                if (codes[r * F + i] > 0) acc[2] += 1, acc[4 + i] += 1;
+                if (cd[i] > 0) e->acc[1] += 1, fires[i] += 1;
         }
+        e->acc[2] += (double)nb;
     }
-    if ((st = dist_agree(comm, lst, "sae evaluation")) != TP_OK) goto done;
-    if ((st = dist_allreduce_sum_f64(comm, acc, (size_t)(4 + F))) != TP_OK) goto done;
-    if (rank == 0) {
+    return TP_OK;
+}
+
+/* Held-out documents: FVU, explained variance and L0, each rank its share of the
+ * rows, summed in f64 (Σ(x − mean)² = Σx² − (Σx)²/n per column). Collective. */
+static tp_status evaluate_rows(sae_run *r, int act_i, sae_job *j)
+{
+    const int64_t d = j->d, F = j->m.cfg.d_sae, blk = j->m.max_rows;
+    eval_acc e = {.j = j};
+    e.rec = tp_malloc((size_t)(blk * d) * sizeof *e.rec);
+    e.codes = tp_malloc((size_t)(blk * F) * sizeof *e.codes);
+    e.acc = tp_calloc((size_t)(3 + 2 * d + F), sizeof *e.acc);
+    tp_status st = dist_agree(r->comm, e.rec && e.codes && e.acc ? TP_OK : TP_ERR_NOMEM, "sae evaluation");
+    if (st == TP_OK) st = row_stream_for_eval(r->rs, act_i, eval_block, &e);
+    if (st == TP_OK) st = dist_allreduce_sum_f64(r->comm, e.acc, (size_t)(3 + 2 * d + F));
+    int64_t n = st == TP_OK ? (int64_t)e.acc[2] : 0;
+    if (st == TP_OK && n < 2)
+        st = tp_err(TP_ERR_RANGE, "sae: %lld held-out rows for %s; raise sae.eval_fraction or capture more",
+                    (long long)n, j->name);
+    if (st == TP_OK && r->rank == 0) {
+        double var = 0, *sum = e.acc + 3, *sq = sum + d, *fires = sq + d;
+        for (int64_t k = 0; k < d; k++) var += sq[k] - sum[k] * sum[k] / (double)n;
         int64_t dead = 0, dense = 0;
-        for (int64_t i = 0; i < F; i++) dead += acc[4 + i] == 0, dense += acc[4 + i] > 0.1 * (double)n;
-        double fvu = acc[0] / acc[1];
-        j->eval = json_pack("{s:I, s:f, s:f, s:f, s:I, s:f, s:I, s:f}", "rows", (json_int_t)n, "fvu", fvu,
-                            "explained_variance", 1 - fvu, "l0", acc[2] / (double)n, "dead_latents", (json_int_t)dead,
-                            "dead_fraction", (double)dead / (double)F, "dense_latents", (json_int_t)dense,
-                            "dense_fraction", (double)dense / (double)F);
-        j->eval_x = x, j->eval_rows = xrows, j->n_eval = n;   /* kept for the catalog */
-        x = NULL, xrows = NULL;
+        for (int64_t i = 0; i < F; i++) dead += fires[i] == 0, dense += fires[i] > 0.1 * (double)n;
+        double fvu = e.acc[0] / var;
+        j->eval = json_pack("{s:I, s:f, s:f, s:f, s:I, s:I}", "rows", (json_int_t)n, "fvu", fvu, "explained_variance",
+                            1 - fvu, "l0", e.acc[1] / (double)n, "dead_latents_held_out", (json_int_t)dead,
+                            "dense_latents_held_out", (json_int_t)dense);
     }
-done:
-    free(x), free(xrows), free(rec), free(codes), free(acc), free(mean);
+    free(e.rec), free(e.codes), free(e.acc);
     return st;
 }
 
-/* CE-loss recovered and KL on held-out text, every SAE spliced in at its point in
- * turn (sae_ce.h). Collective; after the parallel store is closed. */
+/* The catalog pass: this rank's share of every unmasked row to each SAE's catalog. */
+typedef struct {
+    sae_run *r;
+    sae_job *j;
+    int32_t *dom;           /* [chunk_rows] */
+} catalog_pass;
+
+static tp_status catalog_block(void *user, const float *rows, const int64_t *store_rows, int64_t n)
+{
+    catalog_pass *c = user;
+    for (int64_t i = 0; i < n; i++) c->dom[i] = row_stream_domain_of(c->r->rs, store_rows[i]);
+    return features_catalog_add(c->j->cat, rows, store_rows, c->dom, n);
+}
+
+/* CE-loss recovered and KL on the held-out documents (at most sae.eval.num_samples
+ * of them, taken round-robin over the domains), every SAE spliced in at its point in
+ * turn (sae_ce.h). Collective. */
 static tp_status evaluate_ce(sae_run *r)
 {
-    int64_t ndocs = r->ss.eval_num_samples, nexcl = 0;
+    int64_t nheld = 0;
+    const int32_t *held_dom = NULL;
+    const int64_t *held = row_stream_held_out_docs(r->rs, &nheld, &held_dom);
+    int64_t ndocs = r->ss.eval_num_samples < nheld ? r->ss.eval_num_samples : nheld;
     if (ndocs == 0) return TP_OK;
     double t0 = tp_now();
     tp_forward *f = NULL;
     tp_dataset text = {0};
-    int64_t *excl = NULL;
-    tp_status st = store_dataset_length_serial(r->path, "doc_index", &nexcl);
-    if (st == TP_OK) {
-        excl = tp_malloc((size_t)(nexcl ? nexcl : 1) * sizeof *excl);
-        st = !excl ? TP_ERR_NOMEM : nexcl ? store_read_i64_serial(r->path, "doc_index", 0, nexcl, excl) : TP_OK;
-    }
-    /* Documents the capture did not sample: text the SAE never saw. */
-    if (st == TP_OK)
-        st = sae_ce_text_open(&r->set.data, r->tok, r->model->cfg.eos_token_id, excl, (size_t)nexcl, ndocs,
-                              r->set.data.seed + 7919u, &text);
+    tp_status st = dataset_open_list(&r->set.data, r->tok, r->model->cfg.eos_token_id, "sae CE evaluation", held,
+                                     (size_t)ndocs, &text);
     int batch = r->set.batch_size;
     if (st == TP_OK) st = forward_new(r->model, batch, text.seq_len, &f);
     if ((st = dist_agree(r->comm, st, "sae CE evaluation")) != TP_OK) goto done;
+    int nd;
+    const row_stream_domain *dom = row_stream_domains(r->rs, &nd);
+    json_t *by_domain = json_object();
+    for (int64_t i = 0; i < ndocs; i++) {
+        json_t *c = json_object_get(by_domain, dom[held_dom[i]].name);
+        json_object_set_new(by_domain, dom[held_dom[i]].name, json_integer(c ? json_integer_value(c) + 1 : 1));
+    }
     int32_t bos = r->cap.mask_bos ? r->model->cfg.bos_token_id : -1;
-    for (int i = 0; i < r->n; i++) {
+    for (int i = 0; i < r->n && st == TP_OK; i++) {
         sae_job *j = &r->jobs[i];
         int L;
         tp_hook_point pt;
         st = hooks_parse_name(&r->model->cfg, j->name, &L, &pt);
-        if ((st = dist_agree(r->comm, st, "sae CE evaluation")) != TP_OK) goto done;
+        if ((st = dist_agree(r->comm, st, "sae CE evaluation")) != TP_OK) break;
         sae_ce_result cr;
         if ((st = sae_ce_evaluate(f, &text.seqs, batch, L, pt, &j->m, r->cap.mask_first, bos, r->comm, &cr)) != TP_OK)
-            goto done;
+            break;
         if (!j->eval) continue;
-        json_object_set_new(j->eval, "ce", json_pack("{s:f, s:f, s:f, s:o, s:f, s:f, s:I, s:I}", "ce_clean",
+        json_object_set_new(j->eval, "ce", json_pack("{s:f, s:f, s:f, s:o, s:f, s:f, s:I, s:I, s:O}", "ce_clean",
             cr.ce_clean, "ce_zero_ablation", cr.ce_zero, "ce_sae", cr.ce_sae, "ce_loss_recovered",
             isfinite(cr.recovered) ? json_real(cr.recovered) : json_null(), "kl_sae", cr.kl_sae, "kl_zero_ablation",
-            cr.kl_zero, "tokens", (json_int_t)cr.tokens, "documents", (json_int_t)text.ndocs));
+            cr.kl_zero, "tokens", (json_int_t)cr.tokens, "documents", (json_int_t)text.ndocs, "documents_by_domain",
+            by_domain));
         tp_log_info("sae: %s: CE clean %.4f, SAE %.4f, zero %.4f -> %.1f%% recovered, KL %.4f (%lld held-out tokens)",
                     j->name, cr.ce_clean, cr.ce_sae, cr.ce_zero, 100 * cr.recovered, cr.kl_sae, (long long)cr.tokens);
     }
-    tp_log_info("sae: CE evaluation on %zu held-out documents in %.1f s", text.ndocs, tp_now() - t0);
+    json_decref(by_domain);
+    if (st == TP_OK) tp_log_info("sae: CE evaluation on %zu held-out documents in %.1f s", text.ndocs, tp_now() - t0);
 done:
     forward_free(f);
     dataset_close(&text);
-    free(excl);
     return st;
 }
 
-/* Rank 0, after the parallel store is closed: results/features_catalog.json. The
- * model and tokenizer may be NULL: no logit attribution and no token text then. */
-static tp_status write_catalog(sae_run *r)
+/* Every SAE's catalog over every unmasked row: begin, one pass per SAE (the store is
+ * read by all ranks), before the store closes. */
+static tp_status scan_catalogs(sae_run *r)
+{
+    int nd;
+    const row_stream_domain *dom = row_stream_domains(r->rs, &nd);
+    const char **names = tp_malloc((size_t)(nd ? nd : 1) * sizeof *names);
+    catalog_pass pass = {.r = r, .dom = tp_malloc((size_t)r->ss.chunk_rows * sizeof *pass.dom)};
+    tp_status st = dist_agree(r->comm, names && pass.dom ? TP_OK : TP_ERR_NOMEM, "sae features catalog");
+    for (int k = 0; st == TP_OK && k < nd; k++) names[k] = dom[k].name;
+    for (int i = 0; st == TP_OK && i < r->n; i++) {
+        sae_job *j = &r->jobs[i];
+        j->cat_in = (features_catalog_input){.sae = &j->m, .hook_name = j->name, .layer = j->layer,
+                                             .domain_names = names, .n_domains = nd, .store_path = r->path,
+                                             .model = r->model, .tok = r->tok};
+        features_catalog_default_options(&j->cat_in.opt);
+        j->cat_in.opt.top_k = r->ss.catalog_top_k;
+        j->cat_in.opt.context_before = r->ss.catalog_context;
+        j->cat_in.opt.max_detailed = r->ss.catalog_max_detailed;
+        j->cat_in.opt.seed = r->ss.seed;
+        st = dist_agree(r->comm, features_catalog_begin(&j->cat_in, &j->cat), "sae features catalog");
+        pass.j = j;
+        if (st == TP_OK) st = row_stream_for_all(r->rs, i, catalog_block, &pass);
+    }
+    r->domain_names = names;   /* the catalogs read them until they finish */
+    free(pass.dom);
+    return st;
+}
+
+/* After the store is closed: the catalogs merged on rank 0, which adds the detailed
+ * entries (its serial reads of the store's tokens). Collective. */
+static tp_status finish_catalogs(sae_run *r)
 {
     double t0 = tp_now();
-    corpus *corp = NULL;
-    if (corpus_open(r->set.data.corpus, r->set.data.skip_malformed, &corp) != TP_OK) {
-        tp_log_warn("sae: features catalog without corpus domains: %s", tp_err_msg());
-        corp = NULL;
-    }
-    json_t *saes = json_array();
-    tp_status st = TP_OK;
-    for (int i = 0; i < r->n && st == TP_OK; i++) {
+    for (int i = 0; i < r->n; i++) {
         sae_job *j = &r->jobs[i];
-        features_catalog_input in = {.sae = &j->m, .hook_name = j->name, .layer = j->layer, .rows = j->eval_x,
-                                     .row_index = j->eval_rows, .n = j->n_eval, .store_path = r->path,
-                                     .corpus = corp, .model = r->model, .tok = r->tok};
-        features_catalog_default_options(&in.opt);
-        in.opt.top_k = r->ss.catalog_top_k;
-        in.opt.context_before = r->ss.catalog_context;
-        in.opt.max_detailed = r->ss.catalog_max_detailed;
-        in.opt.seed = r->ss.seed;
-        json_t *layer = NULL;
-        st = features_catalog_build(&in, &layer);
-        if (st == TP_OK) json_array_append_new(saes, layer);
+        TP_CHECK(features_catalog_finish(j->cat, r->comm, &j->catalog));
+        features_catalog_free(j->cat);
+        j->cat = NULL;
     }
-    char out[TP_PATH_MAX];
-    if (st == TP_OK) st = run_path(out, sizeof out, r->run_dir, RUN_FEATURES_CATALOG_JSON);
-    if (st == TP_OK) {
-        json_t *doc = features_catalog_document(saes);
-        saes = NULL;
-        st = fs_write_json_compact(out, doc);
-        json_decref(doc);
-        if (st == TP_OK) tp_log_info("sae: features catalog of %d SAE(s) -> %s (%.1f s)", r->n, out, tp_now() - t0);
-    }
-    json_decref(saes);
-    corpus_close(corp);
-    return st;
+    tp_log_info("sae: features catalogs of %d SAE(s) over %lld rows (%.1f s)", r->n,
+                (long long)row_stream_all_rows(r->rs), tp_now() - t0);
+    return TP_OK;
 }
 
 static json_t *definitions(void)
@@ -319,6 +348,7 @@ static tp_status open_jobs(sae_run *r)
         snprintf(j->name, sizeof j->name, "%s", a->name);
         j->act = acts[i], j->layer = hook_select_layer(a->name), j->d = a->cols;
         st = run_sae_dir(j->dir, sizeof j->dir, r->run_dir, a->name);
+        if (st == TP_OK) st = run_sae_checkpoint_dir(j->ckdir, sizeof j->ckdir, r->run_dir, a->name);
     }
     if (st == TP_OK) {
         row_stream_options ro = {.chunk_rows = r->ss.chunk_rows, .window_chunks = r->ss.window_chunks,
@@ -462,19 +492,20 @@ static tp_status train(sae_run *r)
     return TP_OK;
 }
 
-/* Every SAE on the held-out rows, then the parallel store is closed. */
+/* Every SAE on the held-out rows, the catalogs over every row, then the parallel
+ * store is closed (the stream's counts stay for the summary). */
 static tp_status evaluate_held_out(sae_run *r)
 {
-    for (int i = 0; i < r->n; i++) TP_CHECK(evaluate_rows(r->rs, i, &r->jobs[i], r->ss.eval_rows, r->comm));
-    row_stream_close(r->rs);
-    r->rs = NULL;
+    for (int i = 0; i < r->n; i++) TP_CHECK(evaluate_rows(r, i, &r->jobs[i]));
+    TP_CHECK(scan_catalogs(r));
     tp_status st = store_close(r->s);
     r->s = NULL;
     return st;
 }
 
-/* The model and tokenizer, opened once: the CE evaluation needs them on every rank;
- * the catalog (rank 0) does without them if they cannot be opened. */
+/* The model and tokenizer, opened once: the CE evaluation needs them on every rank,
+ * the catalogs' logit attribution and token text on rank 0 (which do without them
+ * when the CE evaluation is off and they cannot be opened). */
 static tp_status open_model(sae_run *r)
 {
     tp_status mst = model_io_open(&r->set.model, &r->model, &r->tok);
@@ -485,21 +516,80 @@ static tp_status open_model(sae_run *r)
     return dist_agree(r->comm, mst, "sae CE evaluation");
 }
 
+/* What every number rests on: documents and rows per domain of the training set,
+ * the held-out documents and the catalogs' rows. */
+static json_t *coverage_json(const sae_run *r)
+{
+    int nd;
+    const row_stream_domain *dom = row_stream_domains(r->rs, &nd);
+    json_t *by = json_object();
+    int64_t docs = 0, held = 0;
+    for (int k = 0; k < nd; k++) {
+        json_object_set_new(by, dom[k].name, json_pack("{s:I, s:I, s:I, s:I, s:I}", "documents", (json_int_t)dom[k].docs,
+            "documents_held_out", (json_int_t)dom[k].docs_held_out, "training_rows", (json_int_t)dom[k].train_rows,
+            "held_out_rows", (json_int_t)dom[k].eval_rows, "rows", (json_int_t)(dom[k].train_rows + dom[k].eval_rows)));
+        docs += dom[k].docs, held += dom[k].docs_held_out;
+    }
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:o}", "documents", (json_int_t)docs, "documents_held_out",
+                     (json_int_t)held, "rows", (json_int_t)row_stream_all_rows(r->rs), "training_rows",
+                     (json_int_t)row_stream_train_rows(r->rs), "held_out_rows", (json_int_t)row_stream_eval_rows(r->rs),
+                     "eval_fraction", r->ss.eval_fraction, "how",
+                     "unmasked rows; held out: whole documents, per domain the share sae.eval_fraction of its rows; "
+                     "training on the other documents' rows; FVU, L0 and CE on the held-out documents; the features "
+                     "catalog (density, dead, contexts, domains) over every row",
+                     "by_domain", by);
+}
+
+/* The latents' densities of a catalog layer (for sparsity.safetensors). */
+static tp_status catalog_density(const json_t *layer, int64_t F, double *out)
+{
+    json_t *feats = json_object_get(layer, "features");
+    if ((int64_t)json_array_size(feats) != F)
+        return tp_err(TP_ERR_INTERNAL, "sae: the catalog lists %zu features of %lld", json_array_size(feats), (long long)F);
+    for (int64_t i = 0; i < F; i++) out[i] = json_number_value(json_object_get(json_array_get(feats, (size_t)i), "density"));
+    return TP_OK;
+}
+
 /* Rank 0: one SAELens export per SAE, its entry of the summary. */
-static tp_status export_job(const sae_run *r, sae_job *j, json_t *list)
+static tp_status export_job(sae_run *r, sae_job *j, json_t *list)
 {
     const sae_metrics *mt = &j->last;
     json_t *train = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "steps", (json_int_t)j->m.step, "rows_per_step",
                               (json_int_t)r->B, "loss", mt->loss, "fvu_last_batch", mt->fvu, "l0_last_batch", mt->l0,
                               "dead_fraction", mt->dead_frac, "seconds", r->train_s);
+    /* Dead and dense over every row of the store (the catalog), beside the held-out figures. */
+    json_object_set_new(j->eval, "dead_latents", json_integer(json_integer_value(json_object_get(j->catalog, "n_dead"))));
+    json_object_set_new(j->eval, "dense_latents", json_integer(json_integer_value(json_object_get(j->catalog, "n_dense"))));
+    json_object_set_new(j->eval, "dead_and_dense_over_rows", json_integer(json_integer_value(json_object_get(j->catalog, "rows"))));
     json_t *extra = json_pack("{s:O, s:O}", "training", train, "evaluation", j->eval);
-    tp_status st = sae_export_saelens(&j->m, j->dir, j->name, r->set.model.dir, extra);
+    const char *model_name = r->model ? r->model->cfg.name : r->set.model.dir;
+    tp_status st = sae_export_saelens(&j->m, j->dir, j->name, model_name, extra);
     json_decref(extra);
+    double *density = tp_malloc((size_t)j->m.cfg.d_sae * sizeof *density);
+    if (st == TP_OK) st = density ? catalog_density(j->catalog, j->m.cfg.d_sae, density) : TP_ERR_NOMEM;
+    if (st == TP_OK) st = sae_export_sparsity(j->dir, density, j->m.cfg.d_sae);
+    free(density);
     json_array_append_new(list, json_pack("{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:o, s:O, s:o}", "hook", j->name,
         "layer", j->layer, "dir", j->dir, "architecture", sae_arch_name(j->m.cfg.arch), "d_in",
         (json_int_t)j->m.cfg.d_in, "d_sae", (json_int_t)j->m.cfg.d_sae, "k", (json_int_t)j->m.cfg.k,
         "training", train, "evaluation", j->eval, "curve", j->curve));
     j->curve = NULL;
+    return st;
+}
+
+/* Rank 0: results/features_catalog.json (and its index) from the finished layers. */
+static tp_status write_catalog(sae_run *r)
+{
+    json_t *saes = json_array();
+    for (int i = 0; i < r->n; i++) json_array_append(saes, r->jobs[i].catalog);
+    json_t *doc = features_catalog_document(coverage_json(r), saes);
+    char out[TP_PATH_MAX], index[TP_PATH_MAX];
+    tp_status st = doc ? TP_OK : tp_err(TP_ERR_NOMEM, "sae: features catalog JSON");
+    if (st == TP_OK) st = run_path(out, sizeof out, r->run_dir, RUN_FEATURES_CATALOG_JSON);
+    if (st == TP_OK) st = run_path(index, sizeof index, r->run_dir, RUN_FEATURES_INDEX);
+    if (st == TP_OK) st = features_catalog_write(out, index, doc);
+    json_decref(doc);
+    if (st == TP_OK) tp_log_info("sae: features catalog of %d SAE(s) -> %s", r->n, out);
     return st;
 }
 
@@ -512,10 +602,10 @@ static tp_status write_outputs(sae_run *r)
     char out[TP_PATH_MAX];
     if (st == TP_OK) st = run_path(out, sizeof out, r->run_dir, RUN_SAE_SUMMARY_JSON);
     if (st != TP_OK) { json_decref(list); return st; }
-    json_t *doc = json_pack("{s:s, s:i, s:I, s:I, s:I, s:f, s:o, s:o}", "store", r->path, "ranks", r->size,
+    json_t *doc = json_pack("{s:s, s:i, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "store", r->path, "ranks", r->size,
                             "train_rows", (json_int_t)r->train_rows, "epochs", (json_int_t)r->E, "steps",
-                            (json_int_t)r->T, "wall_s", tp_now() - r->t_start, "definitions", definitions(),
-                            "saes", list);
+                            (json_int_t)r->T, "wall_s", tp_now() - r->t_start, "coverage", coverage_json(r),
+                            "definitions", definitions(), "saes", list);
     st = fs_write_json(out, doc);
     json_decref(doc);
     TP_CHECK(st);
@@ -524,10 +614,10 @@ static tp_status write_outputs(sae_run *r)
     for (int i = 0; i < r->n; i++) {
         const sae_job *j = &r->jobs[i];
         if (j->eval)
-            tp_log_info("sae: %s: held-out FVU %.3f, L0 %.1f, dead %lld of %lld latents", j->name,
+            tp_log_info("sae: %s: held-out FVU %.3f, L0 %.1f; dead %lld of %lld latents over all %lld rows", j->name,
                         json_real_value(json_object_get(j->eval, "fvu")), json_real_value(json_object_get(j->eval, "l0")),
                         (long long)json_integer_value(json_object_get(j->eval, "dead_latents")),
-                        (long long)j->m.cfg.d_sae);
+                        (long long)j->m.cfg.d_sae, (long long)row_stream_all_rows(r->rs));
     }
     return TP_OK;
 }
@@ -541,9 +631,11 @@ static void sae_run_free(sae_run *r)
         if (j->ready) sae_free(&j->m);
         json_decref(j->curve);
         json_decref(j->eval);
-        free(j->eval_x), free(j->eval_rows);
+        json_decref(j->catalog);
+        features_catalog_free(j->cat);
     }
     free(r->jobs);
+    free(r->domain_names);
     tokenizer_free(r->tok);
     model_close(r->model);
 }
@@ -566,9 +658,10 @@ tp_status sae_phase_run(const tp_config *cfg, const char *run_dir)
     TP_CHECK_GOTO(init_models(&r), st, done);
     TP_CHECK_GOTO(init_from_data(&r), st, done);
     TP_CHECK_GOTO(train(&r), st, done);
-    TP_CHECK_GOTO(evaluate_held_out(&r), st, done);
     TP_CHECK_GOTO(open_model(&r), st, done);
+    TP_CHECK_GOTO(evaluate_held_out(&r), st, done);
     TP_CHECK_GOTO(evaluate_ce(&r), st, done);
+    TP_CHECK_GOTO(finish_catalogs(&r), st, done);
     st = dist_agree(r.comm, r.rank == 0 ? write_outputs(&r) : TP_OK, "sae (writing results)");
 done:
     sae_run_free(&r);

@@ -7,15 +7,22 @@
  * sums it, and every rank takes the same Adam step (sae.h). Rank 0 writes.
  *
  * Resume: every sae.checkpoint_every steps rank 0 writes each SAE's full state
- * (<dir>/checkpoint-<step>.safetensors: weights, Adam moments, step, RNG, dead-latent
- * counters) and then results/sae_checkpoint.json naming that step and the data
+ * (checkpoints/sae/<name>/checkpoint-<step>.safetensors: weights, Adam moments, step,
+ * RNG, dead-latent counters) and then checkpoints/sae/checkpoint.json naming that step and the data
  * position; a rerun with the same configuration continues from there and ends at the
  * weights an uninterrupted run reaches.
  *
- * Outputs: results/sae_layer_<L>/{cfg.json, sae_weights.safetensors} (sae_export.h),
- * results/sae_summary.json (training curve, evaluation on held-out rows: FVU,
- * explained variance, L0, dead and dense latents; CE-loss recovered and KL on held-out
- * text), results/features_catalog.json.
+ * Held out: whole documents, stratified over the corpus domains (row_stream.h); FVU,
+ * explained variance and L0 are measured on their rows, CE-loss recovered and KL on
+ * their text. The features catalog (density, dead and dense latents, contexts,
+ * domain profiles) covers every unmasked row of the store, each rank scanning its
+ * share. The summary says how many documents and rows of each domain each number
+ * rests on ("coverage").
+ *
+ * Outputs: results/sae_layer_<L>/{cfg.json, sae_weights.safetensors,
+ * sparsity.safetensors} (sae_export.h: what SAELens loads), results/sae_summary.json
+ * (training curve, held-out evaluation, coverage), results/features_catalog.json and
+ * its index; training checkpoints under checkpoints/sae/.
  */
 #ifndef TP_SAE_PHASE_H
 #define TP_SAE_PHASE_H
@@ -45,7 +52,6 @@ typedef struct {
     sae_bdec_init b_dec_init;
     int64_t checkpoint_every, chunk_rows, window_chunks;
     double eval_fraction;
-    int64_t eval_rows;                  /* sae.eval.rows */
     int64_t catalog_top_k, catalog_context, catalog_max_detailed;
     int64_t eval_num_samples;           /* sae.eval.num_samples */
 } sae_settings;

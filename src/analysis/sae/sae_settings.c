@@ -21,12 +21,11 @@ static const tp_cfg_key sae_keys[] = {
     {"sae.checkpoint_every", TP_CFG_INT, "200", TP_CFG_MIN(0), NULL, "steps between checkpoints (weights, Adam state, data position); 0 means only at the end"},
     {"sae.chunk_rows", TP_CFG_INT, "1024", TP_CFG_IN(1, 16777216), NULL, "consecutive store rows read and shuffled as one chunk"},
     {"sae.window_chunks", TP_CFG_INT, "32", TP_CFG_IN(1, 1048576), NULL, "chunks whose rows are shuffled together (memory: window x d floats per capture point and rank)"},
-    {"sae.eval_fraction", TP_CFG_FLOAT, "0.05", TP_CFG_IN(0, 0.5), NULL, "share of the chunks held out of training for evaluation"},
-    {"sae.eval.rows", TP_CFG_INT, "20000", TP_CFG_MIN(1), NULL, "held-out rows at most for FVU, L0, dead/dense latents and the features catalog"},
+    {"sae.eval_fraction", TP_CFG_FLOAT, "0.05", TP_CFG_IN(0, 0.5), NULL, "share of each corpus domain\'s rows held out of training as whole documents (FVU, L0 and CE are measured on them)"},
     {"sae.catalog.top_k", TP_CFG_INT, "20", TP_CFG_IN(1, 1000), NULL, "top activating contexts per feature in results/features_catalog.json"},
     {"sae.catalog.context", TP_CFG_INT, "12", TP_CFG_IN(0, 4096), NULL, "tokens of context before each activating token"},
-    {"sae.catalog.max_detailed", TP_CFG_INT, "4096", TP_CFG_MIN(0), NULL, "features (by activation mass) with contexts, quantiles, logit attribution and domains; every feature gets its density; 0 means all"},
-    {"sae.eval.num_samples", TP_CFG_INT, "32", TP_CFG_MIN(0), NULL, "held-out documents run through the model with the SAE spliced in (CE-loss recovered, KL); 0 skips it"},
+    {"sae.catalog.max_detailed", TP_CFG_INT, "4096", TP_CFG_MIN(0), NULL, "features (by activation mass over every row) with contexts, quantiles, logit attribution and domains; every feature gets its density; 0 means all"},
+    {"sae.eval.num_samples", TP_CFG_INT, "32", TP_CFG_MIN(0), NULL, "held-out documents (at most; taken round-robin over the domains) run through the model with the SAE spliced in for CE-loss recovered and KL; 0 skips it"},
 };
 const tp_cfg_section sae_section = TP_CFG_SECTION("sae", sae_keys);
 
@@ -57,7 +56,6 @@ tp_status sae_settings_read(const tp_config *cfg, sae_settings *s)
     s->chunk_rows = tp_config_int(cfg, "sae.chunk_rows");
     s->window_chunks = tp_config_int(cfg, "sae.window_chunks");
     s->eval_fraction = tp_config_float(cfg, "sae.eval_fraction");
-    s->eval_rows = tp_config_int(cfg, "sae.eval.rows");
     s->catalog_top_k = tp_config_int(cfg, "sae.catalog.top_k");
     s->catalog_context = tp_config_int(cfg, "sae.catalog.context");
     s->catalog_max_detailed = tp_config_int(cfg, "sae.catalog.max_detailed");
