@@ -20,17 +20,10 @@
 
 #include "backend/backend.h"   /* tp_attn_shape, tp_attn_seq, tp_attn_mode */
 #include "backend/cpu/pool.h"  /* cpu_parallel_for, cpu_set_threads, cpu_get_threads */
+#include "backend/multiversion.h" /* TP_MULTIVERSION */
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Loops compiled for AVX-512, AVX2 and baseline x86-64, the CPU picking at run time
- * (GCC target_clones; off under ASan, which does not support ifuncs well). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define TP_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TP_MULTIVERSION
-#endif
 
 /* C[m,n] = alpha * A[m,k] · B[n,k]^T + beta * C  (B as nn.Linear stores weights) */
 void cpu_gemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
