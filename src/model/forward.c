@@ -57,7 +57,8 @@ static tp_status alloc_scratch(tp_forward *f)
         {&f->up, rows * F}, {&f->rope_cos, (size_t)f->max_seq * half},
         {&f->rope_sin, (size_t)f->max_seq * half},
     };
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) TP_CHECK(fwd_alloc_f32(f, bufs[i].p, bufs[i].n));
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        TP_CHECK(fwd_alloc_f32(f, bufs[i].p, bufs[i].n));
     f->lens = tp_malloc(rows * sizeof *f->lens);
     f->row0 = tp_malloc((rows + 1) * sizeof *f->row0);
     f->aseq = tp_malloc(rows * sizeof *f->aseq);
