@@ -85,6 +85,7 @@ typedef struct {
     const char *device;        /* "x86-64 (avx512f)", "NVIDIA H200" */
     const char *kernels;       /* CPU features the kernels dispatch on */
     const char *linear_gemm;   /* "transpolmo-avx512", "openblas", "cublas" */
+    const char *blas;          /* the BLAS library as it describes itself ("OpenBLAS 0.3.21 ...") */
     int threads;               /* compute threads of this process (CPU) */
 } tp_backend_info;
 
@@ -242,7 +243,8 @@ static inline void be_free(tp_backend *be, void *ptr)
 }
 static inline void be_info(const tp_backend *be, tp_backend_info *out)
 {
-    *out = (tp_backend_info){.name = be->name, .device = "", .kernels = "", .linear_gemm = "", .threads = 1};
+    *out = (tp_backend_info){.name = be->name, .device = "", .kernels = "", .linear_gemm = "", .blas = "",
+                             .threads = 1};
     if (be->iface.info) be->iface.info(be, out);
 }
 

@@ -133,6 +133,7 @@ START_TEST(test_open)
     ck_assert_str_eq(info.kernels, cpu_features());
     ck_assert_str_eq(info.linear_gemm, cpu_linear_supported() ? "transpolmo-avx512" : "openblas");
     ck_assert_int_ge(info.threads, 1);
+    ck_assert_str_eq(info.blas, openblas_get_config());
     ck_assert_int_eq(backend_open("cpu", &(tp_backend_options){.own_gemm = false}, &be), TP_OK);
     ck_assert_int_eq(cpu_linear_supported(), 0);
     be_info(be, &info);

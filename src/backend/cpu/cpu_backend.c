@@ -13,6 +13,7 @@
 #include "backend/cpu/cpu.h"      /* cpu_rmsnorm, cpu_rope, cpu_attention, cpu_silu_mul, cpu_add */
 #include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable */
 
+#include <cblas.h>                /* openblas_get_config */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ static void cpu_be_info(const tp_backend *be, tp_backend_info *out)
 #endif
     *out = (tp_backend_info){.name = be->name, .device = device, .kernels = cpu_features(),
                              .linear_gemm = cpu_linear_supported() ? "transpolmo-avx512" : "openblas",
-                             .threads = cpu_get_threads()};
+                             .blas = openblas_get_config(), .threads = cpu_get_threads()};
 }
 
 /* ---- linear ----------------------------------------------------------------------- */
