@@ -37,10 +37,11 @@ const char *backend_names(void)
 
 tp_status backend_open(const char *name, const tp_backend_options *opt, tp_backend **out)
 {
-    static const tp_backend_options none = {0};
+    /* forward.gemm's default is auto: TranspOLMo's GEMM where the CPU has it */
+    static const tp_backend_options defaults = {.own_gemm = true};
     *out = NULL;
     for (size_t i = 0; i < NREG; i++)
-        if (!strcmp(registry[i].name, name)) return registry[i].open(opt ? opt : &none, out);
+        if (!strcmp(registry[i].name, name)) return registry[i].open(opt ? opt : &defaults, out);
     if (!strcmp(name, "cuda"))
         return tp_err(TP_ERR_CONFIG, "backend 'cuda': this build has no CUDA backend (nvcc was not found when it "
                       "was built); backends: %s", backend_names());

@@ -13,6 +13,9 @@
  * ops may be queued: a download (or sync) is where results become visible and where
  * a failure of queued work is reported.
  *
+ * Argument structs and arrays (tp_linear_out, tp_attn_shape, tp_attn_seq) are host
+ * memory; the buffers they point to are memory of the backend.
+ *
  * Conventions: row-major, f32 activations; weights of `linear` in their stored
  * dtype (F32, BF16, F16); leading dimensions in elements. The CPU results are
  * bit-identical for any thread count, and a row's result does not depend on the
@@ -82,10 +85,12 @@ typedef struct {
     const char *device;        /* "x86-64 (avx512f)", "NVIDIA H200" */
     const char *kernels;       /* CPU features the kernels dispatch on */
     const char *linear_gemm;   /* "transpolmo-avx512", "openblas", "cublas" */
+    const char *blas;          /* the BLAS library as it describes itself ("OpenBLAS 0.3.21 ...") */
     int threads;               /* compute threads of this process (CPU) */
 } tp_backend_info;
 
-/* Settings a backend is opened with (from the config's forward.* keys). */
+/* Settings a backend is opened with (from the config's forward.* keys). backend_open
+ * with NULL options uses the config's defaults: {.own_gemm = true}, the rest 0. */
 typedef struct {
     int threads;               /* 0: the library default */
     bool own_gemm;             /* CPU: TranspOLMo's AVX-512 GEMM where the CPU has it (forward.gemm auto) */
@@ -101,6 +106,8 @@ typedef struct {
     void (*free)(tp_backend *be, void *ptr);                        /* NULL ok */
     tp_status (*upload)(tp_backend *be, void *dst, const void *host_src, size_t bytes);
     tp_status (*download)(tp_backend *be, void *host_dst, const void *src, size_t bytes);
+    /* dst = src, both memory of this backend, not overlapping (the KV cache, gathers) */
+    tp_status (*copy)(tp_backend *be, void *dst, const void *src, size_t bytes);
     tp_status (*sync)(tp_backend *be);
     void (*info)(const tp_backend *be, tp_backend_info *out);
 
@@ -202,6 +209,7 @@ tp_status backend_unsupported(const tp_backend *be, const char *op);
 #define be_alloc(be, ...) TP_BE_CALL(be, alloc, __VA_ARGS__)
 #define be_upload(be, ...) TP_BE_CALL(be, upload, __VA_ARGS__)
 #define be_download(be, ...) TP_BE_CALL(be, download, __VA_ARGS__)
+#define be_copy(be, ...) TP_BE_CALL(be, copy, __VA_ARGS__)
 #define be_linear(be, ...) TP_BE_CALL(be, linear, __VA_ARGS__)
 #define be_linear_bwd(be, ...) TP_BE_CALL(be, linear_bwd, __VA_ARGS__)
 #define be_rmsnorm(be, ...) TP_BE_CALL(be, rmsnorm, __VA_ARGS__)
@@ -235,7 +243,8 @@ static inline void be_free(tp_backend *be, void *ptr)
 }
 static inline void be_info(const tp_backend *be, tp_backend_info *out)
 {
-    *out = (tp_backend_info){.name = be->name, .device = "", .kernels = "", .linear_gemm = "", .threads = 1};
+    *out = (tp_backend_info){.name = be->name, .device = "", .kernels = "", .linear_gemm = "", .blas = "",
+                             .threads = 1};
     if (be->iface.info) be->iface.info(be, out);
 }
 

@@ -1,15 +1,18 @@
-/* forward.h — the CPU forward pass over a batch of token sequences, in f32.
+/* forward.h — the forward pass over a batch of token sequences, in f32.
  *
- * forward_new() allocates every scratch buffer once, sized for max_batch sequences
- * of at most max_seq tokens (max_batch * max_seq rows); forward_run() runs B
- * sequences of T tokens each (positions 0..T-1), forward_run_varlen() sequences of
- * different lengths packed one after another with no padding, firing the callbacks
- * registered in `hooks` at each capture point (model/hooks.h). Every GEMM, norm and
- * the MLP run once over all the rows of the call; attention runs per sequence at its
- * own length (model/forward.c, backend/cpu.c). GEMMs go to BLAS; BF16/F16 weights are
- * converted to f32 per tile of rows just before their GEMM unless the model converted
- * them up front. A sequence's result does not depend on the other sequences of the
- * call beyond GEMM blocking (~1e-7 relative; tests/unit/test_forward.c).
+ * forward_new() allocates every scratch buffer once, on the backend the model runs on
+ * (backend_default() at that time: the CPU unless main chose another), sized for
+ * max_batch sequences of at most max_seq tokens (max_batch * max_seq rows);
+ * forward_run() runs B sequences of T tokens each (positions 0..T-1),
+ * forward_run_varlen() sequences of different lengths packed one after another with
+ * no padding, firing the callbacks registered in `hooks` at each capture point
+ * (model/hooks.h). Every GEMM, norm and the MLP run once over all the rows of the
+ * call; attention runs per sequence at its own length (model/layers.c, the backend's
+ * attention op). On the CPU, GEMMs go to TranspOLMo's kernel or BLAS; BF16/F16
+ * weights are converted to f32 per tile of rows just before their BLAS GEMM unless the
+ * model converted them up front. A sequence's result does not depend on the other
+ * sequences of the call beyond GEMM blocking (~1e-7 relative; tests/unit/test_forward.c).
+ * Logits are handed out in host memory.
  */
 #ifndef TP_FORWARD_H
 #define TP_FORWARD_H

@@ -7,6 +7,7 @@
 typedef struct hook_cb {
     tp_hook_fn fn;
     void *user;
+    bool edits;            /* may overwrite the tensor */
     struct hook_cb *next;
 } hook_cb;
 
@@ -103,7 +104,7 @@ static hook_cb **slot(const tp_hooks *h, int layer, tp_hook_point pt)
     return &h->slots[(size_t)row * TP_HOOK_POINT_COUNT + (size_t)pt];
 }
 
-tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user)
+static tp_status add_cb(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user, bool edits)
 {
     if (pt < 0 || pt >= TP_HOOK_POINT_COUNT)
         return tp_err(TP_ERR_RANGE, "hook point %d out of range", (int)pt);
@@ -113,15 +114,34 @@ tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, voi
     if (!c) return TP_ERR_NOMEM;
     c->fn = fn;
     c->user = user;
+    c->edits = edits;
     hook_cb **p = slot(h, layer, pt);
     while (*p) p = &(*p)->next;
     *p = c;
     return TP_OK;
 }
 
+tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user)
+{
+    return add_cb(h, layer, pt, fn, user, true);
+}
+
+tp_status hooks_add_reader(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user)
+{
+    return add_cb(h, layer, pt, fn, user, false);
+}
+
 bool hooks_active(const tp_hooks *h, int layer, tp_hook_point pt)
 {
     return h && *slot(h, layer, pt) != NULL;
+}
+
+bool hooks_point_edits(const tp_hooks *h, int layer, tp_hook_point pt)
+{
+    if (!h) return false;
+    for (const hook_cb *c = *slot(h, layer, pt); c; c = c->next)
+        if (c->edits) return true;
+    return false;
 }
 
 tp_status hooks_fire(const tp_hooks *h, const tp_hook_info *info, float *data)

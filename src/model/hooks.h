@@ -5,6 +5,9 @@
  * point and alias with the exact tensor it denotes). A callback sees the tensor in
  * row-major f32 with its shape and may overwrite it in place: the forward pass
  * continues from what the callback leaves. Points with no callback cost nothing.
+ * A callback added with hooks_add_reader promises not to write: on a device
+ * backend the forward pass then copies the point to the host for it but not back
+ * (hooks_point_edits); hooks_add keeps the conservative "may edit".
  *
  * Shapes (B sequences, T positions, H heads, K kv heads, dh head dim, F MLP width):
  *   [B,T,d]   hook_embed, hook_resid_*, hook_attn_out, hook_mlp_out, attn.hook_out,
@@ -71,12 +74,18 @@ typedef struct tp_hooks tp_hooks;
 
 tp_status hooks_new(int num_layers, tp_hooks **out);
 void hooks_free(tp_hooks *h);
-/* Adds a callback on (layer, point); several may share a point (called in order). */
+/* Adds a callback on (layer, point); several may share a point (called in order).
+ * It may overwrite the tensor. */
 tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user);
+/* The same for a callback that only reads the tensor (capture, statistics). */
+tp_status hooks_add_reader(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user);
 /* Parses a name (canonical or alias) and adds the callback. */
 tp_status hooks_add_named(tp_hooks *h, const tp_model_config *cfg, const char *name,
                           tp_hook_fn fn, void *user);
 bool hooks_active(const tp_hooks *h, int layer, tp_hook_point pt);   /* h may be NULL */
+/* Whether a callback on (layer, pt) may overwrite the tensor (one added with
+ * hooks_add rather than hooks_add_reader). h may be NULL. */
+bool hooks_point_edits(const tp_hooks *h, int layer, tp_hook_point pt);
 /* Calls every callback on (layer, pt) in order; stops at the first failure. */
 tp_status hooks_fire(const tp_hooks *h, const tp_hook_info *info, float *data);
 

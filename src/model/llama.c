@@ -2,8 +2,7 @@
  *   h   = x + attn(input_layernorm(x))
  *   out = h + mlp(post_attention_layernorm(h))
  */
-#include "backend/cpu.h"
-#include "model/forward_internal.h"
+#include "model/layers.h"
 
 tp_status llama_block(tp_forward *f, int L)
 {
@@ -13,15 +12,15 @@ tp_status llama_block(tp_forward *f, int L)
     float eps = (float)c->rms_norm_eps;
 
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_PRE, f->x));
-    cpu_rmsnorm(f->xn, f->x, l->norm1, rows, d, eps);
+    TP_CHECK(be_rmsnorm(f->be, f->xn, f->x, l->norm1, rows, d, eps));
     TP_CHECK(fwd_attention(f, L, f->xn));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_OUT, f->ao));
-    cpu_add(f->x, f->ao, (size_t)(rows * d));
+    TP_CHECK(be_add(f->be, f->x, f->ao, (size_t)(rows * d)));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_MID, f->x));
 
-    cpu_rmsnorm(f->xn, f->x, l->norm2, rows, d, eps);
+    TP_CHECK(be_rmsnorm(f->be, f->xn, f->x, l->norm2, rows, d, eps));
     TP_CHECK(fwd_mlp(f, L, f->xn));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_OUT, f->ao));
-    cpu_add(f->x, f->ao, (size_t)(rows * d));
+    TP_CHECK(be_add(f->be, f->x, f->ao, (size_t)(rows * d)));
     return fwd_fire(f, L, TP_HOOK_RESID_POST, f->x);
 }

@@ -4,8 +4,7 @@
  *   h   = x + post_attention_layernorm(attn(x))     q/k RMSNorm over the whole projection
  *   out = h + post_feedforward_layernorm(mlp(h))
  */
-#include "backend/cpu.h"
-#include "model/forward_internal.h"
+#include "model/layers.h"
 
 tp_status olmo2_block(tp_forward *f, int L)
 {
@@ -16,14 +15,14 @@ tp_status olmo2_block(tp_forward *f, int L)
 
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_PRE, f->x));
     TP_CHECK(fwd_attention(f, L, f->x));
-    cpu_rmsnorm(f->ao, f->ao, l->norm1, rows, d, eps);
+    TP_CHECK(be_rmsnorm(f->be, f->ao, f->ao, l->norm1, rows, d, eps));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_OUT, f->ao));
-    cpu_add(f->x, f->ao, (size_t)(rows * d));
+    TP_CHECK(be_add(f->be, f->x, f->ao, (size_t)(rows * d)));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_MID, f->x));
 
     TP_CHECK(fwd_mlp(f, L, f->x));
-    cpu_rmsnorm(f->ao, f->ao, l->norm2, rows, d, eps);
+    TP_CHECK(be_rmsnorm(f->be, f->ao, f->ao, l->norm2, rows, d, eps));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_OUT, f->ao));
-    cpu_add(f->x, f->ao, (size_t)(rows * d));
+    TP_CHECK(be_add(f->be, f->x, f->ao, (size_t)(rows * d)));
     return fwd_fire(f, L, TP_HOOK_RESID_POST, f->x);
 }

@@ -10,8 +10,8 @@
  */
 #include "tp_test.h"
 
-#include "backend/cpu.h"
-#include "backend/linear.h"
+#include "backend/cpu/cpu.h"      /* cpu_exp, cpu_silu_mul */
+#include "backend/cpu/linear.h"   /* cpu_linear_enable */
 #include "io/npy.h"
 #include "model/forward.h"
 #include "model/hooks.h"

@@ -12,8 +12,8 @@
  * k <= 8200 here, so 1e-5 is ~20x the typical error and a wrong index or a missing
  * term fails by orders of magnitude).
  */
-#include "backend/cpu.h"
-#include "backend/linear.h"
+#include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable */
+#include "backend/cpu/pool.h"     /* cpu_set_threads, cpu_get_threads */
 #include "core/dtype.h"
 #include "tp_test.h"
 

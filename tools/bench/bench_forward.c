@@ -34,8 +34,8 @@
  * The driver alternates these with PyTorch passes so that each comparison is made
  * between passes run seconds apart, which matters on a shared machine.
  */
-#include "backend/cpu.h"
-#include "backend/linear.h"
+#include "backend/backend.h"   /* backend_open, be_info */
+#include "backend/cpu/cpu.h"   /* cpu_gemm_nt: the ceiling's bare sgemm */
 #include "core/dtype.h"
 #include "core/error.h"
 #include "model/forward.h"
@@ -373,10 +373,12 @@ int main(int argc, char **argv)
     else DIE("--conversion must be per_matrix or upfront, not '%s'", conv);
 
     if (strcmp(gemm, "auto") && strcmp(gemm, "openblas")) DIE("--gemm must be auto or openblas, not '%s'", gemm);
-    cpu_linear_enable(!strcmp(gemm, "auto"));
-    cpu_set_threads(threads);
-    printf("blas=%s threads=%d cpu_features=%s gemm=%s\n", openblas_get_corename(), cpu_get_threads(),
-           cpu_features(), cpu_linear_supported() ? "transpolmo-avx512" : "openblas");
+    tp_backend *be = NULL;
+    CHECK(backend_open("cpu", &(tp_backend_options){.threads = threads, .own_gemm = !strcmp(gemm, "auto")}, &be));
+    tp_backend_info info;
+    be_info(be, &info);
+    printf("blas=%s threads=%d cpu_features=%s gemm=%s\n", openblas_get_corename(), info.threads, info.kernels,
+           info.linear_gemm);
 
     double t0 = now_s();
     tp_model *m = NULL;
@@ -454,7 +456,7 @@ int main(int argc, char **argv)
 
     if (do_ceiling) {
         /* the OpenBLAS path's separate conversion (the kernel converts while packing) */
-        if (mode == TP_CONVERT_PER_MATRIX && !cpu_linear_supported()) run_conversion(m, reps);
+        if (mode == TP_CONVERT_PER_MATRIX && !strcmp(info.linear_gemm, "openblas")) run_conversion(m, reps);
         /* Forward and GEMM-only passes alternate, so a slow spell of the machine hits
          * both sides of each pair; the ratio is the median of the per-pair ratios. */
         ceiling_t g;

@@ -14,8 +14,8 @@
  * Run it with OPENBLAS_THREAD_TIMEOUT=4: otherwise OpenBLAS's threads spin for ~0.1 s
  * after each sgemm and take the core the next cpu_linear call's second thread needs.
  */
-#include "backend/cpu.h"
-#include "backend/linear.h"
+#include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable */
+#include "backend/cpu/pool.h"     /* cpu_set_threads, cpu_get_threads */
 #include "core/dtype.h"
 
 #define BENCH_NAME "bench_linear"

@@ -1,10 +1,10 @@
 #include "analysis/geometry/kmeans.h"
 
 #include "analysis/geometry/knn.h"
+#include "backend/backend.h"   /* be_gemm_f64, be_dot_f64 */
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -131,6 +131,7 @@ done:
 /* ---- Lloyd ---------------------------------------------------------------------- */
 
 typedef struct {
+    tp_backend *be;          /* the products (backend_cpu(): host arrays) */
     int64_t d, k;
     const double *shift;     /* [d] */
     const double *cs;        /* [k, d] centres − shift */
@@ -138,10 +139,18 @@ typedef struct {
     double *xb, *g;          /* scratch [KM_RB, d], [KM_RB, k] */
 } assign_ctx;
 
+/* cn[q] = ‖cs_q‖², the centres' squared norms the assignment reads. */
+static tp_status centre_norms(const assign_ctx *c, double *cn)
+{
+    for (int64_t q = 0; q < c->k; q++)
+        TP_CHECK(be_dot_f64(c->be, c->d, c->cs + (size_t)q * (size_t)c->d, c->cs + (size_t)q * (size_t)c->d, &cn[q]));
+    return TP_OK;
+}
+
 /* Nearest centre of each local row; with sums [k, d] and counts [k] (may be NULL)
- * accumulated over (x − shift). Returns the number of rows whose cluster changed. */
-static int64_t assign_rows(const assign_ctx *c, const float *rows, int64_t n_local, int32_t *assign, double *sums,
-                           double *counts)
+ * accumulated over (x − shift). *n_changed: the rows whose cluster changed. */
+static tp_status assign_rows(const assign_ctx *c, const float *rows, int64_t n_local, int32_t *assign, double *sums,
+                             double *counts, int64_t *n_changed)
 {
     const int64_t d = c->d, k = c->k;
     int64_t changed = 0;
@@ -152,8 +161,7 @@ static int64_t assign_rows(const assign_ctx *c, const float *rows, int64_t n_loc
             double *oi = c->xb + (size_t)i * (size_t)d;
             for (int64_t j = 0; j < d; j++) oi[j] = (double)xi[j] - c->shift[j];
         }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)k, (int)d, 1.0, c->xb, (int)d, c->cs, (int)d,
-                    0.0, c->g, (int)k);
+        TP_CHECK(be_gemm_f64(c->be, TP_NO_TRANS, TP_TRANS, nb, k, d, 1.0, c->xb, d, c->cs, d, 0.0, c->g, k));
         for (int i = 0; i < nb; i++) {
             const double *gi = c->g + (size_t)i * (size_t)k;
             int32_t best = 0;
@@ -172,7 +180,8 @@ static int64_t assign_rows(const assign_ctx *c, const float *rows, int64_t n_loc
             }
         }
     }
-    return changed;
+    *n_changed = changed;
+    return TP_OK;
 }
 
 static int far_before(const double *a, const double *b)   /* record: dist, row, ... */
@@ -319,14 +328,17 @@ tp_status kmeans_fit_distributed(const float *rows, int64_t n_local, int64_t d, 
     for (int64_t q = 0; q < k; q++)
         for (int64_t j = 0; j < d; j++) shift[j] += out->centres[(size_t)q * (size_t)d + j] / (double)k;
     for (size_t i = 0; i < kd; i++) cs[i] = out->centres[i] - shift[i % (size_t)d];
-    assign_ctx ctx = {.d = d, .k = k, .shift = shift, .cs = cs, .cn = cn, .xb = xb, .g = g};
+    assign_ctx ctx = {.be = backend_cpu(), .d = d, .k = k, .shift = shift, .cs = cs, .cn = cn, .xb = xb, .g = g};
     for (int64_t i = 0; i < n_local; i++) out->assign[i] = -1;
 
+    int64_t changed = 0;
     for (int it = 0; it < opt->max_iter; it++) {
-        for (int64_t q = 0; q < k; q++) cn[q] = cblas_ddot((int)d, cs + (size_t)q * (size_t)d, 1, cs + (size_t)q * (size_t)d, 1);
         memset(acc, 0, nacc * sizeof *acc);
         double *sums = acc, *counts = acc + kd;
-        acc[nacc - 1] = (double)assign_rows(&ctx, rows, n_local, out->assign, sums, counts);
+        st = centre_norms(&ctx, cn);
+        if (st == TP_OK) st = assign_rows(&ctx, rows, n_local, out->assign, sums, counts, &changed);
+        if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;   /* before the collective */
+        acc[nacc - 1] = (double)changed;
         if ((st = dist_allreduce_sum_f64(comm, acc, nacc)) != TP_OK) goto done;
         if ((st = relocate_empty(&ctx, rows, n_local, row0, out->assign, sums, counts, comm, &out->relocated)) != TP_OK)
             goto done;
@@ -342,8 +354,9 @@ tp_status kmeans_fit_distributed(const float *rows, int64_t n_local, int64_t d, 
             break;
         }
     }
-    for (int64_t q = 0; q < k; q++) cn[q] = cblas_ddot((int)d, cs + (size_t)q * (size_t)d, 1, cs + (size_t)q * (size_t)d, 1);
-    if (!out->converged) assign_rows(&ctx, rows, n_local, out->assign, NULL, NULL);
+    st = centre_norms(&ctx, cn);
+    if (st == TP_OK && !out->converged) st = assign_rows(&ctx, rows, n_local, out->assign, NULL, NULL, &changed);
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     for (size_t i = 0; i < kd; i++) out->centres[i] = shift[i % (size_t)d] + cs[i];
 
     /* Inertia and sizes from the final assignment, Σ (x − c)² directly. */
@@ -419,19 +432,19 @@ tp_status kmeans_silhouette_distributed(const float *rows, const int32_t *labels
     }
     const int64_t lo = m * rank / size, hi = m * (rank + 1) / size;
     double sil = 0;
-    for (int64_t q0 = lo; q0 < hi; q0 += KM_QB) {
+    tp_backend *be = backend_cpu();   /* host arrays */
+    for (int64_t q0 = lo; q0 < hi && st == TP_OK; q0 += KM_QB) {
         int nq = (int)(hi - q0 < KM_QB ? hi - q0 : KM_QB);
         for (int i = 0; i < nq; i++)
             for (int64_t j = 0; j < d; j++)
                 qb[(size_t)i * (size_t)d + j] = (double)x[(size_t)(q0 + i) * (size_t)d + j] - shift[j];
         memset(csum, 0, (size_t)nq * (size_t)k * sizeof *csum);
-        for (int64_t r0 = 0; r0 < m; r0 += KM_RB) {
+        for (int64_t r0 = 0; r0 < m && st == TP_OK; r0 += KM_RB) {
             int nr = (int)(m - r0 < KM_RB ? m - r0 : KM_RB);
             for (int i = 0; i < nr; i++)
                 for (int64_t j = 0; j < d; j++)
                     rb[(size_t)i * (size_t)d + j] = (double)x[(size_t)(r0 + i) * (size_t)d + j] - shift[j];
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nr, (int)d, 1.0, qb, (int)d, rb, (int)d, 0.0, g,
-                        nr);
+            if ((st = be_gemm_f64(be, TP_NO_TRANS, TP_TRANS, nq, nr, d, 1.0, qb, d, rb, d, 0.0, g, nr)) != TP_OK) break;
             for (int i = 0; i < nq; i++) {
                 double *cs = csum + (size_t)i * (size_t)k;
                 for (int j = 0; j < nr; j++) {
@@ -452,6 +465,7 @@ tp_status kmeans_silhouette_distributed(const float *rows, const int32_t *labels
             if (den > 0) sil += (b - a) / den;
         }
     }
+    if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;   /* before the collective */
     if ((st = dist_allreduce_sum_f64(comm, &sil, 1)) != TP_OK) goto done;
     *score = sil / (double)m;
 done:

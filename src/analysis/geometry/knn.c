@@ -1,11 +1,11 @@
 #include "analysis/geometry/knn.h"
 
+#include "backend/backend.h"   /* be_gemm_f64 */
 #include "core/rng.h"
 
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -275,6 +275,7 @@ static tp_status search_local(const float *queries, int64_t nq, int64_t d, const
     double *rb = tp_malloc((size_t)KNN_RB * (size_t)d * sizeof *rb);
     double *g = tp_malloc((size_t)KNN_QB * KNN_RB * sizeof *g);
     double qn[KNN_QB], rn[KNN_RB];
+    tp_backend *be = backend_cpu();   /* host arrays */
     tp_status st = shift && qb && rb && g ? TP_OK : TP_ERR_NOMEM;
     if (st != TP_OK) goto done;
     for (int64_t j = 0; j < d; j++) shift[j] = queries[j];
@@ -287,8 +288,8 @@ static tp_status search_local(const float *queries, int64_t nq, int64_t d, const
         for (int64_t r0 = 0; r0 < n_local; r0 += KNN_RB) {
             int nrb = (int)(n_local - r0 < KNN_RB ? n_local - r0 : KNN_RB);
             rows_shifted(ref + (size_t)r0 * (size_t)d, nrb, d, shift, rb, rn);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nqb, nrb, (int)d, 1.0, qb, (int)d, rb, (int)d, 0.0,
-                        g, nrb);
+            if ((st = be_gemm_f64(be, TP_NO_TRANS, TP_TRANS, nqb, nrb, d, 1.0, qb, d, rb, d, 0.0, g, nrb)) != TP_OK)
+                goto done;
             for (int i = 0; i < nqb; i++) {
                 const int64_t qi = q0 + i, self = self_index ? self_index[qi] : -1;
                 const float *qrow = queries + (size_t)qi * (size_t)d;

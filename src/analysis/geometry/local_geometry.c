@@ -1,10 +1,10 @@
 #include "analysis/geometry/local_geometry.h"
 
 #include "analysis/geometry/knn.h"
+#include "backend/backend.h"   /* be_gemm_f64, be_axpy_f64, be_nrm2_f64, be_scal_f64 */
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -87,8 +87,8 @@ tp_status local_pca(double *pts, int64_t np, int64_t d, double var_threshold, in
     for (int64_t j = 0; j < d; j++) mean[j] /= (double)np;
     for (int64_t r = 0; r < np; r++)
         for (int64_t j = 0; j < d; j++) pts[r * d + j] -= mean[j];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)np, (blasint)np, (blasint)d, 1.0, pts, (blasint)d,
-                pts, (blasint)d, 0.0, G, (blasint)np);
+    tp_backend *be = backend_cpu();   /* host arrays */
+    if ((st = be_gemm_f64(be, TP_NO_TRANS, TP_TRANS, np, np, d, 1.0, pts, d, pts, d, 0.0, G, np)) != TP_OK) goto done;
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)np, G, (lapack_int)np, w);
     if (info != 0) { st = tp_err(TP_ERR_INTERNAL, "local PCA: dsyevd failed (info %d)", (int)info); goto done; }
     double total = 0;
@@ -113,9 +113,11 @@ tp_status local_pca(double *pts, int64_t np, int64_t d, double var_threshold, in
             memset(u, 0, (size_t)d * sizeof *u);
             if (!(lambda[i] > 1e-12 * lambda[0])) continue;
             int64_t col = np - 1 - i;
-            for (int64_t r = 0; r < np; r++) cblas_daxpy((blasint)d, G[r * np + col], pts + r * d, 1, u, 1);
-            double nrm = cblas_dnrm2((blasint)d, u, 1);
-            if (nrm > 0) cblas_dscal((blasint)d, 1.0 / nrm, u, 1);
+            for (int64_t r = 0; r < np && st == TP_OK; r++) st = be_axpy_f64(be, d, G[r * np + col], pts + r * d, u);
+            double nrm = 0;
+            if (st == TP_OK) st = be_nrm2_f64(be, d, u, &nrm);
+            if (st == TP_OK && nrm > 0) st = be_scal_f64(be, d, 1.0 / nrm, u);
+            if (st != TP_OK) goto done;
         }
         for (int64_t i = np; i < t_max; i++) memset(U + i * d, 0, (size_t)d * sizeof *U);
     }
@@ -133,11 +135,12 @@ tp_status local_mean_angle(const double *Ua, const double *Ub, int64_t t, int64_
     tp_status st = M && c && s && sup && B ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) {
         /* cosines: singular values of M = Ua Ubᵀ; sines: of B = Ub − Mᵀ Ua (Björck & Golub 1973) */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)t, (blasint)t, (blasint)d, 1.0, Ua, (blasint)d,
-                    Ub, (blasint)d, 0.0, M, (blasint)t);
+        tp_backend *be = backend_cpu();   /* host arrays */
+        st = be_gemm_f64(be, TP_NO_TRANS, TP_TRANS, t, t, d, 1.0, Ua, d, Ub, d, 0.0, M, t);
         memcpy(B, Ub, (size_t)(t * d) * sizeof *B);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)t, (blasint)d, (blasint)t, -1.0, M, (blasint)t,
-                    Ua, (blasint)d, 1.0, B, (blasint)d);
+        if (st == TP_OK) st = be_gemm_f64(be, TP_TRANS, TP_NO_TRANS, t, d, t, -1.0, M, t, Ua, d, 1.0, B, d);
+    }
+    if (st == TP_OK) {
         lapack_int info = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'N', (lapack_int)t, (lapack_int)t, M, (lapack_int)t,
                                          c, NULL, 1, NULL, 1, sup);
         if (info == 0)

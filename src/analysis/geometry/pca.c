@@ -1,9 +1,9 @@
 #include "analysis/geometry/pca.h"
 
+#include "backend/backend.h"   /* be_syrk_f64, be_syr_f64 */
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <limits.h>
 #include <math.h>
@@ -13,6 +13,7 @@
 /* MPI counts are int: long buffers go in pieces. */
 
 struct pca_accum {
+    tp_backend *be;  /* the Gram products (backend_cpu(): the arrays below are host memory) */
     int64_t d, n;
     double *shift;   /* [d] the first row added: sums are taken about it */
     double *sum;     /* [d] Σ (x − shift) */
@@ -167,6 +168,7 @@ tp_status pca_accum_init(int64_t d, pca_accum **out)
     if (d > INT_MAX / 2) return tp_err(TP_ERR_RANGE, "pca: d = %lld is too large", (long long)d);
     pca_accum *a = tp_calloc(1, sizeof *a);
     if (!a) return TP_ERR_NOMEM;
+    a->be = backend_cpu();
     a->d = d;
     a->shift = tp_calloc((size_t)d, sizeof(double));
     a->sum = tp_calloc((size_t)d, sizeof(double));
@@ -209,8 +211,7 @@ tp_status pca_accum_add(pca_accum *a, const float *rows, int64_t n)
             for (size_t j = 0; j < d; j++) sum[j] += y[j];
         }
         /* gram (upper) += blockᵀ · block */
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)nb, 1.0, a->block, (int)d, 1.0,
-                    a->gram, (int)d);
+        TP_CHECK(be_syrk_f64(a->be, TP_TRANS, (int64_t)d, nb, 1.0, a->block, (int64_t)d, 1.0, a->gram, (int64_t)d));
     }
     a->n += n;
     return TP_OK;
@@ -355,12 +356,13 @@ tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt
      * G, S the Gram matrix and sum about the shift and δ = μ_r − μ. */
     if (acc->n > 0) {
         for (size_t j = 0; j < dd; j++) delta[j] = acc->shift[j] + acc->sum[j] / nr - out->mean[j];
-        cblas_dsyr(CblasRowMajor, CblasUpper, (int)d, -1.0 / nr, acc->sum, 1, acc->gram, (int)d);
-        cblas_dsyr(CblasRowMajor, CblasUpper, (int)d, nr, delta, 1, acc->gram, (int)d);
+        st = be_syr_f64(acc->be, d, -1.0 / nr, acc->sum, acc->gram, d);
+        if (st == TP_OK) st = be_syr_f64(acc->be, d, nr, delta, acc->gram, d);
         size_t p = 0;
-        for (size_t i = 0; i < dd; i++)
+        for (size_t i = 0; i < dd && st == TP_OK; i++)
             for (size_t j = i; j < dd; j++) packed[p++] = acc->gram[i * dd + j];
     }
+    if ((st = dist_agree(comm, st, "pca")) != TP_OK) goto done;   /* before the collective */
     if ((st = dist_allreduce_sum_f64(comm, packed, npk)) != TP_OK) goto done;
     /* acc->gram becomes the full covariance (symmetric, so either storage order). */
     {

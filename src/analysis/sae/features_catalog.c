@@ -1,9 +1,9 @@
 #include "analysis/sae/features_catalog.h"
 
+#include "backend/backend.h"   /* be_gemm_f32 */
 #include "core/dtype.h"
 #include "io/store_results.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +147,7 @@ typedef struct {
     char **u_token, **u_ctx;   /* [nu] text (NULL without a tokenizer) */
     pair_t *tmp;               /* [max(K, R)] */
     store_serial *store;       /* the store, open once per build (NULL without one) */
+    tp_backend *be;            /* the token-score products (backend_cpu(): host arrays) */
 } cat_state;
 
 static void state_free(cat_state *s)
@@ -373,6 +374,7 @@ static tp_status token_scores(cat_state *s, const tp_mat *M, const float *src, f
     float *W = M->dtype == TP_DTYPE_F32 ? NULL : tp_malloc((size_t)(Vb * d) * sizeof *W);
     if (!P || !S || (M->dtype != TP_DTYPE_F32 && !W)) { free(P), free(S), free(W); return TP_ERR_NOMEM; }
     const size_t esz = tp_dtype_size(M->dtype);
+    tp_status st = TP_OK;
     for (int64_t f0 = 0; f0 < nf; f0 += Fb) {
         const int64_t fb = nf - f0 < Fb ? nf - f0 : Fb;
         for (int64_t j = 0; j < fb; j++) {
@@ -388,8 +390,8 @@ static tp_status token_scores(cat_state *s, const tp_mat *M, const float *src, f
                 tp_convert_to_f32(M->dtype, rows, W, (size_t)(vb * d));
                 Wv = W;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)fb, (int)vb, (int)d, 1.0f, P, (int)d, Wv,
-                        (int)d, 0.0f, S, (int)vb);
+            if ((st = be_gemm_f32(s->be, TP_NO_TRANS, TP_TRANS, fb, vb, d, 1.0f, P, d, Wv, d, 0.0f, S, vb)) != TP_OK)
+                goto done;
             for (int64_t j = 0; j < fb; j++) {
                 const int64_t q = f0 + j;
                 const float *srow = S + (size_t)j * (size_t)vb;
@@ -406,8 +408,9 @@ static tp_status token_scores(cat_state *s, const tp_mat *M, const float *src, f
             }
         }
     }
+done:
     free(P), free(S), free(W);
-    return TP_OK;
+    return st;
 }
 
 static tp_status logit_attribution(cat_state *s)
@@ -801,6 +804,7 @@ tp_status features_catalog_build(const features_catalog_input *in, json_t **out_
     memset(&s, 0, sizeof s);
     s.in = in;
     s.o = in->opt;
+    s.be = backend_cpu();
     s.F = in->sae->cfg.d_sae, s.d = in->sae->cfg.d_in, s.n = in->n;
     tp_status st = TP_OK;
     json_t *L = NULL;

@@ -1,18 +1,19 @@
 #include "analysis/sae/sae.h"
 
-#include "backend/cpu.h"
+#include "backend/backend.h"        /* be_gemm_f32, be_gemv_f32 */
+#include "backend/multiversion.h"   /* TP_MULTIVERSION */
 #include "core/rng.h"
 
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct sae_workspace {
+    tp_backend *be;      /* the dense products (backend_cpu(): every buffer here is host memory) */
     float *u;            /* [cap, d] scaled rows s·x */
     float *xt;           /* [cap, d] encoder input x̃ (u − b_dec, or a copy of u) */
     float *pre;          /* [cap, F] pre-activations; relu: f in place */
@@ -191,6 +192,7 @@ tp_status sae_init(sae_model *m, const sae_config *cfg, int64_t max_rows)
     sae_workspace *w;
     ALLOC_OR_FAIL(w, 1);
     m->ws = w;
+    w->be = backend_cpu();
     ALLOC_OR_FAIL(w->u, cap * d);
     ALLOC_OR_FAIL(w->xt, cap * d);
     ALLOC_OR_FAIL(w->pre, cap * F);
@@ -487,8 +489,8 @@ static void latent_grads(const float *W_dec, int64_t d, const int32_t *idx, cons
 }
 
 /* u = s·x, x̃ = u − b_dec (or u), stats Σu, Σ‖u‖², pre = x̃ W_encᵀ + b_enc. */
-static void encode_block(const sae_model *m, const float *rows, int64_t n, float *pre, double *sum_u,
-                         double *sqnorm)
+static tp_status encode_block(const sae_model *m, const float *rows, int64_t n, float *pre, double *sum_u,
+                              double *sqnorm)
 {
     const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
     sae_workspace *w = m->ws;
@@ -505,13 +507,13 @@ static void encode_block(const sae_model *m, const float *rows, int64_t n, float
             for (int64_t j = 0; j < d; j++) sum_u[j] += u[j], q += (double)u[j] * u[j];
         if (sqnorm) *sqnorm += q;
     }
-    if (n == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)d, 1.0f, w->xt, (int)d, m->W_enc,
-                (int)d, 0.0f, pre, (int)F);
+    if (n == 0) return TP_OK;
+    TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, w->xt, d, m->W_enc, d, 0.0f, pre, F));
     for (int64_t r = 0; r < n; r++) {
         float *restrict p = pre + (size_t)r * (size_t)F;
         for (int64_t i = 0; i < F; i++) p[i] += m->b_enc[i];
     }
+    return TP_OK;
 }
 
 tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t n_global, MPI_Comm comm)
@@ -530,7 +532,7 @@ tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t 
     double *st = w->stats, *sum_u = st + SAE_ST_HEAD, *fires = st + SAE_ST_HEAD + d;
     memset(st, 0, w->n_stats * sizeof *st);
     st[SAE_ST_ROWS] = (double)n;
-    encode_block(m, rows, n, w->pre, sum_u, &st[SAE_ST_SQNORM]);
+    TP_CHECK(encode_block(m, rows, n, w->pre, sum_u, &st[SAE_ST_SQNORM]));
 
     if (c->arch == SAE_RELU) {
         double l1 = 0;
@@ -553,8 +555,8 @@ tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t 
             l1 += rl1;
         }
         if (n > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)F, 1.0f, w->pre, (int)F,
-                        m->W_dec, (int)d, 0.0f, w->delta, (int)d);
+            TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_NO_TRANS, n, d, F, 1.0f, w->pre, F, m->W_dec, d, 0.0f,
+                                 w->delta, d));
         double rec = 0;
         for (int64_t r = 0; r < n; r++) {
             float *restrict dl = w->delta + (size_t)r * (size_t)d;
@@ -663,8 +665,7 @@ tp_status sae_backward(sae_model *m)
         const float cl = (float)(sae_l1_coef_at(c, m->step) / (double)w->n_global);
         const float *f = w->pre;
         /* ∂/∂W_dec: cr·fᵀ·delta, plus the L1 term (λ/N) Σ_n f_ni · w_i/‖w_i‖ */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)d, (int)n, cr, f, (int)F, w->delta,
-                    (int)d, 0.0f, gWd, (int)d);
+        TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, cr, f, F, w->delta, d, 0.0f, gWd, d));
         memset(w->colsum, 0, (size_t)F * sizeof(float));
         for (int64_t r = 0; r < n; r++) {
             const float *restrict fr = f + (size_t)r * (size_t)F;
@@ -675,18 +676,16 @@ tp_status sae_backward(sae_model *m)
                 axpyf(cl * w->colsum[i] / w->dec_norm[i], m->W_dec + (size_t)i * (size_t)d,
                       gWd + (size_t)i * (size_t)d, d);
         /* ∂/∂pre = (cr·delta·W_decᵀ + (λ/N)‖w_i‖)·[f > 0] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)d, cr, w->delta, (int)d,
-                    m->W_dec, (int)d, 0.0f, w->G, (int)F);
+        TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, cr, w->delta, d, m->W_dec, d, 0.0f, w->G, F));
         for (int64_t r = 0; r < n; r++) {
             float *restrict g = w->G + (size_t)r * (size_t)F;
             const float *restrict fr = f + (size_t)r * (size_t)F;
             for (int64_t i = 0; i < F; i++) g[i] = fr[i] > 0 ? g[i] + cl * w->dec_norm[i] : 0.0f;
             for (int64_t i = 0; i < F; i++) gbe[i] += g[i];
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)d, (int)n, 1.0f, w->G, (int)F, w->xt,
-                    (int)d, 0.0f, gWe, (int)d);
+        TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, 1.0f, w->G, F, w->xt, d, 0.0f, gWe, d));
         if (c->apply_b_dec_to_input)
-            cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)d, -1.0f, m->W_enc, (int)d, gbe, 1, 1.0f, gbd, 1);
+            TP_CHECK(be_gemv_f32(w->be, TP_TRANS, F, d, -1.0f, m->W_enc, d, gbe, 1.0f, gbd));
         w->have_forward = 0;
         return TP_OK;
     }
@@ -868,7 +867,7 @@ tp_status sae_encode(sae_model *m, const float *rows, int64_t n, float *codes)
     for (int64_t r0 = 0; r0 < n; r0 += m->max_rows) {
         const int64_t nb = n - r0 < m->max_rows ? n - r0 : m->max_rows;
         float *out = codes + (size_t)r0 * (size_t)F;
-        encode_block(m, rows + (size_t)r0 * (size_t)d, nb, out, NULL, NULL);
+        TP_CHECK(encode_block(m, rows + (size_t)r0 * (size_t)d, nb, out, NULL, NULL));
         for (int64_t r = 0; r < nb; r++) {
             float *restrict p = out + (size_t)r * (size_t)F;
             if (c->arch == SAE_RELU) {
@@ -896,8 +895,7 @@ tp_status sae_reconstruct(sae_model *m, const float *rows, int64_t n, float *rec
         const int64_t nb = n - r0 < m->max_rows ? n - r0 : m->max_rows;
         TP_CHECK(sae_encode(m, rows + (size_t)r0 * (size_t)d, nb, w->pre));
         float *out = recon + (size_t)r0 * (size_t)d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)d, (int)F, 1.0f, w->pre, (int)F,
-                    m->W_dec, (int)d, 0.0f, out, (int)d);
+        TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_NO_TRANS, nb, d, F, 1.0f, w->pre, F, m->W_dec, d, 0.0f, out, d));
         for (int64_t r = 0; r < nb; r++)
             for (int64_t j = 0; j < d; j++) out[(size_t)r * (size_t)d + j] = (out[(size_t)r * (size_t)d + j] + m->b_dec[j]) * inv;
     }

@@ -1,9 +1,9 @@
 #include "analysis/sae/sae_export.h"
 
+#include "backend/backend.h"   /* be_gemv_f32 */
 #include "core/fsutil.h"
 #include "io/safetensors.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,10 +133,12 @@ tp_status saelens_reconstruct(const saelens_sae *s, const float *rows, int64_t n
           *sel = tp_malloc((size_t)F * sizeof *sel);
     if (!xin || !pre || !sel) { free(xin), free(pre), free(sel); return TP_ERR_NOMEM; }
     int topk = !strcmp(s->architecture, "topk"), jump = !strcmp(s->architecture, "jumprelu");
-    for (int64_t r = 0; r < n; r++) {
+    tp_backend *be = backend_cpu();   /* the SAE's arrays are host memory */
+    tp_status st = TP_OK;
+    for (int64_t r = 0; r < n && st == TP_OK; r++) {
         for (int64_t j = 0; j < d; j++) xin[j] = rows[r * d + j] - (s->apply_b_dec_to_input ? s->b_dec[j] : 0.0f);
         memcpy(pre, s->b_enc, (size_t)F * sizeof *pre);
-        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)d, (blasint)F, 1.0f, s->W_enc, (blasint)F, xin, 1, 1.0f, pre, 1);
+        if ((st = be_gemv_f32(be, TP_TRANS, d, F, 1.0f, s->W_enc, F, xin, 1.0f, pre)) != TP_OK) break;
         if (topk) {
             /* SAELens TopK: the k largest pre-activations (ties: lower index), then ReLU */
             int64_t k = s->k < F ? s->k : F, above = 0;
@@ -161,11 +163,10 @@ tp_status saelens_reconstruct(const saelens_sae *s, const float *rows, int64_t n
         }
         if (codes) memcpy(codes + r * F, pre, (size_t)F * sizeof *pre);
         memcpy(recon + r * d, s->b_dec, (size_t)d * sizeof *recon);
-        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)F, (blasint)d, 1.0f, s->W_dec, (blasint)d, pre, 1, 1.0f,
-                    recon + r * d, 1);
+        st = be_gemv_f32(be, TP_TRANS, F, d, 1.0f, s->W_dec, d, pre, 1.0f, recon + r * d);
     }
     free(xin), free(pre), free(sel);
-    return TP_OK;
+    return st;
 }
 
 tp_status sae_export_sparsity(const char *dir, const double *density, int64_t F)

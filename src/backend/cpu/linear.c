@@ -15,9 +15,9 @@
  * packed as zeros and Y columns past n are masked; k past the end of a block is
  * masked when loading.
  */
-#include "backend/linear.h"
+#include "backend/cpu/linear.h"
 
-#include "backend/cpu.h"
+#include "backend/cpu/pool.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,8 @@
-#include "backend/cpu.h"
+/* cpu.c — the CPU kernels of the forward pass (see cpu.h). */
+#include "backend/cpu/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,117 +20,6 @@ static int have_avx512(void)
 #else
 static int have_avx512(void) { return 0; }
 #endif
-
-
-/* ---- a small thread pool ------------------------------------------------------
- * Workers are started on first use and live for the process. Between jobs a worker
- * spins ~50 us (the next kernel often follows right away), then sleeps on a
- * condition variable, so it does not take a core from the BLAS threads for long. */
-
-#define POOL_MAX 64
-#define POOL_SPIN 2000
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int nworkers;
-    atomic_uint gen;           /* bumped for each job */
-    atomic_int pending;        /* workers that have not finished the current job */
-    atomic_llong next;         /* next task of the current job */
-    cpu_task_fn fn;
-    void *arg;
-    int64_t ntasks;
-    int nthreads;
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-static inline void cpu_relax(void)
-{
-#if defined(TP_X86)
-    __builtin_ia32_pause();
-#endif
-}
-
-static void pool_run_tasks(int thread)
-{
-    for (;;) {
-        long long t = atomic_fetch_add_explicit(&pool.next, 1, memory_order_relaxed);
-        if (t >= pool.ntasks) break;
-        pool.fn(pool.arg, (int64_t)t, thread);
-    }
-}
-
-typedef struct {
-    int id;
-    unsigned gen0;
-} worker_start;
-
-static void *pool_worker(void *p)
-{
-    worker_start ws = *(worker_start *)p;
-    free(p);
-    unsigned seen = ws.gen0;
-    for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen) {
-            if (++spins < POOL_SPIN) { cpu_relax(); continue; }
-            pthread_mutex_lock(&pool.mu);
-            while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen)
-                pthread_cond_wait(&pool.cv, &pool.mu);
-            pthread_mutex_unlock(&pool.mu);
-            break;
-        }
-        seen = g;
-        if (ws.id < pool.nthreads) pool_run_tasks(ws.id);
-        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
-    }
-    return NULL;
-}
-
-/* Starts workers 1..n-1 if they are not running yet; returns how many threads the
- * pool can use (1 if a thread cannot be created). Called by the one caller thread. */
-static int pool_grow(int n)
-{
-    if (n > POOL_MAX) n = POOL_MAX;
-    while (pool.nworkers + 1 < n) {
-        worker_start *ws = malloc(sizeof *ws);
-        if (!ws) break;
-        ws->id = pool.nworkers + 1;
-        ws->gen0 = atomic_load(&pool.gen);
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_t th;
-        int e = pthread_create(&th, &at, pool_worker, ws);
-        pthread_attr_destroy(&at);
-        if (e) { free(ws); break; }
-        pool.nworkers++;
-    }
-    return pool.nworkers + 1 < n ? pool.nworkers + 1 : n;
-}
-
-void cpu_parallel_for(int64_t ntasks, cpu_task_fn fn, void *arg)
-{
-    int n = cpu_get_threads();
-    if (n > ntasks) n = (int)ntasks;
-    if (n > 1) n = pool_grow(n);
-    if (n <= 1) {
-        for (int64_t t = 0; t < ntasks; t++) fn(arg, t, 0);
-        return;
-    }
-    pool.fn = fn, pool.arg = arg, pool.ntasks = ntasks, pool.nthreads = n;
-    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
-    atomic_store_explicit(&pool.pending, pool.nworkers, memory_order_relaxed);
-    pthread_mutex_lock(&pool.mu);
-    atomic_fetch_add_explicit(&pool.gen, 1, memory_order_release);
-    pthread_cond_broadcast(&pool.cv);
-    pthread_mutex_unlock(&pool.mu);
-    pool_run_tasks(0);
-    for (int spins = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0; spins++) {
-        if (spins < POOL_SPIN) cpu_relax();
-        else sched_yield();
-    }
-}
 
 /* ---- BLAS ---------------------------------------------------------------------- */
 
@@ -281,6 +168,24 @@ void cpu_add(float *restrict y, const float *restrict x, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+/* Not multiversioned, like the loop of forward.c it replaces, so that it compiles
+ * to the same arithmetic (one multiply per term, no FMA contraction under C11). */
+void cpu_rope(float *x, int64_t rows, int nh, int dh, const int32_t *pos, const float *cos_t, const float *sin_t)
+{
+    int half = dh / 2;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *cs = cos_t + (size_t)pos[r] * half, *sn = sin_t + (size_t)pos[r] * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (size_t)r * nh * dh + (size_t)h * dh;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
 void cpu_softmax_causal(float *s, int64_t T, int64_t ld, float scale)
 {
     cpu_softmax_causal_offset(s, T, ld, scale, 0);
@@ -370,9 +275,9 @@ void cpu_softmax_causal_offset(float *s, int64_t T, int64_t ld, float scale, int
 static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
 typedef struct {
-    const cpu_attn_shape *a;
-    const cpu_attn_seq *seqs;
-    cpu_attn_mode mode;
+    const tp_attn_shape *a;
+    const tp_attn_seq *seqs;
+    tp_attn_mode mode;
     int vec;                 /* AVX-512 path */
     float **ws;              /* per-thread workspace */
 } attn_job;
@@ -487,8 +392,8 @@ static void pv_block_scalar(const float *P, int64_t ldp, int nr, int64_t nk, con
 static void attn_task(void *arg, int64_t task, int thread)
 {
     const attn_job *J = arg;
-    const cpu_attn_shape *a = J->a;
-    const cpu_attn_seq *s = &J->seqs[task / a->H];
+    const tp_attn_shape *a = J->a;
+    const tp_attn_seq *s = &J->seqs[task / a->H];
     int h = (int)(task % a->H), g = h / (a->H / a->K), dh = a->dh;
     int64_t nq = s->nq, off = s->off, nk = off + nq, nkp = round16(nk);
     const float *q = s->q + (int64_t)h * dh, *k = s->k + (int64_t)g * dh, *v = s->v + (int64_t)g * dh;
@@ -496,7 +401,7 @@ static void attn_task(void *arg, int64_t task, int thread)
     float *pat = s->p ? s->p + (size_t)h * (size_t)nq * (size_t)nk : NULL;
     float *Kt = J->ws[thread], *S = Kt + (size_t)nkp * (size_t)dh;
 
-    if (J->mode == CPU_ATTN_PV) {
+    if (J->mode == TP_ATTN_PV) {
         for (int64_t i0 = 0; i0 < nq; i0 += ATT_RB) {
             int nr = nq - i0 < ATT_RB ? (int)(nq - i0) : ATT_RB;
             int64_t kend = off + i0 + nr;
@@ -529,7 +434,7 @@ static void attn_task(void *arg, int64_t task, int thread)
             softmax_row(row, n, a->scale);
             for (int64_t j = n; j < kendp; j++) row[j] = 0.0f;
         }
-        if (J->mode == CPU_ATTN_PATTERN) {
+        if (J->mode == TP_ATTN_PATTERN) {
             for (int r = 0; r < nr; r++) {
                 float *prow = pat + (i0 + r) * nk;
                 memcpy(prow, S + (int64_t)r * nkp, (size_t)kend * sizeof(float));
@@ -545,15 +450,15 @@ static void attn_task(void *arg, int64_t task, int thread)
     }
 }
 
-int cpu_attention(const cpu_attn_shape *a, const cpu_attn_seq *seqs, int nseq, cpu_attn_mode mode)
+int cpu_attention(const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq, tp_attn_mode mode)
 {
     int64_t nk_max = 0, ntasks = (int64_t)nseq * a->H;
     for (int s = 0; s < nseq; s++)
         if (seqs[s].off + seqs[s].nq > nk_max) nk_max = seqs[s].off + seqs[s].nq;
     int nt = cpu_get_threads();
     if (nt < 1) nt = 1;
-    if (nt > POOL_MAX) nt = POOL_MAX;
-    float *ws[POOL_MAX] = {0};
+    if (nt > CPU_POOL_MAX) nt = CPU_POOL_MAX;
+    float *ws[CPU_POOL_MAX] = {0};
     size_t wsn = attn_ws_floats(nk_max, a->dh);
     int ok = 1;
     for (int t = 0; t < nt && ok; t++) ok = (ws[t] = malloc(wsn * sizeof(float))) != NULL;
@@ -564,18 +469,11 @@ int cpu_attention(const cpu_attn_shape *a, const cpu_attn_seq *seqs, int nseq, c
     } else {
         cpu_parallel_for(ntasks, attn_task, &J);
     }
-    for (int t = 0; t < POOL_MAX; t++) free(ws[t]);
+    for (int t = 0; t < CPU_POOL_MAX; t++) free(ws[t]);
     return 0;
 }
 
-/* ---- threads and features ------------------------------------------------------- */
-
-void cpu_set_threads(int n)
-{
-    if (n > 0) openblas_set_num_threads(n);
-}
-
-int cpu_get_threads(void) { return openblas_get_num_threads(); }
+/* ---- features ----------------------------------------------------------------- */
 
 const char *cpu_features(void)
 {
