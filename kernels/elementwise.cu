@@ -1,15 +1,11 @@
 /* elementwise.cu — element-wise kernels: SwiGLU gate, residual add, bf16 widening
- * (cuda.h: cuda_silu_mul, cuda_add, cuda_bf16_to_f32). Grid-stride loops, so any
+ * (kernels.h: kern_silu_mul, kern_add, kern_bf16_to_f32). Grid-stride loops, so any
  * n runs with a bounded grid. */
 #include "cuda_common.cuh"
 
-#define GRID_STRIDE(i, n)                                                        \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);     \
-         i += (size_t)gridDim.x * blockDim.x)
-
 __global__ void silu_mul_kernel(float *__restrict__ gate, const float *__restrict__ up, size_t n)
 {
-    /* silu(g) = g * sigmoid(g) = g / (1 + e^-g), as cpu_silu_mul and torch write it */
+    /* silu(g) = g * sigmoid(g) = g / (1 + e^-g), as the CPU backend and torch write it */
     GRID_STRIDE(i, n)
     {
         float g = gate[i];
@@ -29,26 +25,23 @@ __global__ void bf16_to_f32_kernel(float *__restrict__ out, const uint16_t *__re
     GRID_STRIDE(i, n) out[i] = __uint_as_float((unsigned)in[i] << 16);
 }
 
-extern "C" tp_status cuda_silu_mul(cuda_ctx *ctx, float *gate, const float *up, size_t n)
+extern "C" cudaError_t kern_silu_mul(cudaStream_t stream, float *gate, const float *up, size_t n)
 {
-    if (n == 0) return TP_OK;
-    silu_mul_kernel<<<cuda_grid_for(n), TP_CUDA_BLOCK, 0, ctx->stream>>>(gate, up, n);
-    CUDA_CHECK_LAUNCH(silu_mul_kernel);
-    return TP_OK;
+    if (n == 0) return cudaSuccess;
+    silu_mul_kernel<<<cuda_grid_for(n), TP_CUDA_BLOCK, 0, stream>>>(gate, up, n);
+    return cudaGetLastError();
 }
 
-extern "C" tp_status cuda_add(cuda_ctx *ctx, float *y, const float *x, size_t n)
+extern "C" cudaError_t kern_add(cudaStream_t stream, float *y, const float *x, size_t n)
 {
-    if (n == 0) return TP_OK;
-    add_kernel<<<cuda_grid_for(n), TP_CUDA_BLOCK, 0, ctx->stream>>>(y, x, n);
-    CUDA_CHECK_LAUNCH(add_kernel);
-    return TP_OK;
+    if (n == 0) return cudaSuccess;
+    add_kernel<<<cuda_grid_for(n), TP_CUDA_BLOCK, 0, stream>>>(y, x, n);
+    return cudaGetLastError();
 }
 
-extern "C" tp_status cuda_bf16_to_f32(cuda_ctx *ctx, float *out, const uint16_t *in, size_t n)
+extern "C" cudaError_t kern_bf16_to_f32(cudaStream_t stream, float *out, const uint16_t *in, size_t n)
 {
-    if (n == 0) return TP_OK;
-    bf16_to_f32_kernel<<<cuda_grid_for(n), TP_CUDA_BLOCK, 0, ctx->stream>>>(out, in, n);
-    CUDA_CHECK_LAUNCH(bf16_to_f32_kernel);
-    return TP_OK;
+    if (n == 0) return cudaSuccess;
+    bf16_to_f32_kernel<<<cuda_grid_for(n), TP_CUDA_BLOCK, 0, stream>>>(out, in, n);
+    return cudaGetLastError();
 }

@@ -1,5 +1,6 @@
-/* rmsnorm.cu — RMSNorm, one block per row (cuda.h: cuda_rmsnorm). */
+/* rmsnorm.cu — RMSNorm, one block per row (kernels.h: kern_rmsnorm). */
 #include "cuda_common.cuh"
+// defines: block_sum, block_max
 #include "reduce.cuh"
 
 /* No __restrict__ on x / out: out may alias x. Each thread reads the elements it
@@ -12,20 +13,17 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *__restri
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
     ss = block_sum(ss);
-    /* mean, then 1/sqrt (IEEE sqrtf and division, not rsqrtf), as cpu_rmsnorm and
+    /* mean, then 1/sqrt (IEEE sqrtf and division, not rsqrtf), as the CPU backend and
      * Olmo2RMSNorm / LlamaRMSNorm compute it. */
     float inv = 1.0f / sqrtf(ss / (float)d + eps);
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
 }
 
-extern "C" tp_status cuda_rmsnorm(cuda_ctx *ctx, float *out, const float *x, const float *w,
-                                  int64_t rows, int64_t d, float eps)
+extern "C" cudaError_t kern_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *w,
+                                    int64_t rows, int64_t d, float eps)
 {
-    if (rows < 0 || rows > INT_MAX || d < 1)
-        return tp_err(TP_ERR_RANGE, "cuda_rmsnorm: rows %lld must be in [0, %d] and d %lld >= 1",
-                      (long long)rows, INT_MAX, (long long)d);
-    if (rows == 0) return TP_OK;
-    rmsnorm_kernel<<<(unsigned)rows, TP_CUDA_BLOCK, 0, ctx->stream>>>(out, x, w, d, eps);
-    CUDA_CHECK_LAUNCH(rmsnorm_kernel);
-    return TP_OK;
+    if (rows < 0 || rows > INT_MAX || d < 1) return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    rmsnorm_kernel<<<(unsigned)rows, TP_CUDA_BLOCK, 0, stream>>>(out, x, w, d, eps);
+    return cudaGetLastError();
 }

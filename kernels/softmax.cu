@@ -1,10 +1,12 @@
 /* softmax.cu — scaled causal softmax of attention scores, one block per row
- * (cuda.h: cuda_softmax_causal). */
+ * (kernels.h: kern_softmax_causal). Not in the backend table yet: the building
+ * block of the GPU attention (issue 19 and after). */
 #include "cuda_common.cuh"
+// defines: block_sum, block_max
 #include "reduce.cuh"
 
-/* Row i of s[T, ld]: the same steps as cpu_softmax_causal (scale, subtract the row
- * max, exp, normalise by the f32 sum; columns past i are 0), as torch's eager
+/* Row i of s[T, ld]: the same steps as the CPU's causal softmax (scale, subtract the
+ * row max, exp, normalise by the f32 sum; columns past i are 0), as torch's eager
  * attention does in f32. Each thread touches the same columns in every pass, so
  * the in-place passes need no barrier beyond the reductions. */
 __global__ void softmax_causal_kernel(float *s, int64_t T, int64_t ld, float scale)
@@ -25,14 +27,11 @@ __global__ void softmax_causal_kernel(float *s, int64_t T, int64_t ld, float sca
     for (int64_t j = n + threadIdx.x; j < T; j += blockDim.x) row[j] = 0.0f;
 }
 
-extern "C" tp_status cuda_softmax_causal(cuda_ctx *ctx, float *s, int64_t T, int64_t ld,
-                                         float scale)
+extern "C" cudaError_t kern_softmax_causal(cudaStream_t stream, float *s, int64_t T, int64_t ld,
+                                           float scale)
 {
-    if (T < 0 || T > INT_MAX || ld < T)
-        return tp_err(TP_ERR_RANGE, "cuda_softmax_causal: T %lld must be in [0, %d] and ld %lld >= T",
-                      (long long)T, INT_MAX, (long long)ld);
-    if (T == 0) return TP_OK;
-    softmax_causal_kernel<<<(unsigned)T, TP_CUDA_BLOCK, 0, ctx->stream>>>(s, T, ld, scale);
-    CUDA_CHECK_LAUNCH(softmax_causal_kernel);
-    return TP_OK;
+    if (T < 0 || T > INT_MAX || ld < T) return cudaErrorInvalidValue;
+    if (T == 0) return cudaSuccess;
+    softmax_causal_kernel<<<(unsigned)T, TP_CUDA_BLOCK, 0, stream>>>(s, T, ld, scale);
+    return cudaGetLastError();
 }

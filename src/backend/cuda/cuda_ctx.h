@@ -1,0 +1,61 @@
+/* cuda_ctx.h — inside the CUDA backend only: the context behind tp_backend.context
+ * and the slot functions that cuda_backend.c puts in the table (cuda_ops.c: the
+ * forward-pass kernels of kernels/; cuda_blas.c: cuBLAS). Their contracts are the
+ * slots' in backend/backend.h.
+ *
+ * Every slot makes the context's device current first (a process may hold backends
+ * on several GPUs), enqueues its work on the context's stream and returns without
+ * waiting, except where a result goes to the host (embed's id check, dot, nrm2) or
+ * the host buffer must be free again on return (upload, download).
+ */
+#ifndef TP_BACKEND_CUDA_CTX_H
+#define TP_BACKEND_CUDA_CTX_H
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_check.h"
+
+#include <stdbool.h>
+
+struct cuda_ctx {
+    int device;
+    cudaStream_t stream;           /* non-blocking: never serialises with the legacy stream */
+    cublasHandle_t blas;           /* bound to stream, pointer mode host */
+    bool tf32;
+    unsigned long long *bad_row;   /* device: first row of the last embed with a bad id */
+    char device_name[256];
+    char arch[16];                 /* "sm_90" */
+};
+
+static inline struct cuda_ctx *cuda_ctx_of(const tp_backend *be) { return (struct cuda_ctx *)be->context; }
+
+/* The device of ctx becomes the calling thread's current one. */
+#define CUDA_ENTER(ctx) CUDA_CHECK(cudaSetDevice((ctx)->device))
+
+/* cuda_ops.c */
+tp_status cuda_rmsnorm(tp_backend *be, float *out, const float *x, const float *w, int64_t rows, int64_t d,
+                       float eps);
+tp_status cuda_rope(tp_backend *be, float *x, int64_t rows, int nh, int dh, const int32_t *pos,
+                    const float *cos, const float *sin);
+tp_status cuda_silu_mul(tp_backend *be, float *gate, const float *up, size_t n);
+tp_status cuda_add(tp_backend *be, float *y, const float *x, size_t n);
+tp_status cuda_embed(tp_backend *be, float *out, const void *table, tp_dtype dt, int64_t vocab, int64_t d,
+                     const int32_t *ids, int64_t rows);
+
+/* cuda_blas.c */
+tp_status cuda_gemm_f32(tp_backend *be, tp_trans ta, tp_trans tb, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                        int64_t ldc);
+tp_status cuda_gemm_f64(tp_backend *be, tp_trans ta, tp_trans tb, int64_t m, int64_t n, int64_t k,
+                        double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                        double *C, int64_t ldc);
+tp_status cuda_gemv_f32(tp_backend *be, tp_trans ta, int64_t m, int64_t n, float alpha, const float *A,
+                        int64_t lda, const float *x, float beta, float *y);
+tp_status cuda_syrk_f64(tp_backend *be, tp_trans ta, int64_t n, int64_t k, double alpha, const double *A,
+                        int64_t lda, double beta, double *C, int64_t ldc);
+tp_status cuda_syr_f64(tp_backend *be, int64_t n, double alpha, const double *x, double *A, int64_t lda);
+tp_status cuda_dot_f64(tp_backend *be, int64_t n, const double *x, const double *y, double *out);
+tp_status cuda_axpy_f64(tp_backend *be, int64_t n, double alpha, const double *x, double *y);
+tp_status cuda_nrm2_f64(tp_backend *be, int64_t n, const double *x, double *out);
+tp_status cuda_scal_f64(tp_backend *be, int64_t n, double alpha, double *x);
+
+#endif
