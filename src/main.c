@@ -3,8 +3,7 @@
  * its phase or tool, and main decides the exit code; a failure on any rank ends every
  * rank (MPI_Abort) with the message naming the rank. */
 #define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
-#include "backend/cpu.h"      /* transitional: until the backend table is opened here */
-#include "backend/linear.h"
+#include "backend/backend.h"
 #include "cli.h"
 #include "cmd/eval_cmd.h"
 #include "cmd/features_cmd.h"
@@ -166,21 +165,38 @@ static int threads_for_rank(const tp_settings *s, int *allowed, int *online)
     return t > 0 ? t : 1;
 }
 
+/* --device cuda: the CUDA backend (no GPU: its reason), made the default only when
+ * it runs every op of the forward pass; today it lacks linear and attention (the
+ * model's weights are not uploaded yet), which the message names. */
+static tp_status open_device(const tp_backend_options *opt)
+{
+    tp_backend *be;
+    TP_CHECK(backend_open("cuda", opt, &be));
+    const char *missing = !be->iface.linear ? "linear" : !be->iface.attention ? "attention" : !be->iface.embed ? "embed" : NULL;
+    if (missing) {
+        backend_close(be);
+        return tp_err(TP_ERR_UNSUPPORTED, "device 'cuda': op %s is not available on cuda yet, so the forward pass runs on "
+                      "the CPU only; use --device cpu (docs/cuda.md)", missing);
+    }
+    backend_set_default(be);
+    return TP_OK;
+}
+
 static tp_status apply_runtime_config(const tp_settings *s)
 {
     tp_progress_set_default(s->progress, s->progress_interval);
     int allowed, online, threads = threads_for_rank(s, &allowed, &online);
-    cpu_set_threads(threads);
-    cpu_linear_enable(s->backend.own_gemm);
+    tp_backend_options opt = s->backend;
+    opt.threads = threads;
+    tp_backend *cpu;
+    TP_CHECK(backend_open("cpu", &opt, &cpu));
     if (threads > allowed)
         tp_log_warn("%d compute threads but this rank may run on %d CPU(s) only: they take turns (start it with "
                     "`mpirun --bind-to none`, or set forward.threads=%d)", threads, allowed, allowed);
     else if (dist_size() == 1 && allowed < online && s->backend.threads == 0)
         tp_log_info("this rank may run on %d of the node's %d CPUs (mpirun binds a rank to a core; "
                     "`mpirun --bind-to none -np 1` lets it use all)", allowed, online);
-    if (!strcmp(s->device, "cuda"))
-        return tp_err(TP_ERR_UNSUPPORTED,
-                      "device 'cuda': the GPU forward pass is not implemented yet; use --device cpu");
+    if (!strcmp(s->device, "cuda")) return open_device(&opt);
     return TP_OK;
 }
 

@@ -5,8 +5,7 @@
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
-#include "backend/cpu.h"      /* transitional: until the backend table reports threads and kernels */
-#include "backend/linear.h"
+#include "backend/backend.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -14,7 +13,6 @@
 #include "run_layout.h"
 #include "settings.h"
 
-#include <cblas.h>
 #include <hdf5.h>
 #include <jansson.h>
 #include <mpi.h>
@@ -109,15 +107,18 @@ static tp_status write_config_yaml(const tp_config *cfg, const char *path)
 static tp_status write_versions(const char *path)
 {
     char mpi[512], hdf5[64];
+    tp_backend_info ci, di;
+    be_info(backend_cpu(), &ci);
+    be_info(backend_default(), &di);
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     snprintf(hdf5, sizeof hdf5, "%u.%u.%u", maj, min, rel);
-    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b}",
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:b}",
         "transpolmo", TP_VERSION, "mpi", dist_library_version(mpi, sizeof mpi), "hdf5", hdf5,
-        "openblas", openblas_get_config(), "jansson", JANSSON_VERSION, "libyaml",
-        yaml_get_version_string(), "cpu_kernels", cpu_features(),
-        "linear_gemm", cpu_linear_supported() ? "transpolmo-avx512" : "openblas", "ranks", dist_size(),
-        "blas_threads", cpu_get_threads(),
+        "openblas", ci.blas ? ci.blas : "", "jansson", JANSSON_VERSION, "libyaml",
+        yaml_get_version_string(), "cpu_kernels", ci.kernels, "linear_gemm", ci.linear_gemm,
+        "backend", di.name, "device", di.device ? di.device : "", "ranks", dist_size(), "ranks_on_node",
+        dist_local_size(), "blas_threads", ci.threads,
 #ifdef TP_HAVE_CUDA
         "cuda_backend_built", 1
 #else

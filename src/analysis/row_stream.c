@@ -1,6 +1,6 @@
 #include "analysis/row_stream.h"
 
-#include "analysis/geometry/knn.h"
+#include "core/sample.h"
 #include "core/rng.h"
 #include "dist/mpi_check.h"
 #include "dist/world.h"
@@ -244,7 +244,7 @@ static void epoch_order(row_stream *rs, int64_t epoch)
         uint64_t state = rs->opt.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
         memcpy(rs->order, rs->train, (size_t)rs->n_train * sizeof *rs->order);
         for (int64_t i = rs->n_train - 1; i > 0; i--) {
-            int64_t j = (int64_t)knn_rng_below(&state, (uint64_t)i + 1), t = rs->order[i];
+            int64_t j = (int64_t)tp_rng_below(&state, (uint64_t)i + 1), t = rs->order[i];
             rs->order[i] = rs->order[j], rs->order[j] = t;
         }
         rs->order_epoch = epoch;
@@ -274,7 +274,7 @@ tp_status row_stream_read_window(row_stream *rs, int64_t epoch, int64_t w, int64
     uint64_t state = rs->opt.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)) ^ (0x8CB92BA72F3D8DD7ull * (uint64_t)(w + 1));
     for (int64_t k = 0; k < m; k++) rs->perm[k] = k;
     for (int64_t k = m - 1; k > 0; k--) {
-        int64_t j = (int64_t)knn_rng_below(&state, (uint64_t)k + 1), t = rs->perm[k];
+        int64_t j = (int64_t)tp_rng_below(&state, (uint64_t)k + 1), t = rs->perm[k];
         rs->perm[k] = rs->perm[j], rs->perm[j] = t;
     }
     for (int i = 0; i < rs->n_acts; i++) {

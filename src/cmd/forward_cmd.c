@@ -216,7 +216,7 @@ tp_status forward_cmd_run(tp_cli *cli)
             bufs[i].data = tp_malloc(n * sizeof(float));
             if (!bufs[i].data) { st = TP_ERR_NOMEM; break; }
             hooks_point_name(L, pt, bufs[i].name, sizeof bufs[i].name);
-            st = hooks_add(hooks, L, pt, dump_cb, &bufs[i]);
+            st = hooks_add_reader(hooks, L, pt, dump_cb, &bufs[i]);
             if (st != TP_OK) break;
         }
         free(list);

@@ -390,13 +390,13 @@ AVX2 static void f16c_f32_to_f16(const float *restrict in, void *restrict out, s
 static const kernel_set kernels_f16c = {"f16c", avx2_bf16_to_f32, f16c_f16_to_f32,
                                         avx2_f32_to_bf16, f16c_f32_to_f16};
 
-static int cpu_has_avx512(void)
+static int have_avx512(void)
 {
     __builtin_cpu_init(); /* needed if we run before libgcc's constructor */
     return __builtin_cpu_supports("avx512f");
 }
 
-static int cpu_has_f16c(void)
+static int have_f16c(void)
 {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2")) return 0; /* also proves the OS saves ymm */
@@ -421,9 +421,9 @@ static const kernel_set *kernels(void)
     if (k) return k;
     k = &kernels_scalar;
 #if defined(__x86_64__)
-    if (cpu_has_avx512())
+    if (have_avx512())
         k = &kernels_avx512;
-    else if (cpu_has_f16c())
+    else if (have_f16c())
         k = &kernels_f16c;
 #endif
     atomic_store_explicit(&chosen_kernels, k, memory_order_release);
@@ -438,8 +438,8 @@ static const kernel_set *kernels_named(const char *name)
     if (!name) return NULL;
     if (strcmp(name, "scalar") == 0) return &kernels_scalar;
 #if defined(__x86_64__)
-    if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &kernels_avx512 : NULL;
-    if (strcmp(name, "f16c") == 0) return cpu_has_f16c() ? &kernels_f16c : NULL;
+    if (strcmp(name, "avx512") == 0) return have_avx512() ? &kernels_avx512 : NULL;
+    if (strcmp(name, "f16c") == 0) return have_f16c() ? &kernels_f16c : NULL;
 #endif
     return NULL;
 }

@@ -179,16 +179,16 @@ START_TEST(test_sampler)
         int64_t *want = json_i64_array(jget(keys[s][0]), &m);
         ck_assert_int_eq(m, (int64_t)jnum(keys[s][1]));
         int64_t *got = malloc((size_t)m * sizeof *got);
-        ck_assert(knn_sample_indices(n[s], m, (uint64_t)jnum(keys[s][2]), got) == TP_OK);
+        ck_assert(tp_sample_indices(n[s], m, (uint64_t)jnum(keys[s][2]), got) == TP_OK);
         for (int64_t i = 0; i < m; i++) ck_assert_int_eq(got[i], want[i]);
         free(want), free(got);
     }
     /* m ≥ n: every row; m = 0: none; samples are distinct and ascending */
     int64_t all[10], part[999];
-    ck_assert(knn_sample_indices(10, 25, 3, all) == TP_OK);
+    ck_assert(tp_sample_indices(10, 25, 3, all) == TP_OK);
     for (int i = 0; i < 10; i++) ck_assert_int_eq(all[i], i);
-    ck_assert(knn_sample_indices(10, 0, 3, all) == TP_OK);
-    ck_assert(knn_sample_indices(1000, 999, 42, part) == TP_OK);
+    ck_assert(tp_sample_indices(10, 0, 3, all) == TP_OK);
+    ck_assert(tp_sample_indices(1000, 999, 42, part) == TP_OK);
     for (int i = 1; i < 999; i++) ck_assert(part[i] > part[i - 1]);
     ck_assert(part[0] >= 0 && part[998] < 1000);
 }

@@ -200,13 +200,13 @@ START_TEST(test_check_macros)
     tp_status s = bad_set_device();
     ck_assert_int_eq(s, have_gpu ? TP_ERR_CUDA : TP_ERR_NO_DEVICE);
     ck_assert_msg(strstr(tp_err_msg(), "cudaSetDevice(4096): "), "message: %s", tp_err_msg());
-    ck_assert_msg(strstr(tp_err_msg(), "test_cuda.c:"), "message: %s", tp_err_msg());
+    ck_assert_msg(strstr(tp_err_where(), "test_cuda.c:"), "raised at: %s", tp_err_where());
     (void)cudaGetLastError();
 
     ck_assert_int_eq(bad_cublas(), TP_ERR_CUDA);
     ck_assert_msg(strstr(tp_err_msg(), "fake_cublas_failure(): "), "message: %s", tp_err_msg());
     ck_assert_msg(strstr(tp_err_msg(), "CUBLAS_STATUS_INVALID_VALUE"), "message: %s", tp_err_msg());
-    ck_assert_msg(strstr(tp_err_msg(), "test_cuda.c:"), "message: %s", tp_err_msg());
+    ck_assert_msg(strstr(tp_err_where(), "test_cuda.c:"), "raised at: %s", tp_err_where());
 }
 END_TEST
 
@@ -227,7 +227,7 @@ END_TEST
 
 /* The slots a CUDA backend fills and the ones it leaves NULL (no kernel yet). */
 #define FILLED_SLOTS(X)                                                                                    \
-    X(alloc) X(free) X(upload) X(download) X(sync) X(info) X(rmsnorm) X(rope) X(silu_mul) X(add) X(embed) \
+    X(alloc) X(free) X(upload) X(download) X(copy) X(sync) X(info) X(rmsnorm) X(rope) X(silu_mul) X(add) X(embed) \
     X(gemm_f32) X(gemm_f64) X(gemv_f32) X(syrk_f64) X(syr_f64) X(dot_f64) X(axpy_f64) X(nrm2_f64)         \
     X(scal_f64)
 #define NULL_SLOTS(X) \
@@ -318,6 +318,15 @@ START_TEST(test_buffers)
     dev_to(got, dx, n * sizeof *got);
     ck_assert(memcmp(got, x, n * sizeof *x) == 0);
     ck_assert(got[n] == 42.0f);
+
+    /* Device to device: a copy of the middle, ordered after the upload. */
+    float *dy = NULL;
+    OK(be_alloc(be, n * sizeof *x, (void **)&dy));
+    OK(be_copy(be, dy, dx + 100, (n - 100) * sizeof *x));
+    memset(got, 0, n * sizeof *got);
+    dev_to(got, dy, (n - 100) * sizeof *got);
+    ck_assert(memcmp(got, x + 100, (n - 100) * sizeof *x) == 0);
+    be_free(be, dy);
 
     /* No GPU has 2^62 bytes: out of memory is TP_ERR_NOMEM naming the size. */
     d = (void *)&d;

@@ -69,7 +69,7 @@ ID_SAMPLE, ID_SAMPLE_SEED = 150, 7
 SIL_SAMPLE, SIL_SAMPLE_SEED = 120, 11
 
 
-# ---- the C sampler (knn.c: knn_sample_indices), bit for bit -------------------------
+# ---- the C sampler (knn.c: tp_sample_indices), bit for bit -------------------------
 
 class SplitMix64:
     """splitmix64 (Steele, Lea & Flood 2014), as in knn.c."""

@@ -393,7 +393,7 @@ static tp_status prepare_forward(capture_run *r)
         point *p = &r->pts[i];
         if (!(p->buf = tp_malloc((size_t)batch * (size_t)seq_len * (size_t)p->cols * sizeof(float))))
             return TP_ERR_NOMEM;
-        TP_CHECK(hooks_add(r->hooks, p->layer, p->pt, capture_cb, p));
+        TP_CHECK(hooks_add_reader(r->hooks, p->layer, p->pt, capture_cb, p));
     }
     r->ids = tp_malloc((size_t)batch * (size_t)seq_len * sizeof *r->ids);
     r->lens = tp_malloc((size_t)batch * sizeof *r->lens);

@@ -80,7 +80,7 @@ static tp_status select_rows(geo_ctx *g)
     int64_t *sample = NULL;
     if (m < g->n_unmasked) {
         sample = tp_malloc((size_t)m * sizeof *sample);
-        st = sample ? knn_sample_indices(g->n_unmasked, m, g->gs->seed, sample)
+        st = sample ? tp_sample_indices(g->n_unmasked, m, g->gs->seed, sample)
                     : TP_ERR_NOMEM;
     }
     TP_CHECK(dist_agree(g->comm, st, "geometry"));

@@ -124,7 +124,7 @@ tp_status intrinsic_dim_estimate(const float *rows, int64_t n_local, int64_t d, 
     double *dist = tp_malloc((size_t)m * (size_t)k * sizeof *dist);
     int64_t *idx = tp_malloc((size_t)m * (size_t)k * sizeof *idx);
     st = out->sample_index && out->mle_pointwise && queries && dist && idx ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK) st = knn_sample_indices(n, m, opt->seed, out->sample_index);
+    if (st == TP_OK) st = tp_sample_indices(n, m, opt->seed, out->sample_index);
     if ((st = dist_agree(comm, st, "intrinsic dim")) != TP_OK) goto done;
     st = knn_gather_rows(rows, n_local, row0, (size_t)d * sizeof(float), out->sample_index, m, -1, comm, queries);
     if (st != TP_OK) goto done;

@@ -1,7 +1,7 @@
 /* intrinsic_dim.h — intrinsic dimension from nearest neighbours (phase 3): MLE and
  * TwoNN on a seeded sample of rows spread across ranks.
  *
- * The sample (knn_sample_indices: depends on n, size and seed only, so it is the
+ * The sample (tp_sample_indices: depends on n, size and seed only, so it is the
  * same for any number of ranks) is gathered to every rank and used as the queries;
  * their neighbours come from all rows (knn_distributed, the query itself excluded).
  * Every rank then computes the same estimates from the same replicated neighbours.

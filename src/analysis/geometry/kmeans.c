@@ -52,7 +52,7 @@ static tp_status plusplus_local(const float *x, int64_t m, int64_t d, int64_t k,
     if (st != TP_OK) goto done;
     uint64_t rng = seed;
     const int trials = 2 + (int)log((double)k);
-    int64_t first = (int64_t)knn_rng_below(&rng, (uint64_t)m);
+    int64_t first = (int64_t)tp_rng_below(&rng, (uint64_t)m);
     for (int64_t j = 0; j < d; j++) centres[j] = x[(size_t)first * (size_t)d + j];
     double pot = 0;
     for (int64_t i = 0; i < m; i++) pot += closest[i] = d2_f32_f64(x + (size_t)i * (size_t)d, centres, d);
@@ -63,7 +63,7 @@ static tp_status plusplus_local(const float *x, int64_t m, int64_t d, int64_t k,
         int64_t best_id = 0;
         for (int t = 0; t < trials; t++) {
             /* first i with cum[i] ≥ r (numpy searchsorted, side="left"), clipped */
-            double r = knn_rng_unit(&rng) * pot;
+            double r = tp_rng_unit(&rng) * pot;
             int64_t lo = 0, hi = m;
             while (lo < hi) {
                 int64_t mid = lo + (hi - lo) / 2;
@@ -111,7 +111,7 @@ tp_status kmeans_init_plusplus(const float *rows, int64_t n_local, int64_t d, in
     int64_t *idx = tp_malloc((size_t)m * sizeof *idx);
     float *x = rank == 0 ? tp_malloc((size_t)m * (size_t)d * sizeof *x) : NULL;
     tp_status st = idx && (rank != 0 || x) ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK) st = knn_sample_indices(n, m, seed, idx);
+    if (st == TP_OK) st = tp_sample_indices(n, m, seed, idx);
     if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     if ((st = knn_gather_rows(rows, n_local, row0, (size_t)d * sizeof(float), idx, m, 0, comm, x)) != TP_OK) goto done;
     if (rank == 0) st = plusplus_local(x, m, d, k, seed ^ 0x6b6d65616e732b2bULL, centres);
@@ -405,7 +405,7 @@ tp_status kmeans_silhouette_distributed(const float *rows, const int32_t *labels
     double *qb = tp_malloc((size_t)KM_QB * (size_t)d * sizeof *qb), *rb = tp_malloc((size_t)KM_RB * (size_t)d * sizeof *rb);
     double *g = tp_malloc((size_t)KM_QB * KM_RB * sizeof *g), *csum = tp_malloc((size_t)KM_QB * (size_t)k * sizeof *csum);
     st = idx && x && lab && cnt && shift && norm && qb && rb && g && csum ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK) st = knn_sample_indices(n, m, seed, idx);
+    if (st == TP_OK) st = tp_sample_indices(n, m, seed, idx);
     if ((st = dist_agree(comm, st, "kmeans")) != TP_OK) goto done;
     if ((st = knn_gather_rows(rows, n_local, row0, (size_t)d * sizeof(float), idx, m, -1, comm, x)) != TP_OK) goto done;
     if ((st = knn_gather_rows(labels, n_local, row0, sizeof(int32_t), idx, m, -1, comm, lab)) != TP_OK) goto done;

@@ -6,7 +6,7 @@
  * Init. Either fixed centres (opt.init, [k, d]; rank 0's copy is broadcast) or
  *   greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's 2 + ⌊ln k⌋
  *   candidates per step, keeping the one that lowers the potential most) run on
- *   rank 0 over a seeded sample of rows (knn_sample_indices: the same sample for
+ *   rank 0 over a seeded sample of rows (tp_sample_indices: the same sample for
  *   any number of ranks) and broadcast.
  * Lloyd. Each iteration assigns every local row to its nearest centre (‖c‖² − 2x·c
  *   by dgemm on rows shifted by the mean of the initial centres; the first centre

@@ -23,11 +23,11 @@
  *   Output: out_dist [nq, k] Euclidean distances (f64), out_idx [nq, k] global rows.
  *   Fails (TP_ERR_RANGE) if some query has fewer than k rows to choose from.
  *
- * Samples. knn_sample_indices picks m distinct rows of n with Floyd's algorithm
- * driven by splitmix64 (tools/reference/make_golden_geometry.py has the same code),
- * ascending; m ≥ n gives every row. It depends on (n, m, seed) only, so the sample
- * is the same for any number of ranks. knn_gather_rows brings the sampled rows to
- * every rank (root < 0) or to one, in sample order.
+ * Samples. tp_sample_indices (core/sample.h) picks m distinct rows of n with
+ * Floyd's algorithm driven by splitmix64 (tools/reference/make_golden_geometry.py
+ * has the same code), ascending; m ≥ n gives every row. It depends on (n, m, seed)
+ * only, so the sample is the same for any number of ranks. knn_gather_rows brings
+ * the sampled rows to every rank (root < 0) or to one, in sample order.
  *
  * Calls that take a communicator are collective and fail on every rank together (a
  * rank whose own input is bad reports it; the others say that another rank failed).
@@ -36,6 +36,7 @@
 #define TP_KNN_H
 
 #include "core/error.h"
+#include "core/sample.h"
 
 #include <mpi.h>
 #include <stddef.h>
@@ -50,9 +51,6 @@ tp_status knn_distributed(const float *queries, int64_t nq, int64_t d, const flo
 /* This rank's first global row (exclusive scan of n_local) and the global count. */
 tp_status knn_row_offset(int64_t n_local, MPI_Comm comm, int64_t *row0, int64_t *n_total);
 
-/* Writes min(m, n) ascending indices into out. Local; no communication. */
-tp_status knn_sample_indices(int64_t n, int64_t m, uint64_t seed, int64_t *out);
-
 /* Rows of `row_bytes` bytes each: idx [m] ascending global rows; this rank holds rows
  * [row0, row0 + n_local). out [m, row_bytes] on every rank (root < 0) or on root
  * only (other ranks may pass NULL). */
@@ -61,11 +59,5 @@ tp_status knn_gather_rows(const void *rows_local, int64_t n_local, int64_t row0,
 
 /* First position in the ascending idx[0..m) whose value is >= v (binary search). */
 int64_t knn_lower_bound(const int64_t *idx, int64_t m, int64_t v);
-
-/* splitmix64 (Steele, Lea & Flood 2014): the generator behind every seeded choice in
- * the geometry estimators. */
-uint64_t knn_rng_next(uint64_t *state);
-uint64_t knn_rng_below(uint64_t *state, uint64_t bound);   /* uniform in [0, bound) */
-double knn_rng_unit(uint64_t *state);                      /* uniform in [0, 1) */
 
 #endif

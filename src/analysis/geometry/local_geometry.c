@@ -228,7 +228,7 @@ tp_status local_geometry_estimate(const float *rows, int64_t n_local, int64_t d,
     st = out->sample_index && out->local_dim && out->angle_deg && out->nn_dist && out->dim_histogram && q && dist &&
                  dist_y && idx && idx_y && ys && u && res && hood && px && py && Ux && Uy && lam
              ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK) st = knn_sample_indices(n, m, opt->seed, out->sample_index);
+    if (st == TP_OK) st = tp_sample_indices(n, m, opt->seed, out->sample_index);
     if ((st = dist_agree(comm, st, "local geometry")) != TP_OK) goto done;
 
     /* Neighbours of the sampled points, then of each one's nearest neighbour y. */

@@ -2,7 +2,7 @@
  * turn between neighbours (phase 3).
  *
  * Rows are row-major f32 [n_local, d], each rank holding a contiguous slice of the
- * global row order (as knn.h). On a seeded sample of m rows (knn_sample_indices:
+ * global row order (as knn.h). On a seeded sample of m rows (tp_sample_indices:
  * the same for any number of ranks):
  *
  * Neighbourhood. N(x) = x and its k nearest other rows (knn_distributed, exact).

@@ -64,6 +64,16 @@ static tp_status cuda_download(tp_backend *be, void *host_dst, const void *src, 
     return TP_OK;
 }
 
+/* Device to device, queued on the stream like the kernels (ordered after them). */
+static tp_status cuda_copy(tp_backend *be, void *dst, const void *src, size_t bytes)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    if (bytes == 0) return TP_OK;
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+    return TP_OK;
+}
+
 static tp_status cuda_sync(tp_backend *be)
 {
     struct cuda_ctx *c = cuda_ctx_of(be);
@@ -88,6 +98,7 @@ static const tp_backend_i cuda_iface = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .copy = cuda_copy,
     .sync = cuda_sync,
     .info = cuda_info,
 
