@@ -6,6 +6,8 @@
 
 #include <mpi.h>
 
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,38 @@ const char *tp_test_tmpdir(void)
         if (!mkdtemp(dir)) { perror("mkdtemp"); exit(2); }
     }
     return dir;
+}
+
+const char *tp_test_tmp_path(const char *name)
+{
+    static char bufs[8][1024];
+    static int slot = 0;
+    char *b = bufs[slot++ % 8];
+    int n = snprintf(b, sizeof bufs[0], "%s/%s", tp_test_tmpdir(), name);
+    if (n < 0 || (size_t)n >= sizeof bufs[0]) { fprintf(stderr, "tp_test_tmp_path: name too long\n"); abort(); }
+    return b;
+}
+
+double tp_test_rel_err(const float *a, const float *ref, size_t n)
+{
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d;   /* NaN propagates as a failure */
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+double tp_test_rel_err_f64(const double *a, const double *ref, size_t n)
+{
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - ref[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
 }
 
 tp_config *tp_test_bundled_config(void)

@@ -1,18 +1,44 @@
 /* tp_test.h — helpers shared by the Check tests.
  *
  * tp_test_data(rel) gives an absolute path under tests/data (TP_TEST_DATA);
- * tp_test_tmpdir() makes a fresh temporary directory; tp_test_run_suite runs one
- * suite and returns the process exit code.
+ * tp_test_tmpdir() makes a fresh temporary directory and tp_test_tmp_path() names a
+ * file in it; TP_ASSERT_ERR_HAS / TP_ASSERT_FAILS check error messages;
+ * tp_test_rel_err compares arrays; tp_test_run_suite runs one suite and returns the
+ * process exit code. Every test file uses these instead of its own copy.
  */
 #ifndef TP_TEST_H
 #define TP_TEST_H
 
+#include "core/error.h"
+
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 const char *tp_test_data(const char *rel);      /* static buffer, rotating (8 slots) */
 const char *tp_test_tmpdir(void);               /* static, created once per process */
+/* <tmpdir>/<name>: 8 rotating static buffers (aborts on a name too long). */
+const char *tp_test_tmp_path(const char *name);
+/* Max |a − ref| / max |ref| over n values (NaN in a gives NaN: a failure). */
+double tp_test_rel_err(const float *a, const float *ref, size_t n);
+double tp_test_rel_err_f64(const double *a, const double *ref, size_t n);
+
+/* The last error message contains `needle` and is one line. */
+#define TP_ASSERT_ERR_HAS(needle)                                                               \
+    do {                                                                                        \
+        const char *tp_msg_ = tp_err_msg();                                                     \
+        ck_assert_msg(strstr(tp_msg_, (needle)) != NULL, "message '%s' lacks '%s'", tp_msg_, (needle)); \
+        ck_assert_msg(strchr(tp_msg_, '\n') == NULL, "message '%s' spans lines", tp_msg_);      \
+    } while (0)
+/* `call` fails with status `code` and a message containing `needle`. */
+#define TP_ASSERT_FAILS(call, code, needle)                                                     \
+    do {                                                                                        \
+        tp_status tp_st_ = (call);                                                              \
+        ck_assert_msg(tp_st_ == (code), "%s: %s, want %s (%s)", #call, tp_status_name(tp_st_),  \
+                      tp_status_name(code), tp_err_msg());                                      \
+        TP_ASSERT_ERR_HAS(needle);                                                              \
+    } while (0)
 int tp_test_run_suite(Suite *s);                 /* srunner + exit code */
 /* Same without forking (tests that initialise MPI or CUDA: a forked child breaks them). */
 int tp_test_run_suite_nofork(Suite *s);

@@ -11,10 +11,7 @@
 /* Writes text to a fresh file under the temp dir and returns its path (rotating slots). */
 static const char *write_cfg(const char *name, const char *text)
 {
-    static char paths[8][512];
-    static int slot = 0;
-    char *p = paths[slot++ % 8];
-    snprintf(p, 512, "%s/%s", tp_test_tmpdir(), name);
+    const char *p = tp_test_tmp_path(name);
     ck_assert_int_eq(tp_test_write_file(p, text, strlen(text)), 0);
     return p;
 }
@@ -25,12 +22,6 @@ static tp_config *new_config(void)
     ck_assert_int_eq(tp_config_new(&c), TP_OK);
     ck_assert_ptr_nonnull(c);
     return c;
-}
-
-static void assert_msg_has(const char *needle)
-{
-    ck_assert_msg(strstr(tp_err_msg(), needle) != NULL, "message '%s' lacks '%s'", tp_err_msg(), needle);
-    ck_assert_msg(strchr(tp_err_msg(), '\n') == NULL, "message '%s' spans lines", tp_err_msg());
 }
 
 /* Loads `text` from a file called `name` and expects TP_ERR_CONFIG with a message
@@ -45,8 +36,8 @@ static void expect_load_error(const char *name, const char *text, int line, cons
     if (getenv("TP_TEST_VERBOSE")) fprintf(stderr, "%s\n", tp_err_msg());
     char at[600];
     snprintf(at, sizeof at, "%s:%d: ", path, line);
-    assert_msg_has(at);
-    assert_msg_has(needle);
+    TP_ASSERT_ERR_HAS(at);
+    TP_ASSERT_ERR_HAS(needle);
     tp_config_free(c);
 }
 
@@ -283,10 +274,10 @@ START_TEST(test_missing_file)
     ck_assert_int_eq(tp_config_load_file(c, path), TP_ERR_IO);
     char want[700];
     snprintf(want, sizeof want, "cannot open config '%s': No such file or directory", path);
-    assert_msg_has(want);
+    TP_ASSERT_ERR_HAS(want);
     /* A directory opens but cannot be read. */
     ck_assert_int_eq(tp_config_load_file(c, tp_test_tmpdir()), TP_ERR_IO);
-    assert_msg_has(tp_test_tmpdir());
+    TP_ASSERT_ERR_HAS(tp_test_tmpdir());
     tp_config_free(c);
 }
 END_TEST
@@ -295,21 +286,21 @@ START_TEST(test_set_errors)
 {
     tp_config *c = new_config();
     ck_assert_int_eq(tp_config_set_kv(c, "data.seq_len=1"), TP_ERR_CONFIG);
-    assert_msg_has("--set: data.seq_len: expected an integer in [2, 1048576], got '1'");
+    TP_ASSERT_ERR_HAS("--set: data.seq_len: expected an integer in [2, 1048576], got '1'");
     ck_assert_int_eq(tp_config_set_kv(c, "data.seq_len"), TP_ERR_CONFIG);
-    assert_msg_has("--set: expected key=value, got 'data.seq_len'");
+    TP_ASSERT_ERR_HAS("--set: expected key=value, got 'data.seq_len'");
     ck_assert_int_eq(tp_config_set_kv(c, "=5"), TP_ERR_CONFIG);
-    assert_msg_has("expected key=value");
+    TP_ASSERT_ERR_HAS("expected key=value");
     ck_assert_int_eq(tp_config_set_kv(c, "data.sed=5"), TP_ERR_CONFIG);
-    assert_msg_has("--set: unknown key 'data.sed' (did you mean 'data.seed'?)");
+    TP_ASSERT_ERR_HAS("--set: unknown key 'data.sed' (did you mean 'data.seed'?)");
     ck_assert_int_eq(tp_config_set_kv(c, "data=5"), TP_ERR_CONFIG);
-    assert_msg_has("'data' is a section");
+    TP_ASSERT_ERR_HAS("'data' is a section");
     ck_assert_int_eq(tp_config_set(c, "layers", "0,x", "--layers"), TP_ERR_CONFIG);
-    assert_msg_has("--layers: layers: expected a list of integers >= 0, got '0,x'");
+    TP_ASSERT_ERR_HAS("--layers: layers: expected a list of integers >= 0, got '0,x'");
     ck_assert_int_eq(tp_config_set_kv(c, "data.seed= 5"), TP_ERR_CONFIG);
-    assert_msg_has("data.seed");
+    TP_ASSERT_ERR_HAS("data.seed");
     ck_assert_int_eq(tp_config_set_kv(c, "log.progress_interval=3600.5"), TP_ERR_CONFIG);
-    assert_msg_has("log.progress_interval");
+    TP_ASSERT_ERR_HAS("log.progress_interval");
     /* Failed sets leave the old values. */
     ck_assert_int_eq(tp_config_int(c, "data.seq_len"), 128);
     ck_assert_int_eq(tp_config_int(c, "data.seed"), 1234);
@@ -329,7 +320,7 @@ START_TEST(test_failed_load_is_atomic)
     /* Valid keys first, then a bad one: none of the valid ones may stick. */
     const char *bad = write_cfg("bad.yaml", "data:\n  seed: 6\n  num_samples: 7\nlayers: [3]\ndevice: tpu\n");
     ck_assert_int_eq(tp_config_load_file(c, bad), TP_ERR_CONFIG);
-    assert_msg_has("bad.yaml:5: device");
+    TP_ASSERT_ERR_HAS("bad.yaml:5: device");
     ck_assert_int_eq(tp_config_int(c, "data.seed"), 5);
     ck_assert_int_eq(tp_config_int(c, "data.num_samples"), 256);
     static const int64_t l12[] = {1, 2};

@@ -112,13 +112,13 @@ START_TEST(test_missing_and_empty)
 {
     corpus *c;
     ck_assert_int_eq(corpus_open("/nonexistent/corpus.jsonl", false, &c), TP_ERR_IO);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "/nonexistent/corpus.jsonl"));
+    TP_ASSERT_ERR_HAS("/nonexistent/corpus.jsonl");
     char dbuf[PATH_LEN], p[PATH_LEN];
     const char *d = make_dir(dbuf, "empty");
     ck_assert_int_eq(corpus_open(d, false, &c), TP_ERR_IO);
     write_text(path_in(p, d, "e.jsonl"), "\n\n");
     ck_assert_int_eq(corpus_open(d, false, &c), TP_ERR_FORMAT);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "no documents"));
+    TP_ASSERT_ERR_HAS("no documents");
 }
 END_TEST
 

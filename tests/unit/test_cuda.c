@@ -95,28 +95,6 @@ static void *copy_of(const void *a, size_t bytes)
     return b;
 }
 
-static double rel_err(const float *a, const float *ref, size_t n)
-{
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d; /* NaN propagates as a failure */
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
-}
-
-static double rel_err_f64(const double *a, const double *ref, size_t n)
-{
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(a[i] - ref[i]);
-        if (!(d <= md)) md = d;
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
-}
-
 #define OK(call) ck_assert_msg((call) == TP_OK, "%s: %s", #call, tp_err_msg())
 
 static void *dev_from(const void *host, size_t bytes)
@@ -149,7 +127,7 @@ START_TEST(test_probe)
         ck_assert_int_eq(s, TP_ERR_NO_DEVICE);
         ck_assert_int_eq(n, 0);
         ck_assert_msg(strncmp(tp_err_msg(), "no GPU: ", 8) == 0, "message: %s", tp_err_msg());
-        ck_assert_msg(strstr(tp_err_msg(), "cudaGetDeviceCount"), "message: %s", tp_err_msg());
+        TP_ASSERT_ERR_HAS("cudaGetDeviceCount");
     }
     /* name may be NULL */
     ck_assert_int_eq(cuda_probe(&n, NULL, 0), s);
@@ -166,7 +144,7 @@ START_TEST(test_open_refused)
         ck_assert_ptr_null(b);
         opt.device = n_gpus;
         ck_assert_int_eq(backend_cuda_open(&opt, &b), TP_ERR_RANGE);
-        ck_assert_msg(strstr(tp_err_msg(), "out of range"), "message: %s", tp_err_msg());
+        TP_ASSERT_ERR_HAS("out of range");
     } else {
         ck_assert_int_eq(backend_open("cuda", &opt, &b), TP_ERR_NO_DEVICE);
         ck_assert_msg(strncmp(tp_err_msg(), "no GPU: ", 8) == 0, "message: %s", tp_err_msg());
@@ -199,13 +177,13 @@ START_TEST(test_check_macros)
     /* The message names the call, the library's error string and file:line. */
     tp_status s = bad_set_device();
     ck_assert_int_eq(s, have_gpu ? TP_ERR_CUDA : TP_ERR_NO_DEVICE);
-    ck_assert_msg(strstr(tp_err_msg(), "cudaSetDevice(4096): "), "message: %s", tp_err_msg());
+    TP_ASSERT_ERR_HAS("cudaSetDevice(4096): ");
     ck_assert_msg(strstr(tp_err_where(), "test_cuda.c:"), "raised at: %s", tp_err_where());
     (void)cudaGetLastError();
 
     ck_assert_int_eq(bad_cublas(), TP_ERR_CUDA);
-    ck_assert_msg(strstr(tp_err_msg(), "fake_cublas_failure(): "), "message: %s", tp_err_msg());
-    ck_assert_msg(strstr(tp_err_msg(), "CUBLAS_STATUS_INVALID_VALUE"), "message: %s", tp_err_msg());
+    TP_ASSERT_ERR_HAS("fake_cublas_failure(): ");
+    TP_ASSERT_ERR_HAS("CUBLAS_STATUS_INVALID_VALUE");
     ck_assert_msg(strstr(tp_err_where(), "test_cuda.c:"), "raised at: %s", tp_err_where());
 }
 END_TEST
@@ -332,7 +310,7 @@ START_TEST(test_buffers)
     d = (void *)&d;
     ck_assert_int_eq(be_alloc(be, (size_t)1 << 62, &d), TP_ERR_NOMEM);
     ck_assert_ptr_null(d);
-    ck_assert_msg(strstr(tp_err_msg(), "out of GPU memory"), "message: %s", tp_err_msg());
+    TP_ASSERT_ERR_HAS("out of GPU memory");
     OK(be_sync(be));
     free(x), free(got);
 }
@@ -368,7 +346,7 @@ static void check_rmsnorm(int in_place)
     dev_to(got, dout, n * sizeof *got);
     if (!in_place) be_free(be, dx);
     be_free(be, dw);
-    double e = rel_err(got, ref, n);
+    double e = tp_test_rel_err(got, ref, n);
     ck_assert_msg(e <= REL_TOL, "%s: rel err %g", in_place ? "in place" : "out of place", e);
     free(x), free(w), free(ref), free(got);
 }
@@ -393,7 +371,7 @@ START_TEST(test_silu_mul_add)
     float *dg = dev_from(g, n * sizeof *g), *du = dev_from(u, n * sizeof *u);
     OK(be_silu_mul(be, dg, du, n));
     OK(be_download(be, got, dg, n * sizeof *got));
-    double e = rel_err(got, ref, n);
+    double e = tp_test_rel_err(got, ref, n);
     ck_assert_msg(e <= REL_TOL, "silu_mul: rel err %g", e);
 
     /* add is one IEEE f32 add per element: the same bits as the host's. */
@@ -451,7 +429,7 @@ START_TEST(test_rope)
     be_free(be, dcs);
     be_free(be, dsn);
     be_free(be, dpos);
-    double e = rel_err(got, ref, n);
+    double e = tp_test_rel_err(got, ref, n);
     ck_assert_msg(e <= REL_TOL, "rel err %g", e);
     ck_assert_int_eq(be_rope(be, NULL, rows, nh, 65, NULL, NULL, NULL), TP_ERR_RANGE);
     ck_assert_int_eq(be_rope(be, NULL, rows, 0, dh, NULL, NULL, NULL), TP_ERR_RANGE);
@@ -501,7 +479,7 @@ static void check_embed(tp_dtype dt)
     ids[5] = -1;
     OK(be_upload(be, dids, ids, (size_t)rows * sizeof *ids));
     ck_assert_int_eq(be_embed(be, dout, dtab, dt, vocab, d, dids, rows), TP_ERR_RANGE);
-    ck_assert_msg(strstr(tp_err_msg(), "token id -1 at row 5 "), "message: %s", tp_err_msg());
+    TP_ASSERT_ERR_HAS("token id -1 at row 5 ");
     OK(be_download(be, got, dout, (size_t)(rows * d) * sizeof *got));
     for (int64_t j = 0; j < d; j++) ck_assert(got[5 * d + j] == 0.0f && got[9 * d + j] == 0.0f);
     ck_assert(memcmp(got + 10 * d, ref + 10 * d, (size_t)((rows - 10) * d) * sizeof *got) == 0);
@@ -562,7 +540,7 @@ static double gemm_f32_err(tp_backend *b, tp_trans ta, tp_trans tb, int64_t m, i
     for (int64_t i = 0; i < m; i++)
         ck_assert_msg(memcmp(got + i * ldc + n, C + i * ldc + n, (size_t)(ldc - n) * sizeof *C) == 0,
                       "padding of C row %lld changed", (long long)i);
-    double e = rel_err(got, ref, nc);
+    double e = tp_test_rel_err(got, ref, nc);
     free(A), free(B), free(C), free(ref), free(got);
     return e;
 }
@@ -627,7 +605,7 @@ START_TEST(test_gemm_f64)
         be_free(be, dB);
         for (int64_t i = 0; i < m; i++)
             ck_assert(memcmp(got + i * ldc + n, C + i * ldc + n, (size_t)(ldc - n) * sizeof *C) == 0);
-        double e = rel_err_f64(got, ref, nc);
+        double e = tp_test_rel_err_f64(got, ref, nc);
         ck_assert_msg(e <= REL_TOL_F64, "ta=%d tb=%d: rel err %g", ta, tb, e);
         free(A), free(B), free(C), free(ref), free(got);
     }
@@ -655,7 +633,7 @@ START_TEST(test_gemv_f32)
         OK(be_gemv_f32(be, ta, m, n, 1.5f, dA, lda, dx, -0.25f, dy));
         dev_to(got, dy, (size_t)ny * sizeof *got);
         be_free(be, dx);
-        double e = rel_err(got, ref, (size_t)ny);
+        double e = tp_test_rel_err(got, ref, (size_t)ny);
         ck_assert_msg(e <= REL_TOL, "ta=%d: rel err %g", ta, e);
         free(x), free(y), free(ref), free(got);
     }
@@ -700,7 +678,7 @@ START_TEST(test_syrk_f64)
         dev_to(got, dC, (size_t)(n * ldc) * sizeof *got);
         be_free(be, dA);
         check_upper_only(got, C, n, ldc);
-        double e = rel_err_f64(got, ref, (size_t)(n * ldc));
+        double e = tp_test_rel_err_f64(got, ref, (size_t)(n * ldc));
         ck_assert_msg(e <= REL_TOL_F64, "ta=%d: rel err %g", ta, e);
         free(A), free(C), free(ref), free(got);
     }
@@ -721,7 +699,7 @@ START_TEST(test_syr_f64)
     dev_to(got, dA, (size_t)(n * lda) * sizeof *got);
     be_free(be, dx);
     check_upper_only(got, A, n, lda);
-    double e = rel_err_f64(got, ref, (size_t)(n * lda));
+    double e = tp_test_rel_err_f64(got, ref, (size_t)(n * lda));
     ck_assert_msg(e <= REL_TOL_F64, "rel err %g", e);
     ck_assert_int_eq(be_syr_f64(be, 8, 1, (double *)16, (double *)16, 7), TP_ERR_RANGE);
     free(x), free(A), free(ref), free(got);
@@ -754,7 +732,7 @@ START_TEST(test_level1_f64)
     for (int64_t i = 0; i < n; i++) ref[i] = (double)(y[i] + 0.375L * x[i]);
     OK(be_axpy_f64(be, n, 0.375, dx, dy));
     OK(be_download(be, got, dy, (size_t)n * sizeof *got));
-    double e = rel_err_f64(got, ref, (size_t)n);
+    double e = tp_test_rel_err_f64(got, ref, (size_t)n);
     ck_assert_msg(e <= REL_TOL_F64, "axpy: rel err %g", e);
 
     /* x *= alpha: one multiply, exact */
@@ -802,7 +780,7 @@ START_TEST(test_softmax_causal)
     CUDA_OK(cudaDeviceSynchronize());
     dev_to(got, ds, n * sizeof *got);
     for (int64_t i = 0; i < T; i++) {
-        double e = rel_err(got + i * ld, ref + i * ld, (size_t)T);
+        double e = tp_test_rel_err(got + i * ld, ref + i * ld, (size_t)T);
         ck_assert_msg(e <= REL_TOL, "row %lld: rel err %g", (long long)i, e);
         for (int64_t j = i + 1; j < T; j++) ck_assert(got[i * ld + j] == 0.0f);
         ck_assert(memcmp(got + i * ld + T, s + i * ld + T, (size_t)(ld - T) * sizeof *s) == 0);

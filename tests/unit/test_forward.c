@@ -51,17 +51,6 @@ static tp_status capture_cb(const tp_hook_info *info, float *data, void *user)
     return TP_OK;
 }
 
-static double rel_err(const float *a, const float *ref, size_t n)
-{
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d;   /* NaN propagates as a failure */
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
-}
-
 static int32_t *load_ids(const char *model, int *B, int *T)
 {
     char rel[256];
@@ -85,7 +74,7 @@ static void compare_npy(const char *model, const char *name, const float *got, s
     ck_assert_msg(npy_read_f32(tp_test_data(rel), &ref) == TP_OK, "%s", tp_err_msg());
     ck_assert_msg((size_t)ref.numel == n, "%s %s: %zu values, golden has %lld", model, name, n,
                   (long long)ref.numel);
-    double e = rel_err(got, ref.data, n);
+    double e = tp_test_rel_err(got, ref.data, n);
     ck_assert_msg(e <= REL_TOL, "%s %s: relative error %.3g > %.0e", model, name, e, REL_TOL);
     npy_free(&ref);
 }
@@ -232,10 +221,10 @@ START_TEST(test_batch_and_modes)
     const float *last;
     ck_assert(forward_run(f, ids, B, T, NULL, TP_LOGITS_LAST, -1, &last) == TP_OK);
     for (int b = 0; b < B; b++)
-        ck_assert_double_le(rel_err(last + (size_t)b * V, keep + ((size_t)b * T + T - 1) * V, V), 1e-6);
+        ck_assert_double_le(tp_test_rel_err(last + (size_t)b * V, keep + ((size_t)b * T + T - 1) * V, V), 1e-6);
     const float *one;
     ck_assert(forward_run(f, ids + T, 1, T, NULL, TP_LOGITS_ALL, -1, &one) == TP_OK);
-    ck_assert_double_le(rel_err(one, keep + (size_t)T * V, (size_t)T * V), 1e-6);
+    ck_assert_double_le(tp_test_rel_err(one, keep + (size_t)T * V, (size_t)T * V), 1e-6);
     free(keep);
     forward_free(f);
     model_close(m);
@@ -269,7 +258,7 @@ START_TEST(test_kv_cache_matches_full)
             ck_assert_msg(forward_step(dec, step, B, 1, t, NULL, TP_LOGITS_LAST, &lg) == TP_OK, "%s", tp_err_msg());
         }
         for (int b = 0; b < B; b++)
-            ck_assert_msg(rel_err(lg + (size_t)b * V, ref + ((size_t)b * T + t) * V, V) <= 1e-5,
+            ck_assert_msg(tp_test_rel_err(lg + (size_t)b * V, ref + ((size_t)b * T + t) * V, V) <= 1e-5,
                           "%s: position %d of sequence %d differs with the KV cache", name, t, b);
     }
     free(step);
@@ -382,7 +371,7 @@ START_TEST(test_varlen)
                         for (int i = 0; i < n; i++)
                             memcpy(want + ((size_t)hh * n + i) * n,
                                    rd + (((size_t)src[s] * H + hh) * T + i) * T, (size_t)n * sizeof(float));
-                    double e = rel_err(pat[s], want, (size_t)H * n * n);
+                    double e = tp_test_rel_err(pat[s], want, (size_t)H * n * n);
                     ck_assert_msg(e <= REL_TOL, "%s %s seq %d: relative error %.3g", name, pn, s, e);
                     free(want);
                     free(pat[s]);
@@ -392,7 +381,7 @@ START_TEST(test_varlen)
                 ck_assert_int_eq(cap->shape[1], N);
                 size_t per = cap->n / (size_t)N;
                 for (int s = 0, r = 0; s < nseq; r += lens[s], s++) {
-                    double e = rel_err(cap->data + (size_t)r * per, rd + (size_t)src[s] * T * per,
+                    double e = tp_test_rel_err(cap->data + (size_t)r * per, rd + (size_t)src[s] * T * per,
                                        (size_t)lens[s] * per);
                     ck_assert_msg(e <= REL_TOL, "%s %s seq %d: relative error %.3g", name, pn, s, e);
                 }
@@ -407,12 +396,12 @@ START_TEST(test_varlen)
     for (int s = 0, r = 0; s < nseq; r += lens[s], s++) {
         const float *one;
         ck_assert(forward_run(f, ids + (size_t)src[s] * T, 1, lens[s], NULL, TP_LOGITS_ALL, -1, &one) == TP_OK);
-        double e = rel_err(keep + (size_t)r * V, one, (size_t)lens[s] * V);
+        double e = tp_test_rel_err(keep + (size_t)r * V, one, (size_t)lens[s] * V);
         ck_assert_msg(e <= 2e-6, "%s seq %d: varlen vs alone %.3g", name, s, e);
     }
     ck_assert(forward_run_varlen(f, packed, lens, nseq, NULL, TP_LOGITS_LAST, -1, &lg) == TP_OK);
     for (int s = 0, r = 0; s < nseq; r += lens[s], s++)
-        ck_assert_double_le(rel_err(lg + (size_t)s * V, keep + (size_t)(r + lens[s] - 1) * V, V), 1e-6);
+        ck_assert_double_le(tp_test_rel_err(lg + (size_t)s * V, keep + (size_t)(r + lens[s] - 1) * V, V), 1e-6);
     int eq[16];
     for (int b = 0; b < B; b++) eq[b] = T;
     ck_assert(forward_run_varlen(f, ids, eq, B, NULL, TP_LOGITS_ALL, -1, &lg) == TP_OK);
@@ -501,7 +490,7 @@ START_TEST(test_bad_token_and_sizes)
     ck_assert(forward_new(m, 1, 4, &f) == TP_OK);
     int32_t ids[4] = {1, 2, m->cfg.vocab_size, 3};
     ck_assert_int_eq(forward_run(f, ids, 1, 4, NULL, TP_LOGITS_LAST, -1, NULL), TP_ERR_RANGE);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "outside the vocabulary"));
+    TP_ASSERT_ERR_HAS("outside the vocabulary");
     ck_assert_int_eq(forward_run(f, ids, 1, 5, NULL, TP_LOGITS_LAST, -1, NULL), TP_ERR_RANGE);
     ck_assert_int_eq(forward_run(f, ids, 1, 4, NULL, TP_LOGITS_NONE, 99, NULL), TP_ERR_RANGE);
     forward_free(f);
@@ -541,11 +530,11 @@ START_TEST(test_hook_names)
         }
     }
     ck_assert_int_eq(hooks_parse_name(&m->cfg, "blocks.2.hook_resid_post", &L, &pt), TP_ERR_RANGE);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "layers 0..1"));
+    TP_ASSERT_ERR_HAS("layers 0..1");
     ck_assert_int_eq(hooks_parse_name(&m->cfg, "blocks.0.hook_nope", &L, &pt), TP_ERR_CONFIG);
     ck_assert_int_eq(hooks_parse_name(&m->cfg, "model.layers.0.input_layernorm", &L, &pt), TP_ERR_CONFIG);
     ck_assert_int_eq(hooks_parse_name(&l->cfg, "model.layers.0.self_attn.q_norm", &L, &pt), TP_ERR_CONFIG);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "llama"));
+    TP_ASSERT_ERR_HAS("llama");
     ck_assert_int_eq(hooks_parse_name(&l->cfg, "model.layers.0.self_attn.q_proj", &L, &pt), TP_OK);
     model_close(m);
     model_close(l);

@@ -13,15 +13,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int slot = 0;
-    char *b = bufs[slot++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", tp_test_tmpdir(), name);
-    return b;
-}
-
 static int file_exists(const char *path)
 {
     struct stat sb;
@@ -65,7 +56,7 @@ static const char *write_v1(const char *name, const char *dict, const void *data
     memset(buf + 10 + dl, ' ', hl - dl - 1);
     buf[10 + hl - 1] = '\n';
     if (n) memcpy(buf + 10 + hl, data, n);
-    const char *path = tmp_path(name);
+    const char *path = tp_test_tmp_path(name);
     ck_assert(tp_test_write_file(path, buf, 10 + hl + n) == 0);
     free(buf);
     return path;
@@ -91,7 +82,7 @@ START_TEST(test_round_trip_all_dtypes)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             char name[64];
             snprintf(name, sizeof name, "rt_%s_%zu.npy", tp_dtype_name(types[t]), s);
-            const char *path = tmp_path(name);
+            const char *path = tp_test_tmp_path(name);
             ck_assert_msg(npy_write(path, types[t], shapes[s].ndim, shapes[s].shape, src) == TP_OK,
                           "%s", tp_err_msg());
             char tmp[600];
@@ -128,7 +119,7 @@ START_TEST(test_read_f32_converts)
 {
     int32_t iv[4] = {-3, 0, 7, 1 << 20};
     int64_t shape[2] = {2, 2};
-    const char *path = tmp_path("i32.npy");
+    const char *path = tp_test_tmp_path("i32.npy");
     ck_assert(npy_write(path, TP_DTYPE_I32, 2, shape, iv) == TP_OK);
     npy_array a;
     ck_assert_msg(npy_read_f32(path, &a) == TP_OK, "%s", tp_err_msg());
@@ -140,7 +131,7 @@ START_TEST(test_read_f32_converts)
 
     uint16_t hv[3] = {0x3c00, 0xc000, 0x7c00}; /* 1, -2, inf */
     int64_t s3[1] = {3};
-    path = tmp_path("f16.npy");
+    path = tp_test_tmp_path("f16.npy");
     ck_assert(npy_write(path, TP_DTYPE_F16, 1, s3, hv) == TP_OK);
     ck_assert(npy_read_f32(path, &a) == TP_OK);
     f = a.data;
@@ -149,7 +140,7 @@ START_TEST(test_read_f32_converts)
 
     float fv[2] = {0.5f, -0.25f};
     int64_t s2[1] = {2};
-    path = tmp_path("f32.npy");
+    path = tp_test_tmp_path("f32.npy");
     ck_assert(npy_write(path, TP_DTYPE_F32, 1, s2, fv) == TP_OK);
     ck_assert(npy_read_f32(path, &a) == TP_OK);
     ck_assert(memcmp(a.data, fv, sizeof fv) == 0);
@@ -172,7 +163,7 @@ START_TEST(test_read_numpy_v1_bytes)
         0x00, 0x00, 0x40, 0x40, 0x00, 0x00, 0x80, 0x40, 0x00, 0x00, 0xa0, 0x40, /* 3 4 5 */
     };
     memcpy(file + 128, data, 24);
-    const char *path = tmp_path("numpy_v1.npy");
+    const char *path = tp_test_tmp_path("numpy_v1.npy");
     ck_assert(tp_test_write_file(path, file, sizeof file) == 0);
 
     npy_array a;
@@ -187,7 +178,7 @@ START_TEST(test_read_numpy_v1_bytes)
     /* Our writer produces exactly these bytes for the same array. */
     float v[6] = {0, 1, 2, 3, 4, 5};
     int64_t shape[2] = {2, 3};
-    const char *mine = tmp_path("mine_v1.npy");
+    const char *mine = tp_test_tmp_path("mine_v1.npy");
     ck_assert(npy_write(mine, TP_DTYPE_F32, 2, shape, v) == TP_OK);
     FILE *fp = fopen(mine, "rb");
     ck_assert(fp);
@@ -220,7 +211,7 @@ START_TEST(test_read_v2_v3_and_variants)
         file[14 + hl] = 0x7f;
         char name[32];
         snprintf(name, sizeof name, "v%d.npy", major);
-        const char *path = tmp_path(name);
+        const char *path = tp_test_tmp_path(name);
         ck_assert(tp_test_write_file(path, file, 12 + hl + 3) == 0);
         npy_array a;
         ck_assert_msg(npy_read(path, &a) == TP_OK, "%s", tp_err_msg());
@@ -256,22 +247,22 @@ END_TEST
 START_TEST(test_read_errors)
 {
     float v[6] = {0};
-    expect_read_fails(tmp_path("absent.npy"), TP_ERR_IO, KW("No such file or directory"));
+    expect_read_fails(tp_test_tmp_path("absent.npy"), TP_ERR_IO, KW("No such file or directory"));
     expect_read_fails(tp_test_tmpdir(), TP_ERR_IO, KW("not a regular file"));
 
-    const char *p = tmp_path("magic.npy");
+    const char *p = tp_test_tmp_path("magic.npy");
     ck_assert(tp_test_write_file(p, "\x93NUMPZ\x01\x00\x10\x00{}", 12) == 0);
     expect_read_fails(p, TP_ERR_FORMAT, KW("bad magic"));
-    p = tmp_path("tiny.npy");
+    p = tp_test_tmp_path("tiny.npy");
     ck_assert(tp_test_write_file(p, "\x93NU", 3) == 0);
     expect_read_fails(p, TP_ERR_FORMAT, KW("bad magic"));
-    p = tmp_path("short_pre.npy");
+    p = tp_test_tmp_path("short_pre.npy");
     ck_assert(tp_test_write_file(p, "\x93NUMPY\x01", 7) == 0);
     expect_read_fails(p, TP_ERR_FORMAT, KW("7 bytes", "too short"));
-    p = tmp_path("version.npy");
+    p = tp_test_tmp_path("version.npy");
     ck_assert(tp_test_write_file(p, "\x93NUMPY\x04\x00\x00\x00\x00\x00", 12) == 0);
     expect_read_fails(p, TP_ERR_UNSUPPORTED, KW("version 4.0"));
-    p = tmp_path("hlen.npy");
+    p = tp_test_tmp_path("hlen.npy");
     ck_assert(tp_test_write_file(p, "\x93NUMPY\x01\x00\xff\x00{}", 12) == 0);
     expect_read_fails(p, TP_ERR_FORMAT, KW("header length 255", "past the end"));
 
@@ -319,13 +310,13 @@ START_TEST(test_write_errors)
 {
     uint16_t h[2] = {0, 0};
     int64_t shape[1] = {2}, neg[1] = {-2};
-    const char *p = tmp_path("bf16.npy");
+    const char *p = tp_test_tmp_path("bf16.npy");
     ck_assert_int_eq(npy_write(p, TP_DTYPE_BF16, 1, shape, h), TP_ERR_UNSUPPORTED);
     assert_message(p, KW("BF16"));
     ck_assert_int_eq(npy_write(p, TP_DTYPE_F32, 1, neg, h), TP_ERR_RANGE);
     ck_assert_int_eq(npy_write(p, TP_DTYPE_F32, 9, shape, h), TP_ERR_RANGE);
     ck_assert(!file_exists(p));
-    p = tmp_path("no/such/dir/x.npy");
+    p = tp_test_tmp_path("no/such/dir/x.npy");
     ck_assert_int_eq(npy_write(p, TP_DTYPE_I16, 1, shape, h), TP_ERR_IO);
     assert_message(p, KW("No such file or directory"));
 }
@@ -337,7 +328,7 @@ START_TEST(test_write_disk_full)
     enum { N = 1 << 16 };
     static int32_t big[N];
     int64_t shape[1] = {N};
-    const char *path = tmp_path("full.npy");
+    const char *path = tp_test_tmp_path("full.npy");
     struct rlimit old, lim;
     ck_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
     lim = old;

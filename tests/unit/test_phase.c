@@ -102,7 +102,7 @@ START_TEST(test_schema_has_every_phase_section)
     tp_config *c;
     ck_assert(tp_config_new(&c) == TP_OK);
     ck_assert_int_eq(tp_config_set(c, "geometry.kmeans.kk", "3", "test"), TP_ERR_CONFIG);
-    ck_assert_msg(strstr(tp_err_msg(), "did you mean 'geometry.kmeans.k'"), "%s", tp_err_msg());
+    TP_ASSERT_ERR_HAS("did you mean 'geometry.kmeans.k'");
     tp_config_free(c);
 }
 END_TEST

@@ -47,15 +47,6 @@ static double urand(void)   /* splitmix64 → [0, 1) */
 }
 static double nrand(void) { return sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()); }
 
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int slot = 0;
-    char *b = bufs[slot++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", tp_test_tmpdir(), name);
-    return b;
-}
-
 static double max_abs_f(const float *a, size_t n)
 {
     double m = 0;
@@ -682,7 +673,7 @@ START_TEST(test_checkpoint_round_trip)
         make_point(&m, x, N, 500 + (uint64_t)a);
         for (int s = 0; s < 3; s++) ck_assert_int_eq(sae_train_step(&m, x, N, MPI_COMM_NULL, NULL), TP_OK);
         (void)sae_rng_next(&m);
-        const char *path = tmp_path("ckpt.safetensors");
+        const char *path = tp_test_tmp_path("ckpt.safetensors");
         ck_assert_msg(sae_save(&m, path) == TP_OK, "%s", tp_err_msg());
         ck_assert_msg(sae_load(path, N, &r) == TP_OK, "%s", tp_err_msg());
         ck_assert(cfg_equal(&r.cfg, &m.cfg));
@@ -704,12 +695,12 @@ START_TEST(test_checkpoint_round_trip)
     /* errors name the file */
     sae_model r;
     tp_err_clear();
-    ck_assert_int_eq(sae_load(tmp_path("absent.safetensors"), 4, &r), TP_ERR_IO);
-    ck_assert(strstr(tp_err_msg(), "absent.safetensors") != NULL);
+    ck_assert_int_eq(sae_load(tp_test_tmp_path("absent.safetensors"), 4, &r), TP_ERR_IO);
+    TP_ASSERT_ERR_HAS("absent.safetensors");
     const int64_t sh[1] = {3};
     const float v[3] = {1, 2, 3};
     const st_write_tensor t = {"W_enc", TP_DTYPE_F32, 1, sh, v};
-    const char *other = tmp_path("other.safetensors");
+    const char *other = tp_test_tmp_path("other.safetensors");
     ck_assert_int_eq(st_write(other, &t, 1, NULL), TP_OK);
     ck_assert_int_eq(sae_load(other, 4, &r), TP_ERR_FORMAT);
     ck_assert_msg(strstr(tp_err_msg(), "other.safetensors") && strstr(tp_err_msg(), "config_json"), "%s",
@@ -743,13 +734,13 @@ START_TEST(test_config_errors)
     ck_assert_int_eq(sae_arch_parse("batchtopk", &a), TP_OK);
     ck_assert_int_eq(a, SAE_BATCHTOPK);
     ck_assert_int_eq(sae_arch_parse("jumprelu", &a), TP_ERR_CONFIG);
-    ck_assert(strstr(tp_err_msg(), "jumprelu") != NULL);
+    TP_ASSERT_ERR_HAS("jumprelu");
     sae_config c = sae_config_default(SAE_TOPK, 16, 64);
     ck_assert_int_eq(sae_config_validate(&c), TP_OK);
     ck_assert_int_eq(c.aux_k, 64);   /* clamped to d_sae */
     c.k = 65;
     ck_assert_int_eq(sae_config_validate(&c), TP_ERR_CONFIG);
-    ck_assert(strstr(tp_err_msg(), "sae.k") != NULL);
+    TP_ASSERT_ERR_HAS("sae.k");
     c = sae_config_default(SAE_RELU, 16, 64);
     ck_assert_int_eq(sae_config_validate(&c), TP_OK);
     c.lr = 0;
@@ -771,7 +762,7 @@ START_TEST(test_config_errors)
     /* a diverged step (NaN input) stops with a message instead of poisoning Adam */
     x[3] = NAN;
     ck_assert_int_eq(sae_train_step(&m, x, 4, MPI_COMM_NULL, NULL), TP_ERR_RANGE);
-    ck_assert(strstr(tp_err_msg(), "non-finite") != NULL);
+    TP_ASSERT_ERR_HAS("non-finite");
     sae_free(&m);
 }
 END_TEST

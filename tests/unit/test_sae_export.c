@@ -103,16 +103,16 @@ START_TEST(test_bad_export)
     ck_assert(fs_mkdir_p(dir) == TP_OK);
     saelens_sae s;
     ck_assert(saelens_load(dir, &s) != TP_OK);   /* no cfg.json */
-    ck_assert(strstr(tp_err_msg(), "cfg.json") != NULL);
+    TP_ASSERT_ERR_HAS("cfg.json");
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     const char *cfg = "{\"architecture\": \"gated\", \"d_in\": 4, \"d_sae\": 8}";
     ck_assert(tp_test_write_file(path, cfg, strlen(cfg)) == 0);
     ck_assert(saelens_load(dir, &s) == TP_ERR_FORMAT);
-    ck_assert(strstr(tp_err_msg(), "architecture") != NULL);
+    TP_ASSERT_ERR_HAS("architecture");
     cfg = "{\"architecture\": \"standard\", \"d_in\": 4, \"d_sae\": 8, \"normalize_activations\": \"none\"}";
     ck_assert(tp_test_write_file(path, cfg, strlen(cfg)) == 0);
     ck_assert(saelens_load(dir, &s) != TP_OK);   /* no weights */
-    ck_assert(strstr(tp_err_msg(), "sae_weights.safetensors") != NULL);
+    TP_ASSERT_ERR_HAS("sae_weights.safetensors");
 }
 END_TEST
 

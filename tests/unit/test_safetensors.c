@@ -16,16 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Path under this process's temp dir; 8 rotating buffers. */
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int slot = 0;
-    char *b = bufs[slot++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", tp_test_tmpdir(), name);
-    return b;
-}
-
 static int file_exists(const char *path)
 {
     struct stat sb;
@@ -58,7 +48,7 @@ static void expect_open_file_fails(const char *path, tp_status want, const char 
 /* Header exactly as given (no padding added) followed by `data_len` bytes. */
 static const char *write_raw_st(const char *name, const char *header, size_t data_len)
 {
-    const char *path = tmp_path(name);
+    const char *path = tp_test_tmp_path(name);
     size_t hl = strlen(header);
     size_t total = 8 + hl + data_len;
     unsigned char *buf = calloc(1, total);
@@ -72,7 +62,7 @@ static const char *write_raw_st(const char *name, const char *header, size_t dat
 
 static const char *write_bytes(const char *name, const void *bytes, size_t n)
 {
-    const char *path = tmp_path(name);
+    const char *path = tp_test_tmp_path(name);
     ck_assert_int_eq(tp_test_write_file(path, bytes, n), 0);
     return path;
 }
@@ -111,7 +101,7 @@ START_TEST(test_write_read_round_trip)
         {"mask", TP_DTYPE_BOOL, 1, s_mask, mask},
     };
     const char *md[] = {"format", "pt", "note", "written by test", NULL};
-    const char *path = tmp_path("round.safetensors");
+    const char *path = tp_test_tmp_path("round.safetensors");
     ck_assert_msg(st_write(path, ts, 6, md) == TP_OK, "%s", tp_err_msg());
 
     char tmp[600];
@@ -175,7 +165,7 @@ START_TEST(test_write_matches_reference_bytes)
     int64_t shape[1] = {2};
     st_write_tensor t = {"a", TP_DTYPE_F32, 1, shape, a};
     const char *md[] = {"format", "pt", NULL};
-    const char *path = tmp_path("ref.safetensors");
+    const char *path = tp_test_tmp_path("ref.safetensors");
     ck_assert(st_write(path, &t, 1, md) == TP_OK);
     static const char want_header[] =
         "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
@@ -246,7 +236,7 @@ START_TEST(test_find_many)
         vals[i] = (float)i;
         ts[i] = (st_write_tensor){names[i], TP_DTYPE_F32, 1, one, &vals[i]};
     }
-    const char *path = tmp_path("many.safetensors");
+    const char *path = tp_test_tmp_path("many.safetensors");
     ck_assert(st_write(path, ts, N, NULL) == TP_OK);
     st_file *f;
     ck_assert(st_open_file(path, &f) == TP_OK);
@@ -419,7 +409,7 @@ END_TEST
 
 START_TEST(test_missing_and_unreadable)
 {
-    const char *path = tmp_path("does_not_exist.safetensors");
+    const char *path = tp_test_tmp_path("does_not_exist.safetensors");
     expect_open_file_fails(path, TP_ERR_IO, KW("No such file or directory"));
     expect_open_file_fails(tp_test_tmpdir(), TP_ERR_IO, KW("not a regular file"));
 }
@@ -432,7 +422,7 @@ START_TEST(test_write_errors)
     float v[2] = {1, 2};
     int64_t shape[1] = {2}, neg[1] = {-1};
     st_write_tensor dup[2] = {{"a", TP_DTYPE_F32, 1, shape, v}, {"a", TP_DTYPE_F32, 1, shape, v}};
-    const char *path = tmp_path("w.safetensors");
+    const char *path = tp_test_tmp_path("w.safetensors");
     ck_assert_int_eq(st_write(path, dup, 2, NULL), TP_ERR_RANGE);
     assert_message(path, KW("'a'", "twice"));
     st_write_tensor reserved = {"__metadata__", TP_DTYPE_F32, 1, shape, v};
@@ -446,7 +436,7 @@ START_TEST(test_write_errors)
     ck_assert_int_eq(st_write(path, &ok, 1, md_odd), TP_ERR_RANGE);
     ck_assert(!file_exists(path));
 
-    const char *nodir = tmp_path("no/such/dir/x.safetensors");
+    const char *nodir = tp_test_tmp_path("no/such/dir/x.safetensors");
     ck_assert_int_eq(st_write(nodir, &ok, 1, NULL), TP_ERR_IO);
     assert_message(nodir, KW("No such file or directory"));
 }
@@ -460,7 +450,7 @@ START_TEST(test_write_disk_full)
     static float big[N];
     int64_t shape[1] = {N};
     st_write_tensor t = {"big", TP_DTYPE_F32, 1, shape, big};
-    const char *path = tmp_path("full.safetensors");
+    const char *path = tp_test_tmp_path("full.safetensors");
     struct rlimit old, lim;
     ck_assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
     lim = old;
@@ -483,7 +473,7 @@ END_TEST
 
 static const char *make_dir(const char *name)
 {
-    const char *d = tmp_path(name);
+    const char *d = tp_test_tmp_path(name);
     ck_assert(mkdir(d, 0755) == 0 || errno == EEXIST);
     return d;
 }
@@ -617,7 +607,7 @@ START_TEST(test_sharded_errors)
     dir = make_dir("empty_model_dir");
     expect_open_dir_fails(dir, TP_ERR_IO,
                           KW("neither", "model.safetensors", "model.safetensors.index.json"));
-    const char *nodir = tmp_path("no_such_model_dir");
+    const char *nodir = tp_test_tmp_path("no_such_model_dir");
     expect_open_dir_fails(nodir, TP_ERR_IO, KW("No such file or directory"));
 }
 END_TEST

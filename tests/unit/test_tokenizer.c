@@ -180,7 +180,7 @@ START_TEST(test_decode_and_vocab)
     char *out;
     size_t len;
     ck_assert_int_eq(tokenizer_decode(tok, bad, 3, 0, &out, &len), TP_ERR_RANGE);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "index 2"));
+    TP_ASSERT_ERR_HAS("index 2");
     tokenizer_free(tok);
     json_decref(g);
 }
@@ -319,7 +319,7 @@ START_TEST(test_unsupported_refused_by_name)
                       "case %zu: message '%s' lacks '%s' or the file name", i, tp_err_msg(), bad[i].word);
     }
     ck_assert_int_eq(tokenizer_load("/nonexistent/tokenizer.json", &tok), TP_ERR_IO);
-    ck_assert_ptr_nonnull(strstr(tp_err_msg(), "/nonexistent/tokenizer.json"));
+    TP_ASSERT_ERR_HAS("/nonexistent/tokenizer.json");
 }
 END_TEST
 
