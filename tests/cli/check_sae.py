@@ -3,7 +3,10 @@
 usage: python3 check_sae.py --same DIR_A DIR_B RTOL   same weights up to RTOL (relative Frobenius)
        python3 check_sae.py --layout DIR STORE.h5       keys SAELens reads; SAELens' inference
                                                          rule in NumPy on the store's rows
-                                                         reconstructs them (FVU < 0.9)
+                                                         reconstructs them (FVU < 0.9); the model
+                                                         named by its name, not a path; sparsity
+       python3 check_sae.py --catalog DIR STORE.h5 CATALOG  NumPy's fire count of every latent over
+                                                         every unmasked row equals the catalog's
 """
 import json
 import struct
@@ -27,6 +30,23 @@ def load(path):
     return out
 
 
+def activations(cfg, w, x):
+    xin = x - w["b_dec"] if cfg["apply_b_dec_to_input"] else x
+    pre = xin @ w["W_enc"] + w["b_enc"]
+    if cfg["architecture"] == "topk":
+        k = cfg["k"]
+        idx = np.argpartition(-pre, k - 1, axis=1)[:, :k]
+        act = np.zeros_like(pre)
+        np.put_along_axis(act, idx, np.take_along_axis(pre, idx, 1), 1)
+        act = np.maximum(act, 0)
+        assert (np.count_nonzero(act, axis=1) <= k).all()
+    elif cfg["architecture"] == "jumprelu":
+        act = np.where(pre > w["threshold"], pre, 0)
+    else:
+        act = np.maximum(pre, 0)
+    return act
+
+
 def main():
     if sys.argv[1] == "--same":
         a, b, tol = load(sys.argv[2] + "/sae_weights.safetensors"), load(sys.argv[3] + "/sae_weights.safetensors"), float(sys.argv[4])
@@ -48,19 +68,22 @@ def main():
     import h5py
     f = h5py.File(sys.argv[3], "r")
     x = f["acts"][cfg["metadata"]["hook_name"]][:][f["mask"][:].astype(bool)].astype(np.float64)
-    xin = x - w["b_dec"] if cfg["apply_b_dec_to_input"] else x
-    pre = xin @ w["W_enc"] + w["b_enc"]
-    if cfg["architecture"] == "topk":
-        k = cfg["k"]
-        idx = np.argpartition(-pre, k - 1, axis=1)[:, :k]
-        act = np.zeros_like(pre)
-        np.put_along_axis(act, idx, np.take_along_axis(pre, idx, 1), 1)
-        act = np.maximum(act, 0)
-        assert (np.count_nonzero(act, axis=1) <= k).all()
-    elif cfg["architecture"] == "jumprelu":
-        act = np.where(pre > w["threshold"], pre, 0)
-    else:
-        act = np.maximum(pre, 0)
+    act = activations(cfg, w, x)
+    if sys.argv[1] == "--catalog":
+        layer = next(l for l in json.load(open(sys.argv[4]))["saes"] if l["hook"] == cfg["metadata"]["hook_name"])
+        ours = np.array([feat["fires"] for feat in layer["features"]])
+        numpy_fires = np.count_nonzero(act > 0, axis=0)
+        # f64 here, f32 in C: a few activations right at the threshold may flip.
+        off = np.abs(ours - numpy_fires).sum()
+        assert layer["rows"] == x.shape[0], (layer["rows"], x.shape[0])
+        assert off <= 1e-3 * numpy_fires.sum() + 2, "fire counts differ by %d of %d" % (off, numpy_fires.sum())
+        print("catalog fire counts = NumPy's over %d rows (%d of %d differ at the threshold)"
+              % (x.shape[0], off, numpy_fires.sum()))
+        return
+    sp = load(d + "/sparsity.safetensors")["sparsity"]
+    assert sp.shape == (F,) and np.all(sp <= 0), "sparsity: log10 of a density"
+    mn = cfg["metadata"]["model_name"]
+    assert mn and not mn.startswith(("/", ".")) and "models/" not in mn, "model_name is a name, not a path: " + mn
     rec = act @ w["W_dec"] + w["b_dec"]
     fvu = ((x - rec) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
     assert fvu < 0.9, "FVU %.3f: the export does not reconstruct the rows" % fvu

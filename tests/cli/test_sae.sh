@@ -24,23 +24,39 @@ for r in np1 np2 kill; do mkdir -p "$TMP/$r" && cp "$TMP/r/activations.h5" "$TMP
 expect_ok "np1 sae" -- sae "$TMP/np1"
 expect_ok "np2 sae" -- sae_np 2 "$TMP/np2"
 for f in results/sae_summary.json results/sae_layer_1/cfg.json results/sae_layer_2/sae_weights.safetensors \
-         results/features_catalog.json; do
+         results/sae_layer_2/sparsity.safetensors results/features_catalog.json results/features_catalog.index.tsv \
+         checkpoints/sae/checkpoint.json; do
   if [ -f "$TMP/np1/$f" ]; then passes=$((passes+1)); echo "ok   $f written"; else failures=$((failures+1)); echo "FAIL no $f"; fi
 done
-n=$("$BIN" features query --out "$TMP/np1" --layer 2 --limit 3 2>/dev/null | grep -c '"id"')
+n=$("$BIN" features query --out "$TMP/np1" --layer 2 --limit 3 --json 2>/dev/null | grep -c '"id"')
 if [ "$n" = 3 ]; then passes=$((passes+1)); echo "ok   features query lists the catalog's features"
 else failures=$((failures+1)); echo "FAIL features query printed $n features"; fi
 if $PY -c "import h5py, numpy" 2>/dev/null; then
-  $PY - "$TMP/np1/results/features_catalog.json" "$TMP/np1/results/sae_summary.json" <<'PYEOF' && { passes=$((passes+1)); echo "ok   catalog agrees with the evaluation"; } || { failures=$((failures+1)); echo "FAIL catalog vs evaluation"; }
+  $PY - "$TMP/np1/results/features_catalog.json" "$TMP/np1/results/sae_summary.json" "$TMP/np1/activations.h5" <<'PYEOF' && { passes=$((passes+1)); echo "ok   catalog over every row, evaluation on whole held-out documents of every domain"; } || { failures=$((failures+1)); echo "FAIL catalog vs evaluation"; }
 import json, sys
+import h5py, numpy as np
 cat, summ = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+f = h5py.File(sys.argv[3], "r")
+unmasked = int(f["mask"][:].sum())
+cov = summ["coverage"]
+assert cov["rows"] == unmasked and cov["training_rows"] + cov["held_out_rows"] == unmasked, cov
+by = cov["by_domain"]
+assert sum(d["held_out_rows"] for d in by.values()) == cov["held_out_rows"]
+assert sum(d["documents"] for d in by.values()) == f["doc_index"].shape[0]
+for name, d in by.items():   # stratified: every domain with 2+ documents has held-out ones, never all
+    if d["documents"] >= 2 and d["rows"] >= 40:
+        assert 0 < d["documents_held_out"] < d["documents"], (name, d)
+# held out = whole documents: a held-out document's rows are all held out
+frac = cov["held_out_rows"] / cov["rows"]
+assert 0.03 < frac < 0.25, frac
 for layer, ev in zip(cat["saes"], summ["saes"]):
     assert layer["hook"] == ev["hook"] and len(layer["features"]) == ev["d_sae"]
-    assert layer["rows"] == ev["evaluation"]["rows"], "catalog and evaluation use the same held-out rows"
-    assert layer["n_dead"] == ev["evaluation"]["dead_latents"], "dead latents"
-    l0 = sum(f["density"] for f in layer["features"])
-    assert abs(l0 - ev["evaluation"]["l0"]) < 1e-6 * max(1, l0), (l0, ev["evaluation"]["l0"])
+    assert layer["rows"] == unmasked, "the catalog covers every unmasked row"
+    assert ev["evaluation"]["rows"] == cov["held_out_rows"], "the evaluation uses the held-out documents' rows"
+    assert layer["n_dead"] == ev["evaluation"]["dead_latents"], "dead latents over every row"
+    assert sum(layer["domain_rows"].values()) == unmasked and set(layer["domain_rows"]) <= set(by)
     ce = ev["evaluation"]["ce"]
+    assert 0 < ce["documents"] <= 4 and sum(ce["documents_by_domain"].values()) == ce["documents"]
     assert ce["tokens"] > 0 and ce["ce_zero_ablation"] > ce["ce_clean"] > 0 and 0 <= ce["kl_sae"] < ce["kl_zero_ablation"]
     assert abs(ce["ce_loss_recovered"] - (ce["ce_zero_ablation"] - ce["ce_sae"]) / (ce["ce_zero_ablation"] - ce["ce_clean"])) < 1e-6
     live = [f for f in layer["features"] if f["fires"] > 0 and "top_contexts" in f]
@@ -49,6 +65,7 @@ PYEOF
   for L in 1 2; do
     expect_ok "layer $L: np2 weights equal np1's (1e-5)" -- $PY "$CHECK" --same "$TMP/np1/results/sae_layer_$L" "$TMP/np2/results/sae_layer_$L" 1e-5
     expect_ok "layer $L: SAELens layout, NumPy reconstructs the rows" -- $PY "$CHECK" --layout "$TMP/np1/results/sae_layer_$L" "$TMP/np1/activations.h5"
+    expect_ok "layer $L: the catalog's fire counts are NumPy's over every row" -- $PY "$CHECK" --catalog "$TMP/np1/results/sae_layer_$L" "$TMP/np1/activations.h5" "$TMP/np1/results/features_catalog.json"
   done
   # Kill rank 0 after 7 steps (checkpoint at 5), then resume: the weights of the
   # uninterrupted np2 run.
@@ -79,9 +96,9 @@ expect_fail "eval fraction out of range" "sae.eval_fraction" -- sae "$TMP/np1" -
 mkdir -p "$TMP/full" && cp "$TMP/np1/activations.h5" "$TMP/full/"
 out=$( (trap '' XFSZ; ulimit -f 10000; "$BIN" sae "${common[@]}" --set sae.hidden_dim=4096 --out "$TMP/full") 2>&1 >/dev/null)
 if printf '%s' "$out" | grep -q "error: .*checkpoint-.*safetensors.*File too large" && [ ! -f "$TMP/full/results/sae_summary.json" ] \
-   && [ -z "$(ls "$TMP/full/results/sae_layer_1" 2>/dev/null)" ]; then
+   && [ -z "$(ls "$TMP/full/checkpoints/sae/sae_layer_1" 2>/dev/null)" ]; then
   passes=$((passes+1)); echo "ok   full disk: $(printf '%s' "$out" | grep error:)"
-else failures=$((failures+1)); echo "FAIL full disk: $out"; ls -la "$TMP/full/results" "$TMP/full/results/sae_layer_1" 2>&1; fi
+else failures=$((failures+1)); echo "FAIL full disk: $out"; ls -la "$TMP/full/results" "$TMP/full/checkpoints/sae/sae_layer_1" 2>&1; fi
 if $PY -c "import h5py" 2>/dev/null; then
   cp -r "$TMP/np1" "$TMP/inc"
   $PY -c "import h5py; h5py.File('$TMP/inc/activations.h5', 'r+')['acts/blocks.2.hook_resid_post'].attrs['complete'] = 0"
