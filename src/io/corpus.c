@@ -1,5 +1,7 @@
 #include "io/corpus.h"
 
+#include "core/fsutil.h"
+
 #include "core/rng.h"
 
 #include <errno.h>
@@ -190,9 +192,9 @@ static tp_status collect_files(corpus *c, const char *spec)
         tp_status st = TP_OK;
         while (st == TP_OK && (e = readdir(d))) {
             if (e->d_name[0] == '.' || !is_corpus_file(e->d_name)) continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", spec, e->d_name);
-            st = add_file(c, p);
+            char p[TP_PATH_MAX];
+            st = fs_join(p, sizeof p, spec, e->d_name);
+            if (st == TP_OK) st = add_file(c, p);
         }
         closedir(d);
         TP_CHECK(st);

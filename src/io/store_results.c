@@ -1,5 +1,6 @@
 #include "io/store_results.h"
 
+#include "core/fsutil.h"
 #include "io/h5_check.h"
 
 #include <hdf5.h>
@@ -112,7 +113,7 @@ tp_status store_read_pca_components(const char *path, const char *hook, int64_t 
 }
 
 struct store_serial {
-    char path[4096];
+    char path[TP_PATH_MAX];
     hid_t file;
 };
 
@@ -121,7 +122,7 @@ tp_status store_serial_open(const char *path, store_serial **out)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     store_serial *h = tp_calloc(1, sizeof *h);
     if (!h) return TP_ERR_NOMEM;
-    snprintf(h->path, sizeof h->path, "%s", path);
+    if (fs_path(h->path, sizeof h->path, "%s", path) != TP_OK) { free(h); return TP_ERR_RANGE; }
     h->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (h->file < 0) {
         free(h);

@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include "core/fsutil.h"
+
 #include "core/log.h"
 
 #include <stdio.h>
@@ -197,9 +199,9 @@ tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out)
     if (!m) return TP_ERR_NOMEM;
     ld.m = m;
     m->convert = convert;
-    snprintf(m->dir, sizeof m->dir, "%s", dir);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    char path[TP_PATH_MAX];
+    TP_CHECK_GOTO(fs_path(m->dir, sizeof m->dir, "%s", dir), st, fail);
+    TP_CHECK_GOTO(fs_join(path, sizeof path, dir, "config.json"), st, fail);
     TP_CHECK_GOTO(model_config_load(path, &m->cfg), st, fail);
     const tp_model_config *c = &m->cfg;
     TP_CHECK_GOTO(st_open_dir(dir, &m->st), st, fail);

@@ -37,7 +37,7 @@ typedef struct {
 typedef enum { TP_CONVERT_PER_MATRIX = 0, TP_CONVERT_UPFRONT } tp_convert_mode;
 
 typedef struct {
-    char dir[1024];
+    char dir[4096];            /* TP_PATH_MAX (core/fsutil.h) */
     tp_model_config cfg;
     st_file *st;
     tp_mat embed, lm_head;
