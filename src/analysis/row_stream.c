@@ -119,12 +119,16 @@ static tp_status hold_out_domain(row_stream *rs, int dom, uint8_t *held)
         list[i] = list[j], list[j] = t;
     }
     double target = rs->opt.eval_fraction * (double)rows, held_rows = 0;
-    int64_t taken = 0;
+    int64_t taken = 0, smallest = -1;
     for (int64_t i = 0; i < nd && taken < nd - 1; i++) {
         double r = (double)doc_rows(rs, list[i]);
+        if (r > 0 && (smallest < 0 || r < (double)doc_rows(rs, list[smallest]))) smallest = i;
         if (r == 0 || held_rows + r / 2 > target) continue;
         held[list[i]] = 1, held_rows += r, taken++;
     }
+    /* Every domain with two documents or more is represented: when each of its
+     * documents is longer than twice its share, the shortest is held out. */
+    if (!taken && smallest >= 0) held[list[smallest]] = 1;
     free(list);
     return TP_OK;
 }

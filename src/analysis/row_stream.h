@@ -4,9 +4,10 @@
  *
  * Held out: whole documents, stratified over the corpus domains: in each domain the
  * documents in a seeded order are taken while the rows taken stay nearest to
- * eval_fraction of the domain's unmasked rows (a domain with one document keeps it
- * for training). Training rows are the unmasked rows (/mask = 1) of the other
- * documents.
+ * eval_fraction of the domain's unmasked rows; when every document of a domain is
+ * longer than twice its share, its shortest one is held out, so every domain with
+ * two documents or more is represented (a domain with one document keeps it for
+ * training). Training rows are the unmasked rows (/mask = 1) of the other documents.
  *
  * Training order. The store's rows are cut into chunks of `chunk_rows` consecutive
  * rows; chunks holding training rows are the training chunks. Epoch e visits them in
