@@ -227,6 +227,7 @@ static tp_status check_input(const features_catalog_input *in)
         {"n_quantiles", o->n_quantiles, 0}, {"reservoir", o->reservoir, 0}, {"n_logit_tokens", o->n_logit_tokens, 0},
         {"n_read_tokens", o->n_read_tokens, 0}, {"max_detailed", o->max_detailed, 0},
         {"block_rows", o->block_rows, 1}, {"feature_block", o->feature_block, 1}, {"vocab_block", o->vocab_block, 1},
+        {"merge_block", o->merge_block, 0},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (ints[i].v < ints[i].lo)
@@ -399,7 +400,7 @@ static tp_status merge_sums(features_catalog_acc *a, int rank, MPI_Comm comm)
 static tp_status merge_heaps(features_catalog_acc *a, int rank, int size, MPI_Comm comm)
 {
     const int64_t K = a->K, R = a->R, per = (K + R) * (int64_t)sizeof(entry) + 2 * (int64_t)sizeof(int64_t);
-    int64_t fb_max = MERGE_BYTES / (per * size);
+    int64_t fb_max = a->o.merge_block > 0 ? a->o.merge_block : MERGE_BYTES / (per * size);
     if (fb_max < 1) fb_max = 1;
     if (fb_max > a->F) fb_max = a->F > 0 ? a->F : 1;
     entry *rt = NULL, *rs = NULL;

@@ -82,6 +82,7 @@ typedef struct {
     uint64_t seed;            /* reservoir sampling (0) */
     int64_t block_rows;       /* rows per sae_encode block (256) */
     int64_t feature_block, vocab_block;   /* blocks of the logit GEMMs (512, 2048) */
+    int64_t merge_block;      /* features merged per round at rank 0; 0: what fits in 32 MiB (0) */
 } features_catalog_options;
 
 typedef struct {
