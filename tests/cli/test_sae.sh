@@ -27,7 +27,7 @@ for f in results/sae_summary.json results/sae_layer_1/cfg.json results/sae_layer
          results/features_catalog.json; do
   if [ -f "$TMP/np1/$f" ]; then passes=$((passes+1)); echo "ok   $f written"; else failures=$((failures+1)); echo "FAIL no $f"; fi
 done
-n=$("$BIN" features query --out "$TMP/np1" --layer 2 --limit 3 2>/dev/null | grep -c '"id"')
+n=$("$BIN" features query --out "$TMP/np1" --layer 2 --limit 3 --json 2>/dev/null | grep -c '"id"')
 if [ "$n" = 3 ]; then passes=$((passes+1)); echo "ok   features query lists the catalog's features"
 else failures=$((failures+1)); echo "FAIL features query printed $n features"; fi
 if $PY -c "import h5py, numpy" 2>/dev/null; then
