@@ -589,6 +589,18 @@ static char *display(const json_t *v, int col, size_t max)
     char *out = malloc(2 * n + 8);
     if (!out) { free(owned); return NULL; }
     size_t w = 0, chars = 0;
+    /* A long context keeps its highlighted token in view: at most max/2 characters
+     * before ⟦, the cut marked with an ellipsis. */
+    const char *hl = col == FX_TOP_CONTEXT && max ? strstr(src, "\xe2\x9f\xa6") : NULL;
+    if (hl && utf8_len(src) > max) {
+        size_t before = 0;
+        for (const char *p = src; p < hl; p++) before += ((unsigned char)*p & 0xC0) != 0x80;
+        if (before > max / 2) {
+            for (size_t skip = before - max / 2 + 1; skip > 0; skip--)   /* + 1: the ellipsis */
+                do src++; while (((unsigned char)*src & 0xC0) == 0x80);
+            memcpy(out, "\xe2\x80\xa6", 3), w = 3, chars = 1;
+        }
+    }
     for (const char *p = src; *p; p++) {
         const unsigned char c = (unsigned char)*p;
         if ((c & 0xC0) != 0x80) {
