@@ -36,10 +36,14 @@ import json, sys
 cat, summ = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 for layer, ev in zip(cat["saes"], summ["saes"]):
     assert layer["hook"] == ev["hook"] and len(layer["features"]) == ev["d_sae"]
-    assert layer["rows"] == ev["evaluation"]["rows"], "catalog and evaluation use the same held-out rows"
+    # The catalog covers every unmasked row (docs/features.md), the evaluation the held-out ones.
+    assert cat["schema"] == "transpolmo.features_catalog/2"
+    assert layer["rows"] == cat["coverage"]["rows"] == ev["evaluation"]["dead_and_dense_over_rows"], "every row"
+    assert layer["rows"] > ev["evaluation"]["rows"], "more than the held-out rows"
+    assert sum(layer["domain_rows"].values()) == layer["rows"], "domain rows add up"
     assert layer["n_dead"] == ev["evaluation"]["dead_latents"], "dead latents"
-    l0 = sum(f["density"] for f in layer["features"])
-    assert abs(l0 - ev["evaluation"]["l0"]) < 1e-6 * max(1, l0), (l0, ev["evaluation"]["l0"])
+    l0 = sum(f["density"] for f in layer["features"])   # mean active latents over every row: at most k
+    assert 0 < l0 <= ev["k"] + 1e-9, (l0, ev["k"])
     ce = ev["evaluation"]["ce"]
     assert ce["tokens"] > 0 and ce["ce_zero_ablation"] > ce["ce_clean"] > 0 and 0 <= ce["kl_sae"] < ce["kl_zero_ablation"]
     assert abs(ce["ce_loss_recovered"] - (ce["ce_zero_ablation"] - ce["ce_sae"]) / (ce["ce_zero_ablation"] - ce["ce_clean"])) < 1e-6
