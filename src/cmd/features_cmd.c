@@ -512,7 +512,8 @@ static tp_status sort_rows(table *t, const char *spec, int64_t *rows, int64_t n)
         json_t *v = NULL;
         k[i].row = rows[i];
         if ((st = field_value(t, &f, rows[i], &v)) != TP_OK) break;
-        if (json_is_number(v) || json_is_boolean(v)) k[i].kind = 0, k[i].num = json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
+        if (json_is_number(v)) k[i].kind = 0, k[i].num = json_number_value(v);
+        else if (json_is_boolean(v)) k[i].kind = 0, k[i].num = json_is_true(v);
         else if (json_is_string(v)) k[i].kind = 1, k[i].text = strdup(json_string_value(v));
         else if (json_is_null(v)) k[i].kind = 2;
         else k[i].kind = 1, k[i].text = json_dumps(v, JSON_COMPACT);

@@ -408,7 +408,8 @@ static tp_status parse_index(char *text, size_t len, const char *what, features_
     /* line 1 */
     char *nl = memchr(p, '\n', (size_t)(end - p));
     const size_t tag = strlen("# " FEATURES_INDEX_SCHEMA);
-    if (!nl || (size_t)(nl - p) < tag || memcmp(p, "# " FEATURES_INDEX_SCHEMA, tag) || (p[tag] != '\t' && p[tag] != '\n'))
+    if (!nl || (size_t)(nl - p) < tag || memcmp(p, "# " FEATURES_INDEX_SCHEMA, tag) ||
+        (p[tag] != '\t' && p[tag] != '\n'))
         return bad(what, 1, "not a features index (expected '# " FEATURES_INDEX_SCHEMA "')");
     *nl = '\0';
     char *save = NULL;
@@ -527,7 +528,8 @@ tp_status features_file_read_feature(FILE *catalog, const char *path, int64_t of
     if (!buf) return tp_err(TP_ERR_NOMEM, "%s: a feature of %lld bytes", path, (long long)length);
     tp_status st = TP_OK;
     if (fseeko(catalog, (off_t)offset, SEEK_SET) != 0 || fread(buf, 1, (size_t)length, catalog) != (size_t)length)
-        st = tp_err(TP_ERR_IO, "%s: cannot read bytes %lld-%lld", path, (long long)offset, (long long)(offset + length));
+        st = tp_err(TP_ERR_IO, "%s: cannot read bytes %lld-%lld", path, (long long)offset,
+                    (long long)(offset + length));
     if (st == TP_OK) {
         json_error_t e;
         *out = json_loadb(buf, (size_t)length, 0, &e);

@@ -842,8 +842,8 @@ START_TEST(test_file_and_index)
         int dense = 0;
         size_t k;
         json_t *v;
-        json_array_foreach(json_object_get(L, "dense_features"), k, v) dense |= json_integer_value(v) ==
-                                                                               json_integer_value(json_object_get(f, "id"));
+        const json_int_t fid = json_integer_value(json_object_get(f, "id"));
+        json_array_foreach(json_object_get(L, "dense_features"), k, v) dense |= json_integer_value(v) == fid;
         ck_assert_str_eq(c[FX_DENSE], dense ? "1" : "0");
         json_t *t0 = json_array_get(json_object_get(f, "top_contexts"), 0);
         if (t0) {

@@ -105,7 +105,8 @@ typedef struct {
 
 static inline int key_less(const sample_ctx *c, const entry *x, const entry *y)
 {
-    uint64_t kx = features_catalog_sample_key(c->seed, c->f, x->row), ky = features_catalog_sample_key(c->seed, c->f, y->row);
+    const uint64_t kx = features_catalog_sample_key(c->seed, c->f, x->row);
+    const uint64_t ky = features_catalog_sample_key(c->seed, c->f, y->row);
     return kx < ky || (kx == ky && x->row < y->row);
 }
 
@@ -907,7 +908,8 @@ static json_t *layer_json(const detail_state *s, double dense_thr)
     json_t *dead = json_array(), *dense = json_array();
     for (int64_t i = 0; i < s->F; i++) {
         if (a->fires[i] == 0) json_array_append_new(dead, json_integer(i));
-        if (a->rows > 0 && (double)a->fires[i] / (double)a->rows > dense_thr) json_array_append_new(dense, json_integer(i));
+        if (a->rows > 0 && (double)a->fires[i] / (double)a->rows > dense_thr)
+            json_array_append_new(dense, json_integer(i));
     }
     json_object_set_new(L, "n_dead", json_integer((json_int_t)json_array_size(dead)));
     json_object_set_new(L, "dead_features", dead);
@@ -1033,8 +1035,8 @@ json_t *features_catalog_document(json_t *coverage, json_t *saes)
         json_decref(coverage);
         return NULL;
     }
-    return json_pack("{s:s, s:o, s:o}", "schema", FEATURES_CATALOG_SCHEMA, "coverage", coverage ? coverage : json_null(),
-                     "saes", saes);
+    return json_pack("{s:s, s:o, s:o}", "schema", FEATURES_CATALOG_SCHEMA, "coverage",
+                     coverage ? coverage : json_null(), "saes", saes);
 }
 
 tp_status features_catalog_write(const char *path, const char *index_path, const json_t *doc)

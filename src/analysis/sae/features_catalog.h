@@ -23,7 +23,7 @@
  * keeps the best top_k and the `reservoir` smallest keys of the union. Then rank 0
  * alone, for the detailed features only:
  *   quantile samples  for levels q_j = (j + ½)/n_quantiles, j = 0..n_quantiles−1, the
- *                     reservoir entry of ascending rank ⌊q_j·r⌋ (r = entries held). A
+ *                     sample's entry of ascending rank ⌊q_j·r⌋ (r = entries held). A
  *                     feature that fired at most `reservoir` times holds all its
  *                     firings: the samples are then exact empirical quantiles.
  *   promotes/suppresses  logit(t) = W_U[t] · (γ ⊙ w_i / s), γ = the final norm's
@@ -52,9 +52,10 @@
  *                     mass in one domain). Natural logs.
  * Every feature is listed with id, fires, density (= fires / rows scanned over every
  * rank), mean and max activation; dead features (never fired on any row) and dense
- * ones (density > dense threshold) are listed again by id at the top of the layer. Detailed entries go to every
- * live feature, or, with max_detailed > 0 and more live features than that, to the
- * max_detailed with the largest activation mass (ties: lower id).
+ * ones (density > dense threshold) are listed again by id at the top of the layer.
+ * Detailed entries go to every live feature, or, with max_detailed > 0 and more live
+ * features than that, to the max_detailed with the largest activation mass (ties:
+ * lower id).
  */
 #ifndef TP_FEATURES_CATALOG_H
 #define TP_FEATURES_CATALOG_H
@@ -79,7 +80,7 @@ typedef struct {
     double dense_threshold;   /* dense: density > this; < 0: the SAE's cfg.dense_freq (-1) */
     int64_t max_detailed;     /* features with detailed entries; 0 = every live one (4096) */
     int fold_final_norm;      /* 1: γ of the final norm in the logit attribution (1) */
-    uint64_t seed;            /* reservoir sampling (0) */
+    uint64_t seed;            /* the sample's keys (0) */
     int64_t block_rows;       /* rows per sae_encode block (256) */
     int64_t feature_block, vocab_block;   /* blocks of the logit GEMMs (512, 2048) */
     int64_t merge_block;      /* features merged per round at rank 0; 0: what fits in 32 MiB (0) */
