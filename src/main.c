@@ -59,10 +59,16 @@ static const command commands[] = {
      "  --no-special / --skip-special / --show-tokens\n", true},
     {"eval", eval_cmd_run, "per-token loss and perplexity over sampled corpus documents -> results/eval.json",
      "  --per-token-out F.npy  every predicted token's loss, in order\n", true},
-    {"features", features_cmd_run, "features query: features of results/features_catalog.json, one JSON line each",
-     "  features query --layer L  --hook NAME  --feature ID  --token TEXT  --dead\n"
-     "                 --density-min X  --density-max X  --domain NAME [--domain-min F]\n"
-     "                 --limit N  --catalog FILE  (docs/features.md)\n", true},
+    {"features", features_cmd_run, "features query: the features of results/features_catalog.json, as a table or JSON",
+     "  features query [filters] [--fields a,b,c] [--sort FIELD[:asc|desc]] [--limit N] [--json] [--catalog FILE]\n"
+     "  filters: --layer L  --hook NAME  --feature ID  --token TEXT  --dead\n"
+     "           --density-min X  --density-max X  --domain NAME [--domain-min F]\n"
+     "  --fields   columns: index columns (hook layer feature fires density mean max dead dense\n"
+     "             top_domain share top_token top_context ...) or feature keys (activation_mass,\n"
+     "             monosemanticity.score, ...); default hook,feature,density,fires,mean,max,\n"
+     "             top_domain,share,top_token,top_context\n"
+     "  --sort     by a field (default: catalog order); --json: one JSON object per feature\n"
+     "  (docs/features.md)\n", true},
     {"generate", generate_cmd_run, "greedy continuation with the KV cache",
      "  --prompt \"text\" | --ids 1,2,3   --max-new N (40)  --no-stop\n", true},
     {"config", cmd_config, "config show: the effective configuration as YAML; config schema: every key (Markdown)",

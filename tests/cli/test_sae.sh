@@ -57,6 +57,10 @@ for layer, ev in zip(cat["saes"], summ["saes"]):
     assert ev["evaluation"]["rows"] == cov["held_out_rows"], "the evaluation uses the held-out documents' rows"
     assert layer["n_dead"] == ev["evaluation"]["dead_latents"], "dead latents over every row"
     assert sum(layer["domain_rows"].values()) == unmasked and set(layer["domain_rows"]) <= set(by)
+    assert cat["schema"] == "transpolmo.features_catalog/2" and cat["coverage"]["rows"] == unmasked
+    assert ev["evaluation"]["dead_and_dense_over_rows"] == unmasked
+    l0 = sum(feat["density"] for feat in layer["features"])   # mean active latents over every row: at most k
+    assert 0 < l0 <= ev["k"] + 1e-9, (l0, ev["k"])
     ce = ev["evaluation"]["ce"]
     assert 0 < ce["documents"] <= 4 and sum(ce["documents_by_domain"].values()) == ce["documents"]
     assert ce["tokens"] > 0 and ce["ce_zero_ablation"] > ce["ce_clean"] > 0 and 0 <= ce["kl_sae"] < ce["kl_zero_ablation"]
