@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int g_rank = 0, g_size = 1, g_inited = 0;
+static int g_rank = 0, g_size = 1, g_inited = 0, g_local = 1;
 
 tp_status dist_init(int *argc, char ***argv)
 {
@@ -22,6 +22,13 @@ tp_status dist_init(int *argc, char ***argv)
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
     tp_log_set_rank(g_rank, g_size);
+    /* Ranks on this node, found once here: MPI_Comm_split_type is collective, and
+     * later callers (versions.json) run on rank 0 alone. */
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &g_local);
+        MPI_Comm_free(&node);
+    }
     return TP_OK;
 }
 
@@ -32,17 +39,7 @@ void dist_finalize(void)
     if (g_inited && !fin) MPI_Finalize();
 }
 
-int dist_local_size(void)
-{
-    static int local = 0;
-    if (local) return local;
-    MPI_Comm node;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
-        return local = 1;
-    MPI_Comm_size(node, &local);
-    MPI_Comm_free(&node);
-    return local;
-}
+int dist_local_size(void) { return g_local; }
 
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }

@@ -28,7 +28,8 @@ tp_status dist_agree(MPI_Comm comm, tp_status mine, const char *what);
 /* In-place MPI_SUM of n doubles over comm, in chunks that fit MPI's int counts. */
 tp_status dist_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t n);
 
-/* Ranks of this job on this node (MPI_COMM_TYPE_SHARED), this rank included. */
+/* Ranks of this job on this node (MPI_COMM_TYPE_SHARED, found by dist_init), this
+ * rank included. Local: no communication. */
 int dist_local_size(void);
 
 /* MPI library version string (for versions.json). */
