@@ -12,6 +12,7 @@ packages=(
   libopenblas-dev liblapacke-dev
   libyaml-dev libjansson-dev libpcre2-dev
   check
+  libgraphviz-dev             # circuit graphs rendered to SVG (libgvc, dot layout)
   python3-h5py python3-numpy   # tests read the activation store as users' tools do
 )
 
