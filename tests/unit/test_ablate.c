@@ -141,11 +141,11 @@ START_TEST(test_parse_errors)
     iv_target *t = NULL;
     int n = 0;
     const tp_model_config *c = &g_model->cfg;
-    TP_ASSERT_FAILS(iv_parse(c, "1.8", NULL, NULL, NULL, &t, &n), TP_ERR_RANGE, "'1.8': 8 is out of range");
-    TP_ASSERT_FAILS(iv_parse(c, "4.0", NULL, NULL, NULL, &t, &n), TP_ERR_RANGE, "--heads");
+    TP_ASSERT_FAILS(iv_parse(c, "1.8", NULL, NULL, NULL, &t, &n), TP_ERR_CONFIG, "'1.8': 8 is out of range");
+    TP_ASSERT_FAILS(iv_parse(c, "4.0", NULL, NULL, NULL, &t, &n), TP_ERR_CONFIG, "--heads");
     TP_ASSERT_FAILS(iv_parse(c, "13", NULL, NULL, NULL, &t, &n), TP_ERR_CONFIG, "LAYER.HEAD");
     TP_ASSERT_FAILS(iv_parse(c, NULL, NULL, "x", NULL, &t, &n), TP_ERR_CONFIG, "not an integer");
-    TP_ASSERT_FAILS(iv_parse(c, NULL, NULL, NULL, "1:768", &t, &n), TP_ERR_RANGE, "--neurons");
+    TP_ASSERT_FAILS(iv_parse(c, NULL, NULL, NULL, "1:768", &t, &n), TP_ERR_CONFIG, "--neurons");
     TP_ASSERT_FAILS(iv_parse(c, NULL, "blocks.9.hook_resid_post:3", NULL, NULL, &t, &n), TP_ERR_RANGE, "blocks.9");
     TP_ASSERT_FAILS(iv_parse(c, NULL, NULL, ",", NULL, &t, &n), TP_ERR_CONFIG, "empty");
     free(t);
@@ -159,7 +159,7 @@ START_TEST(test_parse_errors)
     ck_assert_str_eq(t[4].hook, "blocks.2.hook_resid_post");
     iv_set *s = NULL;
     /* feature 70 is past the golden SAE's 64 */
-    TP_ASSERT_FAILS(iv_new(g_model, t, n, IV_ZERO, 0, golden_sae_dir, NULL, &s), TP_ERR_RANGE, "has 64 features");
+    TP_ASSERT_FAILS(iv_new(g_model, t, n, IV_ZERO, 0, golden_sae_dir, NULL, &s), TP_ERR_CONFIG, "has 64 features");
     free(t);
     TP_ASSERT_FAILS(iv_mode_parse("mean-ish", &(iv_mode){0}), TP_ERR_CONFIG, "zero, mean or resample");
 }

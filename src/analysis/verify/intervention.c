@@ -82,7 +82,7 @@ static tp_status parse_int(const char *s, const char *end, const char *what, con
     long v = strtol(buf, &e, 10);
     if (*e || errno) return tp_err(TP_ERR_CONFIG, "%s: '%s': '%s' is not an integer", what, item, buf);
     if (v < lo || v > hi)
-        return tp_err(TP_ERR_RANGE, "%s: '%s': %ld is out of range (the model has %d..%d)", what, item, v, lo, hi);
+        return tp_err(TP_ERR_CONFIG, "%s: '%s': %ld is out of range (the model has %d..%d)", what, item, v, lo, hi);
     *out = (int)v;
     return TP_OK;
 }
@@ -208,7 +208,7 @@ static tp_status place_target(iv_set *s, int i, iv_sae_dir_fn dir_of, void *user
     s->point[i] = p;
     s->width[i] = t->kind == IV_HEAD ? c->head_dim : t->kind == IV_MLP ? c->hidden_size : 1;
     if (t->kind == IV_FEATURE && t->index >= s->saes[P->sae].d_sae)
-        return tp_err(TP_ERR_RANGE, "--features: %s:%d: the SAE at %s has %lld features", t->hook, t->index, t->hook,
+        return tp_err(TP_ERR_CONFIG, "--features: %s:%d: the SAE at %s has %lld features", t->hook, t->index, t->hook,
                       (long long)s->saes[P->sae].d_sae);
     return TP_OK;
 }
@@ -451,6 +451,11 @@ tp_status iv_collect_statistics(iv_set *s, tp_forward *f, const tp_sequences *se
     }
     s->have_stats = true;
     return TP_OK;
+}
+
+void iv_statistics(const iv_set *s, int i, const float **mean, const float **bank, int64_t *bank_rows, int *width)
+{
+    *mean = s->mean[i], *bank = s->bank[i], *bank_rows = s->bank_rows, *width = s->width[i];
 }
 
 /* ---- description ---------------------------------------------------------------------- */

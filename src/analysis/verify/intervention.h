@@ -74,6 +74,10 @@ tp_status iv_collect_statistics(iv_set *s, tp_forward *f, const tp_sequences *se
 tp_status iv_add_hooks(iv_set *s, tp_hooks *h);
 void iv_set_batch(iv_set *s, const int64_t *seq_ids, int nseq);
 
+/* Target i's statistics (after iv_collect_statistics): its mean [width] and resample
+ * bank [bank_rows, width]. For tests and reports. */
+void iv_statistics(const iv_set *s, int i, const float **mean, const float **bank, int64_t *bank_rows, int *width);
+
 /* {"mode", "alpha"?, "targets": [...], "statistics": {...}?} (new reference). */
 json_t *iv_describe(const iv_set *s);
 const char *iv_mode_name(iv_mode m);
