@@ -5,6 +5,7 @@
 #define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "backend/backend.h"
 #include "cli.h"
+#include "cmd/ablate_cmd.h"
 #include "cmd/eval_cmd.h"
 #include "cmd/features_cmd.h"
 #include "cmd/forward_cmd.h"
@@ -69,6 +70,14 @@ static const command commands[] = {
      "             top_domain,share,top_token,top_context\n"
      "  --sort     by a field (default: catalog order); --json: one JSON object per feature\n"
      "  (docs/features.md)\n", true},
+    {"ablate", ablate_cmd_run, "ablate or steer heads, MLPs, neurons or SAE features over prompts -> results/ablations/<name>.json",
+     "  --heads 1.3,2.0 | --mlp 1,3 | --neurons 2:101,... | --features HOOK:ID,...   (any combination)\n"
+     "  --mode zero|mean|resample   what they become (default zero); mean/resample from corpus\n"
+     "                       documents that are not prompts (--stat-docs N, default 64)\n"
+     "  --steer ALPHA        instead of --mode: heads/MLPs/neurons times ALPHA, features += ALPHA*W_dec\n"
+     "  --prompts FILE       .txt (a prompt per line) or .jsonl ({\"text\": ...}); default: the corpus sample\n"
+     "  --max-prompts N (256)  --tokens \" Paris| London\" | --token-ids 1,2   last-position logit changes\n"
+     "  --bootstrap B (1000)  --seed S (0)  --name NAME (of the JSON)\n", true},
     {"generate", generate_cmd_run, "greedy continuation with the KV cache",
      "  --prompt \"text\" | --ids 1,2,3   --max-new N (40)  --no-stop\n", true},
     {"config", cmd_config, "config show: the effective configuration as YAML; config schema: every key (Markdown)",

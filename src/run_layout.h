@@ -39,6 +39,7 @@
 #define RUN_CHECKPOINTS_DIR "checkpoints"                          /* training state, outside results/ */
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
+#define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */
 #define RUN_FORWARD_DIR "forward"                 /* forward --dump default */
 
 /* buf = run_dir/artifact. */

@@ -1,0 +1,80 @@
+#include "analysis/verify/ablate.h"
+
+#include "core/progress.h"
+#include "dist/world.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* log softmax of one row of logits, in f64. */
+static void log_softmax(const float *l, int64_t V, double *out)
+{
+    double mx = -INFINITY, z = 0;
+    for (int64_t v = 0; v < V; v++) mx = fmax(mx, (double)l[v]);
+    for (int64_t v = 0; v < V; v++) z += exp((double)l[v] - mx);
+    double lz = mx + log(z);
+    for (int64_t v = 0; v < V; v++) out[v] = (double)l[v] - lz;
+}
+
+/* The metrics of one prompt from its clean and intervened logits [T, V]. */
+static void prompt_metrics(const float *clean, const float *inter, const int32_t *x, int64_t T, int64_t V,
+                           const int32_t *chosen, int nchosen, double *lc, double *li, double *row)
+{
+    double ce_c = 0, ce_i = 0, kl = 0;
+    for (int64_t t = 0; t < T; t++) {
+        log_softmax(clean + (size_t)t * (size_t)V, V, lc);
+        log_softmax(inter + (size_t)t * (size_t)V, V, li);
+        double k = 0;
+        for (int64_t v = 0; v < V; v++) k += exp(lc[v]) * (lc[v] - li[v]);
+        kl += k;
+        if (t < T - 1) ce_c -= lc[x[t + 1]], ce_i -= li[x[t + 1]];
+    }
+    /* lc, li now hold the last position's log-probabilities */
+    row[ABLATE_CE_CLEAN] = ce_c / (double)(T - 1);
+    row[ABLATE_CE_INTERVENED] = ce_i / (double)(T - 1);
+    row[ABLATE_DELTA_CE] = row[ABLATE_CE_INTERVENED] - row[ABLATE_CE_CLEAN];
+    row[ABLATE_KL] = kl / (double)T;
+    row[ABLATE_TOKENS] = (double)T;
+    const float *lastc = clean + (size_t)(T - 1) * (size_t)V, *lasti = inter + (size_t)(T - 1) * (size_t)V;
+    for (int j = 0; j < nchosen; j++) {
+        row[ABLATE_BASE_COLS + j] = (double)lasti[chosen[j]] - (double)lastc[chosen[j]];
+        row[ABLATE_BASE_COLS + nchosen + j] = li[chosen[j]] - lc[chosen[j]];
+    }
+}
+
+tp_status ablate_prompts(tp_forward *f, iv_set *s, const tp_sequences *prompts, size_t lo, size_t hi,
+                         const int32_t *chosen, int nchosen, double *rows)
+{
+    const tp_model_config *c = &forward_model(f)->cfg;
+    int64_t V = c->vocab_size, Tmax = forward_max_seq(f);
+    float *clean = tp_malloc((size_t)Tmax * (size_t)V * sizeof *clean);
+    double *lc = tp_malloc((size_t)V * sizeof *lc), *li = tp_malloc((size_t)V * sizeof *li);
+    tp_hooks *h = NULL;
+    tp_status st = clean && lc && li ? hooks_new(c->num_layers, &h) : TP_ERR_NOMEM;
+    if (st == TP_OK) st = iv_add_hooks(s, h);
+    tp_progress prog;
+    if (dist_rank() == 0) tp_progress_begin(&prog, "ablate", "prompts", hi - lo);
+    for (size_t g = lo; st == TP_OK && g < hi; g++) {
+        const int32_t *x = prompts->tokens + prompts->seq_start[g];
+        int T = (int)sequences_len(prompts, g);
+        const float *logits = NULL;
+        if (T < 2) {
+            st = tp_err(TP_ERR_CONFIG, "ablate: prompt %zu has %d token(s); 2 are needed for a loss", g, T);
+            break;
+        }
+        st = forward_run_varlen(f, x, &T, 1, NULL, TP_LOGITS_ALL, -1, &logits);
+        if (st != TP_OK) break;
+        memcpy(clean, logits, (size_t)T * (size_t)V * sizeof *clean);
+        int64_t id = (int64_t)g;
+        iv_set_batch(s, &id, 1);
+        st = forward_run_varlen(f, x, &T, 1, h, TP_LOGITS_ALL, -1, &logits);
+        if (st != TP_OK) break;
+        prompt_metrics(clean, logits, x, T, V, chosen, nchosen, lc, li, rows + (g - lo) * (size_t)ablate_row_width(nchosen));
+        if (dist_rank() == 0) tp_progress_add(&prog, 1);
+    }
+    if (dist_rank() == 0) tp_progress_end(&prog);
+    hooks_free(h);
+    free(clean), free(lc), free(li);
+    return st;
+}
