@@ -548,10 +548,11 @@ START_TEST(test_attention_bwd_gqa)
 }
 END_TEST
 
-/* Three query heads on one kv head, dh 6 (the scalar kernel), two sequences. */
+/* Three query heads on one kv head, dh 6 (the scalar kernel), two sequences, one of
+ * them longer than a block of the kernel. */
 START_TEST(test_attention_bwd_odd)
 {
-    const int64_t nq[2] = {6, 2}, off[2] = {0, 3};
+    const int64_t nq[2] = {13, 2}, off[2] = {0, 3};   /* 13 rows: two of the kernel's 8-row blocks */
     att_case(3, 1, 6, 2, nq, off);
 }
 END_TEST
