@@ -117,7 +117,7 @@ static tp_status attn_bwd_with_pattern(tp_backward *b, int L, const tp_attn_shap
     return TP_OK;
 }
 
-tp_status bwd_attention(tp_backward *b, int L, const float *d_o, float *d_in)
+tp_status bwd_attention(tp_backward *b, int L, float *d_o, float *d_in)
 {
     const tp_model_config *c = &b->m->cfg;
     const tp_layer *l = &b->m->layers[L];
@@ -127,7 +127,7 @@ tp_status bwd_attention(tp_backward *b, int L, const float *d_o, float *d_in)
     float eps = (float)c->rms_norm_eps;
     float *const *tape = b->tape.slot[L];
 
-    TP_CHECK(bwd_fire(b, L, TP_HOOK_ATTN_O, (float *)d_o));
+    TP_CHECK(bwd_fire(b, L, TP_HOOK_ATTN_O, d_o));
     TP_CHECK(bwd_linear(b, &l->o, d_o, b->dz));
     TP_CHECK(bwd_fire(b, L, TP_HOOK_Z, b->dz));
 
@@ -154,13 +154,13 @@ tp_status bwd_attention(tp_backward *b, int L, const float *d_o, float *d_in)
 
 /* ---- MLP ------------------------------------------------------------------------------- */
 
-tp_status bwd_mlp(tp_backward *b, int L, const float *d_o, float *d_in)
+tp_status bwd_mlp(tp_backward *b, int L, float *d_o, float *d_in)
 {
     const tp_layer *l = &b->m->layers[L];
     int64_t rows = b->f->rows, F = b->m->cfg.intermediate_size;
     float *const *tape = b->tape.slot[L];
 
-    TP_CHECK(bwd_fire(b, L, TP_HOOK_MLP_O, (float *)d_o));
+    TP_CHECK(bwd_fire(b, L, TP_HOOK_MLP_O, d_o));
     TP_CHECK(bwd_linear(b, &l->down, d_o, b->dgate));
     TP_CHECK(bwd_fire(b, L, TP_HOOK_MLP_POST, b->dgate));
     /* in place: d hook_post becomes d hook_pre */

@@ -51,12 +51,13 @@ tp_status bwd_fire(tp_backward *b, int L, tp_hook_point pt, float *data);
 tp_status bwd_linear_n(tp_backward *b, const tp_mat *const *W, const float *const *dy, int nw, float *dx);
 /* From d(o_proj output) `d_o` [rows, d] to the gradient of the attention sub-block's
  * input `d_in` [rows, d] (written); fires attn.hook_out, z, pattern, rot_k, rot_q, v,
- * k, q. Uses b->dz, dq, dk, dv. d_in may not alias d_o. */
-tp_status bwd_attention(tp_backward *b, int L, const float *d_o, float *d_in);
+ * k, q (d_o is handed to the attn.hook_out callbacks, so not const). Uses b->dz,
+ * dq, dk, dv. d_in may not alias d_o. */
+tp_status bwd_attention(tp_backward *b, int L, float *d_o, float *d_in);
 /* From d(down_proj output) `d_o` [rows, d] to d(MLP input) `d_in` [rows, d]
  * (written); fires mlp.hook_out, hook_post, hook_pre_linear, hook_pre. d_in may not
  * alias d_o. */
-tp_status bwd_mlp(tp_backward *b, int L, const float *d_o, float *d_in);
+tp_status bwd_mlp(tp_backward *b, int L, float *d_o, float *d_in);
 /* From dlogits (host, [rows, V]) to b->g = d(last layer's resid_post); fires
  * ln_final.hook_normalized. */
 tp_status bwd_head(tp_backward *b, const float *dlogits);
