@@ -23,7 +23,10 @@
  *
  * Backward ops sit beside their forward op (`<op>_bwd`), take the forward op's
  * arguments plus the upstream gradient, and write (or, where stated, accumulate)
- * the gradients of the inputs. They are NULL until written.
+ * the gradients of the inputs, in f32. They differentiate with respect to the
+ * activations only: no op forms a weight gradient except rmsnorm_bwd's optional dw
+ * and embed_bwd. The CPU fills them (model/backward.h is their caller); a device
+ * backend may leave them NULL.
  *
  * Adding a backend: a folder backend/<name>/ with a file that fills a tp_backend_i
  * with designated initialisers (`.rmsnorm = my_rmsnorm,`) and one line in the
@@ -77,6 +80,17 @@ typedef struct {
 
 typedef enum { TP_ATTN_FUSED = 0, TP_ATTN_PATTERN, TP_ATTN_PV } tp_attn_mode;
 
+/* The gradients of one sequence of `attention_bwd`, in the layouts of the forward's
+ * buffers: dz like z (row stride ldz), dq like q (ldq), dk and dv like k and v (ldk,
+ * off+nq rows from position 0). dp, when not NULL, receives d/dpattern [H, nq, off+nq]
+ * = dz_i · v_j for every (i, j), the masked upper part included, as autograd gives it
+ * for the eager pattern tensor (z = pattern @ V reads every entry). */
+typedef struct {
+    const float *dz;
+    float *dq, *dk, *dv;
+    float *dp;
+} tp_attn_grad;
+
 typedef enum { TP_NO_TRANS = 0, TP_TRANS = 1 } tp_trans;
 
 /* What a backend says about itself (versions.json, logs). */
@@ -116,25 +130,46 @@ typedef struct {
     /* Every output from the same X [m, k] (row stride ldx), summed in f32. */
     tp_status (*linear)(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
                         const tp_linear_out *outs, int nout);
+    /* dX [m, k] (row stride ldx) = Σ_i dY_i · W_i, written: dy[i] is [m, outs[i].n]
+     * with outs[i].ldy's row stride (the gradient of outs[i].y); outs[i].y is not
+     * read. x is not read either (no weight gradient) and may be NULL. */
     tp_status (*linear_bwd)(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
                             const tp_linear_out *outs, int nout, const float *const *dy, float *dx);
     /* out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w   (out may alias x) */
     tp_status (*rmsnorm)(tp_backend *be, float *out, const float *x, const float *w, int64_t rows, int64_t d,
                          float eps);
+    /* With r = 1/sqrt(mean(x²) + eps) per row and g = dout:
+     *   dx = r · (g⊙w − x · r² · Σ(g⊙w⊙x) / d)     written; dx may alias dout
+     *   dw = Σ_rows g ⊙ x · r                        written; dw NULL: not wanted */
     tp_status (*rmsnorm_bwd)(tp_backend *be, float *dx, float *dw, const float *dout, const float *x,
                              const float *w, int64_t rows, int64_t d, float eps);
     /* In place on x [rows, nh*dh], rotate_half convention (pairs (i, i+dh/2) of each
      * head); row r is at position pos[r]; cos, sin are [max_pos, dh/2] tables. */
     tp_status (*rope)(tp_backend *be, float *x, int64_t rows, int nh, int dh, const int32_t *pos,
                       const float *cos, const float *sin);
+    /* In place: dx holds d/d(rotated x) and becomes d/dx, the rotation by −angle
+     * (a rotation's Jacobian is its transpose). */
     tp_status (*rope_bwd)(tp_backend *be, float *dx, int64_t rows, int nh, int dh, const int32_t *pos,
                           const float *cos, const float *sin);
     tp_status (*attention)(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq,
                            tp_attn_mode mode);
-    tp_status (*attention_bwd)(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq,
-                               const float *dz, float *dq, float *dk, float *dv);
+    /* Gradients of z through the causal attention above, per sequence: grads[s] for
+     * seqs[s] (q, k, v as the forward read them; z is not read). The pattern P0 is
+     * recomputed from q and k with the forward's own arithmetic (the same bits as
+     * PATTERN mode), so nothing [H, T, T] is kept between forward and backward. When
+     * seqs[s].p is not NULL it is the pattern z was made from (PV mode after a hook
+     * edited it): dv = pᵀ·dz and d/dp = dz·vᵀ use it, and the softmax's Jacobian is
+     * taken at P0 (an edit's own Jacobian counts as the identity). dq, dk, dv are
+     * written (dk, dv summed over the H/K query heads that share a kv head). The
+     * signature differs from the forward's by grads[]: a varlen batch's sequences
+     * sit at different rows, so each needs its own gradient pointers. */
+    tp_status (*attention_bwd)(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs,
+                               const tp_attn_grad *grads, int nseq);
     /* gate[i] = silu(gate[i]) * up[i] */
     tp_status (*silu_mul)(tp_backend *be, float *gate, const float *up, size_t n);
+    /* gate, up: the inputs of silu_mul (before it overwrote gate). With s = σ(gate):
+     *   dgate = dout · up · s · (1 + gate · (1 − s)),  dup = dout · gate · s
+     * both written; either may alias dout. */
     tp_status (*silu_mul_bwd)(tp_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                               const float *up, size_t n);
     /* y[i] += x[i] */
@@ -143,6 +178,8 @@ typedef struct {
      * outside [0, vocab) is TP_ERR_RANGE naming it and its row). */
     tp_status (*embed)(tp_backend *be, float *out, const void *table, tp_dtype dt, int64_t vocab, int64_t d,
                        const int32_t *ids, int64_t rows);
+    /* dtable[ids[r], :] += dout[r, :], accumulated (the caller zeroes dtable; a token
+     * that occurs twice gets both rows); f32 [vocab, d]. Ids are checked as in embed. */
     tp_status (*embed_bwd)(tp_backend *be, float *dtable, const float *dout, int64_t vocab, int64_t d,
                            const int32_t *ids, int64_t rows);
 

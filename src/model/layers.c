@@ -31,6 +31,11 @@ tp_status fwd_alloc_i32(tp_forward *f, int32_t **p, size_t n)
     return TP_OK;
 }
 
+tp_status fwd_tape_copy(tp_forward *f, float *dst, const float *src, int64_t width)
+{
+    return be_copy(f->be, dst, src, (size_t)f->rows * (size_t)width * sizeof(float));
+}
+
 /* ---- linear layers ---------------------------------------------------------------- */
 
 tp_status fwd_linear_n(tp_forward *f, const tp_mat *const *W, float *const *y, int nw,
@@ -117,6 +122,8 @@ static tp_status qkv(tp_forward *f, int L, const float *in)
     const tp_mat *W[3] = {&l->q, &l->k, &l->v};
     float *y[3] = {f->q, f->k, f->v};
     TP_CHECK(fwd_linear_n(f, W, y, 3, in, rows));
+    TP_CHECK(fwd_tape_save(f, L, TAPE_Q_PROJ, f->q, qd));
+    TP_CHECK(fwd_tape_save(f, L, TAPE_K_PROJ, f->k, kd));
     if (l->q_norm) TP_CHECK(be_rmsnorm(f->be, f->q, f->q, l->q_norm, rows, qd, eps));
     if (l->k_norm) TP_CHECK(be_rmsnorm(f->be, f->k, f->k, l->k_norm, rows, kd, eps));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_Q, f->q));
@@ -125,7 +132,10 @@ static tp_status qkv(tp_forward *f, int L, const float *in)
     TP_CHECK(be_rope(f->be, f->q, rows, c->num_heads, c->head_dim, f->pos, f->rope_cos, f->rope_sin));
     TP_CHECK(be_rope(f->be, f->k, rows, c->num_kv_heads, c->head_dim, f->pos, f->rope_cos, f->rope_sin));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ROT_Q, f->q));
-    return fwd_fire(f, L, TP_HOOK_ROT_K, f->k);
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_ROT_K, f->k));
+    TP_CHECK(fwd_tape_save(f, L, TAPE_ROT_Q, f->q, qd));
+    TP_CHECK(fwd_tape_save(f, L, TAPE_ROT_K, f->k, kd));
+    return fwd_tape_save(f, L, TAPE_V, f->v, kd);
 }
 
 /* The attention work of each sequence; with a KV cache, its rotated keys and values
@@ -156,6 +166,7 @@ static tp_status attn_seqs(tp_forward *f, int L)
 static tp_status attn_with_pattern(tp_forward *f, int L, const tp_attn_shape *shape)
 {
     int H = shape->H;
+    float *saved = f->tape && f->tape->pattern ? f->tape->pattern[L] : NULL;   /* edited patterns */
     if (!f->pattern) {
         /* Only when asked: [H, T, T] for one sequence, kept for later runs. */
         TP_CHECK(fwd_alloc_f32(f, &f->pattern, (size_t)H * (size_t)f->max_seq * (size_t)f->max_seq));
@@ -170,6 +181,11 @@ static tp_status attn_with_pattern(tp_forward *f, int L, const tp_attn_shape *sh
         info.name = hooks_point_name(L, TP_HOOK_PATTERN, name, sizeof name);
         TP_CHECK(fire(f, &info, f->pattern));
         TP_CHECK(be_attention(f->be, shape, &f->aseq[b], 1, TP_ATTN_PV));
+        if (saved) {
+            size_t n = (size_t)H * (size_t)T * (size_t)T;
+            TP_CHECK(be_copy(f->be, saved, f->pattern, n * sizeof(float)));
+            saved += n;
+        }
     }
     return TP_OK;
 }
@@ -191,7 +207,8 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
     else TP_CHECK(be_attention(f->be, &shape, f->aseq, f->nseq, TP_ATTN_FUSED));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_Z, f->z));
     TP_CHECK(fwd_linear(f, &f->m->layers[L].o, f->z, f->rows, f->ao));
-    return fwd_fire(f, L, TP_HOOK_ATTN_O, f->ao);
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_O, f->ao));
+    return fwd_tape_save(f, L, TAPE_ATTN_O, f->ao, c->hidden_size);
 }
 
 /* ---- MLP -------------------------------------------------------------------------- */
@@ -205,10 +222,13 @@ tp_status fwd_mlp(tp_forward *f, int L, const float *in)
     TP_CHECK(fwd_linear_n(f, W, y, 2, in, rows));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE, f->gate));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_PRE_LINEAR, f->up));
+    TP_CHECK(fwd_tape_save(f, L, TAPE_GATE, f->gate, F));
+    TP_CHECK(fwd_tape_save(f, L, TAPE_UP, f->up, F));
     TP_CHECK(be_silu_mul(f->be, f->gate, f->up, (size_t)(rows * F)));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_POST, f->gate));
     TP_CHECK(fwd_linear(f, &l->down, f->gate, rows, f->ao));
-    return fwd_fire(f, L, TP_HOOK_MLP_O, f->ao);
+    TP_CHECK(fwd_fire(f, L, TP_HOOK_MLP_O, f->ao));
+    return fwd_tape_save(f, L, TAPE_MLP_O, f->ao, f->m->cfg.hidden_size);
 }
 
 /* ---- final norm and head ------------------------------------------------------------ */
@@ -253,6 +273,7 @@ tp_status fwd_head(tp_forward *f, tp_logits_mode mode, const float **logits)
     const tp_model *m = f->m;
     const tp_model_config *c = &m->cfg;
     int64_t rows = f->rows;
+    TP_CHECK(fwd_tape_save(f, -1, TAPE_SLOTS, f->x, c->hidden_size));
     TP_CHECK(be_rmsnorm(f->be, f->xn, f->x, m->final_norm, rows, c->hidden_size, (float)c->rms_norm_eps));
     TP_CHECK(fwd_fire(f, -1, TP_HOOK_LN_FINAL, f->xn));
     if (mode == TP_LOGITS_NONE) {

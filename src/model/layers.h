@@ -19,6 +19,35 @@
 #include "backend/backend.h"
 #include "model/forward.h"
 
+/* The tape (llm.c's ActivationTensors): what the backward of each decoder layer reads,
+ * saved by the forward as the next op consumed it, i.e. after any hook edited it (so
+ * the backward differentiates the run that happened; model/backward.h). Only
+ * model/backward.c sets f->tape, for its own forward; a plain forward has NULL and
+ * saves nothing. Per layer and slot a [rows, width] buffer, NULL where the
+ * architecture's backward does not read that slot (olmo2_tape_slots, llama_tape_slots). */
+typedef enum {
+    TAPE_RESID_PRE = 0,   /* Llama: input_layernorm's input  [d] */
+    TAPE_Q_PROJ,          /* OLMo-2: q_proj's output = q_norm's input [H*dh] */
+    TAPE_K_PROJ,          /* OLMo-2: k_proj's output = k_norm's input [K*dh] */
+    TAPE_ROT_Q,           /* attention's inputs: q, k after RoPE, v [H*dh], [K*dh], [K*dh] */
+    TAPE_ROT_K,
+    TAPE_V,
+    TAPE_ATTN_O,          /* OLMo-2: o_proj's output = post_attention_layernorm's input [d] */
+    TAPE_RESID_MID,       /* Llama: post_attention_layernorm's input [d] */
+    TAPE_GATE,            /* silu_mul's inputs [F] */
+    TAPE_UP,
+    TAPE_MLP_O,           /* OLMo-2: down_proj's output = post_feedforward_layernorm's input [d] */
+    TAPE_SLOTS
+} tp_tape_slot;
+
+typedef struct {
+    float *(*slot)[TAPE_SLOTS];  /* [num_layers][TAPE_SLOTS] [be] */
+    float *final;                /* [be] [rows, d] the final norm's input */
+    /* [num_layers] [be] the pattern of every sequence after an editing attn.hook_pattern
+     * callback, [H, n_b, n_b] one after another; NULL for layers without one. */
+    float **pattern;
+} tp_tape;
+
 /* [be]: memory of f->be; everything else is host memory. */
 struct tp_forward {
     const tp_model *m;
@@ -55,7 +84,18 @@ struct tp_forward {
      * [L][max_batch][max_seq][K*dh]; NULL when decoding is not used. */
     float *kcache, *vcache;
     size_t bytes;
+    tp_tape *tape;             /* NULL but in model/backward.c's forward */
 };
+
+/* Saves `src` [f->rows, width] into the tape's (L, slot) (L = -1: the final norm's
+ * input), when there is a tape and it keeps that slot; a NULL test otherwise. */
+tp_status fwd_tape_copy(tp_forward *f, float *dst, const float *src, int64_t width);
+static inline tp_status fwd_tape_save(tp_forward *f, int L, tp_tape_slot slot, const float *src, int64_t width)
+{
+    if (!f->tape) return TP_OK;
+    float *dst = L < 0 ? f->tape->final : f->tape->slot[L][slot];
+    return dst ? fwd_tape_copy(f, dst, src, width) : TP_OK;
+}
 
 /* *p = n elements of f->be memory (NULL for 0), counted in f->bytes. */
 tp_status fwd_alloc_f32(tp_forward *f, float **p, size_t n);
@@ -87,5 +127,7 @@ tp_status fwd_head(tp_forward *f, tp_logits_mode mode, const float **logits);
 typedef tp_status (*block_fn)(tp_forward *f, int L);
 tp_status olmo2_block(tp_forward *f, int L);
 tp_status llama_block(tp_forward *f, int L);
+/* The tape slots each architecture's backward reads (bit s = tp_tape_slot s). */
+extern const unsigned olmo2_tape_slots, llama_tape_slots;
 
 #endif

@@ -170,3 +170,37 @@ tp_status cpu_blas_linear(cpu_wtile *ws, int64_t m, int64_t k, const float *x, i
     }
     return TP_OK;
 }
+
+/* dX = Σ_i dY_i · W_i through sgemm (NN), beside the forward above: f32 weights
+ * straight from their mapping, BF16/F16 converted a tile of rows at a time into the
+ * same workspace; the first product writes dX (beta 0), every later one adds. */
+tp_status cpu_blas_linear_bwd(cpu_wtile *ws, int64_t m, int64_t k, const tp_linear_out *outs, int nout,
+                              const float *const *dy, float *dx, int64_t ldx)
+{
+    float beta = 0.0f;
+    for (int i = 0; i < nout; i++) {
+        const tp_linear_out *o = &outs[i];
+        CHECK_SIZES("linear_bwd", m, k, o->n, ldx, o->ldw, o->ldy);
+        if (o->n == 0) continue;
+        if (o->dtype == TP_DTYPE_F32) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)k, (blasint)o->n, 1.0f,
+                        dy[i], (blasint)o->ldy, (const float *)o->w, (blasint)o->ldw, beta, dx, (blasint)ldx);
+            beta = 1.0f;
+            continue;
+        }
+        int64_t R = tile_rows(o->n, k);
+        TP_CHECK(wtile_reserve(ws, (size_t)R * (size_t)k));
+        for (int64_t r0 = 0; r0 < o->n; r0 += R) {
+            int64_t r = o->n - r0 < R ? o->n - r0 : R;
+            convert_tile(o, k, r0, r, ws->p);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)k, (blasint)r, 1.0f,
+                        dy[i] + r0, (blasint)o->ldy, ws->p, (blasint)k, beta, dx, (blasint)ldx);
+            beta = 1.0f;
+        }
+    }
+    if (beta == 0.0f) {   /* no output had a column: dX = 0 */
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t c = 0; c < k; c++) dx[r * ldx + c] = 0.0f;
+    }
+    return TP_OK;
+}

@@ -5,7 +5,8 @@
  * themselves before, with unit strides and the upper triangle, so results are the
  * same bits. And the OpenBLAS path of `linear`: f32 weights straight from their
  * mapping, BF16/F16 converted to f32 a tile of rows at a time into a workspace the
- * backend owns, then one sgemm per tile.
+ * backend owns, then one sgemm per tile. The backward of `linear` (dX = dY · W) takes
+ * the same path: weight gradients are never formed, so it is one NN sgemm per output.
  *
  * Sizes and leading dimensions must fit OpenBLAS's blasint (TP_ERR_RANGE otherwise).
  * Like every CPU op: one calling thread at a time (the workspace and the pool are
@@ -28,6 +29,12 @@ typedef struct {
  * reads; non-f32 weights are converted per tile into ws). */
 tp_status cpu_blas_linear(cpu_wtile *ws, int64_t m, int64_t k, const float *x, int64_t ldx,
                           const tp_linear_out *o);
+
+/* Its backward, dX [m, k] (row stride ldx) = Σ_i dY_i · W_i (backend.h linear_bwd):
+ * one sgemm per output (per tile of rows for BF16/F16), the first writing, the rest
+ * adding. */
+tp_status cpu_blas_linear_bwd(cpu_wtile *ws, int64_t m, int64_t k, const tp_linear_out *outs, int nout,
+                              const float *const *dy, float *dx, int64_t ldx);
 
 /* The slots of backend.h's "dense linear algebra" section, same arguments. */
 tp_status cpu_be_gemm_f32(tp_backend *be, tp_trans ta, tp_trans tb, int64_t m, int64_t n, int64_t k, float alpha,

@@ -127,6 +127,35 @@ void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t rows, int64
     }
 }
 
+/* Backward of cpu_rmsnorm (maths in backend.h, rmsnorm_bwd). The two row sums and
+ * r are taken in f64: they feed every element of the row, and f64 costs nothing
+ * next to the GEMMs around it. dx may alias dout: a row's sums are read before the
+ * row is written. */
+int cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t rows,
+                    int64_t d, float eps)
+{
+    double *acc = NULL;
+    if (dw && !(acc = calloc((size_t)d ? (size_t)d : 1, sizeof *acc))) return -1;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d, *g = dout + r * d;
+        float *o = dx + r * d;
+        double ss = 0, gwx = 0;
+        for (int64_t i = 0; i < d; i++) {
+            ss += (double)xr[i] * xr[i];
+            gwx += (double)g[i] * w[i] * xr[i];
+        }
+        double inv = 1.0 / sqrt(ss / (double)d + (double)eps), c = inv * inv * gwx / (double)d;
+        if (acc)
+            for (int64_t i = 0; i < d; i++) acc[i] += (double)g[i] * xr[i] * inv;
+        for (int64_t i = 0; i < d; i++) o[i] = (float)(inv * ((double)g[i] * w[i] - (double)xr[i] * c));
+    }
+    if (acc) {
+        for (int64_t i = 0; i < d; i++) dw[i] = (float)acc[i];
+        free(acc);
+    }
+    return 0;
+}
+
 static void silu_mul_serial(float *restrict gate, const float *restrict up, size_t n)
 {
 #if defined(TP_X86)
@@ -162,6 +191,42 @@ void cpu_silu_mul(float *restrict gate, const float *restrict up, size_t n)
     cpu_parallel_for((int64_t)((n + ELEM_BLOCK - 1) / ELEM_BLOCK), silu_task, &j);
 }
 
+/* Backward of silu_mul: s = 1 / (1 + exp(-g)), silu = g s, silu' = s (1 + g (1 - s)).
+ * Not restrict: dgate or dup may alias dout (each element is read before written). */
+TP_MULTIVERSION
+static void silu_mul_bwd_serial(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                                size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], u = up[i], d = dout[i];
+        float sg = 1.0f / (1.0f + expf(-g));
+        float dg = d * u * (sg * (1.0f + g * (1.0f - sg)));
+        float du = d * (g * sg);
+        dgate[i] = dg;
+        dup[i] = du;
+    }
+}
+
+typedef struct {
+    float *dgate, *dup;
+    const float *dout, *gate, *up;
+    size_t n;
+} silu_bwd_job;
+
+static void silu_bwd_task(void *arg, int64_t t, int thread)
+{
+    const silu_bwd_job *j = arg;
+    size_t i0 = (size_t)t * ELEM_BLOCK, n = j->n - i0 < ELEM_BLOCK ? j->n - i0 : ELEM_BLOCK;
+    silu_mul_bwd_serial(j->dgate + i0, j->dup + i0, j->dout + i0, j->gate + i0, j->up + i0, n);
+    (void)thread;
+}
+
+void cpu_silu_mul_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n)
+{
+    silu_bwd_job j = {dgate, dup, dout, gate, up, n};
+    cpu_parallel_for((int64_t)((n + ELEM_BLOCK - 1) / ELEM_BLOCK), silu_bwd_task, &j);
+}
+
 TP_MULTIVERSION
 void cpu_add(float *restrict y, const float *restrict x, size_t n)
 {
@@ -181,6 +246,24 @@ void cpu_rope(float *x, int64_t rows, int nh, int dh, const int32_t *pos, const 
                 float a = v[i], b = v[i + half];
                 v[i] = a * cs[i] - b * sn[i];
                 v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+/* Backward of cpu_rope: the transpose of each 2x2 rotation, in place on dx. */
+void cpu_rope_bwd(float *dx, int64_t rows, int nh, int dh, const int32_t *pos, const float *cos_t,
+                  const float *sin_t)
+{
+    int half = dh / 2;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *cs = cos_t + (size_t)pos[r] * half, *sn = sin_t + (size_t)pos[r] * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = dx + (size_t)r * nh * dh + (size_t)h * dh;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] + b * sn[i];
+                v[i + half] = b * cs[i] - a * sn[i];
             }
         }
     }
@@ -468,6 +551,133 @@ int cpu_attention(const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq, tp_
         for (int64_t t = 0; t < ntasks; t++) attn_task(&J, t, 0);
     } else {
         cpu_parallel_for(ntasks, attn_task, &J);
+    }
+    for (int t = 0; t < CPU_POOL_MAX; t++) free(ws[t]);
+    return 0;
+}
+
+/* ---- causal attention, backward ---------------------------------------------------
+ * One task per (sequence, kv head): it owns dk and dv of that kv head and dq of the
+ * H/K query heads that read it, so tasks never write the same memory and the sums do
+ * not depend on the thread count. Per query head h, with n_i = off + i + 1 visible keys
+ * in row i:
+ *   P0 = the forward's pattern, recomputed by its own PATTERN task (same bits);
+ *   dP[i, j] = dz_i · v_j                        (all j < off+nq when dp is wanted)
+ *   dv_j += Σ_i P[i, j] dz_i                     (P = the edited pattern if given, else P0)
+ *   dS[i, j] = P0[i, j] (dP[i, j] − Σ_j' P0[i, j'] dP[i, j'])   (softmax Jacobian)
+ *   dq_i = scale Σ_j dS[i, j] k_j,   dk_j += scale Σ_i dS[i, j] q_i
+ * over j < n_i. Dot products keep 16 partial sums so they vectorise. */
+
+static float dot_f32(const float *restrict a, const float *restrict b, int n)
+{
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0;
+    for (int j = 0; j < 16; j++) s += acc[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_f32(float *restrict y, const float *restrict x, float alpha, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+typedef struct {
+    const tp_attn_shape *a;
+    const tp_attn_seq *seqs;
+    const tp_attn_grad *grads;
+    int vec;
+    float **ws;
+} attn_bwd_job;
+
+static size_t attn_bwd_ws_floats(int64_t nq, int64_t nk, int dh)
+{
+    return attn_ws_floats(nk, dh) + 2 * (size_t)nq * (size_t)nk;
+}
+
+static void attn_bwd_head(const attn_bwd_job *J, const tp_attn_seq *s, const tp_attn_grad *gr, int h, int g,
+                          float *ws)
+{
+    const tp_attn_shape *a = J->a;
+    int dh = a->dh;
+    int64_t nq = s->nq, off = s->off, nk = off + nq;
+    const float *q = s->q + (int64_t)h * dh, *k = s->k + (int64_t)g * dh, *v = s->v + (int64_t)g * dh;
+    const float *dz = gr->dz + (int64_t)h * dh;
+    float *dq = gr->dq + (int64_t)h * dh, *dk = gr->dk + (int64_t)g * dh, *dv = gr->dv + (int64_t)g * dh;
+    float *P = ws + attn_ws_floats(nk, dh), *D = P + (size_t)nq * (size_t)nk;
+
+    /* P0: the forward's PATTERN task on this one head (H = K = 1, the same strides). */
+    tp_attn_shape a1 = *a;
+    a1.H = 1, a1.K = 1;
+    tp_attn_seq s1 = {.q = q, .k = k, .v = v, .z = dq, .p = P, .nq = nq, .off = off};
+    attn_job J1 = {&a1, &s1, TP_ATTN_PATTERN, J->vec, &ws};
+    attn_task(&J1, 0, 0);
+
+    float *dP = gr->dp ? gr->dp + (size_t)h * (size_t)nq * (size_t)nk : D;
+    const float *Pz = s->p ? s->p + (size_t)h * (size_t)nq * (size_t)nk : P;
+    for (int64_t i = 0; i < nq; i++) {
+        int64_t ni = off + i + 1, ncol = gr->dp ? nk : ni;
+        const float *dzi = dz + i * a->ldz;
+        float *dPi = dP + i * nk;
+        for (int64_t j = 0; j < ncol; j++) dPi[j] = dot_f32(dzi, v + j * a->ldk, dh);
+        for (int64_t j = 0; j < ni; j++) axpy_f32(dv + j * a->ldk, dzi, Pz[i * nk + j], dh);
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        int64_t ni = off + i + 1;
+        float *Pi = P + i * nk;
+        const float *dPi = dP + i * nk;
+        float rho = 0;
+        for (int64_t j = 0; j < ni; j++) rho += Pi[j] * dPi[j];
+        for (int64_t j = 0; j < ni; j++) Pi[j] = Pi[j] * (dPi[j] - rho);   /* P now holds dS */
+        float *dqi = dq + i * a->ldq;
+        const float *qi = q + i * a->ldq;
+        for (int c = 0; c < dh; c++) dqi[c] = 0.0f;
+        for (int64_t j = 0; j < ni; j++) {
+            axpy_f32(dqi, k + j * a->ldk, Pi[j], dh);
+            axpy_f32(dk + j * a->ldk, qi, a->scale * Pi[j], dh);
+        }
+        for (int c = 0; c < dh; c++) dqi[c] *= a->scale;
+    }
+}
+
+static void attn_bwd_task(void *arg, int64_t task, int thread)
+{
+    const attn_bwd_job *J = arg;
+    const tp_attn_shape *a = J->a;
+    int G = a->H / a->K, g = (int)(task % a->K);
+    const tp_attn_seq *s = &J->seqs[task / a->K];
+    const tp_attn_grad *gr = &J->grads[task / a->K];
+    int64_t nk = s->off + s->nq;
+    for (int64_t j = 0; j < nk; j++) {
+        memset(gr->dk + j * a->ldk + (int64_t)g * a->dh, 0, (size_t)a->dh * sizeof(float));
+        memset(gr->dv + j * a->ldk + (int64_t)g * a->dh, 0, (size_t)a->dh * sizeof(float));
+    }
+    for (int i = 0; i < G; i++) attn_bwd_head(J, s, gr, g * G + i, g, J->ws[thread]);
+}
+
+int cpu_attention_bwd(const tp_attn_shape *a, const tp_attn_seq *seqs, const tp_attn_grad *grads, int nseq)
+{
+    int64_t ntasks = (int64_t)nseq * a->K;
+    size_t wsn = 0;
+    for (int s = 0; s < nseq; s++) {
+        size_t n = attn_bwd_ws_floats(seqs[s].nq, seqs[s].off + seqs[s].nq, a->dh);
+        wsn = n > wsn ? n : wsn;
+    }
+    int nt = cpu_get_threads();
+    if (nt < 1) nt = 1;
+    if (nt > CPU_POOL_MAX) nt = CPU_POOL_MAX;
+    float *ws[CPU_POOL_MAX] = {0};
+    int ok = 1;
+    for (int t = 0; t < nt && ok; t++) ok = (ws[t] = malloc(wsn * sizeof(float))) != NULL;
+    if (!ws[0]) return -1;
+    attn_bwd_job J = {a, seqs, grads, have_avx512() && a->dh % 16 == 0, ws};
+    if (!ok || nt == 1) {
+        for (int64_t t = 0; t < ntasks; t++) attn_bwd_task(&J, t, 0);
+    } else {
+        cpu_parallel_for(ntasks, attn_bwd_task, &J);
     }
     for (int t = 0; t < CPU_POOL_MAX; t++) free(ws[t]);
     return 0;

@@ -1,5 +1,6 @@
 /* cpu.h — the CPU kernels of the forward pass: GEMM through OpenBLAS, a causal
- * attention kernel, and the element-wise / row-wise loops around them. The CPU
+ * attention kernel, and the element-wise / row-wise loops around them; each backward
+ * kernel (`_bwd`, f32) is declared and defined beside its forward one. The CPU
  * backend (cpu_backend.c) puts them in its table; tests and benchmarks of the
  * kernels themselves may call them directly.
  *
@@ -34,8 +35,14 @@ void cpu_gemm_nn(int64_t m, int64_t n, int64_t k, float alpha, const float *A, i
 
 /* out[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * w  (out may alias x) */
 void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t rows, int64_t d, float eps);
+/* Its backward (backend.h rmsnorm_bwd); returns -1 when dw's f64 row of sums cannot
+ * be allocated, else 0. */
+int cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, int64_t rows,
+                    int64_t d, float eps);
 /* gate[i] = silu(gate[i]) * up[i] */
 void cpu_silu_mul(float *restrict gate, const float *restrict up, size_t n);
+/* Its backward (backend.h silu_mul_bwd): gate, up are silu_mul's inputs. */
+void cpu_silu_mul_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
 /* y[i] += x[i] */
 void cpu_add(float *restrict y, const float *restrict x, size_t n);
 /* Causal softmax of row i of s[T, ld] over columns 0..i (columns > i set to 0);
@@ -48,6 +55,8 @@ void cpu_softmax_causal_offset(float *s, int64_t T, int64_t ld, float scale, int
 /* In place on x [rows, nh*dh], rotate_half convention (pairs (i, i+dh/2) of each
  * head); row r is at position pos[r]; cos, sin are [max_pos, dh/2] tables. */
 void cpu_rope(float *x, int64_t rows, int nh, int dh, const int32_t *pos, const float *cos, const float *sin);
+/* Its backward, in place on dx (rotation by the opposite angle). */
+void cpu_rope_bwd(float *dx, int64_t rows, int nh, int dh, const int32_t *pos, const float *cos, const float *sin);
 
 /* Causal attention, one call for a batch of sequences of different lengths, with the
  * semantics of the backend's `attention` op (backend.h: tp_attn_seq, modes). The
@@ -55,6 +64,12 @@ void cpu_rope(float *x, int64_t rows, int nh, int dh, const int32_t *pos, const 
  * Heads x sequences run in parallel. Returns 0, or -1 when the per-thread blocks
  * cannot be allocated. */
 int cpu_attention(const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq, tp_attn_mode mode);
+/* Its backward (backend.h attention_bwd): the pattern recomputed per head by the
+ * forward's own PATTERN code, then the softmax and product Jacobians; one task per
+ * (sequence, kv head), so dk/dv sums over the shared query heads need no locking and
+ * the bits do not depend on the thread count. Returns 0, or -1 when the per-thread
+ * blocks (two [nq, off+nq] matrices plus the forward's) cannot be allocated. */
+int cpu_attention_bwd(const tp_attn_shape *a, const tp_attn_seq *seqs, const tp_attn_grad *grads, int nseq);
 
 /* y[i] = exp(x[i]) with the kernel silu and softmax use (AVX-512: Cephes polynomial,
  * max error 2 ulp; scalar: libm expf). For tests. */

@@ -4,8 +4,8 @@
  * Host memory throughout: alloc is malloc, upload / download / copy are memcpy,
  * nothing is queued (sync does nothing). One process-wide instance, because the
  * thread pool and OpenBLAS's thread count are process-wide; its context holds the
- * f32 tile of the OpenBLAS path, which lives as long as the process. The backward
- * slots stay NULL until they are written.
+ * f32 tile of the OpenBLAS path, which lives as long as the process. Every backward
+ * slot is filled, each beside its forward one (f32; the kernels in cpu.h and blas.h).
  */
 #include "backend/cpu/cpu_backend.h"
 
@@ -101,6 +101,16 @@ static tp_status cpu_be_linear(tp_backend *be, int64_t m, int64_t k, const float
     return TP_OK;
 }
 
+/* dX = Σ dY_i · W_i on OpenBLAS whatever the forward took: sgemm NN reads W as it is
+ * stored (the forward's own kernel packs W transposed for Y = X Wᵀ and has no NN
+ * form), BF16/F16 through the same converted tiles. */
+static tp_status cpu_be_linear_bwd(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
+                                   const tp_linear_out *outs, int nout, const float *const *dy, float *dx)
+{
+    cpu_context *c = be->context;
+    return cpu_blas_linear_bwd(&c->wtile, m, k, outs, nout, dy, dx, ldx);
+}
+
 /* ---- the other forward-pass ops --------------------------------------------------- */
 
 static tp_status cpu_be_rmsnorm(tp_backend *be, float *out, const float *x, const float *w, int64_t rows, int64_t d,
@@ -110,10 +120,25 @@ static tp_status cpu_be_rmsnorm(tp_backend *be, float *out, const float *x, cons
     return TP_OK;
 }
 
+static tp_status cpu_be_rmsnorm_bwd(tp_backend *be, float *dx, float *dw, const float *dout, const float *x,
+                                    const float *w, int64_t rows, int64_t d, float eps)
+{
+    if (cpu_rmsnorm_bwd(dx, dw, dout, x, w, rows, d, eps))
+        return tp_err(TP_ERR_NOMEM, "rmsnorm_bwd: out of memory for the weight gradient's sums");
+    return TP_OK;
+}
+
 static tp_status cpu_be_rope(tp_backend *be, float *x, int64_t rows, int nh, int dh, const int32_t *pos,
                              const float *cos_t, const float *sin_t)
 {
     cpu_rope(x, rows, nh, dh, pos, cos_t, sin_t);
+    return TP_OK;
+}
+
+static tp_status cpu_be_rope_bwd(tp_backend *be, float *dx, int64_t rows, int nh, int dh, const int32_t *pos,
+                                 const float *cos_t, const float *sin_t)
+{
+    cpu_rope_bwd(dx, rows, nh, dh, pos, cos_t, sin_t);
     return TP_OK;
 }
 
@@ -125,9 +150,26 @@ static tp_status cpu_be_attention(tp_backend *be, const tp_attn_shape *a, const 
     return TP_OK;
 }
 
+static tp_status cpu_be_attention_bwd(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs,
+                                      const tp_attn_grad *grads, int nseq)
+{
+    if (a->K < 1 || a->H % a->K)
+        return tp_err(TP_ERR_RANGE, "attention_bwd: %d query heads do not share %d kv heads evenly", a->H, a->K);
+    if (cpu_attention_bwd(a, seqs, grads, nseq))
+        return tp_err(TP_ERR_NOMEM, "attention_bwd: out of memory for the per-thread pattern blocks");
+    return TP_OK;
+}
+
 static tp_status cpu_be_silu_mul(tp_backend *be, float *gate, const float *up, size_t n)
 {
     cpu_silu_mul(gate, up, n);
+    return TP_OK;
+}
+
+static tp_status cpu_be_silu_mul_bwd(tp_backend *be, float *dgate, float *dup, const float *dout,
+                                     const float *gate, const float *up, size_t n)
+{
+    cpu_silu_mul_bwd(dgate, dup, dout, gate, up, n);
     return TP_OK;
 }
 
@@ -152,6 +194,18 @@ static tp_status cpu_be_embed(tp_backend *be, float *out, const void *table, tp_
     return TP_OK;
 }
 
+static tp_status cpu_be_embed_bwd(tp_backend *be, float *dtable, const float *dout, int64_t vocab, int64_t d,
+                                  const int32_t *ids, int64_t rows)
+{
+    for (int64_t r = 0; r < rows; r++)
+        if (ids[r] < 0 || ids[r] >= vocab)
+            return tp_err(TP_ERR_RANGE, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                          ids[r], (long long)r, (long long)vocab);
+    for (int64_t r = 0; r < rows; r++) cpu_add(dtable + (size_t)ids[r] * (size_t)d, dout + (size_t)r * (size_t)d,
+                                               (size_t)d);
+    return TP_OK;
+}
+
 /* ---- the table -------------------------------------------------------------------- */
 
 static cpu_context cpu_ctx;
@@ -169,18 +223,18 @@ static tp_backend cpu_backend = {
         .info = cpu_be_info,
 
         .linear = cpu_be_linear,
-        .linear_bwd = NULL,
+        .linear_bwd = cpu_be_linear_bwd,
         .rmsnorm = cpu_be_rmsnorm,
-        .rmsnorm_bwd = NULL,
+        .rmsnorm_bwd = cpu_be_rmsnorm_bwd,
         .rope = cpu_be_rope,
-        .rope_bwd = NULL,
+        .rope_bwd = cpu_be_rope_bwd,
         .attention = cpu_be_attention,
-        .attention_bwd = NULL,
+        .attention_bwd = cpu_be_attention_bwd,
         .silu_mul = cpu_be_silu_mul,
-        .silu_mul_bwd = NULL,
+        .silu_mul_bwd = cpu_be_silu_mul_bwd,
         .add = cpu_be_add,
         .embed = cpu_be_embed,
-        .embed_bwd = NULL,
+        .embed_bwd = cpu_be_embed_bwd,
 
         .gemm_f32 = cpu_be_gemm_f32,
         .gemm_f64 = cpu_be_gemm_f64,
