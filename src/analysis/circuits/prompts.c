@@ -196,6 +196,14 @@ tp_status prompts_add_synthetic(prompt_set *ps, tp_tokenizer *tok, int count, in
     return TP_OK;
 }
 
+tp_status prompts_add_ids(prompt_set *ps, const int32_t *ids, int n, const char *source, int synthetic_len)
+{
+    int32_t *copy = tp_malloc((size_t)(n > 0 ? n : 1) * sizeof *copy);
+    if (!copy) return TP_ERR_NOMEM;
+    memcpy(copy, ids, (size_t)n * sizeof *copy);
+    return push(ps, copy, n, source, synthetic_len);
+}
+
 void prompt_set_free(prompt_set *ps)
 {
     for (int i = 0; ps->p && i < ps->n; i++) free(ps->p[i].ids);

@@ -55,6 +55,9 @@ tp_status prompts_add_heldout(prompt_set *ps, tp_tokenizer *tok, const tp_data_s
  * `vocab` that the tokenizer has and that are not special, drawn by `seed`. */
 tp_status prompts_add_synthetic(prompt_set *ps, tp_tokenizer *tok, int count, int L, int vocab, uint64_t seed,
                                 const prompt_limits *lim);
+/* Appends token ids as they are (copied; no BOS, no checks): a prompt made
+ * elsewhere (tests, goldens); synthetic_len > 0 marks [BOS, r1..rL, r1..rL]. */
+tp_status prompts_add_ids(prompt_set *ps, const int32_t *ids, int n, const char *source, int synthetic_len);
 void prompt_set_free(prompt_set *ps);
 
 #endif
