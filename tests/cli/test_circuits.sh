@@ -12,8 +12,8 @@ PY=/usr/bin/python3
 common=(--model "$M" --set data.corpus="$SRC/data/corpus/heldout.jsonl" --num-samples 8 --set data.seq_len=32
         --set circuits.heads.corpus_docs=6 --set circuits.heads.synthetic=4 --set circuits.heads.synthetic_len=10
         --set circuits.weights.baseline_samples=2)
-circ() { "$BIN" circuits "$@" "${common[@]}"; }
-circ_np() { local np=$1; shift; timeout -s KILL 240 "$MPIRUN" -np "$np" "$BIN" circuits "$@" "${common[@]}"; }
+circ() { "$BIN" circuits "${common[@]}" "$@"; }   # the test's options last: they win
+circ_np() { local np=$1; shift; timeout -s KILL 240 "$MPIRUN" -np "$np" "$BIN" circuits "${common[@]}" "$@"; }
 check() {   # check NAME CONDITION...
   local name=$1; shift
   if "$@"; then passes=$((passes + 1)); echo "ok   $name"; else failures=$((failures + 1)); echo "FAIL $name"; fi
@@ -113,6 +113,10 @@ check "heads: .txt and .jsonl give the same prompts and scores" $PY -c "
 import json; a = json.load(open('$TMP/ht/$H')); b = json.load(open('$TMP/hj/$H'))
 assert a['prompts']['count'] == 6 and a['prompts']['text'] == 2, a['prompts']
 assert a['scores'] == b['scores']"
+
+expect_ok "heads when the run's sample is the whole corpus" -- circ heads --num-samples 100000 --out "$TMP/hall"
+check "... the synthetic prompts alone" $PY -c "
+import json; d = json.load(open('$TMP/hall/$H')); assert d['prompts']['text'] == 0 and d['prompts']['synthetic'] == 4"
 
 # ---- weights and dla -----------------------------------------------------------------------------
 W=results/circuits/weight_circuits.json

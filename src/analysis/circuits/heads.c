@@ -52,7 +52,8 @@ tp_status heads_prompts(const circuits_ctx *cx, const char *file, prompt_set *ps
             st = prompts_add_synthetic(ps, cx->tok, (int)cs->synthetic, (int)cs->synthetic_len, cx->m->cfg.vocab_size,
                                        cs->seed, &lim);
     }
-    if (st == TP_OK && ps->n == 0) st = tp_err(TP_ERR_CONFIG, "circuits heads: no prompt has the 2 tokens a score needs");
+    if (st == TP_OK && ps->n == 0) st = tp_err(TP_ERR_CONFIG, "circuits heads: no prompts: no held-out "
+                                                  "document, no synthetic prompt, or none of the 2 tokens a score needs");
     if (st != TP_OK) prompt_set_free(ps);
     return st;
 }

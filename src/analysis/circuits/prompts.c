@@ -2,6 +2,7 @@
  * synthetic repeated sequences (prompts.h). */
 #include "analysis/circuits/prompts.h"
 
+#include "core/log.h"
 #include "core/rng.h"
 #include "core/sample.h"
 #include "io/corpus.h"
@@ -125,11 +126,12 @@ tp_status prompts_add_file(prompt_set *ps, tp_tokenizer *tok, const char *path, 
 }
 
 /* The corpus indices of the run's sample (what the held-out documents avoid). */
-static tp_status run_sample(const tp_data_spec *spec, int64_t **docs, size_t *n)
+static tp_status run_sample(const tp_data_spec *spec, int64_t **docs, size_t *n, size_t *corpus_docs)
 {
     corpus *c = NULL;
     TP_CHECK(corpus_open(spec->corpus, spec->skip_malformed, &c));
     size_t want = (size_t)spec->num_samples, have = corpus_count(c), k = want < have ? want : have;
+    *corpus_docs = have;
     size_t *idx = tp_malloc((k ? k : 1) * sizeof *idx);
     *docs = tp_malloc((k ? k : 1) * sizeof **docs);
     tp_status st = idx && *docs ? corpus_sample(c, want, spec->seed, idx, n) : TP_ERR_NOMEM;
@@ -143,9 +145,16 @@ tp_status prompts_add_heldout(prompt_set *ps, tp_tokenizer *tok, const tp_data_s
                               uint64_t seed, const prompt_limits *lim)
 {
     int64_t *exclude = NULL;
-    size_t nex = 0;
+    size_t nex = 0, ndocs = 0;
     tp_dataset ds = {0};
-    tp_status st = run_sample(spec, &exclude, &nex);
+    tp_status st = run_sample(spec, &exclude, &nex, &ndocs);
+    if (st == TP_OK && nex >= ndocs) {
+        /* the run's sample is the whole corpus: nothing is held out */
+        tp_log_warn("circuits heads: data.num_samples = %lld takes every document of %s: no held-out document "
+                    "to use as a prompt", (long long)spec->num_samples, spec->corpus);
+        free(exclude);
+        return TP_OK;
+    }
     if (st == TP_OK)
         st = dataset_open_heldout(spec, tok, eos, "circuits heads (held-out documents)", exclude, nex, (size_t)docs,
                                   seed, &ds);

@@ -48,7 +48,7 @@ tp_status prompts_encode(tp_tokenizer *tok, const char *text, const prompt_limit
 tp_status prompts_add_file(prompt_set *ps, tp_tokenizer *tok, const char *path, const prompt_limits *lim);
 /* Appends one prompt per held-out document: up to `docs` of them drawn by `seed`
  * from the corpus documents outside the run's sample (spec->num_samples drawn by
- * spec->seed). */
+ * spec->seed). When the sample is the whole corpus it appends none and warns. */
 tp_status prompts_add_heldout(prompt_set *ps, tp_tokenizer *tok, const tp_data_spec *spec, int32_t eos, int64_t docs,
                               uint64_t seed, const prompt_limits *lim);
 /* Appends `count` prompts [BOS, r1..rL, r1..rL]; r uniform over the ids below
