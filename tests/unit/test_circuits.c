@@ -372,6 +372,42 @@ START_TEST(test_dla_matches_transformer_lens_and_adds_up)
 }
 END_TEST
 
+/* Llama (no norm after attention, tied embeddings) and BF16 OLMo-2: the pieces add up and
+ * the weight scores are finite, from the small random models of tests/data/models. */
+START_TEST(test_dla_adds_up_on_llama_and_bf16)
+{
+    const char *dirs[2] = {"models/llama-gqa-tied", "models/olmo2-gqa-bf16"};
+    circuits_settings cs;
+    memset(&cs, 0, sizeof cs);
+    circuits_ctx cx = {.cs = &cs, .bos = -1};
+    ck_assert_msg(model_open(tp_test_data(dirs[_i]), TP_CONVERT_PER_MATRIX, &cx.m) == TP_OK, "%s", tp_err_msg());
+    const int32_t ids[6] = {1, 17, 5, 99, 17, 5};
+    dla_request rq = {.prompt = "ids", .ids = ids, .T = 6, .target = 99, .distractor = 7, .id = "x"};
+    dla_result r;
+    ck_assert_msg(dla_compute(&cx, &rq, &r) == TP_OK, "%s", tp_err_msg());
+    double total = r.embed;
+    for (int l = 0; l < r.L; l++) {
+        ck_assert_msg(fabs(r.heads_sum[l] - r.attn[l]) <= 1e-5 * (1 + fabs(r.attn[l])), "%s layer %d", dirs[_i], l);
+        total += r.attn[l] + r.mlp[l];
+        if (cx.m->cfg.arch == TP_ARCH_LLAMA) ck_assert_double_eq(r.attn_scale[l], 1.0);
+    }
+    ck_assert_msg(fabs(total - r.metric) <= 1e-4 * (1 + fabs(r.metric)), "%s: %.8f vs %.8f", dirs[_i], total, r.metric);
+    dla_result_free(&r);
+    wc_heads w;
+    ck_assert(wc_fold(cx.m, &w) == TP_OK);
+    size_t LH = (size_t)w.L * w.H;
+    double *q = malloc(LH * LH * sizeof *q), *sc = malloc(LH * sizeof *sc);
+    double *re = malloc(LH * w.dh * sizeof *re), *im = malloc(LH * w.dh * sizeof *im);
+    ck_assert(wc_composition(&w, q, NULL, NULL) == TP_OK);
+    ck_assert(wc_copying(cx.m, &w, sc, re, im) == TP_OK);
+    for (size_t i = 0; i < LH; i++) ck_assert(isfinite(sc[i]) && fabs(sc[i]) <= 1 + 1e-12);
+    for (size_t i = 0; i < LH * LH; i++) ck_assert(isfinite(q[i]) && q[i] >= 0 && q[i] <= 1 + 1e-12);
+    free(q), free(sc), free(re), free(im);
+    wc_heads_free(&w);
+    model_close(cx.m);
+}
+END_TEST
+
 /* ---- trace and SVG -------------------------------------------------------------------------------- */
 
 START_TEST(test_trace_stats_by_hand)
@@ -429,6 +465,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_composition_and_copying_match_transformer_lens);
     tcase_add_test(tc, test_composition_equals_brute_force_with_gqa);
     tcase_add_test(tc, test_dla_matches_transformer_lens_and_adds_up);
+    tcase_add_loop_test(tc, test_dla_adds_up_on_llama_and_bf16, 0, 2);
     tcase_add_test(tc, test_trace_stats_by_hand);
     tcase_add_test(tc, test_svg_escapes_labels);
     suite_add_tcase(s, tc);
