@@ -167,6 +167,13 @@ const char *cli_take_positional(tp_cli *cli)
     return NULL;
 }
 
+const char *cli_take_subcommand(tp_cli *cli)
+{
+    if (cli->nrest == 0 || cli->rest_used[0] || cli->rest[0][0] == '-') return NULL;
+    cli->rest_used[0] = true;
+    return cli->subcommand = cli->rest[0];
+}
+
 tp_status cli_reject_rest(const tp_cli *cli)
 {
     for (int i = 0; i < cli->nrest; i++) {
@@ -179,11 +186,14 @@ tp_status cli_reject_rest(const tp_cli *cli)
         snprintf(word, sizeof word, "%s", cli->rest[i]);
         word[strcspn(word, "=")] = '\0';   /* "--layer=3" is about "--layer" */
         const char *near = word[0] == '-' ? tp_nearest(word, known, n) : NULL;
+        char cmd[160];
+        snprintf(cmd, sizeof cmd, "%s%s%s", cli->command, cli->subcommand ? " " : "",
+                 cli->subcommand ? cli->subcommand : "");
         if (near)
             return tp_err(TP_ERR_CONFIG, "%s: unknown option '%s' (did you mean '%s'? see 'transpolmo %s --help')",
-                          cli->command, cli->rest[i], near, cli->command);
-        return tp_err(TP_ERR_CONFIG, "%s: unknown argument '%s' (see 'transpolmo %s --help')", cli->command,
-                      cli->rest[i], cli->command);
+                          cmd, cli->rest[i], near, cmd);
+        return tp_err(TP_ERR_CONFIG, "%s: unknown argument '%s' (see 'transpolmo %s --help')", cmd, cli->rest[i],
+                      cmd);
     }
     return TP_OK;
 }

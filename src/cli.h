@@ -20,8 +20,9 @@
 
 #define CLI_MAX_REST 64
 
-typedef struct {
+typedef struct tp_cli {
     const char *command;
+    const char *subcommand;      /* a phase's subcommand (phase.h), or NULL */
     tp_config *cfg;
     tp_settings set;             /* the shared sections, read once by cli_parse */
     char run_dir[TP_PATH_MAX];   /* run.out_dir, or runs/<run.name> */
@@ -42,6 +43,10 @@ const char *cli_take_value(tp_cli *cli, const char *name);
 bool cli_take_flag(tp_cli *cli, const char *name);
 /* Next positional argument not yet taken, or NULL. */
 const char *cli_take_positional(tp_cli *cli);
+/* The subcommand of a phase: the first argument left to the command when it is not
+ * an option ("trace" in `transpolmo circuits --model M trace --prompt P`), taken and
+ * kept in cli->subcommand; NULL when there is none. */
+const char *cli_take_subcommand(tp_cli *cli);
 /* Error naming the first argument nobody took, with the nearest option the command
  * knows ("--layer": did you mean '--layers'?). */
 tp_status cli_reject_rest(const tp_cli *cli);

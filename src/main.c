@@ -131,14 +131,59 @@ static void usage(FILE *f)
     fprintf(f, "  %-12s %s\n", commands[0].name, commands[0].help);
     int n;
     const tp_phase *const *ps = pipeline_phases(&n);
-    for (int i = 0; i < n; i++) fprintf(f, "  %-12s %s\n", ps[i]->name, ps[i]->help);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "  %-12s %s\n", ps[i]->name, ps[i]->help);
+        for (const tp_phase_sub *s = ps[i]->subs; s && s->name; s++) fprintf(f, "    %-10s %s\n", s->name, s->help);
+    }
     for (size_t i = 1; i < NCOMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "  %-12s %s\n  %-12s %s\n\n%s", "help", "this text, or `help <command>`", "version",
             "print the version", common_options);
 }
 
-/* `transpolmo <cmd> --help` / `help <cmd>`: 0, or 2 for an unknown command. */
-static int command_usage(const char *name)
+static const tp_phase_sub *find_sub(const tp_phase *p, const char *name)
+{
+    for (const tp_phase_sub *s = p->subs; s && s->name; s++)
+        if (!strcmp(s->name, name)) return s;
+    return NULL;
+}
+
+/* "circuits: unknown subcommand 'x'", with the nearest one when one is close. */
+static tp_status unknown_sub(const tp_phase *p, const char *name)
+{
+    const char *names[64];
+    size_t n = 0;
+    char list[512] = "";
+    for (const tp_phase_sub *s = p->subs; s && s->name && n < 64; s++) {
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", n ? ", " : "", s->name);
+        names[n++] = s->name;
+    }
+    const char *near = tp_nearest(name, names, n);
+    if (near)
+        return tp_err(TP_ERR_CONFIG, "%s: unknown subcommand '%s' (did you mean '%s'? subcommands: %s)", p->name, name,
+                      near, list);
+    return tp_err(TP_ERR_CONFIG, "%s: unknown subcommand '%s' (subcommands: %s)", p->name, name, list);
+}
+
+/* `transpolmo <phase> <sub> --help`: the subcommand's own usage. */
+static int sub_usage(const tp_phase *p, const char *name)
+{
+    const tp_phase_sub *s = find_sub(p, name);
+    if (!s) {
+        unknown_sub(p, name);
+        fprintf(stderr, "transpolmo: error: %s\n", tp_err_msg());
+        return 2;
+    }
+    printf("usage: transpolmo %s %s [options]\n\n%s\n", p->name, s->name, s->help);
+    if (s->usage) printf("\n%s", s->usage);
+    printf("\n%s", common_options);
+    return 0;
+}
+
+/* `transpolmo <cmd> --help` / `help <cmd> [sub]`: 0, or 2 for an unknown command
+ * or subcommand. `sub` is the word after the command (NULL: none); only a phase
+ * with subcommands reads it. */
+static int command_usage(const char *name, const char *sub)
 {
     const command *c = find_command(name);
     const tp_phase *p = pipeline_find(name);
@@ -147,9 +192,15 @@ static int command_usage(const char *name)
         fprintf(stderr, "transpolmo: error: %s\n", tp_err_msg());
         return 2;
     }
-    printf("usage: transpolmo %s [options]\n\n%s\n", name, c ? c->help : p->help);
+    if (p && p->subs && sub) return sub_usage(p, sub);
+    printf("usage: transpolmo %s %s[options]\n\n%s\n", name, p && p->subs ? "[subcommand] " : "",
+           c ? c->help : p->help);
     const char *u = c ? c->usage : p->usage;
     if (u) printf("\n%s", u);
+    if (p && p->subs) {
+        printf("\nsubcommands (transpolmo %s <subcommand> --help for its options):\n", name);
+        for (const tp_phase_sub *s = p->subs; s->name; s++) printf("  %-10s %s\n", s->name, s->help);
+    }
     if (p) {
         printf("\nwrites (under the run directory):\n");
         for (const char *const *o = p->outputs; *o; o++) printf("  %s\n", *o);
@@ -254,7 +305,11 @@ static tp_status dispatch(tp_cli *cli)
     const command *c = find_command(cli->command);
     const tp_phase *p = c ? NULL : pipeline_find(cli->command);
     if (!c && !p) return unknown_command(cli->command);
+    const tp_phase_sub *s = NULL;
+    if (p && p->subs && cli_take_subcommand(cli) && !(s = find_sub(p, cli->subcommand)))
+        return unknown_sub(p, cli->subcommand);
     if (p || c->runtime) TP_CHECK(apply_runtime_config(&cli->set));
+    if (s) return s->run(cli);
     return p ? run_phase_command(p, cli) : c->run(cli);
 }
 
@@ -295,8 +350,9 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "help")) return command_usage(argv[2]);
-    if (has_arg(argc, argv, "--help", "-h")) return command_usage(argv[1]);
+    if (!strcmp(argv[1], "help")) return command_usage(argv[2], argc > 3 ? argv[3] : NULL);
+    if (has_arg(argc, argv, "--help", "-h"))
+        return command_usage(argv[1], argc > 2 && argv[2][0] != '-' ? argv[2] : NULL);
     int verbose = has_arg(argc, argv, "--verbose", NULL);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("transpolmo %s\n", TP_VERSION);

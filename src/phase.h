@@ -11,6 +11,8 @@
  *   reads    shared keys (settings.h sections) its results depend on
  *   needs    phases whose outputs it reads
  *   headline one line of what it found, for `run`'s log and summary
+ *   subs     subcommands (`transpolmo <name> <sub> [options]`), each with its own
+ *            options; `transpolmo <name>` alone runs the phase
  * Its resume hash is its own keys and `reads` plus the hashes of the phases it
  * needs, so a change upstream reruns everything downstream and nothing else.
  *
@@ -29,6 +31,21 @@
 typedef struct tp_phase tp_phase;
 typedef tp_status (*tp_phase_fn)(const tp_config *cfg, const char *run_dir);
 
+/* The command line of a subcommand (cli.h); declared here so that this header
+ * does not depend on the CLI. */
+struct tp_cli;
+
+/* One subcommand of a phase: `transpolmo <phase> <name> [options]`. `run` parses
+ * its own options (cli_take_value ...) and rejects the rest; main prints `help`
+ * and `usage` for `transpolmo <phase> <name> --help` and lists the table under
+ * `transpolmo <phase> --help`. */
+typedef struct {
+    const char *name;
+    tp_status (*run)(struct tp_cli *cli);
+    const char *help;                    /* one line */
+    const char *usage;                   /* option lines, or NULL */
+} tp_phase_sub;
+
 struct tp_phase {
     const char *name;
     const char *help;
@@ -42,6 +59,9 @@ struct tp_phase {
      * ran or when it was skipped): `run` prints it per phase and in its summary.
      * NULL: none. A headline that cannot be made is left empty, not an error. */
     void (*headline)(const char *run_dir, char *buf, size_t n);
+    /* Subcommands, ended by an entry whose name is NULL; NULL: none. The first
+     * argument after the command that is not an option names one. */
+    const tp_phase_sub *subs;
 };
 
 /* The resume hash: FNV-1a over the phase's own keys and `reads` (config's

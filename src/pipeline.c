@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include "analysis/capture/capture_phase.h"
+#include "analysis/circuits/circuits_phase.h"
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
@@ -27,6 +28,7 @@ static const tp_phase *const phases[] = {
     &capture_phase,
     &geometry_phase,
     &sae_phase,
+    &circuits_phase,
 };
 
 #define NPHASES (sizeof phases / sizeof *phases)

@@ -37,6 +37,13 @@
 #define RUN_FEATURES_CATALOG_JSON "results/features_catalog.json"
 #define RUN_FEATURES_INDEX "results/features_catalog.index.tsv"   /* features query's index */
 #define RUN_CHECKPOINTS_DIR "checkpoints"                          /* training state, outside results/ */
+/* phase 5 circuits: the phase writes the head scores and the weight circuits; its
+ * subcommands write these two and the per-prompt files below */
+#define RUN_CIRCUITS_DIR "results/circuits"
+#define RUN_CIRCUITS_HEAD_SCORES_JSON "results/circuits/head_scores.json"
+#define RUN_CIRCUITS_WEIGHTS_JSON "results/circuits/weight_circuits.json"
+#define RUN_CIRCUITS_TRACE_DIR "results/circuits/trace"   /* <id>.json and <id>/layer_<L>.svg */
+#define RUN_CIRCUITS_DLA_PREFIX "results/circuits/dla_"   /* dla_<id>.json */
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */

@@ -29,7 +29,7 @@ check "message has no source location" test -z "$(printf '%s' "$out" | grep -E '
 out=$("$BIN" inspect --model "$TMP/nomodel" --out "$TMP/r" --verbose 2>&1 | grep 'error:')
 check "--verbose adds where it was raised ($out)" test -n "$(printf '%s' "$out" | grep -E '\(at src/[a-z_/]+\.c:[0-9]+\)$')"
 
-for c in inspect capture geometry sae forward tokenize eval generate features config phases run; do
+for c in inspect capture geometry sae circuits forward tokenize eval generate features config phases run; do
   out=$("$BIN" "$c" -h 2>&1); rc=$?
   check "$c -h prints its usage" test $rc -eq 0 -a -n "$(printf '%s' "$out" | grep "^usage: transpolmo $c")"
 done

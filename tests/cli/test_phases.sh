@@ -10,14 +10,14 @@ check() {   # check NAME CONDITION...
 }
 
 list=$("$BIN" phases 2>/dev/null | tr '\n' ' ')
-check "phases lists inspect capture geometry sae in order (got: $list)" \
-  test "${list% }" = "inspect capture geometry sae"
+check "phases lists inspect capture geometry sae circuits in order (got: $list)" \
+  test "${list% }" = "inspect capture geometry sae circuits"
 "$BIN" phases --json > "$TMP/phases.json" 2>/dev/null
 check "phases --json gives name, outputs, needs and config_section of each" /usr/bin/python3 - "$TMP/phases.json" <<'PY'
 import json, sys
 ps = json.load(open(sys.argv[1]))
 names = [p["name"] for p in ps]
-assert names[:4] == ["inspect", "capture", "geometry", "sae"], names
+assert names[:5] == ["inspect", "capture", "geometry", "sae", "circuits"], names
 for i, p in enumerate(ps):
     assert p["outputs"] and p["help"], p
     assert all(n in names[:i] for n in p["needs"]), p   # needs run before
@@ -25,7 +25,7 @@ for i, p in enumerate(ps):
 assert ps[2]["needs"] == ["capture"] and "results/geometric_analysis.json" in ps[2]["outputs"]
 PY
 
-for c in run capture geometry forward phases; do
+for c in run capture geometry circuits forward phases; do
   out=$("$BIN" "$c" --help 2>&1); rc=$?
   check "$c --help exits 0 with its usage" test $rc -eq 0 -a -n "$(printf '%s' "$out" | grep "usage: transpolmo $c")"
 done

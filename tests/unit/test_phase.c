@@ -5,6 +5,7 @@
 #include "tp_test.h"
 
 #include "analysis/capture/capture_phase.h"
+#include "analysis/circuits/circuits_phase.h"
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
@@ -46,9 +47,9 @@ START_TEST(test_order_and_lookup)
 {
     int n;
     const tp_phase *const *ps = all(&n);
-    const char *want[] = {"inspect", "capture", "geometry", "sae"};
-    ck_assert_int_ge(n, 4);
-    for (int i = 0; i < 4; i++) ck_assert_str_eq(ps[i]->name, want[i]);
+    const char *want[] = {"inspect", "capture", "geometry", "sae", "circuits"};
+    ck_assert_int_ge(n, 5);
+    for (int i = 0; i < 5; i++) ck_assert_str_eq(ps[i]->name, want[i]);
     for (int i = 0; i < n; i++) {
         ck_assert_ptr_eq(pipeline_find(ps[i]->name), ps[i]);
         ck_assert_ptr_nonnull(ps[i]->run);
@@ -68,16 +69,19 @@ END_TEST
 START_TEST(test_hash_propagates_downstream_only)
 {
     unsigned inspect = bit("inspect"), capture = bit("capture"), geometry = bit("geometry"), sae = bit("sae");
+    unsigned circuits = bit("circuits");
     /* own section: that phase, and what needs it */
     ck_assert_uint_eq(changed_by("inspect.spectra", "false"), inspect);
     ck_assert_uint_eq(changed_by("capture.dtype", "bf16"), capture | geometry | sae);
     ck_assert_uint_eq(changed_by("geometry.seed", "7"), geometry);
     ck_assert_uint_eq(changed_by("sae.k", "16"), sae);
+    ck_assert_uint_eq(changed_by("circuits.seed", "7"), circuits);
     /* shared keys, through `reads` */
-    ck_assert_uint_eq(changed_by("model.path", "elsewhere"), inspect | capture | geometry | sae);
-    ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae);
+    ck_assert_uint_eq(changed_by("model.path", "elsewhere"), inspect | capture | geometry | sae | circuits);
+    /* circuits draws its held-out prompts from outside the run's data sample */
+    ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae | circuits);
     ck_assert_uint_eq(changed_by("layers", "0,1"), capture | geometry | sae);
-    ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae);
+    ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae | circuits);
     /* keys that change no result */
     ck_assert_uint_eq(changed_by("forward.threads", "2"), 0);
     ck_assert_uint_eq(changed_by("log.progress", "never"), 0);

@@ -1,0 +1,224 @@
+/* circuits_cmd.c — the subcommands of `transpolmo circuits`: their options, checked
+ * before any work (a usage error is TP_ERR_CONFIG: exit code 2, nothing written),
+ * then the step that does the work (trace.h, heads.h, weights.h, dla.h). */
+#include "analysis/circuits/circuits_common.h"
+#include "analysis/circuits/circuits_phase.h"
+#include "analysis/circuits/dla.h"
+#include "analysis/circuits/heads.h"
+#include "analysis/circuits/trace.h"
+#include "analysis/circuits/weights.h"
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The value of an option that takes one; "--opt" with nothing after it is an error. */
+static tp_status take(tp_cli *cli, const char *name, const char **out)
+{
+    *out = cli_take_value(cli, name);
+    if (*out) return TP_OK;
+    for (int i = 0; i < cli->nrest; i++)
+        if (!cli->rest_used[i] && !strcmp(cli->rest[i], name))
+            return tp_err(TP_ERR_CONFIG, "circuits %s: %s needs a value", cli->subcommand, name);
+    return TP_OK;
+}
+
+/* The id of an output: --name as given (letters, digits, '.', '_', '-'), else a
+ * slug of the text and 8 hex digits of its FNV-1a hash. */
+static tp_status output_id(const char *sub, const char *name, const char *text, char *id, size_t n)
+{
+    if (name) {
+        size_t len = strlen(name);
+        int ok = len > 0 && len <= 64 && name[0] != '.';
+        for (size_t i = 0; ok && i < len; i++) ok = isalnum((unsigned char)name[i]) || strchr("._-", name[i]);
+        if (!ok)
+            return tp_err(TP_ERR_CONFIG, "circuits %s: --name '%s': use 1 to 64 letters, digits, '.', '_' or '-' (not "
+                          "starting with '.')", sub, name);
+        snprintf(id, n, "%s", name);
+        return TP_OK;
+    }
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    char slug[32];
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && k < 24; p++) {
+        if (isalnum(*p)) slug[k++] = (char)tolower(*p);
+        else if (k && slug[k - 1] != '_') slug[k++] = '_';
+    }
+    while (k && slug[k - 1] == '_') k--;
+    slug[k] = '\0';
+    snprintf(id, n, "%s%s%08llx", slug, k ? "-" : "", (unsigned long long)(h & 0xffffffffULL));
+    return TP_OK;
+}
+
+/* The settings, the model and its tokenizer: what every subcommand starts from. */
+static tp_status open_all(tp_cli *cli, circuits_settings *cs, circuits_ctx *cx)
+{
+    TP_CHECK(circuits_settings_read(cli->cfg, cs));
+    return circuits_open(&cli->set, cs, cx);
+}
+
+/* --heads "1.3,2.0" (layer.head pairs), else every head of `layers` (all when unset). */
+static tp_status select_heads(tp_cli *cli, const circuits_ctx *cx, const char *heads, uint8_t *sel)
+{
+    const tp_model_config *c = &cx->m->cfg;
+    int L = c->num_layers, H = c->num_heads;
+    if (!heads) {
+        const tp_settings *s = &cli->set;
+        if (model_validate_layers(cx->m, s->layers, s->n_layers, s->layers_origin) != TP_OK)
+            return TP_ERR_CONFIG;   /* out of range: a usage error, its message kept */
+        memset(sel, s->n_layers ? 0 : 1, (size_t)L * H);
+        for (size_t i = 0; i < s->n_layers; i++) memset(sel + s->layers[i] * H, 1, (size_t)H);
+        return TP_OK;
+    }
+    memset(sel, 0, (size_t)L * H);
+    for (const char *p = heads;;) {
+        char *end;
+        errno = 0;
+        long l = strtol(p, &end, 10), h = -1;
+        if (end != p && *end == '.') {
+            const char *q = end + 1;
+            h = strtol(q, &end, 10);
+            if (end == q) h = -1;
+        }
+        if (errno || h < 0 || l < 0 || (*end && *end != ','))
+            return tp_err(TP_ERR_CONFIG, "circuits trace: --heads '%s': expected LAYER.HEAD pairs such as 1.3,2.0", heads);
+        if (l >= L) return tp_err(TP_ERR_CONFIG, "circuits trace: --heads: layer %ld is out of range (%s has layers "
+                                  "0..%d)", l, cx->m->dir, L - 1);
+        if (h >= H) return tp_err(TP_ERR_CONFIG, "circuits trace: --heads: head %ld of layer %ld is out of range (%s "
+                                  "has heads 0..%d)", h, l, cx->m->dir, H - 1);
+        sel[l * H + h] = 1;
+        if (!*end) break;
+        p = end + 1;
+    }
+    return TP_OK;
+}
+
+tp_status circuits_trace_cmd(tp_cli *cli)
+{
+    const char *prompt, *heads, *name;
+    TP_CHECK(take(cli, "--prompt", &prompt));
+    TP_CHECK(take(cli, "--heads", &heads));
+    TP_CHECK(take(cli, "--name", &name));
+    TP_CHECK(cli_reject_rest(cli));
+    if (!prompt) return tp_err(TP_ERR_CONFIG, "circuits trace: --prompt \"text\" is required");
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    int32_t *ids = NULL;
+    int T = 0;
+    uint8_t *sel = NULL;
+    char id[96];
+    tp_status st = open_all(cli, &cs, &cx);
+    if (st == TP_OK) {
+        prompt_limits lim = circuits_limits(&cx, 1);
+        st = prompts_encode(cx.tok, prompt, &lim, "circuits trace: --prompt", &ids, &T);
+    }
+    if (st == TP_OK && !(sel = tp_malloc((size_t)cx.m->cfg.num_layers * cx.m->cfg.num_heads))) st = TP_ERR_NOMEM;
+    if (st == TP_OK) st = select_heads(cli, &cx, heads, sel);
+    if (st == TP_OK) st = output_id("trace", name, prompt, id, sizeof id);
+    if (st == TP_OK) {
+        trace_request rq = {.prompt = prompt, .ids = ids, .T = T, .id = id, .select = sel};
+        st = trace_run(&cx, &rq, cli->run_dir);
+    }
+    free(ids);
+    free(sel);
+    circuits_close(&cx);
+    return st;
+}
+
+tp_status circuits_heads_cmd(tp_cli *cli)
+{
+    const char *file;
+    TP_CHECK(take(cli, "--prompts", &file));
+    TP_CHECK(cli_reject_rest(cli));
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    tp_status st = open_all(cli, &cs, &cx);
+    if (st == TP_OK) st = heads_run(&cx, file, cli->run_dir);
+    circuits_close(&cx);
+    return st;
+}
+
+tp_status circuits_weights_cmd(tp_cli *cli)
+{
+    TP_CHECK(cli_reject_rest(cli));
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    tp_status st = open_all(cli, &cs, &cx);
+    if (st == TP_OK) st = weights_run(&cx, cli->run_dir);
+    circuits_close(&cx);
+    return st;
+}
+
+/* A --target / --distractor text that must be one token (no BOS). */
+static tp_status one_token(const circuits_ctx *cx, const char *opt, const char *text, int32_t *id)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (tokenizer_encode(cx->tok, text, strlen(text), 0, &ids, &n) != TP_OK) {
+        tp_err_prefix("circuits dla: %s", opt);
+        return TP_ERR_CONFIG;
+    }
+    if (n == 1) {
+        *id = ids[0];
+        free(ids);
+        return TP_OK;
+    }
+    char list[512] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof list - 64; i++) {
+        json_t *t = circuits_text_json(cx, ids + i, 1);
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s'%s' (id %d)", i ? ", " : "", json_string_value(t),
+                                ids[i]);
+        json_decref(t);
+    }
+    free(ids);
+    return tp_err(TP_ERR_CONFIG, "circuits dla: %s '%s' is %zu tokens, not one%s%s; give a single token (e.g. with "
+                  "its leading space)", opt, text, n, n ? ": " : "", list);
+}
+
+/* The request of `circuits dla` from its options (ids malloc'd). */
+static tp_status dla_options(tp_cli *cli, const circuits_ctx *cx, dla_request *rq, int32_t **ids, char *id, size_t n)
+{
+    const char *prompt, *target, *distractor, *name;
+    TP_CHECK(take(cli, "--prompt", &prompt));
+    TP_CHECK(take(cli, "--target", &target));
+    TP_CHECK(take(cli, "--distractor", &distractor));
+    TP_CHECK(take(cli, "--name", &name));
+    TP_CHECK(cli_reject_rest(cli));
+    if (!prompt || !target)
+        return tp_err(TP_ERR_CONFIG, "circuits dla: --prompt \"text\" and --target \" token\" are required");
+    *rq = (dla_request){.prompt = prompt, .target_text = target, .distractor_text = distractor, .distractor = -1};
+    TP_CHECK(one_token(cx, "--target", target, &rq->target));
+    if (distractor) TP_CHECK(one_token(cx, "--distractor", distractor, &rq->distractor));
+    if (rq->distractor == rq->target)
+        return tp_err(TP_ERR_CONFIG, "circuits dla: --target and --distractor are the same token (id %d)", rq->target);
+    prompt_limits lim = circuits_limits(cx, 1);
+    TP_CHECK(prompts_encode(cx->tok, prompt, &lim, "circuits dla: --prompt", ids, &rq->T));
+    rq->ids = *ids;
+    char key[4096];
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s", prompt, target, distractor ? distractor : "");
+    TP_CHECK(output_id("dla", name, key, id, n));
+    return TP_OK;
+}
+
+tp_status circuits_dla_cmd(tp_cli *cli)
+{
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    dla_request rq;
+    int32_t *ids = NULL;
+    char id[96];
+    tp_status st = open_all(cli, &cs, &cx);
+    if (st == TP_OK) st = dla_options(cli, &cx, &rq, &ids, id, sizeof id);
+    if (st == TP_OK) {
+        rq.id = id;
+        st = dla_run(&cx, &rq, cli->run_dir);
+    }
+    free(ids);
+    circuits_close(&cx);
+    return st;
+}

@@ -1,0 +1,79 @@
+/* circuits_phase.c — phase 5: the driver, its descriptor and the table of its
+ * subcommands (circuits_phase.h). A subcommand is one line of `subs` below. */
+#include "analysis/circuits/circuits_phase.h"
+
+#include "analysis/circuits/circuits_common.h"
+#include "analysis/circuits/heads.h"
+#include "analysis/circuits/weights.h"
+#include "core/log.h"
+#include "run_layout.h"
+#include "settings.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The subcommands: `transpolmo circuits <name> [options]`. */
+static const tp_phase_sub subs[] = {
+    {"trace", circuits_trace_cmd,
+     "attention of one prompt per layer and head -> results/circuits/trace/<id>.json + a heat map per layer (SVG)",
+     "  --prompt \"text\"      the prompt (BOS first when circuits.prepend_bos)\n"
+     "  --heads L.H[,L.H]    trace only these heads (default: every head of `layers`, all when unset)\n"
+     "  --name ID            names the outputs (default: a slug of the prompt and its hash)\n"
+     "  keys: circuits.trace.top, circuits.prepend_bos (docs/circuits.md)\n"},
+    {"heads", circuits_heads_cmd,
+     "head scores and classes (previous-token, induction, ...) -> results/circuits/head_scores.json",
+     "  --prompts FILE       .txt (one prompt per line) or .jsonl ({\"text\": ...} per line); default:\n"
+     "                       circuits.heads.prompts, else held-out corpus documents (data.*); plus\n"
+     "                       circuits.heads.synthetic repeated random-token prompts\n"
+     "  keys: circuits.heads.* (thresholds, null shuffles, examples) (docs/circuits.md)\n"},
+    {"weights", circuits_weights_cmd,
+     "Q/K/V composition and OV copying scores from the weights -> results/circuits/weight_circuits.json",
+     "  keys: circuits.weights.baseline_samples, circuits.seed (docs/circuits.md)\n"},
+    {"dla", circuits_dla_cmd,
+     "direct logit attribution of a target token's logit (difference) -> results/circuits/dla_<id>.json",
+     "  --prompt \"text\"      the prompt; the logits of its last position are attributed\n"
+     "  --target \" tok\"      the token whose logit is attributed (must be one token)\n"
+     "  --distractor \" tok\"  attribute logit(target) - logit(distractor) instead\n"
+     "  --name ID            names the output (default: a slug of the prompt and a hash)\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+tp_status circuits_phase_run(const tp_config *cfg, const char *run_dir)
+{
+    tp_settings set;
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    TP_CHECK(settings_read(cfg, &set));
+    TP_CHECK(circuits_settings_read(cfg, &cs));
+    tp_status st = circuits_open(&set, &cs, &cx);
+    if (st == TP_OK) st = heads_run(&cx, NULL, run_dir);
+    if (st == TP_OK) st = weights_run(&cx, run_dir);
+    circuits_close(&cx);
+    return st;
+}
+
+/* "best previous_token L1H3 0.61 | ... | top Q-composition ..." */
+static void circuits_headline(const char *run_dir, char *buf, size_t n)
+{
+    char a[384] = "", b[256] = "";
+    heads_headline(run_dir, a, sizeof a);
+    weights_headline(run_dir, b, sizeof b);
+    snprintf(buf, n, "%s%s%s", a, a[0] && b[0] ? " | " : "", b);
+}
+
+static const char *const circuits_outputs[] = {RUN_CIRCUITS_HEAD_SCORES_JSON, RUN_CIRCUITS_WEIGHTS_JSON, NULL};
+static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", NULL};
+
+const tp_phase circuits_phase = {
+    .name = "circuits",
+    .help = "phase 5: head scores and classes, weight circuits; subcommands trace, heads, weights, dla",
+    .run = circuits_phase_run,
+    .outputs = circuits_outputs,
+    .config = &circuits_section,
+    .reads = circuits_reads,
+    .needs = NULL,
+    .usage = "  transpolmo circuits                 runs heads and weights on the run's config (the phase)\n"
+             "  transpolmo circuits <sub> [options] runs one subcommand (below)\n",
+    .headline = circuits_headline,
+    .subs = subs,
+};
