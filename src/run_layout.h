@@ -44,6 +44,8 @@
 #define RUN_CIRCUITS_WEIGHTS_JSON "results/circuits/weight_circuits.json"
 #define RUN_CIRCUITS_TRACE_DIR "results/circuits/trace"   /* <id>.json and <id>/layer_<L>.svg */
 #define RUN_CIRCUITS_DLA_PREFIX "results/circuits/dla_"   /* dla_<id>.json */
+#define RUN_CIRCUITS_ATTRIBUTE_PREFIX "results/circuits/attribute_"   /* attribute_<id>.json (every edge) */
+/* A circuit graph: RUN_CIRCUITS_DIR/<name>.json, .dot, .svg (circuit_graph.h cg_write) */
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */

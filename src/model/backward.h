@@ -82,6 +82,17 @@ tp_status backward_forward(tp_backward *b, const int32_t *ids, const int *lens, 
  * pass runs). May be called several times on one tape (several metrics). */
 tp_status backward_run(tp_backward *b, const float *dlogits, const tp_hooks *grad_hooks);
 
+/* The gradient of the metric with respect to layer L's input (resid_pre) along head
+ * h alone: the attention sub-block's VJP from the saved tape with the upstream
+ * gradient dz (host, [Σ lens, H·dh], d metric / d attn.hook_z of layer L, as a
+ * backward_run delivers it) masked to head h's columns, i.e. the path through z_h
+ * only. QK-norm (which mixes the heads' q and k) and GQA (a shared k/v head) are
+ * differentiated exactly; on Llama input_layernorm's backward is included. Writes dx
+ * (host, [Σ lens, d]). Summed over the heads of L it is the attention branch's part
+ * of d/d resid_pre(L). Fires no hook; clobbers the gradient buffers of the last
+ * backward_run (the tape stays), so call it after backward_run returns. */
+tp_status backward_attention_head_input_grad(tp_backward *b, int L, int h, const float *dz, float *dx);
+
 /* Rows (Σ lens) of the last backward_forward, 0 before one succeeded. */
 int64_t backward_rows(const tp_backward *b);
 /* Bytes of the tape, gradient buffers and the forward's own scratch. */

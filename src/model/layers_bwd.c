@@ -117,7 +117,20 @@ static tp_status attn_bwd_with_pattern(tp_backward *b, int L, const tp_attn_shap
     return TP_OK;
 }
 
+static tp_status bwd_attention_from_dz(tp_backward *b, int L, float *d_in);
+
 tp_status bwd_attention(tp_backward *b, int L, float *d_o, float *d_in)
+{
+    const tp_layer *l = &b->m->layers[L];
+    TP_CHECK(bwd_fire(b, L, TP_HOOK_ATTN_O, d_o));
+    TP_CHECK(bwd_linear(b, &l->o, d_o, b->dz));
+    TP_CHECK(bwd_fire(b, L, TP_HOOK_Z, b->dz));
+    return bwd_attention_from_dz(b, L, d_in);
+}
+
+/* From b->dz (d attn.hook_z) to d_in: attention, RoPE, QK-norm and the q/k/v
+ * projections, firing their gradient hooks. */
+static tp_status bwd_attention_from_dz(tp_backward *b, int L, float *d_in)
 {
     const tp_model_config *c = &b->m->cfg;
     const tp_layer *l = &b->m->layers[L];
@@ -126,10 +139,6 @@ tp_status bwd_attention(tp_backward *b, int L, float *d_o, float *d_in)
     int64_t rows = f->rows, qd = (int64_t)H * dh, kd = (int64_t)K * dh;
     float eps = (float)c->rms_norm_eps;
     float *const *tape = b->tape.slot[L];
-
-    TP_CHECK(bwd_fire(b, L, TP_HOOK_ATTN_O, d_o));
-    TP_CHECK(bwd_linear(b, &l->o, d_o, b->dz));
-    TP_CHECK(bwd_fire(b, L, TP_HOOK_Z, b->dz));
 
     attn_bwd_seqs(b, L);
     const tp_attn_shape shape = {.H = H, .K = K, .dh = dh, .ldq = qd, .ldk = kd, .ldz = qd,
@@ -189,4 +198,30 @@ tp_status bwd_head(tp_backward *b, const float *dlogits)
     TP_CHECK(bwd_fire(b, -1, TP_HOOK_LN_FINAL, b->t1));
     return be_rmsnorm_bwd(b->be, b->g, NULL, b->t1, b->tape.final, m->final_norm, rows, c->hidden_size,
                           (float)c->rms_norm_eps);
+}
+
+/* ---- one head's input gradient ------------------------------------------------------------ */
+
+tp_status backward_attention_head_input_grad(tp_backward *b, int L, int h, const float *dz, float *dx)
+{
+    const tp_model_config *c = &b->m->cfg;
+    if (!b->ready) return tp_err(TP_ERR_INTERNAL, "backward_attention_head_input_grad: no tape");
+    if (L < 0 || L >= c->num_layers || h < 0 || h >= c->num_heads)
+        return tp_err(TP_ERR_RANGE, "backward_attention_head_input_grad: layer %d head %d out of range (%d layers, "
+                      "%d heads)", L, h, c->num_layers, c->num_heads);
+    int64_t rows = b->f->rows, d = c->hidden_size, dh = c->head_dim, qd = (int64_t)c->num_heads * dh;
+    TP_CHECK(stage_reserve(b, (size_t)(rows * (qd > d ? qd : d))));
+    memset(b->stage, 0, (size_t)(rows * qd) * sizeof(float));
+    for (int64_t r = 0; r < rows; r++)   /* dz masked to head h's columns */
+        memcpy(b->stage + r * qd + h * dh, dz + r * qd + h * dh, (size_t)dh * sizeof(float));
+    TP_CHECK(be_upload(b->be, b->dz, b->stage, (size_t)(rows * qd) * sizeof(float)));
+    const tp_hooks *saved = b->grad_hooks;
+    b->grad_hooks = NULL;   /* no gradient hook fires for a partial gradient */
+    tp_status st = bwd_attention_from_dz(b, L, b->t1);
+    if (st == TP_OK && c->arch == TP_ARCH_LLAMA)   /* the pre-norm: input_layernorm */
+        st = be_rmsnorm_bwd(b->be, b->t2, NULL, b->t1, b->tape.slot[L][TAPE_RESID_PRE], b->m->layers[L].norm1, rows,
+                            d, (float)c->rms_norm_eps);
+    b->grad_hooks = saved;
+    TP_CHECK(st);
+    return be_download(b->be, dx, c->arch == TP_ARCH_LLAMA ? b->t2 : b->t1, (size_t)(rows * d) * sizeof(float));
 }

@@ -1,6 +1,7 @@
 /* circuits_cmd.c — the subcommands of `transpolmo circuits`: their options, checked
  * before any work (a usage error is TP_ERR_CONFIG: exit code 2, nothing written),
  * then the step that does the work (trace.h, heads.h, weights.h, dla.h). */
+#include "analysis/circuits/attribute.h"
 #include "analysis/circuits/circuits_common.h"
 #include "analysis/circuits/circuits_phase.h"
 #include "analysis/circuits/dla.h"
@@ -154,12 +155,12 @@ tp_status circuits_weights_cmd(tp_cli *cli)
 }
 
 /* A --target / --distractor text that must be one token (no BOS). */
-static tp_status one_token(const circuits_ctx *cx, const char *opt, const char *text, int32_t *id)
+static tp_status one_token(const circuits_ctx *cx, const char *sub, const char *opt, const char *text, int32_t *id)
 {
     int32_t *ids = NULL;
     size_t n = 0;
     if (tokenizer_encode(cx->tok, text, strlen(text), 0, &ids, &n) != TP_OK) {
-        tp_err_prefix("circuits dla: %s", opt);
+        tp_err_prefix("circuits %s: %s", sub, opt);
         return TP_ERR_CONFIG;
     }
     if (n == 1) {
@@ -176,8 +177,8 @@ static tp_status one_token(const circuits_ctx *cx, const char *opt, const char *
         json_decref(t);
     }
     free(ids);
-    return tp_err(TP_ERR_CONFIG, "circuits dla: %s '%s' is %zu tokens, not one%s%s; give a single token (e.g. with "
-                  "its leading space)", opt, text, n, n ? ": " : "", list);
+    return tp_err(TP_ERR_CONFIG, "circuits %s: %s '%s' is %zu tokens, not one%s%s; give a single token (e.g. with "
+                  "its leading space)", sub, opt, text, n, n ? ": " : "", list);
 }
 
 /* The request of `circuits dla` from its options (ids malloc'd). */
@@ -192,8 +193,8 @@ static tp_status dla_options(tp_cli *cli, const circuits_ctx *cx, dla_request *r
     if (!prompt || !target)
         return tp_err(TP_ERR_CONFIG, "circuits dla: --prompt \"text\" and --target \" token\" are required");
     *rq = (dla_request){.prompt = prompt, .target_text = target, .distractor_text = distractor, .distractor = -1};
-    TP_CHECK(one_token(cx, "--target", target, &rq->target));
-    if (distractor) TP_CHECK(one_token(cx, "--distractor", distractor, &rq->distractor));
+    TP_CHECK(one_token(cx, "dla", "--target", target, &rq->target));
+    if (distractor) TP_CHECK(one_token(cx, "dla", "--distractor", distractor, &rq->distractor));
     if (rq->distractor == rq->target)
         return tp_err(TP_ERR_CONFIG, "circuits dla: --target and --distractor are the same token (id %d)", rq->target);
     prompt_limits lim = circuits_limits(cx, 1);
@@ -219,6 +220,106 @@ tp_status circuits_dla_cmd(tp_cli *cli)
         st = dla_run(&cx, &rq, cli->run_dir);
     }
     free(ids);
+    circuits_close(&cx);
+    return st;
+}
+
+/* An integer option in [lo, hi], def when absent. */
+static tp_status take_int(tp_cli *cli, const char *name, long lo, long hi, long def, int *out)
+{
+    const char *v;
+    TP_CHECK(take(cli, name, &v));
+    *out = (int)def;
+    if (!v) return TP_OK;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return tp_err(TP_ERR_CONFIG, "circuits %s: %s '%s': expected an integer in %ld..%ld", cli->subcommand, name, v,
+                      lo, hi);
+    *out = (int)x;
+    return TP_OK;
+}
+
+/* "'The' (id 5), ' cat' (id 9), ..." of ids, at most n bytes. */
+static void token_list(const circuits_ctx *cx, const int32_t *ids, int T, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < T && len + 64 < n; i++) {
+        json_t *t = circuits_text_json(cx, ids + i, 1);
+        len += (size_t)snprintf(buf + len, n - len, "%s'%s'", i ? ", " : "", json_string_value(t));
+        json_decref(t);
+    }
+}
+
+/* Clean and corrupted prompts of one pair: the same number of tokens. */
+static tp_status encode_pair(const circuits_ctx *cx, const char *sub, const char *clean, const char *corrupt,
+                             int32_t **a, int32_t **b, int *T)
+{
+    prompt_limits lim = circuits_limits(cx, 1);
+    int Tb = 0;
+    char what[64];
+    snprintf(what, sizeof what, "circuits %s: --clean", sub);
+    TP_CHECK(prompts_encode(cx->tok, clean, &lim, what, a, T));
+    snprintf(what, sizeof what, "circuits %s: --corrupt", sub);
+    TP_CHECK(prompts_encode(cx->tok, corrupt, &lim, what, b, &Tb));
+    if (Tb == *T) return TP_OK;
+    char la[1024], lb[1024];
+    token_list(cx, *a, *T, la, sizeof la);
+    token_list(cx, *b, Tb, lb, sizeof lb);
+    return tp_err(TP_ERR_CONFIG, "circuits %s: --clean is %d tokens [%s] but --corrupt is %d [%s]; they must have the "
+                  "same length", sub, *T, la, Tb, lb);
+}
+
+typedef struct {
+    int32_t *clean, *corrupt;
+} pair_ids;
+
+static tp_status attribute_options(tp_cli *cli, const circuits_ctx *cx, attribute_request *rq, pair_ids *ids,
+                                   char *id, size_t n)
+{
+    const char *clean, *corrupt, *target, *distractor, *name;
+    TP_CHECK(take(cli, "--clean", &clean));
+    TP_CHECK(take(cli, "--corrupt", &corrupt));
+    TP_CHECK(take(cli, "--target", &target));
+    TP_CHECK(take(cli, "--distractor", &distractor));
+    TP_CHECK(take(cli, "--name", &name));
+    *rq = (attribute_request){.clean_text = clean, .corrupt_text = corrupt, .target_text = target,
+                              .distractor_text = distractor, .distractor = -1};
+    TP_CHECK(take_int(cli, "--ig-steps", 0, 1000, 0, &rq->ig_steps));
+    TP_CHECK(take_int(cli, "--top", 1, 1000000, 30, &rq->top));
+    TP_CHECK(cli_reject_rest(cli));
+    if (!clean || !corrupt || !target)
+        return tp_err(TP_ERR_CONFIG, "circuits attribute: --clean \"text\", --corrupt \"text\" and --target \" token\" "
+                      "are required");
+    TP_CHECK(one_token(cx, "attribute", "--target", target, &rq->target));
+    if (distractor) TP_CHECK(one_token(cx, "attribute", "--distractor", distractor, &rq->distractor));
+    if (rq->distractor == rq->target)
+        return tp_err(TP_ERR_CONFIG, "circuits attribute: --target and --distractor are the same token (id %d)",
+                      rq->target);
+    TP_CHECK(encode_pair(cx, "attribute", clean, corrupt, &ids->clean, &ids->corrupt, &rq->T));
+    rq->clean = ids->clean, rq->corrupt = ids->corrupt;
+    char key[8192];
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s\x1f%d", clean, corrupt, target, distractor ? distractor : "",
+             rq->ig_steps);
+    return output_id("attribute", name, key, id, n);
+}
+
+tp_status circuits_attribute_cmd(tp_cli *cli)
+{
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    attribute_request rq;
+    pair_ids ids = {0};
+    char id[96];
+    tp_status st = open_all(cli, &cs, &cx);
+    if (st == TP_OK) st = attribute_options(cli, &cx, &rq, &ids, id, sizeof id);
+    if (st == TP_OK) {
+        rq.id = id;
+        st = attribute_run(&cx, &rq, cli->run_dir);
+    }
+    free(ids.clean), free(ids.corrupt);
     circuits_close(&cx);
     return st;
 }

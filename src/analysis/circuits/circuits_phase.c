@@ -35,6 +35,16 @@ static const tp_phase_sub subs[] = {
      "  --target \" tok\"      the token whose logit is attributed (must be one token)\n"
      "  --distractor \" tok\"  attribute logit(target) - logit(distractor) instead\n"
      "  --name ID            names the output (default: a slug of the prompt and a hash)\n"},
+    {"attribute", circuits_attribute_cmd,
+     "edge attribution patching (EAP, EAP-IG) of a clean/corrupted pair -> results/circuits/attribute_<id>.json + the "
+     "top-K circuit graph <id>.json/.dot/.svg",
+     "  --clean \"text\"       the clean prompt\n"
+     "  --corrupt \"text\"     the corrupted prompt (the same number of tokens)\n"
+     "  --target \" tok\"      m = logit(target) [- logit(distractor)] at the last position (one token)\n"
+     "  --distractor \" tok\"  optional\n"
+     "  --ig-steps M         EAP-IG over M interpolation steps of the embeddings (default 0: plain EAP)\n"
+     "  --top K              edges kept in the graph (default 30)\n"
+     "  --name ID            names the outputs (default: a slug of the prompts and a hash)\n"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -66,7 +76,7 @@ static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", 
 
 const tp_phase circuits_phase = {
     .name = "circuits",
-    .help = "phase 5: head scores and classes, weight circuits; subcommands trace, heads, weights, dla",
+    .help = "phase 5: head scores and classes, weight circuits; subcommands trace, heads, weights, dla, attribute",
     .run = circuits_phase_run,
     .outputs = circuits_outputs,
     .config = &circuits_section,

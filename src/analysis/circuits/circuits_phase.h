@@ -53,5 +53,6 @@ tp_status circuits_trace_cmd(struct tp_cli *cli);
 tp_status circuits_heads_cmd(struct tp_cli *cli);
 tp_status circuits_weights_cmd(struct tp_cli *cli);
 tp_status circuits_dla_cmd(struct tp_cli *cli);
+tp_status circuits_attribute_cmd(struct tp_cli *cli);
 
 #endif
