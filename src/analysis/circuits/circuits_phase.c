@@ -45,6 +45,15 @@ static const tp_phase_sub subs[] = {
      "  --ig-steps M         EAP-IG over M interpolation steps of the embeddings (default 0: plain EAP)\n"
      "  --top K              edges kept in the graph (default 30)\n"
      "  --name ID            names the outputs (default: a slug of the prompts and a hash)\n"},
+    {"discover", circuits_discover_cmd,
+     "a circuit for one prompt: EAP-ranked edges, the faithfulness curve f(k) (CPR, CMD) by exact node patching, the "
+     "top nodes verified -> results/circuits/<id>.json/.dot/.svg",
+     "  --prompt \"text\"      the clean prompt\n"
+     "  --target \" tok\"      m = logit(target) [- logit(distractor)] (default: the model's top next token)\n"
+     "  --distractor \" tok\"  optional\n"
+     "  --corruption resample  corpus windows of the prompt's length (held-out documents, seeded; the default)\n"
+     "  --name ID            names the outputs (default: a slug of the prompt and a hash)\n"
+     "  keys: circuits.discover.* (docs/circuits.md)\n"},
     {NULL, NULL, NULL, NULL},
 };
 
