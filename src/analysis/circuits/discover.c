@@ -125,7 +125,7 @@ static tp_status curve(eap_engine *e, const dc_pair *p, const pair_acts *a, int 
     /* m(∅): no node kept = point 0; m(N): every node kept = point 100 % (all edges touch all nodes) */
     r->m_empty = r->m_k[0], r->m_full = r->m_k[DC_NK - 1];
     double den = r->m_full - r->m_empty, x[DC_NK];
-    for (int i = 0; i < DC_NK; i++) r->f[i] = den != 0 ? (r->m_k[i] - r->m_empty) / den : NAN;
+    for (int i = 0; i < DC_NK; i++) r->f[i] = den != 0 ? (r->m_k[i] - r->m_empty) / den + 0.0 : NAN;   /* + 0.0: no -0 */
     for (int i = 0; i < DC_NK; i++) x[i] = DC_K_PCT[i] / 100.0;
     dc_area(x, r->f, DC_NK, &r->cpr, &r->cmd);
     r->kept = -1;
