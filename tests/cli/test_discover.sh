@@ -52,8 +52,14 @@ assert (f["reached"] and f["f"][i] >= f["threshold"]) or (not f["reached"] and f
 assert len(d["verification"]) == 10 and all({"node", "eap", "exact"} <= set(v) for v in d["verification"])
 assert 1 <= len(d["edges"]) <= f["kept_edges"]
 PY
-expect_fail "an unknown corruption mode" "--corruption 'mean'|resample" -- \
-  circ discover --prompt "The capital of France is" --corruption mean --out "$TMP/bad"
+expect_ok "discover --corruption mean" -- circ discover --prompt "The capital of France is" --corruption mean \
+  --name frm --out "$TMP/d1"
+check "mean ablation says so" $PY -c "
+import json, sys; d = json.load(open(sys.argv[1])); c = d['corruption']
+assert c['mode'] == 'mean' and c['chosen_by'] == '--corruption mean' and c['rows'] > 0 and d['prompts']['corrupt'] is None
+assert d['faithfulness']['f'][0] == 0 and d['faithfulness']['f'][-1] == 1" "$R/frm.json"
+expect_fail "an unknown corruption mode" "--corruption 'zero'|resample|mean" -- \
+  circ discover --prompt "The capital of France is" --corruption zero --out "$TMP/bad"
 
 out=$(circ --out "$TMP/p1" 2>&1)
 check "phase with the library (1 rank); its headline counts the tasks done" \

@@ -10,6 +10,9 @@
  *                  deterministic forward passes).
  *   pairs          two pairs of different lengths averaged: mean LD over the pairs = the mean
  *                  of the single-pair runs: 1e-9.
+ *   mean ablation  LD_corr = the clean run with every node at its mean, and the
+ *                  verification = LD_clean − m(the node alone at its mean), done here: 1e-9;
+ *                  pairs mixing both corruptions refused.
  *   task files     an unknown key, a missing name: TP_ERR_CONFIG naming the file and key.
  */
 #include "tp_test.h"
@@ -135,6 +138,47 @@ START_TEST(test_area_and_edge_counts)
 }
 END_TEST
 
+START_TEST(test_mean_ablation)
+{
+    tp_model *m = bundled();
+    dc_pair p[2];
+    pairs_of(p);
+    eap_graph g = eap_graph_of(&m->cfg);
+    int T = 6, d = m->cfg.hidden_size;
+    size_t per = (size_t)g.n_up * T * d;
+    double *acts = malloc(per * sizeof *acts), *mean = calloc((size_t)g.n_up * d, sizeof *mean);
+    double *rep = malloc(per * sizeof *rep), md, m0, m1;
+    uint8_t *keep = calloc((size_t)g.n_up, 1);
+    ck_assert(acts && mean && rep && keep);
+    eap_engine *e = NULL;
+    ck_assert(eap_engine_new(m, T, &e) == TP_OK);
+    /* "means": the corrupted prompt's node outputs averaged over its positions */
+    ck_assert(eap_node_outputs(e, A_CORR, T, 10, 62, acts, &md) == TP_OK);
+    for (int u = 0; u < g.n_up; u++)
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < d; k++) mean[(size_t)u * d + k] += acts[((size_t)u * T + t) * d + k] / T;
+    for (int u = 0; u < g.n_up; u++)
+        for (int t = 0; t < T; t++) memcpy(rep + ((size_t)u * T + t) * d, mean + (size_t)u * d, (size_t)d * sizeof *rep);
+    dc_pair q = {.clean = A_CLEAN, .corrupt = NULL, .T = T, .target = 10, .distractor = 62, .mean = mean};
+    dc_result r;
+    ck_assert_msg(dc_run(m, &q, 1, 0.8, &r) == TP_OK, "%s", tp_err_msg());
+    ck_assert(r.mean_mode && r.f[0] == 0.0 && r.f[DC_NK - 1] == 1.0);
+    ck_assert(eap_patch_metric(e, A_CLEAN, T, 10, 62, keep, rep, &m0) == TP_OK);   /* every node at its mean */
+    ck_assert_msg(fabs(m0 - r.ld_corr) < 1e-9, "%g vs %g", m0, r.ld_corr);
+    memset(keep, 1, (size_t)g.n_up);
+    keep[r.verify_node[0]] = 0;
+    ck_assert(eap_patch_metric(e, A_CLEAN, T, 10, 62, keep, rep, &m1) == TP_OK);
+    ck_assert_msg(fabs((r.ld_clean - m1) - r.verify_exact[0]) < 1e-9, "%g vs %g", r.ld_clean - m1, r.verify_exact[0]);
+    dc_pair mixed[2] = {p[0], q};
+    dc_result bad;
+    ck_assert(dc_run(m, mixed, 2, 0.8, &bad) == TP_ERR_CONFIG);
+    dc_result_free(&r);
+    eap_engine_free(e);
+    free(acts), free(mean), free(rep), free(keep);
+    model_close(m);
+}
+END_TEST
+
 static tp_status load_text(const char *text, lib_task *t, char *path, size_t n)
 {
     snprintf(path, n, "/tmp/test_discover_%d.yaml", (int)getpid());
@@ -176,6 +220,7 @@ int main(void)
     tcase_add_test(tc, test_curve_endpoints_and_areas);
     tcase_add_test(tc, test_verification_is_exact_patching);
     tcase_add_test(tc, test_pairs_of_different_lengths_average);
+    tcase_add_test(tc, test_mean_ablation);
     suite_add_tcase(s, tc);
     return tp_test_run_suite(s);
 }

@@ -336,11 +336,11 @@ static tp_status discover_options(tp_cli *cli, const circuits_ctx *cx, discover_
     TP_CHECK(take(cli, "--name", &name));
     TP_CHECK(cli_reject_rest(cli));
     if (!prompt) return tp_err(TP_ERR_CONFIG, "circuits discover: --prompt \"text\" is required");
-    if (corruption && strcmp(corruption, "resample"))
-        return tp_err(TP_ERR_CONFIG, "circuits discover: --corruption '%s': the one mode is resample (corpus windows "
-                      "of the prompt's length)", corruption);
+    if (corruption && strcmp(corruption, "resample") && strcmp(corruption, "mean"))
+        return tp_err(TP_ERR_CONFIG, "circuits discover: --corruption '%s': expected resample (corpus windows of the "
+                      "prompt's length) or mean (node means over corpus rows)", corruption);
     *rq = (discover_request){.prompt = prompt, .target_text = target, .distractor_text = distractor, .target = -1,
-                             .distractor = -1};
+                             .distractor = -1, .corruption = corruption};
     if (target) TP_CHECK(one_token(cx, "discover", "--target", target, &rq->target));
     if (distractor) TP_CHECK(one_token(cx, "discover", "--distractor", distractor, &rq->distractor));
     if (target && rq->distractor == rq->target)
@@ -350,7 +350,8 @@ static tp_status discover_options(tp_cli *cli, const circuits_ctx *cx, discover_
     TP_CHECK(prompts_encode(cx->tok, prompt, &lim, "circuits discover: --prompt", ids, &rq->T));
     rq->ids = *ids;
     char key[4096];
-    snprintf(key, sizeof key, "%s\x1f%s\x1f%s", prompt, target ? target : "", distractor ? distractor : "");
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s", prompt, target ? target : "", distractor ? distractor : "",
+             corruption ? corruption : "");
     return output_id("discover", name, key, id, n);
 }
 

@@ -52,7 +52,9 @@ static const tp_phase_sub subs[] = {
      "  --prompt \"text\"      the clean prompt\n"
      "  --target \" tok\"      m = logit(target) [- logit(distractor)] (default: the model's top next token)\n"
      "  --distractor \" tok\"  optional\n"
-     "  --corruption resample  corpus windows of the prompt's length (held-out documents, seeded; the default)\n"
+     "  --corruption MODE    resample: a corpus window of the prompt's length (held-out documents, seeded);\n"
+     "                       mean: every node at its mean output over corpus rows (default: resample, mean\n"
+     "                       when no window has another top next token)\n"
      "  --name ID            names the outputs (default: a slug of the prompt and a hash)\n"
      "  keys: circuits.discover.* (docs/circuits.md)\n"},
     {NULL, NULL, NULL, NULL},

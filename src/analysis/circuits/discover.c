@@ -32,7 +32,7 @@ void dc_area(const double *x, const double *f, int n, double *cpr, double *cmd)
 /* Per pair: the nodes' outputs on the clean and the corrupted run. */
 typedef struct {
     double *clean, *corr;   /* [n_up][T][d] each */
-    double ld_corr;
+    double ld_clean, ld_corr;
 } pair_acts;
 
 static const double *g_rank_val;
@@ -85,24 +85,41 @@ static tp_status mean_patched(eap_engine *e, const dc_pair *p, const pair_acts *
     return TP_OK;
 }
 
+/* The nodes' outputs of pair p (clean, and corrupted or means) and its EAP scores. */
+static tp_status score_pair(eap_engine *e, const dc_pair *p, int n_up, int d, pair_acts *a, eap_scores *s)
+{
+    TP_CHECK(eap_node_outputs(e, p->clean, p->T, p->target, p->distractor, a->clean, &a->ld_clean));
+    if (p->corrupt) {
+        eap_pair ep = {.clean = p->clean, .corrupt = p->corrupt, .T = p->T, .target = p->target,
+                       .distractor = p->distractor, .ig_steps = 0};
+        TP_CHECK(eap_node_outputs(e, p->corrupt, p->T, p->target, p->distractor, a->corr, &a->ld_corr));
+        return eap_score(e, &ep, s);
+    }
+    for (int u = 0; u < n_up; u++)   /* the mean at every position */
+        for (int t = 0; t < p->T; t++)
+            memcpy(a->corr + ((size_t)u * p->T + t) * d, p->mean + (size_t)u * d, (size_t)d * sizeof(double));
+    uint8_t *none = calloc((size_t)n_up, 1);
+    if (!none) return TP_ERR_NOMEM;
+    tp_status st = eap_patch_metric(e, p->clean, p->T, p->target, p->distractor, none, a->corr, &a->ld_corr);
+    free(none);
+    TP_CHECK(st);
+    return eap_score_against(e, p->clean, p->T, p->target, p->distractor, a->corr, a->ld_corr, s);
+}
+
 /* EAP of every pair, summed into r (divided by n by the caller); the outputs kept. */
-static tp_status score_pairs(eap_engine *e, const dc_pair *p, int n, size_t acts_n, pair_acts *a, dc_result *r)
+static tp_status score_pairs(eap_engine *e, const dc_pair *p, int n, int d, pair_acts *a, dc_result *r)
 {
     for (int i = 0; i < n; i++) {
         eap_scores s = {0};
-        eap_pair ep = {.clean = p[i].clean, .corrupt = p[i].corrupt, .T = p[i].T, .target = p[i].target,
-                       .distractor = p[i].distractor, .ig_steps = 0};
-        double mc;
+        size_t acts_n = (size_t)r->g.n_up * p[i].T * d;
         if (!(a[i].clean = malloc(acts_n * sizeof(double))) || !(a[i].corr = malloc(acts_n * sizeof(double))))
             return tp_err(TP_ERR_NOMEM, "circuits discover: node outputs");
-        TP_CHECK(eap_score(e, &ep, &s));
+        TP_CHECK(score_pair(e, &p[i], r->g.n_up, d, &a[i], &s));
         size_t ne = (size_t)r->g.n_up * r->g.n_down;
         for (size_t k = 0; k < ne; k++) r->edge[k] += s.edge[k];
         for (int u = 0; u < r->g.n_up; u++) r->node[u] += s.node[u];
         r->ld_clean += s.ld_clean, r->ld_corr += s.ld_corr;
         eap_scores_free(&s);
-        TP_CHECK(eap_node_outputs(e, p[i].clean, p[i].T, p[i].target, p[i].distractor, a[i].clean, &mc));
-        TP_CHECK(eap_node_outputs(e, p[i].corrupt, p[i].T, p[i].target, p[i].distractor, a[i].corr, &a[i].ld_corr));
     }
     return TP_OK;
 }
@@ -134,7 +151,8 @@ static tp_status curve(eap_engine *e, const dc_pair *p, const pair_acts *a, int 
     return TP_OK;
 }
 
-/* Exact effect of the top nodes, each alone: its clean output in the corrupted run. */
+/* Exact effect of the top nodes, each alone: its clean output in the corrupted run
+ * (mean ablation: its mean in the clean run, effect LD_clean − m). */
 static tp_status verify(eap_engine *e, const dc_pair *p, const pair_acts *a, int n, dc_result *r)
 {
     const eap_graph *g = &r->g;
@@ -152,8 +170,13 @@ static tp_status verify(eap_engine *e, const dc_pair *p, const pair_acts *a, int
         double s = 0;
         for (int i = 0; st == TP_OK && i < n; i++) {
             double m = 0;
-            st = eap_patch_metric(e, p[i].corrupt, p[i].T, p[i].target, p[i].distractor, keep, a[i].clean, &m);
-            s += m - a[i].ld_corr;
+            if (r->mean_mode) {
+                st = eap_patch_metric(e, p[i].clean, p[i].T, p[i].target, p[i].distractor, keep, a[i].corr, &m);
+                s += a[i].ld_clean - m;
+            } else {
+                st = eap_patch_metric(e, p[i].corrupt, p[i].T, p[i].target, p[i].distractor, keep, a[i].clean, &m);
+                s += m - a[i].ld_corr;
+            }
         }
         r->verify_node[j] = best, r->verify_eap[j] = r->node[best], r->verify_exact[j] = s / n;
     }
@@ -161,10 +184,11 @@ static tp_status verify(eap_engine *e, const dc_pair *p, const pair_acts *a, int
     return st;
 }
 
-static tp_status dc_alloc(const tp_model *m, int n, double threshold, dc_result *r)
+static tp_status dc_alloc(const tp_model *m, const dc_pair *pairs, int n, double threshold, dc_result *r)
 {
     memset(r, 0, sizeof *r);
     r->g = eap_graph_of(&m->cfg), r->n_pairs = n, r->threshold = threshold;
+    r->mean_mode = n > 0 && !pairs[0].corrupt;
     r->edge = calloc((size_t)r->g.n_up * r->g.n_down, sizeof *r->edge);
     r->node = calloc((size_t)r->g.n_up, sizeof *r->node);
     return r->edge && r->node ? TP_OK : tp_err(TP_ERR_NOMEM, "circuits discover: scores");
@@ -173,14 +197,20 @@ static tp_status dc_alloc(const tp_model *m, int n, double threshold, dc_result 
 tp_status dc_run(const tp_model *m, const dc_pair *pairs, int n, double threshold, dc_result *r)
 {
     if (n < 1) return tp_err(TP_ERR_CONFIG, "circuits discover: no prompt pairs");
-    TP_CHECK(dc_alloc(m, n, threshold, r));
+    TP_CHECK(dc_alloc(m, pairs, n, threshold, r));
+    for (int i = 0; i < n; i++)
+        if ((pairs[i].corrupt == NULL) != r->mean_mode || (!pairs[i].corrupt && !pairs[i].mean)) {
+            dc_result_free(r);
+            return tp_err(TP_ERR_CONFIG, "circuits discover: pair %d: every pair needs a corrupted prompt, or every "
+                          "pair node means", i + 1);
+        }
     int max_T = 1;
     for (int i = 0; i < n; i++) max_T = pairs[i].T > max_T ? pairs[i].T : max_T;
     eap_engine *e = NULL;
     pair_acts *a = calloc((size_t)n, sizeof *a);
     int *ranked = NULL;
     tp_status st = a ? eap_engine_new(m, max_T, &e) : TP_ERR_NOMEM;
-    if (st == TP_OK) st = score_pairs(e, pairs, n, (size_t)r->g.n_up * max_T * m->cfg.hidden_size, a, r);
+    if (st == TP_OK) st = score_pairs(e, pairs, n, m->cfg.hidden_size, a, r);
     if (st == TP_OK) {
         size_t ne = (size_t)r->g.n_up * r->g.n_down;
         for (size_t k = 0; k < ne; k++) r->edge[k] /= n;

@@ -18,6 +18,13 @@
  * Verification. The DC_NVERIFY nodes of largest |node score| (eap.h's attribution
  * patching score) are patched exactly, each alone: its clean output put into the
  * corrupted run (every other node kept), effect = m − LD_corr, mean over pairs.
+ *
+ * Mean ablation (pairs with corrupt NULL): a node's corrupted output is its mean
+ * output (given, [d], the same at every position); the "corrupted run" is the clean
+ * run with every node at its mean (LD_corr = m(∅)); EAP takes g_v on the clean run
+ * (eap_score_against: there is no corrupted run to differentiate); the verification
+ * is the node alone set to its mean in the clean run (every other node kept),
+ * effect = LD_clean − m, the quantity the clean-gradient node score approximates.
  */
 #ifndef TP_CIRCUITS_DISCOVER_H
 #define TP_CIRCUITS_DISCOVER_H
@@ -35,9 +42,10 @@
 extern const double DC_K_PCT[DC_NK];   /* 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100 */
 
 typedef struct {
-    const int32_t *clean, *corrupt;    /* [T] each */
+    const int32_t *clean, *corrupt;    /* [T] each; corrupt NULL: mean ablation */
     int T;
     int32_t target, distractor;        /* distractor -1: none */
+    const double *mean;                /* corrupt NULL: every node's mean output [n_up][d] */
 } dc_pair;
 
 typedef struct {
@@ -49,6 +57,7 @@ typedef struct {
     double m_k[DC_NK], f[DC_NK];
     double m_full, m_empty, threshold, cpr, cmd;
     int kept;                          /* index into DC_K_PCT; -1: none reached it (all edges kept) */
+    int mean_mode;                     /* the pairs are mean ablations */
     int n_verify, verify_node[DC_NVERIFY];
     double verify_eap[DC_NVERIFY], verify_exact[DC_NVERIFY];
 } dc_result;

@@ -9,6 +9,10 @@
  * keeps), tried in a seeded order (circuits.seed); the first whose top next token
  * differs from the clean prompt's is the corrupted prompt (at most
  * circuits.discover.resample_tries tried). The JSON names the document and offset.
+ * Corruption `mean`: every node's output replaced by its mean over the rows (every
+ * position but the first) of those documents, in residual space (discover.h, "Mean
+ * ablation"). Without --corruption: resample, and mean when no window qualifies; the
+ * JSON's corruption.chosen_by says which and why.
  */
 #ifndef TP_CIRCUITS_DISCOVER_RUN_H
 #define TP_CIRCUITS_DISCOVER_RUN_H
@@ -23,6 +27,7 @@ typedef struct {
     int T;
     const char *target_text, *distractor_text;   /* target NULL: the model's top next token */
     int32_t target, distractor;                  /* distractor -1: none */
+    const char *corruption;                      /* "resample", "mean", NULL: chosen here */
     const char *id;
 } discover_request;
 
