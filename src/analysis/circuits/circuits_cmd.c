@@ -4,6 +4,7 @@
 #include "analysis/circuits/attribute.h"
 #include "analysis/circuits/circuits_common.h"
 #include "analysis/circuits/circuits_phase.h"
+#include "analysis/circuits/discover_run.h"
 #include "analysis/circuits/dla.h"
 #include "analysis/circuits/heads.h"
 #include "analysis/circuits/trace.h"
@@ -320,6 +321,54 @@ tp_status circuits_attribute_cmd(tp_cli *cli)
         st = attribute_run(&cx, &rq, cli->run_dir);
     }
     free(ids.clean), free(ids.corrupt);
+    circuits_close(&cx);
+    return st;
+}
+
+static tp_status discover_options(tp_cli *cli, const circuits_ctx *cx, discover_request *rq, int32_t **ids, char *id,
+                                  size_t n)
+{
+    const char *prompt, *target, *distractor, *corruption, *name;
+    TP_CHECK(take(cli, "--prompt", &prompt));
+    TP_CHECK(take(cli, "--target", &target));
+    TP_CHECK(take(cli, "--distractor", &distractor));
+    TP_CHECK(take(cli, "--corruption", &corruption));
+    TP_CHECK(take(cli, "--name", &name));
+    TP_CHECK(cli_reject_rest(cli));
+    if (!prompt) return tp_err(TP_ERR_CONFIG, "circuits discover: --prompt \"text\" is required");
+    if (corruption && strcmp(corruption, "resample") && strcmp(corruption, "mean"))
+        return tp_err(TP_ERR_CONFIG, "circuits discover: --corruption '%s': expected resample (corpus windows of the "
+                      "prompt's length) or mean (node means over corpus rows)", corruption);
+    *rq = (discover_request){.prompt = prompt, .target_text = target, .distractor_text = distractor, .target = -1,
+                             .distractor = -1, .corruption = corruption};
+    if (target) TP_CHECK(one_token(cx, "discover", "--target", target, &rq->target));
+    if (distractor) TP_CHECK(one_token(cx, "discover", "--distractor", distractor, &rq->distractor));
+    if (target && rq->distractor == rq->target)
+        return tp_err(TP_ERR_CONFIG, "circuits discover: --target and --distractor are the same token (id %d)",
+                      rq->target);
+    prompt_limits lim = circuits_limits(cx, 1);
+    TP_CHECK(prompts_encode(cx->tok, prompt, &lim, "circuits discover: --prompt", ids, &rq->T));
+    rq->ids = *ids;
+    char key[4096];
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s", prompt, target ? target : "", distractor ? distractor : "",
+             corruption ? corruption : "");
+    return output_id("discover", name, key, id, n);
+}
+
+tp_status circuits_discover_cmd(tp_cli *cli)
+{
+    circuits_settings cs;
+    circuits_ctx cx = {0};
+    discover_request rq;
+    int32_t *ids = NULL;
+    char id[96];
+    tp_status st = open_all(cli, &cs, &cx);
+    if (st == TP_OK) st = discover_options(cli, &cx, &rq, &ids, id, sizeof id);
+    if (st == TP_OK) {
+        rq.id = id;
+        st = discover_run(&cx, &rq, cli->run_dir);
+    }
+    free(ids);
     circuits_close(&cx);
     return st;
 }

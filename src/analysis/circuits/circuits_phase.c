@@ -4,6 +4,7 @@
 
 #include "analysis/circuits/circuits_common.h"
 #include "analysis/circuits/heads.h"
+#include "analysis/circuits/library.h"
 #include "analysis/circuits/weights.h"
 #include "core/log.h"
 #include "run_layout.h"
@@ -45,6 +46,17 @@ static const tp_phase_sub subs[] = {
      "  --ig-steps M         EAP-IG over M interpolation steps of the embeddings (default 0: plain EAP)\n"
      "  --top K              edges kept in the graph (default 30)\n"
      "  --name ID            names the outputs (default: a slug of the prompts and a hash)\n"},
+    {"discover", circuits_discover_cmd,
+     "a circuit for one prompt: EAP-ranked edges, the faithfulness curve f(k) (CPR, CMD) by exact node patching, the "
+     "top nodes verified -> results/circuits/<id>.json/.dot/.svg",
+     "  --prompt \"text\"      the clean prompt\n"
+     "  --target \" tok\"      m = logit(target) [- logit(distractor)] (default: the model's top next token)\n"
+     "  --distractor \" tok\"  optional\n"
+     "  --corruption MODE    resample: a corpus window of the prompt's length (held-out documents, seeded);\n"
+     "                       mean: every node at its mean output over corpus rows (default: resample, mean\n"
+     "                       when no window has another top next token)\n"
+     "  --name ID            names the outputs (default: a slug of the prompt and a hash)\n"
+     "  keys: circuits.discover.* (docs/circuits.md)\n"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -58,6 +70,7 @@ tp_status circuits_phase_run(const tp_config *cfg, const char *run_dir)
     tp_status st = circuits_open(&set, &cs, &cx);
     if (st == TP_OK) st = heads_run(&cx, NULL, run_dir);
     if (st == TP_OK) st = weights_run(&cx, run_dir);
+    if (st == TP_OK) st = library_run(&cx, run_dir);
     circuits_close(&cx);
     return st;
 }
@@ -65,24 +78,27 @@ tp_status circuits_phase_run(const tp_config *cfg, const char *run_dir)
 /* "best previous_token L1H3 0.61 | ... | top Q-composition ..." */
 static void circuits_headline(const char *run_dir, char *buf, size_t n)
 {
-    char a[384] = "", b[256] = "";
+    char a[384] = "", b[256] = "", c[96] = "";
     heads_headline(run_dir, a, sizeof a);
     weights_headline(run_dir, b, sizeof b);
-    snprintf(buf, n, "%s%s%s", a, a[0] && b[0] ? " | " : "", b);
+    library_headline(run_dir, c, sizeof c);
+    snprintf(buf, n, "%s%s%s%s%s", a, a[0] && b[0] ? " | " : "", b, (a[0] || b[0]) && c[0] ? " | " : "", c);
 }
 
-static const char *const circuits_outputs[] = {RUN_CIRCUITS_HEAD_SCORES_JSON, RUN_CIRCUITS_WEIGHTS_JSON, NULL};
+static const char *const circuits_outputs[] = {RUN_CIRCUITS_HEAD_SCORES_JSON, RUN_CIRCUITS_WEIGHTS_JSON,
+                                               RUN_CIRCUITS_LIBRARY_JSON, NULL};
 static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", NULL};
 
 const tp_phase circuits_phase = {
     .name = "circuits",
-    .help = "phase 5: head scores and classes, weight circuits; subcommands trace, heads, weights, dla, attribute",
+    .help = "phase 5: head scores and classes, weight circuits, the circuit library; subcommands trace, heads, weights, dla, "
+            "attribute, discover",
     .run = circuits_phase_run,
     .outputs = circuits_outputs,
     .config = &circuits_section,
     .reads = circuits_reads,
     .needs = NULL,
-    .usage = "  transpolmo circuits                 runs heads and weights on the run's config (the phase)\n"
+    .usage = "  transpolmo circuits                 runs heads, weights and the circuit library (the phase)\n"
              "  transpolmo circuits <sub> [options] runs one subcommand (below)\n",
     .headline = circuits_headline,
     .subs = subs,

@@ -38,6 +38,11 @@ typedef struct {
     double threshold[CIRCUITS_NCLASSES];   /* circuits.heads.threshold.<class>, head_scores.h order */
     int64_t baseline_samples;           /* circuits.weights.baseline_samples */
     int64_t trace_top;                  /* circuits.trace.top */
+    double faithfulness;                /* circuits.discover.faithfulness */
+    int64_t discover_docs, discover_tries;   /* circuits.discover.corpus_docs, .resample_tries */
+    const char *library_dir;            /* circuits.library.dir ("" = no library) */
+    double library_margin;              /* circuits.library.margin */
+    int64_t library_pairs;              /* circuits.library.pairs */
 } circuits_settings;
 
 extern const tp_cfg_section circuits_section;
@@ -54,5 +59,6 @@ tp_status circuits_heads_cmd(struct tp_cli *cli);
 tp_status circuits_weights_cmd(struct tp_cli *cli);
 tp_status circuits_dla_cmd(struct tp_cli *cli);
 tp_status circuits_attribute_cmd(struct tp_cli *cli);
+tp_status circuits_discover_cmd(struct tp_cli *cli);
 
 #endif

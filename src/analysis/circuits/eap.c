@@ -400,6 +400,29 @@ tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *s)
     return st;
 }
 
+tp_status eap_score_against(eap_engine *e, const int32_t *ids, int T, int32_t target, int32_t distractor,
+                            const double *corr, double ld_corr, eap_scores *s)
+{
+    const eap_graph *g = &e->g;
+    memset(s, 0, sizeof *s);
+    s->g = *g, s->ld_corr = ld_corr;
+    TP_CHECK(check_T(e, T));
+    size_t Td = (size_t)T * e->d, n = (size_t)g->n_up * Td;
+    double *D = tp_malloc(n * sizeof *D);
+    double *G = tp_calloc((size_t)g->n_down * Td, sizeof *G), *Gn = tp_calloc((size_t)(1 + 2 * g->L) * Td, sizeof *Gn);
+    s->edge = tp_malloc((size_t)g->n_up * g->n_down * sizeof *s->edge);
+    s->node = tp_malloc((size_t)g->n_up * sizeof *s->node);
+    tp_status st = D && G && Gn && s->edge && s->node ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK) st = eap_node_outputs(e, ids, T, target, distractor, D, &s->ld_clean);
+    for (size_t i = 0; st == TP_OK && i < n; i++) D[i] -= corr[i];   /* Δa = clean − corr */
+    eap_pair p = {.clean = ids, .corrupt = ids, .T = T, .target = target, .distractor = distractor};
+    if (st == TP_OK) st = grad_step(e, &p, 1.0, G, Gn);   /* the gradient forward runs p.corrupt: ids */
+    if (st == TP_OK) st = contract(g, Td, D, G, Gn, s);
+    free(D), free(G), free(Gn);
+    if (st != TP_OK) eap_scores_free(s);
+    return st;
+}
+
 void eap_scores_free(eap_scores *s)
 {
     free(s->edge), free(s->node);

@@ -78,6 +78,11 @@ tp_status eap_node_outputs(eap_engine *e, const int32_t *ids, int T, int32_t tar
 /* EAP / EAP-IG scores of one prompt pair (out's arrays allocated here). */
 tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *out);
 void eap_scores_free(eap_scores *s);
+/* EAP against given corrupted outputs corr [n_up][T][d] (e.g. node means: mean
+ * ablation, which has no corrupted run to differentiate): score(u→v) = Σ_pos g_v ·
+ * (a_u^clean − corr_u) with g_v on the clean run of ids; ld_corr is stored as given. */
+tp_status eap_score_against(eap_engine *e, const int32_t *ids, int T, int32_t target, int32_t distractor,
+                            const double *corr, double ld_corr, eap_scores *out);
 
 /* m of the run of ids with the outputs of the nodes with keep[u] == 0 replaced by
  * repl [n_up][T][d] (node patching, above). */
