@@ -145,8 +145,11 @@ tp_status forward_kv_enable(tp_forward *f)
     return fwd_alloc_f32(f, &f->vcache, n);
 }
 
-static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const tp_hooks *hooks,
-                              tp_logits_mode mode, int last_layer, const float **logits);
+/* The run: from the embeddings of `ids` (first == 0, resid NULL) or from `resid`
+ * [f->rows, d] host memory entering layer `first` (forward_run_from). */
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *resid, int first, int pos0,
+                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                              const float **logits);
 
 /* Equal lengths: B sequences of T tokens at positions pos0..pos0+T-1. */
 static tp_status set_equal(tp_forward *f, int B, int T, int pos0)
@@ -166,12 +169,11 @@ tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_
                       tp_logits_mode mode, int last_layer, const float **logits)
 {
     TP_CHECK(set_equal(f, B, T, 0));
-    return forward_impl(f, ids, 0, hooks, mode, last_layer, logits);
+    return forward_impl(f, ids, NULL, 0, 0, hooks, mode, last_layer, logits);
 }
 
-tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
-                             const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
-                             const float **logits)
+/* Variable lengths: nseq sequences of lens[b] tokens each at positions 0..lens[b]-1. */
+static tp_status set_varlen(tp_forward *f, const int *lens, int nseq)
 {
     if (nseq < 1 || nseq > f->max_rows)
         return tp_err(TP_ERR_RANGE, "forward: %d sequences (1..%lld allowed)", nseq, (long long)f->max_rows);
@@ -191,7 +193,29 @@ tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens,
     }
     f->row0[nseq] = rows;
     f->nseq = nseq, f->T = 0, f->varlen = 1, f->rows = rows;
-    return forward_impl(f, ids, 0, hooks, mode, last_layer, logits);
+    return TP_OK;
+}
+
+tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
+                             const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                             const float **logits)
+{
+    TP_CHECK(set_varlen(f, lens, nseq));
+    return forward_impl(f, ids, NULL, 0, 0, hooks, mode, last_layer, logits);
+}
+
+tp_status forward_run_from(tp_forward *f, int first_layer, const float *resid, const int *lens, int nseq,
+                           const tp_hooks *hooks, tp_logits_mode mode, const float **logits)
+{
+    int nl = f->m->cfg.num_layers;
+    if (first_layer < 0 || first_layer >= nl)
+        return tp_err(TP_ERR_RANGE, "forward: start layer %d out of range (model has layers 0..%d)",
+                      first_layer, nl - 1);
+    if (f->kcache)
+        return tp_err(TP_ERR_UNSUPPORTED, "forward_run_from: not with a KV cache (its layers below %d "
+                      "would be stale)", first_layer);
+    TP_CHECK(set_varlen(f, lens, nseq));
+    return forward_impl(f, NULL, resid, first_layer, 0, hooks, mode, -1, logits);
 }
 
 tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
@@ -200,11 +224,12 @@ tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0
     if (pos0 > 0 && !f->kcache)
         return tp_err(TP_ERR_INTERNAL, "forward_step at position %d needs forward_kv_enable", pos0);
     TP_CHECK(set_equal(f, B, T, pos0));
-    return forward_impl(f, ids, pos0, hooks, mode, -1, logits);
+    return forward_impl(f, ids, NULL, 0, pos0, hooks, mode, -1, logits);
 }
 
-/* Each row's position (the rope op reads them) and the call's ids, as the backend
- * reads them: the host arrays themselves on a host-memory backend, else uploaded. */
+/* Each row's position (the rope op reads them) and the call's ids (none from
+ * forward_run_from), as the backend reads them: the host arrays themselves on a
+ * host-memory backend, else uploaded. */
 static tp_status inputs_to_backend(tp_forward *f, const int32_t *ids, const int32_t **be_ids)
 {
     for (int s = 0; s < f->nseq; s++)
@@ -215,13 +240,14 @@ static tp_status inputs_to_backend(tp_forward *f, const int32_t *ids, const int3
     }
     size_t bytes = (size_t)f->rows * sizeof(int32_t);
     TP_CHECK(be_upload(f->be, f->pos_dev, f->pos_host, bytes));
-    TP_CHECK(be_upload(f->be, f->ids_dev, ids, bytes));
+    if (ids) TP_CHECK(be_upload(f->be, f->ids_dev, ids, bytes));
     f->pos = f->pos_dev, *be_ids = f->ids_dev;
     return TP_OK;
 }
 
-static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const tp_hooks *hooks,
-                              tp_logits_mode mode, int last_layer, const float **logits)
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *resid, int first, int pos0,
+                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                              const float **logits)
 {
     const tp_model_config *c = &f->m->cfg;
     if (last_layer >= c->num_layers)
@@ -232,8 +258,9 @@ static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const
 
     const int32_t *be_ids;
     TP_CHECK(inputs_to_backend(f, ids, &be_ids));
-    TP_CHECK(fwd_embed(f, be_ids));
-    for (int L = 0; L <= stop; L++) TP_CHECK(blocks[c->arch](f, L));
+    if (resid) TP_CHECK(be_upload(f->be, f->x, resid, (size_t)f->rows * (size_t)c->hidden_size * sizeof(float)));
+    else TP_CHECK(fwd_embed(f, be_ids));
+    for (int L = first; L <= stop; L++) TP_CHECK(blocks[c->arch](f, L));
     if (stop < c->num_layers - 1) return TP_OK;
     return fwd_head(f, mode, logits);
 }
