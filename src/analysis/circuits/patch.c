@@ -126,21 +126,23 @@ static double run_value(const patch_spec *s, const float *lg, int V)
     return exp((double)lg[s->target] - mx) / sum;
 }
 
+/* Everything in a spec comes from the user (prompts, options): a problem is a
+ * configuration error (exit code 2), said in one line. */
 static tp_status check_spec(const tp_model *m, const patch_spec *s)
 {
     const tp_model_config *c = &m->cfg;
     if (s->T < 1 || s->T > c->max_position_embeddings)
-        return tp_err(TP_ERR_RANGE, "patch: the prompts have %d tokens; the model's context is %d",
+        return tp_err(TP_ERR_CONFIG, "patch: the prompts have %d tokens; the model's context is %d",
                       s->T, c->max_position_embeddings);
     for (int t = 0; t < s->T; t++)
         for (int k = 0; k < 2; k++) {
             const int32_t *ids = k ? s->corrupt : s->clean;
             if (ids && (ids[t] < 0 || ids[t] >= c->vocab_size))
-                return tp_err(TP_ERR_RANGE, "patch: token id %d at position %d is outside the vocabulary (0..%d)",
+                return tp_err(TP_ERR_CONFIG, "patch: token id %d at position %d is outside the vocabulary (0..%d)",
                               ids[t], t, c->vocab_size - 1);
         }
     if (s->target < 0 || s->target >= c->vocab_size || s->distractor >= c->vocab_size)
-        return tp_err(TP_ERR_RANGE, "patch: target %d / distractor %d outside the vocabulary (0..%d)",
+        return tp_err(TP_ERR_CONFIG, "patch: target %d / distractor %d outside the vocabulary (0..%d)",
                       s->target, s->distractor, c->vocab_size - 1);
     if (s->target == s->distractor)
         return tp_err(TP_ERR_CONFIG, "patch: target and distractor are the same token (%d)", s->target);
@@ -148,12 +150,12 @@ static tp_status check_spec(const tp_model *m, const patch_spec *s)
         return tp_err(TP_ERR_CONFIG, "patch: causal tracing needs noise samples and noised positions, no distractor");
     for (int i = 0; !s->corrupt && i < s->nnoise; i++)
         if (s->noise_pos[i] < 0 || s->noise_pos[i] >= s->T || (i && s->noise_pos[i] <= s->noise_pos[i - 1]))
-            return tp_err(TP_ERR_RANGE, "patch: noised position %d out of range (ascending, 0..%d)",
+            return tp_err(TP_ERR_CONFIG, "patch: noised position %d out of range (ascending, 0..%d)",
                           s->noise_pos[i], s->T - 1);
     if (s->nlayers < 1) return tp_err(TP_ERR_CONFIG, "patch: no layer to sweep");
     for (int i = 0; i < s->nlayers; i++)
         if (s->layers[i] < 0 || s->layers[i] >= c->num_layers || (i && s->layers[i] <= s->layers[i - 1]))
-            return tp_err(TP_ERR_RANGE, "patch: layer %d out of range (ascending, model has layers 0..%d)",
+            return tp_err(TP_ERR_CONFIG, "patch: layer %d out of range (ascending, model has layers 0..%d)",
                           s->layers[i], c->num_layers - 1);
     if (!(s->sweeps & ((1u << PATCH_NSWEEPS) - 1))) return tp_err(TP_ERR_CONFIG, "patch: no sweep asked for");
     if (s->cells_per_batch < 0) return tp_err(TP_ERR_CONFIG, "patch: cells per batch must be >= 0");

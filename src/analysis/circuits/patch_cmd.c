@@ -92,6 +92,9 @@ static tp_status read_opts(tp_cli *cli, patch_opts *o)
         return tp_err(TP_ERR_CONFIG, "circuits patch: --corrupt needs --distractor (the metric is logit(target) - logit(distractor))");
     if (o->noise_tokens && o->distractor)
         return tp_err(TP_ERR_CONFIG, "circuits patch: --distractor is for --corrupt; causal tracing measures p(target)");
+    if (o->noise_file && (seeds || seed || scale))
+        return tp_err(TP_ERR_CONFIG, "circuits patch: --noise-file gives the noise itself; --seeds, --seed and --noise-scale "
+                      "do not apply to it");
     if (o->corrupt && (seeds || seed || scale || o->noise_file))
         return tp_err(TP_ERR_CONFIG, "circuits patch: --seeds, --seed, --noise-scale and --noise-file go with --corrupt-noise");
     return TP_OK;
@@ -408,9 +411,11 @@ static json_t *noise_obj(const patch_job *j, const patch_opts *o)
     char src[TP_PATH_MAX + 16];
     snprintf(src, sizeof src, "%s%s", o->noise_file ? "file " : "gaussian: splitmix64(seed + sample), Box-Muller",
              o->noise_file ? o->noise_file : "");
-    return json_pack("{s:s, s:o, s:f, s:f, s:f, s:i, s:I, s:s}", "tokens", o->noise_tokens, "positions", pos,
+    /* From a file the noise is what it is: no seed, and the scale is not applied. */
+    return json_pack("{s:s, s:o, s:f, s:f, s:f, s:i, s:o, s:s}", "tokens", o->noise_tokens, "positions", pos,
                      "embedding_std", j->emb_std, "scale", o->scale, "std", o->scale * j->emb_std,
-                     "samples", j->nsamples, "seed", (json_int_t)o->seed, "source", src);
+                     "samples", j->nsamples, "seed", o->noise_file ? json_null() : json_integer((json_int_t)o->seed),
+                     "source", src);
 }
 
 static json_t *tracing_json(const patch_job *j, const patch_opts *o, const patch_result *r, unsigned mask)
