@@ -132,33 +132,33 @@ static tp_status check_spec(const tp_model *m, const patch_spec *s)
 {
     const tp_model_config *c = &m->cfg;
     if (s->T < 1 || s->T > c->max_position_embeddings)
-        return tp_err(TP_ERR_CONFIG, "patch: the prompts have %d tokens; the model's context is %d",
+        return tp_err(TP_ERR_CONFIG, "circuits patch: the prompts have %d tokens; the model's context is %d",
                       s->T, c->max_position_embeddings);
     for (int t = 0; t < s->T; t++)
         for (int k = 0; k < 2; k++) {
             const int32_t *ids = k ? s->corrupt : s->clean;
             if (ids && (ids[t] < 0 || ids[t] >= c->vocab_size))
-                return tp_err(TP_ERR_CONFIG, "patch: token id %d at position %d is outside the vocabulary (0..%d)",
+                return tp_err(TP_ERR_CONFIG, "circuits patch: token id %d at position %d is outside the vocabulary (0..%d)",
                               ids[t], t, c->vocab_size - 1);
         }
     if (s->target < 0 || s->target >= c->vocab_size || s->distractor >= c->vocab_size)
-        return tp_err(TP_ERR_CONFIG, "patch: target %d / distractor %d outside the vocabulary (0..%d)",
+        return tp_err(TP_ERR_CONFIG, "circuits patch: target %d / distractor %d outside the vocabulary (0..%d)",
                       s->target, s->distractor, c->vocab_size - 1);
     if (s->target == s->distractor)
-        return tp_err(TP_ERR_CONFIG, "patch: target and distractor are the same token (%d)", s->target);
+        return tp_err(TP_ERR_CONFIG, "circuits patch: target and distractor are the same token (%d)", s->target);
     if (!s->corrupt && (s->nsamples < 1 || !s->noise || s->nnoise < 1 || s->distractor >= 0))
-        return tp_err(TP_ERR_CONFIG, "patch: causal tracing needs noise samples and noised positions, no distractor");
+        return tp_err(TP_ERR_CONFIG, "circuits patch: causal tracing needs noise samples and noised positions, no distractor");
     for (int i = 0; !s->corrupt && i < s->nnoise; i++)
         if (s->noise_pos[i] < 0 || s->noise_pos[i] >= s->T || (i && s->noise_pos[i] <= s->noise_pos[i - 1]))
-            return tp_err(TP_ERR_CONFIG, "patch: noised position %d out of range (ascending, 0..%d)",
+            return tp_err(TP_ERR_CONFIG, "circuits patch: noised position %d out of range (ascending, 0..%d)",
                           s->noise_pos[i], s->T - 1);
-    if (s->nlayers < 1) return tp_err(TP_ERR_CONFIG, "patch: no layer to sweep");
+    if (s->nlayers < 1) return tp_err(TP_ERR_CONFIG, "circuits patch: no layer to sweep");
     for (int i = 0; i < s->nlayers; i++)
         if (s->layers[i] < 0 || s->layers[i] >= c->num_layers || (i && s->layers[i] <= s->layers[i - 1]))
-            return tp_err(TP_ERR_CONFIG, "patch: layer %d out of range (ascending, model has layers 0..%d)",
+            return tp_err(TP_ERR_CONFIG, "circuits patch: layer %d out of range (ascending, model has layers 0..%d)",
                           s->layers[i], c->num_layers - 1);
-    if (!(s->sweeps & ((1u << PATCH_NSWEEPS) - 1))) return tp_err(TP_ERR_CONFIG, "patch: no sweep asked for");
-    if (s->cells_per_batch < 0) return tp_err(TP_ERR_CONFIG, "patch: cells per batch must be >= 0");
+    if (!(s->sweeps & ((1u << PATCH_NSWEEPS) - 1))) return tp_err(TP_ERR_CONFIG, "circuits patch: no sweep asked for");
+    if (s->cells_per_batch < 0) return tp_err(TP_ERR_CONFIG, "circuits patch: cells per batch must be >= 0");
     return TP_OK;
 }
 
@@ -354,7 +354,7 @@ static tp_status finish(patch_ctx *c, patch_result *r)
     }
     double den = r->v_clean - r->v_corr;
     if (s->corrupt && !(fabs(den) > 0))
-        return tp_err(TP_ERR_CONFIG, "patch: clean and corrupted prompts give the same logit difference (%.6g): "
+        return tp_err(TP_ERR_CONFIG, "circuits patch: clean and corrupted prompts give the same logit difference (%.6g): "
                       "the normalized metric is undefined; choose prompts that the model answers differently", r->v_clean);
     for (int k = 0; k < PATCH_NSWEEPS; k++) {
         r->ncols[k] = c->ncols[k];

@@ -142,8 +142,9 @@ static tp_status one_token(patch_job *j, const char *opt, const char *text, int3
     if (st == TP_OK && n != 1) {
         char line[2048];
         tokens_line(j->tok, ids, n, line, sizeof line);
-        st = tp_err(TP_ERR_CONFIG, "circuits patch: %s '%s' is %zu tokens %s, not one (a leading space is part of "
-                    "a word's token: try ' %s')", opt, text, n, line, text[0] == ' ' ? text + 1 : text);
+        st = tp_err(TP_ERR_CONFIG, "circuits patch: %s '%s' is %zu tokens %s, not one%s%s%s", opt, text, n, line,
+                    text[0] == ' ' ? "" : " (a leading space is part of a word's token: try ' ",
+                    text[0] == ' ' ? "" : text, text[0] == ' ' ? "" : "')");
     }
     if (st == TP_OK) *id = ids[0];
     free(ids);
@@ -225,11 +226,11 @@ static tp_status noise_positions(patch_job *j, const char *spec)
             hi = strtol(end + 1, &end2, 10);
             end = end2 == end + 1 ? end : end2;
         }
-        if (end == p || (*end && *end != ',') || (*end == ',' && !end[1]))
+        if (end == p || (*end && *end != ',') || (*end == ',' && !end[1]) || hi < lo)
             st = tp_err(TP_ERR_CONFIG, "--corrupt-noise: '%s': expected positions like 2, 1,3 or 2-4", spec);
-        else if (lo < 0 || hi < lo || hi >= T)
-            st = tp_err(TP_ERR_CONFIG, "--corrupt-noise: positions %ld-%ld out of range: the prompt has %d tokens (0..%d)",
-                        lo, hi, T, T - 1);
+        else if (lo < 0 || hi >= T)
+            st = tp_err(TP_ERR_CONFIG, "--corrupt-noise: position %ld out of range: the prompt has %d tokens (0..%d)",
+                        lo < 0 || lo >= T ? lo : hi, T, T - 1);
         for (long t = lo; st == TP_OK && t <= hi; t++) mark[t] = 1;
         p = *end == ',' ? end + 1 : end;
     }
@@ -291,7 +292,7 @@ static tp_status sweep_layers(patch_job *j, const tp_settings *set)
     for (size_t i = 0; i < set->n_layers; i++) {
         if (set->layers[i] < 0 || set->layers[i] >= nl) {
             free(mark);
-            return tp_err(TP_ERR_CONFIG, "%s: layers: layer %lld out of range (the model has layers 0..%d)",
+            return tp_err(TP_ERR_CONFIG, "%s: layer %lld out of range (the model has layers 0..%d)",
                           set->layers_origin, (long long)set->layers[i], nl - 1);
         }
         mark[set->layers[i]] = 1;
