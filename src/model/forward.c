@@ -60,11 +60,12 @@ static tp_status alloc_scratch(tp_forward *f)
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         TP_CHECK(fwd_alloc_f32(f, bufs[i].p, bufs[i].n));
     f->lens = tp_malloc(rows * sizeof *f->lens);
+    f->off = tp_malloc(rows * sizeof *f->off);
     f->row0 = tp_malloc((rows + 1) * sizeof *f->row0);
     f->aseq = tp_malloc(rows * sizeof *f->aseq);
     f->pos_host = tp_malloc(rows * sizeof *f->pos_host);
-    if (!f->lens || !f->row0 || !f->aseq || !f->pos_host) return TP_ERR_NOMEM;
-    f->bytes += rows * (sizeof *f->lens + sizeof *f->row0 + sizeof *f->aseq + sizeof *f->pos_host);
+    if (!f->lens || !f->off || !f->row0 || !f->aseq || !f->pos_host) return TP_ERR_NOMEM;
+    f->bytes += rows * (sizeof *f->lens + sizeof *f->off + sizeof *f->row0 + sizeof *f->aseq + sizeof *f->pos_host);
     if (f->be->host_memory) return TP_OK;   /* the ops read the host arrays themselves */
     TP_CHECK(fwd_alloc_i32(f, &f->pos_dev, rows));
     return fwd_alloc_i32(f, &f->ids_dev, rows);
@@ -125,7 +126,7 @@ void forward_free(tp_forward *f)
     void *dev[] = {f->x, f->xn, f->q, f->k, f->v, f->z, f->ao, f->gate, f->up, f->pattern, f->logits,
                    f->rope_cos, f->rope_sin, f->kcache, f->vcache, f->pos_dev, f->ids_dev};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) be_free(f->be, dev[i]);
-    void *host[] = {f->lens, f->row0, f->aseq, f->pos_host, f->logits_host, f->stage};
+    void *host[] = {f->lens, f->off, f->row0, f->aseq, f->pos_host, f->logits_host, f->stage};
     for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
     free(f);
 }
@@ -159,7 +160,7 @@ static tp_status set_equal(tp_forward *f, int B, int T, int pos0)
                       B, pos0, pos0 + T - 1, f->max_batch, f->max_seq);
     f->nseq = B, f->T = T, f->varlen = 0, f->rows = (int64_t)B * T;
     for (int b = 0; b <= B; b++) {
-        if (b < B) f->lens[b] = T;
+        if (b < B) f->lens[b] = T, f->off[b] = pos0;
         f->row0[b] = (int64_t)b * T;
     }
     return TP_OK;
@@ -184,7 +185,7 @@ static tp_status set_varlen(tp_forward *f, const int *lens, int nseq)
         if (lens[b] < 1 || lens[b] > f->max_seq)
             return tp_err(TP_ERR_RANGE, "forward: sequence %d has %d tokens (1..%d allowed)", b, lens[b],
                           f->max_seq);
-        f->lens[b] = lens[b];
+        f->lens[b] = lens[b], f->off[b] = 0;
         f->row0[b] = rows;
         rows += lens[b];
         if (rows > f->max_rows)
@@ -204,18 +205,42 @@ tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens,
     return forward_impl(f, ids, NULL, 0, 0, hooks, mode, last_layer, logits);
 }
 
-tp_status forward_run_from(tp_forward *f, int first_layer, const float *resid, const int *lens, int nseq,
-                           const tp_hooks *hooks, tp_logits_mode mode, const float **logits)
+/* Sequence b starts at position prefix->off[b]: the prefix's keys and values of the
+ * positions below it go to the KV cache slot b of every layer the run computes. */
+static tp_status set_prefix(tp_forward *f, int first_layer, const tp_forward_prefix *prefix, int *max_off)
 {
-    int nl = f->m->cfg.num_layers;
+    const tp_model_config *c = &f->m->cfg;
+    size_t kd = (size_t)c->num_kv_heads * (size_t)c->head_dim;
+    *max_off = 0;
+    if (!f->kcache) return tp_err(TP_ERR_INTERNAL, "forward_run_from with a prefix needs forward_kv_enable");
+    for (int b = 0; b < f->nseq; b++) {
+        int o = prefix->off[b];
+        if (o < 0 || o > prefix->len || o + f->lens[b] > f->max_seq)
+            return tp_err(TP_ERR_RANGE, "forward: sequence %d starts at position %d (prefix of %d, %d positions allowed)",
+                          b, o, prefix->len, f->max_seq);
+        f->off[b] = o;
+        *max_off = o > *max_off ? o : *max_off;
+        for (int L = first_layer; L < c->num_layers && o > 0; L++) {
+            size_t base = ((size_t)L * f->max_batch + (size_t)b) * (size_t)f->max_seq * kd;
+            size_t src = (size_t)L * (size_t)prefix->len * kd, bytes = (size_t)o * kd * sizeof(float);
+            TP_CHECK(be_upload(f->be, f->kcache + base, prefix->k + src, bytes));
+            TP_CHECK(be_upload(f->be, f->vcache + base, prefix->v + src, bytes));
+        }
+    }
+    return TP_OK;
+}
+
+tp_status forward_run_from(tp_forward *f, int first_layer, const float *resid, const int *lens, int nseq,
+                           const tp_forward_prefix *prefix, const tp_hooks *hooks, tp_logits_mode mode,
+                           const float **logits)
+{
+    int nl = f->m->cfg.num_layers, max_off = 0;
     if (first_layer < 0 || first_layer >= nl)
         return tp_err(TP_ERR_RANGE, "forward: start layer %d out of range (model has layers 0..%d)",
                       first_layer, nl - 1);
-    if (f->kcache)
-        return tp_err(TP_ERR_UNSUPPORTED, "forward_run_from: not with a KV cache (its layers below %d "
-                      "would be stale)", first_layer);
     TP_CHECK(set_varlen(f, lens, nseq));
-    return forward_impl(f, NULL, resid, first_layer, 0, hooks, mode, -1, logits);
+    if (prefix) TP_CHECK(set_prefix(f, first_layer, prefix, &max_off));
+    return forward_impl(f, NULL, resid, first_layer, max_off, hooks, mode, -1, logits);
 }
 
 tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
@@ -233,7 +258,7 @@ tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0
 static tp_status inputs_to_backend(tp_forward *f, const int32_t *ids, const int32_t **be_ids)
 {
     for (int s = 0; s < f->nseq; s++)
-        for (int t = 0; t < f->lens[s]; t++) f->pos_host[f->row0[s] + t] = f->pos0 + t;
+        for (int t = 0; t < f->lens[s]; t++) f->pos_host[f->row0[s] + t] = f->off[s] + t;
     if (f->be->host_memory) {
         f->pos = f->pos_host, *be_ids = ids;
         return TP_OK;

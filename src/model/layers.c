@@ -140,13 +140,13 @@ static tp_status attn_seqs(tp_forward *f, int L)
         if (f->kcache) {
             size_t base = ((size_t)L * f->max_batch + (size_t)b) * (size_t)f->max_seq * (size_t)kd;
             size_t bytes = (size_t)T * kd * sizeof(float);
-            TP_CHECK(be_copy(f->be, f->kcache + base + (size_t)f->pos0 * kd, kb, bytes));
-            TP_CHECK(be_copy(f->be, f->vcache + base + (size_t)f->pos0 * kd, vb, bytes));
+            TP_CHECK(be_copy(f->be, f->kcache + base + (size_t)f->off[b] * kd, kb, bytes));
+            TP_CHECK(be_copy(f->be, f->vcache + base + (size_t)f->off[b] * kd, vb, bytes));
             kb = f->kcache + base;
             vb = f->vcache + base;
         }
         f->aseq[b] = (tp_attn_seq){.q = f->q + (size_t)r0 * qd, .k = kb, .v = vb,
-                                   .z = f->z + (size_t)r0 * qd, .p = NULL, .nq = T, .off = f->pos0};
+                                   .z = f->z + (size_t)r0 * qd, .p = NULL, .nq = T, .off = f->off[b]};
     }
     return TP_OK;
 }

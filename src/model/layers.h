@@ -26,12 +26,15 @@ struct tp_forward {
     int max_batch, max_seq;
     int64_t max_rows;          /* max_batch * max_seq */
     /* The current call: nseq sequences, sequence b at rows row0[b]..row0[b]+lens[b]-1
-     * of every [rows, ...] buffer, positions pos0..pos0+lens[b]-1. forward_run and
-     * forward_step have lens[b] = T for all b (B = nseq); varlen says the hooks see
-     * [1, rows, ...] rather than [B, T, ...]. */
+     * of every [rows, ...] buffer, positions off[b]..off[b]+lens[b]-1 (attending to the
+     * KV cache's positions below off[b]). forward_run and forward_step have lens[b] = T
+     * and off[b] = pos0 for all b (B = nseq); forward_run_from with a prefix, its own
+     * off[b] and pos0 = their largest. varlen says the hooks see [1, rows, ...] rather
+     * than [B, T, ...]. */
     int nseq, T, pos0, varlen;
     int64_t rows;
     int *lens;                 /* [max_rows] */
+    int *off;                  /* [max_rows] */
     int64_t *row0;             /* [max_rows + 1] */
     int32_t *pos_host;         /* [max_rows] position of each row of the call */
     const int32_t *pos;        /* [be] the same, as the rope op reads it */

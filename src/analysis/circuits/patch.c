@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Patched rows per forward call when the caller does not say: large enough for the
  * GEMMs to run at full speed, small enough that the scratch of a 7B model stays
@@ -88,24 +89,29 @@ void patch_gaussian(uint64_t seed, double std, float *out, size_t n)
 
 typedef struct patch_ctx patch_ctx;
 
-/* Where a cache hook copies one point of one layer: [T, width] of sequence 0. */
+/* Where a cache hook copies one point: [T, n / T] of sequence 0 per layer. */
 typedef struct {
-    float *dst;
+    tp_hook_point pt;
+    float *dst;                         /* [nl][n] */
     size_t n;
 } cache_slot;
+
+/* The corrupted run's points the patched runs start from: resid_pre (the input of the
+ * patched layer) and the rotated keys and values (the unchanged positions before a
+ * patched one, attended to from the KV cache). */
+enum { CORR_RESID, CORR_K, CORR_V, CORR_NPOINTS };
 
 struct patch_ctx {
     const tp_model *m;
     const patch_spec *spec;
     tp_forward *f;
     int T, nl, H, dh, V;
-    size_t d, width[PATCH_NSWEEPS];     /* row width of each point */
+    size_t d, kd, width[PATCH_NSWEEPS]; /* row widths: hidden, keys, each sweep's point */
     int nsrc;                           /* corrupted runs: 1, or the noise samples */
     float *clean[PATCH_NSWEEPS];        /* [nl][T][width] of the clean run */
-    float *corr;                        /* [nl][T][d] resid_pre of the current corrupted run */
-    cache_slot slots[2][PATCH_NSWEEPS]; /* scratch of the cache hooks */
+    float *corr[CORR_NPOINTS];          /* [nl][T][d or kd] of the current corrupted run */
     float *input;                       /* [cpb][T][d] */
-    int *lens;                          /* [cpb], all T */
+    int *lens, *off;                    /* [cpb] of the batch running */
     int cpb;
     double *raw[PATCH_NSWEEPS];         /* [nsrc][nlayers][ncols] value of each patched run */
     int ncols[PATCH_NSWEEPS];
@@ -166,7 +172,8 @@ static void ctx_free(patch_ctx *c)
 {
     forward_free(c->f);
     for (int s = 0; s < PATCH_NSWEEPS; s++) free(c->clean[s]), free(c->raw[s]);
-    free(c->corr), free(c->input), free(c->lens), free(c->v_corr);
+    for (int i = 0; i < CORR_NPOINTS; i++) free(c->corr[i]);
+    free(c->input), free(c->lens), free(c->off), free(c->v_corr);
 }
 
 /* Sizes, buffers and the forward state. */
@@ -175,15 +182,15 @@ static tp_status ctx_init(patch_ctx *c, const tp_model *m, const patch_spec *s)
     const tp_model_config *mc = &m->cfg;
     c->m = m, c->spec = s, c->T = s->T, c->nl = mc->num_layers, c->H = mc->num_heads;
     c->dh = mc->head_dim, c->V = mc->vocab_size, c->d = (size_t)mc->hidden_size;
+    c->kd = (size_t)mc->num_kv_heads * (size_t)mc->head_dim;
     c->nsrc = s->corrupt ? 1 : s->nsamples;
     int maxcols = 1;
     for (int k = 0; k < PATCH_NSWEEPS; k++) {
         c->width[k] = k == PATCH_Z ? (size_t)c->H * (size_t)c->dh : c->d;
         c->ncols[k] = k == PATCH_Z ? c->H : c->T;
         size_t n = (size_t)c->nl * (size_t)c->T * c->width[k];
-        if (k == PATCH_RESID_PRE || (s->sweeps & (1u << k)))
-            if (!(c->clean[k] = tp_malloc(n * sizeof(float)))) return TP_ERR_NOMEM;
         if (!(s->sweeps & (1u << k))) continue;
+        if (!(c->clean[k] = tp_malloc(n * sizeof(float)))) return TP_ERR_NOMEM;
         if (c->ncols[k] > maxcols) maxcols = c->ncols[k];
         size_t cells = (size_t)c->nsrc * (size_t)s->nlayers * (size_t)c->ncols[k];
         if (!(c->raw[k] = tp_calloc(cells, sizeof(double)))) return TP_ERR_NOMEM;
@@ -191,14 +198,18 @@ static tp_status ctx_init(patch_ctx *c, const tp_model *m, const patch_spec *s)
     c->cpb = s->cells_per_batch > 0 ? s->cells_per_batch : PATCH_BATCH_ROWS / c->T;
     if (c->cpb < 1) c->cpb = 1;
     if (c->cpb > maxcols) c->cpb = maxcols;
-    size_t ld = (size_t)c->T * c->d;
-    c->corr = tp_malloc((size_t)c->nl * ld * sizeof(float));
+    size_t ld = (size_t)c->T * c->d, lk = (size_t)c->T * c->kd;
+    c->corr[CORR_RESID] = tp_malloc((size_t)c->nl * ld * sizeof(float));
+    c->corr[CORR_K] = tp_malloc((size_t)c->nl * lk * sizeof(float));
+    c->corr[CORR_V] = tp_malloc((size_t)c->nl * lk * sizeof(float));
     c->input = tp_malloc((size_t)c->cpb * ld * sizeof(float));
     c->lens = tp_malloc((size_t)c->cpb * sizeof(int));
+    c->off = tp_malloc((size_t)c->cpb * sizeof(int));
     c->v_corr = tp_calloc((size_t)c->nsrc, sizeof(double));
-    if (!c->corr || !c->input || !c->lens || !c->v_corr) return TP_ERR_NOMEM;
-    for (int i = 0; i < c->cpb; i++) c->lens[i] = c->T;
-    return forward_new(m, c->cpb, c->T, &c->f);
+    if (!c->corr[CORR_RESID] || !c->corr[CORR_K] || !c->corr[CORR_V] || !c->input || !c->lens || !c->off || !c->v_corr)
+        return TP_ERR_NOMEM;
+    TP_CHECK(forward_new(m, c->cpb, c->T, &c->f));
+    return forward_kv_enable(c->f);   /* where the unchanged positions' keys and values wait */
 }
 
 /* ---- the clean and corrupted runs, kept per layer ---------------------------------- */
@@ -223,20 +234,16 @@ static tp_status noise_cb(const tp_hook_info *info, float *data, void *user)
     return TP_OK;
 }
 
-/* One prompt, one sequence: keeps the points of `dst` (NULL = not kept) at every layer
- * and returns its value. ids: the clean or the corrupted prompt; noisy adds noise. */
-static tp_status cached_run(patch_ctx *c, const int32_t *ids, int noisy, float *const dst[PATCH_NSWEEPS],
-                            cache_slot *slots, double *value)
+/* One prompt, one sequence: keeps the points of `slots` at every layer and returns
+ * its value. ids: the clean or the corrupted prompt; noisy adds noise. */
+static tp_status cached_run(patch_ctx *c, const int32_t *ids, int noisy, cache_slot *slots, int nslots,
+                            double *value)
 {
     tp_hooks *h = NULL;
     TP_CHECK(hooks_new(c->nl, &h));
     tp_status st = TP_OK;
-    for (int k = 0; k < PATCH_NSWEEPS && st == TP_OK; k++) {
-        if (!dst[k]) continue;
-        slots[k] = (cache_slot){dst[k], (size_t)c->T * c->width[k]};
-        for (int L = 0; L < c->nl && st == TP_OK; L++)
-            st = hooks_add_reader(h, L, sweep_points[k], cache_cb, &slots[k]);
-    }
+    for (int i = 0; i < nslots && st == TP_OK; i++)
+        for (int L = 0; L < c->nl && st == TP_OK; L++) st = hooks_add_reader(h, L, slots[i].pt, cache_cb, &slots[i]);
     if (st == TP_OK && noisy) st = hooks_add(h, -1, TP_HOOK_EMBED, noise_cb, c);
     const float *logits = NULL;
     if (st == TP_OK) st = forward_run(c->f, ids, 1, c->T, h, TP_LOGITS_LAST, -1, &logits);
@@ -247,18 +254,19 @@ static tp_status cached_run(patch_ctx *c, const int32_t *ids, int noisy, float *
 
 /* ---- patched runs -------------------------------------------------------------------- */
 
-/* Writes the clean activation into each cell's rows: cell b (a sequence of T rows)
- * patches position cur_col0 + b, or head cur_col0 + b at every position (z). */
+/* Writes the clean activation into each cell's rows. A per-position cell b is the
+ * sequence of positions cur_col0 + b .. T-1, patched at its first row; a z cell b is
+ * the whole prompt, patched in head cur_col0 + b at every position. */
 static tp_status patch_cb(const tp_hook_info *info, float *data, void *user)
 {
     const patch_ctx *c = user;
-    size_t w = c->width[c->cur_sweep], T = (size_t)c->T;
+    size_t w = c->width[c->cur_sweep], T = (size_t)c->T, row = 0;
     const float *src = c->clean[c->cur_sweep] + (size_t)c->cur_layer * T * w;
-    for (int b = 0; b < info->nseq; b++) {
+    for (int b = 0; b < info->nseq; row += (size_t)info->seq_lens[b], b++) {
         size_t col = (size_t)(c->cur_col0 + b);
-        float *seq = data + (size_t)b * T * w;
+        float *seq = data + row * w;
         if (c->cur_sweep != PATCH_Z) {
-            memcpy(seq + col * w, src + col * w, w * sizeof(float));
+            memcpy(seq, src + col * w, w * sizeof(float));
             continue;
         }
         size_t dh = (size_t)c->dh;
@@ -267,21 +275,30 @@ static tp_status patch_cb(const tp_hook_info *info, float *data, void *user)
     return TP_OK;
 }
 
-/* Cells col0..col0+n-1 of sweep k at layer index li for corrupted run src: n copies
- * of the corrupted residual stream entering the layer, each patched (resid_pre: in
- * the input; else by patch_cb), run from that layer as one batch. */
+/* The batch's input: per cell the corrupted residual stream entering layer L, from
+ * the patched position on (causal attention: the positions before it are the
+ * corrupted run's, their keys and values come from its cache); resid_pre cells get
+ * the clean row at their first position. */
+static void batch_input(patch_ctx *c, patch_sweep k, int L, int col0, int n)
+{
+    size_t ld = (size_t)c->T * c->d;
+    const float *corr = c->corr[CORR_RESID] + (size_t)L * ld;
+    float *in = c->input;
+    for (int b = 0; b < n; b++) {
+        int p = k == PATCH_Z ? 0 : col0 + b;
+        c->off[b] = p, c->lens[b] = c->T - p;
+        memcpy(in, corr + (size_t)p * c->d, (size_t)c->lens[b] * c->d * sizeof(float));
+        if (k == PATCH_RESID_PRE) memcpy(in, c->clean[k] + (size_t)L * ld + (size_t)p * c->d, c->d * sizeof(float));
+        in += (size_t)c->lens[b] * c->d;
+    }
+}
+
+/* Cells col0..col0+n-1 of sweep k at layer index li for corrupted run src, run from
+ * that layer as one batch (resid_pre patched in the input, the others by patch_cb). */
 static tp_status run_batch(patch_ctx *c, int src, patch_sweep k, int li, int col0, int n)
 {
     int L = c->spec->layers[li];
-    size_t ld = (size_t)c->T * c->d;
-    for (int b = 0; b < n; b++) {
-        float *seq = c->input + (size_t)b * ld;
-        memcpy(seq, c->corr + (size_t)L * ld, ld * sizeof(float));
-        if (k == PATCH_RESID_PRE) {
-            size_t pos = (size_t)(col0 + b);
-            memcpy(seq + pos * c->d, c->clean[k] + (size_t)L * ld + pos * c->d, c->d * sizeof(float));
-        }
-    }
+    batch_input(c, k, L, col0, n);
     tp_hooks *h = NULL;
     if (k != PATCH_RESID_PRE) {
         TP_CHECK(hooks_new(c->nl, &h));
@@ -289,8 +306,9 @@ static tp_status run_batch(patch_ctx *c, int src, patch_sweep k, int li, int col
         tp_status st = hooks_add(h, L, sweep_points[k], patch_cb, c);
         if (st != TP_OK) { hooks_free(h); return st; }
     }
+    const tp_forward_prefix prefix = {.off = c->off, .k = c->corr[CORR_K], .v = c->corr[CORR_V], .len = c->T};
     const float *logits = NULL;
-    tp_status st = forward_run_from(c->f, L, c->input, c->lens, n, h, TP_LOGITS_LAST, &logits);
+    tp_status st = forward_run_from(c->f, L, c->input, c->lens, n, &prefix, h, TP_LOGITS_LAST, &logits);
     hooks_free(h);
     TP_CHECK(st);
     double *out = c->raw[k] + ((size_t)src * (size_t)c->spec->nlayers + (size_t)li) * (size_t)c->ncols[k];
@@ -321,15 +339,21 @@ static tp_status sweep_batches(patch_ctx *c, int src, int64_t *next, int count_o
 static tp_status run_all(patch_ctx *c)
 {
     const patch_spec *s = c->spec;
-    float *corr[PATCH_NSWEEPS] = {c->corr};
-    TP_CHECK(cached_run(c, s->clean, 0, c->clean, c->slots[0], &c->v_clean));
+    size_t T = (size_t)c->T;
+    cache_slot clean[PATCH_NSWEEPS], corr[CORR_NPOINTS] = {
+        {TP_HOOK_RESID_PRE, c->corr[CORR_RESID], T * c->d}, {TP_HOOK_ROT_K, c->corr[CORR_K], T * c->kd},
+        {TP_HOOK_V, c->corr[CORR_V], T * c->kd}};
+    int nclean = 0;
+    for (int k = 0; k < PATCH_NSWEEPS; k++)
+        if (s->sweeps & (1u << k)) clean[nclean++] = (cache_slot){sweep_points[k], c->clean[k], T * c->width[k]};
+    TP_CHECK(cached_run(c, s->clean, 0, clean, nclean, &c->v_clean));
     int64_t next = 0, mine = 0;
     for (int src = 0; src < c->nsrc; src++) TP_CHECK(sweep_batches(c, src, &next, 1, &mine));
     tp_progress_begin(&c->prog, "patch", "cells", (uint64_t)mine);
     next = 0, mine = 0;
     for (int src = 0; src < c->nsrc; src++) {
         c->cur_sample = src;
-        TP_CHECK(cached_run(c, s->corrupt ? s->corrupt : s->clean, !s->corrupt, corr, c->slots[1], &c->v_corr[src]));
+        TP_CHECK(cached_run(c, s->corrupt ? s->corrupt : s->clean, !s->corrupt, corr, CORR_NPOINTS, &c->v_corr[src]));
         TP_CHECK(sweep_batches(c, src, &next, 0, &mine));
     }
     tp_progress_end(&c->prog);
@@ -386,11 +410,14 @@ tp_status patch_run(const tp_model *m, const patch_spec *spec, patch_result *out
     TP_CHECK(check_spec(m, spec));
     patch_ctx c = {0};
     tp_status st = ctx_init(&c, m, spec);
+    double t0 = tp_now(), c0 = (double)clock() / CLOCKS_PER_SEC;
     if (st == TP_OK) st = run_all(&c);
+    double secs = tp_now() - t0, cpu = (double)clock() / CLOCKS_PER_SEC - c0;
     st = dist_agree(MPI_COMM_WORLD, st, "patch");
     if (st == TP_OK) st = finish(&c, out);
     ctx_free(&c);
     if (st != TP_OK) patch_result_free(out);
+    else out->seconds = secs, out->cpu_seconds = cpu;
     return st;
 }
 

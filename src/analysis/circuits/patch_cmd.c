@@ -461,6 +461,8 @@ static tp_status write_result(const tp_cli *cli, const patch_job *j, const patch
                     r->metric[k][best], j->layers[best / (size_t)r->ncols[k]], k == PATCH_Z ? "head" : "pos",
                     best % (size_t)r->ncols[k]);
     }
+    tp_log_info("circuits patch: %lld cells in %.3f s (CPU %.3f s on rank 0, %d per batch)", (long long)r->cells,
+                r->seconds, r->cpu_seconds, r->cells_per_batch);
     tp_log_info("circuits patch: wrote %s (name from %s)", path, j->name_given ? "--name" : "the prompts");
     return TP_OK;
 }
