@@ -270,6 +270,15 @@ static tp_status inputs_to_backend(tp_forward *f, const int32_t *ids, const int3
     return TP_OK;
 }
 
+/* Whether a callback watches layer L or what follows it (ln_final): then it must see
+ * every row, and forward_run_from's final layer runs whole. */
+static int layer_watched(const tp_hooks *hooks, int L)
+{
+    for (int pt = 0; pt < TP_HOOK_LAYER_COUNT; pt++)
+        if (hooks_active(hooks, L, (tp_hook_point)pt)) return 1;
+    return hooks_active(hooks, -1, TP_HOOK_LN_FINAL);
+}
+
 static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *resid, int first, int pos0,
                               const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
                               const float **logits)
@@ -285,7 +294,13 @@ static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *re
     TP_CHECK(inputs_to_backend(f, ids, &be_ids));
     if (resid) TP_CHECK(be_upload(f->be, f->x, resid, (size_t)f->rows * (size_t)c->hidden_size * sizeof(float)));
     else TP_CHECK(fwd_embed(f, be_ids));
-    for (int L = first; L <= stop; L++) TP_CHECK(blocks[c->arch](f, L));
+    int trim = resid && mode == TP_LOGITS_LAST && !layer_watched(hooks, c->num_layers - 1);
+    for (int L = first; L <= stop; L++) {
+        f->last_only = trim && L == c->num_layers - 1;
+        tp_status st = blocks[c->arch](f, L);
+        f->last_only = 0;
+        TP_CHECK(st);
+    }
     if (stop < c->num_layers - 1) return TP_OK;
     return fwd_head(f, mode, logits);
 }

@@ -60,7 +60,10 @@ tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens,
  * to GEMM blocking, as between batches: ~1e-7 relative with OpenBLAS, bit for bit with
  * TranspOLMo's AVX-512 kernel, whose rows do not depend on each other). Hooks below
  * first_layer and hook_embed do not fire. Activation patching uses it to rerun only
- * the layers above a patched one, many patched copies in one call.
+ * the layers above a patched one, many patched copies in one call. With
+ * TP_LOGITS_LAST and no callback on the final layer or ln_final, that layer makes keys
+ * and values for every row but everything after them for each sequence's last row
+ * only (nothing else reaches the logits).
  *
  * prefix (may be NULL: every sequence starts at position 0): sequence b holds
  * positions off[b]..off[b]+lens[b]-1 and attends to the keys and values that k and v

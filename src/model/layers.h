@@ -33,6 +33,11 @@ struct tp_forward {
      * than [B, T, ...]. */
     int nseq, T, pos0, varlen;
     int64_t rows;
+    /* Set by forward_run_from in TP_LOGITS_LAST for its final layer when no callback
+     * watches that layer or ln_final: fwd_attention makes keys and values for every
+     * row, then attends for each sequence's last row only and leaves rows = nseq (one
+     * row, the last, per sequence) for the rest of the layer and the head. */
+    int last_only;
     int *lens;                 /* [max_rows] */
     int *off;                  /* [max_rows] */
     int64_t *row0;             /* [max_rows + 1] */
@@ -77,7 +82,8 @@ tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data);
 tp_status fwd_embed(tp_forward *f, const int32_t *ids);
 /* Attention sub-block on `in` [rows, d]: q/k/v (+ q/k norm when the layer has one),
  * RoPE, causal softmax, o_proj into f->ao; fires q,k,v,rot_q,rot_k,pattern,z and
- * attn.hook_out. */
+ * attn.hook_out. With f->last_only, f->rows may be smaller afterwards: a block reads
+ * it again after this call. */
 tp_status fwd_attention(tp_forward *f, int L, const float *in);
 /* SwiGLU MLP on `in` [rows, d] into f->ao; fires mlp.hook_pre, hook_pre_linear,
  * hook_post and mlp.hook_out. */

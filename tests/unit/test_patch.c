@@ -3,7 +3,8 @@
  *
  * - forward_run_from(L, resid_pre of a full pass) gives that pass's logits, on the four
  *   random test models (OLMo-2 MHA/GQA, BF16/F16, Llama GQA tied), also for sequences
- *   that start later and read the positions before from a prefix of keys and values:
+ *   that start later and read the positions before from a prefix of keys and values,
+ *   and with TP_LOGITS_LAST (the final layer for the last rows only):
  *   relative 1e-6 (the GEMMs see other row counts: OpenBLAS's blocking moves the last
  *   bits, ~1e-7).
  * - patch_run equals the naive method (a full forward of the corrupted prompt per
@@ -189,6 +190,12 @@ START_TEST(test_run_from_prefix)
             /* 5e-6: a sequence of 1 or 6 rows takes other OpenBLAS kernels than 12 (1.1e-6 seen
              * on the F16 model); a wrong prefix position or value moves them by > 1e-2. */
             ck_assert_msg(e <= 5e-6, "%s: layer %d, start %d: logits off by %.3g", models[_i], L, off[s], e);
+        }
+        /* TP_LOGITS_LAST: the final layer runs for the last rows only; the same logits. */
+        ck_assert(forward_run_from(f, L, in, lens, 3, &pre, NULL, TP_LOGITS_LAST, &lg) == TP_OK);
+        for (int s = 0; s < 3; s++) {
+            double e = tp_test_rel_err(lg + (size_t)s * V, full + (size_t)(T - 1) * V, V);
+            ck_assert_msg(e <= 5e-6, "%s: layer %d, start %d, last logits off by %.3g", models[_i], L, off[s], e);
         }
     }
     off[1] = T + 1;
