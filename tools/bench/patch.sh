@@ -8,15 +8,18 @@
 # "x = foo[1, 2" (corrupt), target ")", distractor "]". Two sweeps:
 #   resid_pre  every (layer, position): 4 x 89 = 356 patched runs
 #   z          every (layer, head), all positions: 4 x 8 = 32 patched runs
-# ours: `transpolmo circuits-patch --sweep <s>`, the whole command's wall time (model
-#   load, tokenizing, the clean and corrupted runs, the sweep, the JSON) —
-#   forward.threads=N;
-# TransformerLens: tools/bench/patch_tl.py, the wall time of patching.get_act_patch_resid_pre
-#   / get_act_patch_attn_head_out_all_pos alone (one full forward per cell; boot and clean
-#   cache not counted) — torch.set_num_threads(N).
+# Both sides time the sweep alone, wall and CPU (every thread of the process):
+# ours: `transpolmo circuits-patch --sweep <s>`, its log line "N cells in X s (CPU Y s)":
+#   the clean run, the corrupted run and the sweep (the model's weights are mmapped, so
+#   their first reading falls in it too); also the whole command's wall time (process
+#   start, MPI init, model, tokenizer, JSON). forward.threads=N.
+# TransformerLens: tools/bench/patch_tl.py, patching.get_act_patch_resid_pre /
+#   get_act_patch_attn_head_out_all_pos alone (one full forward per cell; boot and clean
+#   cache not counted). torch.set_num_threads(N).
 # Each run waits for < 15 % CPU use by others first and reports `others`, the share of the
-# CPUs other processes used while it ran. Ratio = median over rounds of TL seconds / ours.
-# TransformerLens's values are checked against ours (max |difference| printed).
+# CPUs other processes used while it ran. Ratios: medians over rounds of TL / ours, of the
+# sweep's wall time and of its CPU time. TransformerLens's values are checked against
+# ours (max |difference| printed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH_NAME=patch
@@ -65,23 +68,26 @@ for r in $(seq 1 "$ROUNDS"); do
         la=$(loadavg)
         o=$(run_measured "$LOG/ours-$s-$r.txt" "$BIN" circuits-patch "${ARGS[@]}" --sweep "$s" --name "bench_$s" \
             --set forward.threads="$THREADS" --out "$LOG/run")
-        ours=$(cut -d' ' -f1 "$LOG/ours-$s-$r.txt.time")
-        T[ours-$s-$r]=$ours
+        whole=$(cut -d' ' -f1 "$LOG/ours-$s-$r.txt.time")
+        line=$(grep -o 'cells in [0-9.]* s (CPU [0-9.]* s' "$LOG/ours-$s-$r.txt.err")
+        ours=$(echo "$line" | awk '{print $3}') ocpu=$(echo "$line" | awk '{print $6}')
+        T[ours-$s-$r]=$ours T[ocpu-$s-$r]=$ocpu
         wait_quiet >/dev/null
         la2=$(loadavg)
         o2=$(run_measured "$LOG/tl-$s-$r.txt" "$PY" "$ROOT/tools/bench/patch_tl.py" "${ARGS[@]}" --sweep "$s" \
              --threads "$THREADS" --ours "$LOG/run/results/circuits/patch_bench_$s.json")
-        tl=$(jq -r .seconds "$LOG/tl-$s-$r.txt")
-        T[tl-$s-$r]=$tl
-        printf 'round %s %-9s ours %7.2f s (load %s, others %s)  TransformerLens %7.2f s (load %s, others %s)  ratio %5.1f  cells %s  max|diff| %s\n' \
-            "$r" "$s" "$ours" "$la" "$o" "$tl" "$la2" "$o2" "$(awk -v a="$tl" -v b="$ours" 'BEGIN{print a/b}')" \
+        tl=$(jq -r .seconds "$LOG/tl-$s-$r.txt") tcpu=$(jq -r .cpu_seconds "$LOG/tl-$s-$r.txt")
+        T[tl-$s-$r]=$tl T[tcpu-$s-$r]=$tcpu
+        printf 'round %s %-9s ours %6.2f s CPU %6.2f (whole command %5.2f s; load %s, others %s)  TL %6.2f s CPU %6.2f (load %s, others %s)  ratio %5.1f, CPU %5.1f  cells %s  max|diff| %.1e\n' \
+            "$r" "$s" "$ours" "$ocpu" "$whole" "$la" "$o" "$tl" "$tcpu" "$la2" "$o2" \
+            "$(awk -v a="$tl" -v b="$ours" 'BEGIN{print a/b}')" "$(awk -v a="$tcpu" -v b="$ocpu" 'BEGIN{print a/b}')" \
             "$(jq -r .cells "$LOG/tl-$s-$r.txt")" "$(jq -r .max_abs_diff_vs_ours "$LOG/tl-$s-$r.txt")"
     done
 done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+med() { for r in $(seq 1 "$ROUNDS"); do echo "${T[$1-$2-$r]}"; done | median; }
+ratio() { for r in $(seq 1 "$ROUNDS"); do awk -v a="${T[$1-$3-$r]}" -v b="${T[$2-$3-$r]}" 'BEGIN{print a/b}'; done | median; }
 for s in resid_pre z; do
-    mo=$(for r in $(seq 1 "$ROUNDS"); do echo "${T[ours-$s-$r]}"; done | median)
-    mt=$(for r in $(seq 1 "$ROUNDS"); do echo "${T[tl-$s-$r]}"; done | median)
-    mr=$(for r in $(seq 1 "$ROUNDS"); do awk -v a="${T[tl-$s-$r]}" -v b="${T[ours-$s-$r]}" 'BEGIN{print a/b}'; done | median)
-    printf 'median %-9s ours %7.2f s  TransformerLens %7.2f s  ratio %5.1f x\n' "$s" "$mo" "$mt" "$mr"
+    printf 'median %-9s ours %6.2f s CPU %6.2f  TransformerLens %6.2f s CPU %6.2f  ratio %5.1f x, CPU %5.1f x\n' "$s" \
+        "$(med ours $s)" "$(med ocpu $s)" "$(med tl $s)" "$(med tcpu $s)" "$(ratio tl ours $s)" "$(ratio tcpu ocpu $s)"
 done
