@@ -10,12 +10,12 @@
 #   z          every (layer, head), all positions: 4 x 8 = 32 patched runs
 # Both sides time the sweep alone, wall and CPU (every thread of the process):
 # ours: `transpolmo circuits-patch --sweep <s>`, its log line "N cells in X s (CPU Y s)":
-#   the clean run, the corrupted run and the sweep (the model's weights are mmapped, so
-#   their first reading falls in it too); also the whole command's wall time (process
-#   start, MPI init, model, tokenizer, JSON). forward.threads=N.
+#   from the end of the clean run (untimed on both sides) to the last cell: the corrupted
+#   run with its per-layer caches, then the sweep; also the whole command's wall time
+#   (process start, MPI init, model, tokenizer, clean run, JSON). forward.threads=N.
 # TransformerLens: tools/bench/patch_tl.py, patching.get_act_patch_resid_pre /
-#   get_act_patch_attn_head_out_all_pos alone (one full forward per cell; boot and clean
-#   cache not counted). torch.set_num_threads(N).
+#   get_act_patch_attn_head_out_all_pos alone (one full forward per cell; boot, clean
+#   cache and LD_corr not counted). torch.set_num_threads(N).
 # Each run waits for < 15 % CPU use by others first and reports `others`, the share of the
 # CPUs other processes used while it ran. Ratios: medians over rounds of TL / ours, of the
 # sweep's wall time and of its CPU time. TransformerLens's values are checked against

@@ -120,6 +120,7 @@ struct patch_ctx {
     patch_sweep cur_sweep;              /* the batch the patch hook serves */
     int cur_layer, cur_col0;
     tp_progress prog;
+    double t0, cpu0;                    /* wall and CPU seconds when the clean run was done */
 };
 
 /* LD = logit(target) − logit(distractor), or p(target) when there is no distractor. */
@@ -347,6 +348,7 @@ static tp_status run_all(patch_ctx *c)
     for (int k = 0; k < PATCH_NSWEEPS; k++)
         if (s->sweeps & (1u << k)) clean[nclean++] = (cache_slot){sweep_points[k], c->clean[k], T * c->width[k]};
     TP_CHECK(cached_run(c, s->clean, 0, clean, nclean, &c->v_clean));
+    c->t0 = tp_now(), c->cpu0 = (double)clock() / CLOCKS_PER_SEC;
     int64_t next = 0, mine = 0;
     for (int src = 0; src < c->nsrc; src++) TP_CHECK(sweep_batches(c, src, &next, 1, &mine));
     tp_progress_begin(&c->prog, "patch", "cells", (uint64_t)mine);
@@ -410,9 +412,8 @@ tp_status patch_run(const tp_model *m, const patch_spec *spec, patch_result *out
     TP_CHECK(check_spec(m, spec));
     patch_ctx c = {0};
     tp_status st = ctx_init(&c, m, spec);
-    double t0 = tp_now(), c0 = (double)clock() / CLOCKS_PER_SEC;
     if (st == TP_OK) st = run_all(&c);
-    double secs = tp_now() - t0, cpu = (double)clock() / CLOCKS_PER_SEC - c0;
+    double secs = tp_now() - c.t0, cpu = (double)clock() / CLOCKS_PER_SEC - c.cpu0;
     st = dist_agree(MPI_COMM_WORLD, st, "patch");
     if (st == TP_OK) st = finish(&c, out);
     ctx_free(&c);

@@ -78,8 +78,9 @@ typedef struct {
     double *prob[PATCH_NSWEEPS];
     int cells_per_batch;        /* what was used */
     int64_t cells;              /* patched runs made, over every rank */
-    double seconds, cpu_seconds; /* this rank's wall and CPU time, the clean run to the last
-                                    batch (for logs and benchmarks; not in the JSON) */
+    double seconds, cpu_seconds; /* this rank's wall and CPU time from the end of the clean
+                                    run (the corrupted runs and the sweeps; for logs and
+                                    benchmarks, not in the JSON) */
 } patch_result;
 
 /* Runs the sweeps of `spec` on every rank of MPI_COMM_WORLD (collective: every rank
