@@ -412,11 +412,12 @@ static json_t *noise_obj(const patch_job *j, const patch_opts *o)
     char src[TP_PATH_MAX + 16];
     snprintf(src, sizeof src, "%s%s", o->noise_file ? "file " : "gaussian: splitmix64(seed + sample), Box-Muller",
              o->noise_file ? o->noise_file : "");
-    /* From a file the noise is what it is: no seed, and the scale is not applied. */
-    return json_pack("{s:s, s:o, s:f, s:f, s:f, s:i, s:o, s:s}", "tokens", o->noise_tokens, "positions", pos,
-                     "embedding_std", j->emb_std, "scale", o->scale, "std", o->scale * j->emb_std,
-                     "samples", j->nsamples, "seed", o->noise_file ? json_null() : json_integer((json_int_t)o->seed),
-                     "source", src);
+    /* From a file the noise is what it is: no seed, scale or std of ours. */
+    int f = o->noise_file != NULL;
+    return json_pack("{s:s, s:o, s:f, s:o, s:o, s:i, s:o, s:s}", "tokens", o->noise_tokens, "positions", pos,
+                     "embedding_std", j->emb_std, "scale", f ? json_null() : json_real(o->scale),
+                     "std", f ? json_null() : json_real(o->scale * j->emb_std), "samples", j->nsamples,
+                     "seed", f ? json_null() : json_integer((json_int_t)o->seed), "source", src);
 }
 
 static json_t *tracing_json(const patch_job *j, const patch_opts *o, const patch_result *r, unsigned mask)
