@@ -60,11 +60,12 @@ static tp_status alloc_scratch(tp_forward *f)
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         TP_CHECK(fwd_alloc_f32(f, bufs[i].p, bufs[i].n));
     f->lens = tp_malloc(rows * sizeof *f->lens);
+    f->off = tp_malloc(rows * sizeof *f->off);
     f->row0 = tp_malloc((rows + 1) * sizeof *f->row0);
     f->aseq = tp_malloc(rows * sizeof *f->aseq);
     f->pos_host = tp_malloc(rows * sizeof *f->pos_host);
-    if (!f->lens || !f->row0 || !f->aseq || !f->pos_host) return TP_ERR_NOMEM;
-    f->bytes += rows * (sizeof *f->lens + sizeof *f->row0 + sizeof *f->aseq + sizeof *f->pos_host);
+    if (!f->lens || !f->off || !f->row0 || !f->aseq || !f->pos_host) return TP_ERR_NOMEM;
+    f->bytes += rows * (sizeof *f->lens + sizeof *f->off + sizeof *f->row0 + sizeof *f->aseq + sizeof *f->pos_host);
     if (f->be->host_memory) return TP_OK;   /* the ops read the host arrays themselves */
     TP_CHECK(fwd_alloc_i32(f, &f->pos_dev, rows));
     return fwd_alloc_i32(f, &f->ids_dev, rows);
@@ -125,7 +126,7 @@ void forward_free(tp_forward *f)
     void *dev[] = {f->x, f->xn, f->q, f->k, f->v, f->z, f->ao, f->gate, f->up, f->pattern, f->logits,
                    f->rope_cos, f->rope_sin, f->kcache, f->vcache, f->pos_dev, f->ids_dev};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) be_free(f->be, dev[i]);
-    void *host[] = {f->lens, f->row0, f->aseq, f->pos_host, f->logits_host, f->stage};
+    void *host[] = {f->lens, f->off, f->row0, f->aseq, f->pos_host, f->logits_host, f->stage};
     for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
     free(f);
 }
@@ -145,8 +146,11 @@ tp_status forward_kv_enable(tp_forward *f)
     return fwd_alloc_f32(f, &f->vcache, n);
 }
 
-static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const tp_hooks *hooks,
-                              tp_logits_mode mode, int last_layer, const float **logits);
+/* The run: from the embeddings of `ids` (first == 0, resid NULL) or from `resid`
+ * [f->rows, d] host memory entering layer `first` (forward_run_from). */
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *resid, int first, int pos0,
+                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                              const float **logits);
 
 /* Equal lengths: B sequences of T tokens at positions pos0..pos0+T-1. */
 static tp_status set_equal(tp_forward *f, int B, int T, int pos0)
@@ -156,7 +160,7 @@ static tp_status set_equal(tp_forward *f, int B, int T, int pos0)
                       B, pos0, pos0 + T - 1, f->max_batch, f->max_seq);
     f->nseq = B, f->T = T, f->varlen = 0, f->rows = (int64_t)B * T;
     for (int b = 0; b <= B; b++) {
-        if (b < B) f->lens[b] = T;
+        if (b < B) f->lens[b] = T, f->off[b] = pos0;
         f->row0[b] = (int64_t)b * T;
     }
     return TP_OK;
@@ -166,12 +170,11 @@ tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_
                       tp_logits_mode mode, int last_layer, const float **logits)
 {
     TP_CHECK(set_equal(f, B, T, 0));
-    return forward_impl(f, ids, 0, hooks, mode, last_layer, logits);
+    return forward_impl(f, ids, NULL, 0, 0, hooks, mode, last_layer, logits);
 }
 
-tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
-                             const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
-                             const float **logits)
+/* Variable lengths: nseq sequences of lens[b] tokens each at positions 0..lens[b]-1. */
+static tp_status set_varlen(tp_forward *f, const int *lens, int nseq)
 {
     if (nseq < 1 || nseq > f->max_rows)
         return tp_err(TP_ERR_RANGE, "forward: %d sequences (1..%lld allowed)", nseq, (long long)f->max_rows);
@@ -182,7 +185,7 @@ tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens,
         if (lens[b] < 1 || lens[b] > f->max_seq)
             return tp_err(TP_ERR_RANGE, "forward: sequence %d has %d tokens (1..%d allowed)", b, lens[b],
                           f->max_seq);
-        f->lens[b] = lens[b];
+        f->lens[b] = lens[b], f->off[b] = 0;
         f->row0[b] = rows;
         rows += lens[b];
         if (rows > f->max_rows)
@@ -191,7 +194,53 @@ tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens,
     }
     f->row0[nseq] = rows;
     f->nseq = nseq, f->T = 0, f->varlen = 1, f->rows = rows;
-    return forward_impl(f, ids, 0, hooks, mode, last_layer, logits);
+    return TP_OK;
+}
+
+tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
+                             const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                             const float **logits)
+{
+    TP_CHECK(set_varlen(f, lens, nseq));
+    return forward_impl(f, ids, NULL, 0, 0, hooks, mode, last_layer, logits);
+}
+
+/* Sequence b starts at position prefix->off[b]: the prefix's keys and values of the
+ * positions below it go to the KV cache slot b of every layer the run computes. */
+static tp_status set_prefix(tp_forward *f, int first_layer, const tp_forward_prefix *prefix, int *max_off)
+{
+    const tp_model_config *c = &f->m->cfg;
+    size_t kd = (size_t)c->num_kv_heads * (size_t)c->head_dim;
+    *max_off = 0;
+    if (!f->kcache) return tp_err(TP_ERR_INTERNAL, "forward_run_from with a prefix needs forward_kv_enable");
+    for (int b = 0; b < f->nseq; b++) {
+        int o = prefix->off[b];
+        if (o < 0 || o > prefix->len || o + f->lens[b] > f->max_seq)
+            return tp_err(TP_ERR_RANGE, "forward: sequence %d starts at position %d (prefix of %d, %d positions allowed)",
+                          b, o, prefix->len, f->max_seq);
+        f->off[b] = o;
+        *max_off = o > *max_off ? o : *max_off;
+        for (int L = first_layer; L < c->num_layers && o > 0; L++) {
+            size_t base = ((size_t)L * f->max_batch + (size_t)b) * (size_t)f->max_seq * kd;
+            size_t src = (size_t)L * (size_t)prefix->len * kd, bytes = (size_t)o * kd * sizeof(float);
+            TP_CHECK(be_upload(f->be, f->kcache + base, prefix->k + src, bytes));
+            TP_CHECK(be_upload(f->be, f->vcache + base, prefix->v + src, bytes));
+        }
+    }
+    return TP_OK;
+}
+
+tp_status forward_run_from(tp_forward *f, int first_layer, const float *resid, const int *lens, int nseq,
+                           const tp_forward_prefix *prefix, const tp_hooks *hooks, tp_logits_mode mode,
+                           const float **logits)
+{
+    int nl = f->m->cfg.num_layers, max_off = 0;
+    if (first_layer < 0 || first_layer >= nl)
+        return tp_err(TP_ERR_RANGE, "forward: start layer %d out of range (model has layers 0..%d)",
+                      first_layer, nl - 1);
+    TP_CHECK(set_varlen(f, lens, nseq));
+    if (prefix) TP_CHECK(set_prefix(f, first_layer, prefix, &max_off));
+    return forward_impl(f, NULL, resid, first_layer, max_off, hooks, mode, -1, logits);
 }
 
 tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0,
@@ -200,28 +249,39 @@ tp_status forward_step(tp_forward *f, const int32_t *ids, int B, int T, int pos0
     if (pos0 > 0 && !f->kcache)
         return tp_err(TP_ERR_INTERNAL, "forward_step at position %d needs forward_kv_enable", pos0);
     TP_CHECK(set_equal(f, B, T, pos0));
-    return forward_impl(f, ids, pos0, hooks, mode, -1, logits);
+    return forward_impl(f, ids, NULL, 0, pos0, hooks, mode, -1, logits);
 }
 
-/* Each row's position (the rope op reads them) and the call's ids, as the backend
- * reads them: the host arrays themselves on a host-memory backend, else uploaded. */
+/* Each row's position (the rope op reads them) and the call's ids (none from
+ * forward_run_from), as the backend reads them: the host arrays themselves on a
+ * host-memory backend, else uploaded. */
 static tp_status inputs_to_backend(tp_forward *f, const int32_t *ids, const int32_t **be_ids)
 {
     for (int s = 0; s < f->nseq; s++)
-        for (int t = 0; t < f->lens[s]; t++) f->pos_host[f->row0[s] + t] = f->pos0 + t;
+        for (int t = 0; t < f->lens[s]; t++) f->pos_host[f->row0[s] + t] = f->off[s] + t;
     if (f->be->host_memory) {
         f->pos = f->pos_host, *be_ids = ids;
         return TP_OK;
     }
     size_t bytes = (size_t)f->rows * sizeof(int32_t);
     TP_CHECK(be_upload(f->be, f->pos_dev, f->pos_host, bytes));
-    TP_CHECK(be_upload(f->be, f->ids_dev, ids, bytes));
+    if (ids) TP_CHECK(be_upload(f->be, f->ids_dev, ids, bytes));
     f->pos = f->pos_dev, *be_ids = f->ids_dev;
     return TP_OK;
 }
 
-static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const tp_hooks *hooks,
-                              tp_logits_mode mode, int last_layer, const float **logits)
+/* Whether a callback watches layer L or what follows it (ln_final): then it must see
+ * every row, and forward_run_from's final layer runs whole. */
+static int layer_watched(const tp_hooks *hooks, int L)
+{
+    for (int pt = 0; pt < TP_HOOK_LAYER_COUNT; pt++)
+        if (hooks_active(hooks, L, (tp_hook_point)pt)) return 1;
+    return hooks_active(hooks, -1, TP_HOOK_LN_FINAL);
+}
+
+static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *resid, int first, int pos0,
+                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
+                              const float **logits)
 {
     const tp_model_config *c = &f->m->cfg;
     if (last_layer >= c->num_layers)
@@ -232,8 +292,15 @@ static tp_status forward_impl(tp_forward *f, const int32_t *ids, int pos0, const
 
     const int32_t *be_ids;
     TP_CHECK(inputs_to_backend(f, ids, &be_ids));
-    TP_CHECK(fwd_embed(f, be_ids));
-    for (int L = 0; L <= stop; L++) TP_CHECK(blocks[c->arch](f, L));
+    if (resid) TP_CHECK(be_upload(f->be, f->x, resid, (size_t)f->rows * (size_t)c->hidden_size * sizeof(float)));
+    else TP_CHECK(fwd_embed(f, be_ids));
+    int trim = resid && mode == TP_LOGITS_LAST && !layer_watched(hooks, c->num_layers - 1);
+    for (int L = first; L <= stop; L++) {
+        f->last_only = trim && L == c->num_layers - 1;
+        tp_status st = blocks[c->arch](f, L);
+        f->last_only = 0;
+        TP_CHECK(st);
+    }
     if (stop < c->num_layers - 1) return TP_OK;
     return fwd_head(f, mode, logits);
 }

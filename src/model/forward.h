@@ -5,7 +5,8 @@
  * max_batch sequences of at most max_seq tokens (max_batch * max_seq rows);
  * forward_run() runs B sequences of T tokens each (positions 0..T-1),
  * forward_run_varlen() sequences of different lengths packed one after another with
- * no padding, firing the callbacks registered in `hooks` at each capture point
+ * no padding, forward_run_from() the same starting at a given layer from a given
+ * residual stream (activation patching), firing the callbacks registered in `hooks` at each capture point
  * (model/hooks.h). Every GEMM, norm and the MLP run once over all the rows of the
  * call; attention runs per sequence at its own length (model/layers.c, the backend's
  * attention op). On the CPU, GEMMs go to TranspOLMo's kernel or BLAS; BF16/F16
@@ -51,6 +52,34 @@ tp_status forward_run(tp_forward *f, const int32_t *ids, int B, int T, const tp_
 tp_status forward_run_varlen(tp_forward *f, const int32_t *ids, const int *lens, int nseq,
                              const tp_hooks *hooks, tp_logits_mode mode, int last_layer,
                              const float **logits);
+
+/* Starts a run at layer first_layer from a given residual stream: resid [Σ lens, d]
+ * (host memory) is what enters that layer (its blocks.<first_layer>.hook_resid_pre),
+ * sequences packed as in forward_run_varlen. Layers first_layer.. and the head run as
+ * in a full pass, so with resid taken from a full pass the result is that pass's (up
+ * to GEMM blocking, as between batches: ~1e-7 relative with OpenBLAS, bit for bit with
+ * TranspOLMo's AVX-512 kernel, whose rows do not depend on each other). Hooks below
+ * first_layer and hook_embed do not fire. Activation patching uses it to rerun only
+ * the layers above a patched one, many patched copies in one call. With
+ * TP_LOGITS_LAST and no callback on the final layer or ln_final, that layer makes keys
+ * and values for every row but everything after them for each sequence's last row
+ * only (nothing else reaches the logits).
+ *
+ * prefix (may be NULL: every sequence starts at position 0): sequence b holds
+ * positions off[b]..off[b]+lens[b]-1 and attends to the keys and values that k and v
+ * give for positions 0..off[b]-1 — a shared prefix, e.g. the unchanged start of the
+ * prompt, so a patch at position p reruns positions p.. only (causal attention: the
+ * rows before p cannot change). Needs forward_kv_enable (the prefix goes to the KV
+ * cache of each layer from first_layer) and nseq <= max_batch. The KV cache of layers
+ * below first_layer is left as it was. */
+typedef struct {
+    const int *off;          /* [nseq] first position of each sequence, <= len */
+    const float *k, *v;      /* [num_layers][len][K*dh] host: attn.hook_rot_k and attn.hook_v */
+    int len;
+} tp_forward_prefix;
+tp_status forward_run_from(tp_forward *f, int first_layer, const float *resid, const int *lens, int nseq,
+                           const tp_forward_prefix *prefix, const tp_hooks *hooks, tp_logits_mode mode,
+                           const float **logits);
 
 /* Greedy decoding support: allocates a KV cache for max_batch x max_seq positions
  * of every layer. Afterwards forward_step() can continue sequences. */

@@ -150,13 +150,13 @@ static tp_status attn_seqs(tp_forward *f, int L)
         if (f->kcache) {
             size_t base = ((size_t)L * f->max_batch + (size_t)b) * (size_t)f->max_seq * (size_t)kd;
             size_t bytes = (size_t)T * kd * sizeof(float);
-            TP_CHECK(be_copy(f->be, f->kcache + base + (size_t)f->pos0 * kd, kb, bytes));
-            TP_CHECK(be_copy(f->be, f->vcache + base + (size_t)f->pos0 * kd, vb, bytes));
+            TP_CHECK(be_copy(f->be, f->kcache + base + (size_t)f->off[b] * kd, kb, bytes));
+            TP_CHECK(be_copy(f->be, f->vcache + base + (size_t)f->off[b] * kd, vb, bytes));
             kb = f->kcache + base;
             vb = f->vcache + base;
         }
         f->aseq[b] = (tp_attn_seq){.q = f->q + (size_t)r0 * qd, .k = kb, .v = vb,
-                                   .z = f->z + (size_t)r0 * qd, .p = NULL, .nq = T, .off = f->pos0};
+                                   .z = f->z + (size_t)r0 * qd, .p = NULL, .nq = T, .off = f->off[b]};
     }
     return TP_OK;
 }
@@ -190,6 +190,33 @@ static tp_status attn_with_pattern(tp_forward *f, int L, const tp_attn_shape *sh
     return TP_OK;
 }
 
+/* f->last_only (see layers.h): each sequence's attention for its last query alone
+ * (its keys and values, all rows', are in place), then the layer keeps only those rows:
+ * row b of x and z becomes sequence b's last row, one position per sequence. */
+static void last_query_only(tp_forward *f, int64_t qd)
+{
+    for (int b = 0; b < f->nseq; b++) {
+        tp_attn_seq *a = &f->aseq[b];
+        int64_t skip = a->nq - 1;
+        a->q += skip * qd, a->z += skip * qd, a->off += (int)skip, a->nq = 1;
+    }
+}
+
+static tp_status keep_last_rows(tp_forward *f, int64_t qd)
+{
+    size_t d = (size_t)f->m->cfg.hidden_size;
+    for (int b = 0; b < f->nseq; b++) {
+        int64_t src = f->row0[b] + f->lens[b] - 1;   /* >= b: moving up never overwrites a later source */
+        if (src != b) {
+            TP_CHECK(be_copy(f->be, f->x + (size_t)b * d, f->x + (size_t)src * d, d * sizeof(float)));
+            TP_CHECK(be_copy(f->be, f->z + (size_t)b * qd, f->z + (size_t)src * qd, (size_t)qd * sizeof(float)));
+        }
+        f->off[b] += f->lens[b] - 1, f->lens[b] = 1, f->row0[b] = b;
+    }
+    f->row0[f->nseq] = f->nseq, f->rows = f->nseq;
+    return TP_OK;
+}
+
 tp_status fwd_attention(tp_forward *f, int L, const float *in)
 {
     const tp_model_config *c = &f->m->cfg;
@@ -201,10 +228,12 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
     if (want_pattern && f->pos0 > 0)
         return tp_err(TP_ERR_UNSUPPORTED, "attn.hook_pattern is not delivered while decoding with a KV cache");
     TP_CHECK(attn_seqs(f, L));
+    if (f->last_only) last_query_only(f, qd);
     const tp_attn_shape shape = {.H = H, .K = K, .dh = dh, .ldq = qd, .ldk = kd, .ldz = qd,
                                  .scale = 1.0f / sqrtf((float)dh)};
     if (want_pattern) TP_CHECK(attn_with_pattern(f, L, &shape));
     else TP_CHECK(be_attention(f->be, &shape, f->aseq, f->nseq, TP_ATTN_FUSED));
+    if (f->last_only) TP_CHECK(keep_last_rows(f, qd));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_Z, f->z));
     TP_CHECK(fwd_linear(f, &f->m->layers[L].o, f->z, f->rows, f->ao));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_O, f->ao));

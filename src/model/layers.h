@@ -55,12 +55,20 @@ struct tp_forward {
     int max_batch, max_seq;
     int64_t max_rows;          /* max_batch * max_seq */
     /* The current call: nseq sequences, sequence b at rows row0[b]..row0[b]+lens[b]-1
-     * of every [rows, ...] buffer, positions pos0..pos0+lens[b]-1. forward_run and
-     * forward_step have lens[b] = T for all b (B = nseq); varlen says the hooks see
-     * [1, rows, ...] rather than [B, T, ...]. */
+     * of every [rows, ...] buffer, positions off[b]..off[b]+lens[b]-1 (attending to the
+     * KV cache's positions below off[b]). forward_run and forward_step have lens[b] = T
+     * and off[b] = pos0 for all b (B = nseq); forward_run_from with a prefix, its own
+     * off[b] and pos0 = their largest. varlen says the hooks see [1, rows, ...] rather
+     * than [B, T, ...]. */
     int nseq, T, pos0, varlen;
     int64_t rows;
+    /* Set by forward_run_from in TP_LOGITS_LAST for its final layer when no callback
+     * watches that layer or ln_final: fwd_attention makes keys and values for every
+     * row, then attends for each sequence's last row only and leaves rows = nseq (one
+     * row, the last, per sequence) for the rest of the layer and the head. */
+    int last_only;
     int *lens;                 /* [max_rows] */
+    int *off;                  /* [max_rows] */
     int64_t *row0;             /* [max_rows + 1] */
     int32_t *pos_host;         /* [max_rows] position of each row of the call */
     const int32_t *pos;        /* [be] the same, as the rope op reads it */
@@ -114,7 +122,8 @@ tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data);
 tp_status fwd_embed(tp_forward *f, const int32_t *ids);
 /* Attention sub-block on `in` [rows, d]: q/k/v (+ q/k norm when the layer has one),
  * RoPE, causal softmax, o_proj into f->ao; fires q,k,v,rot_q,rot_k,pattern,z and
- * attn.hook_out. */
+ * attn.hook_out. With f->last_only, f->rows may be smaller afterwards: a block reads
+ * it again after this call. */
 tp_status fwd_attention(tp_forward *f, int L, const float *in);
 /* SwiGLU MLP on `in` [rows, d] into f->ao; fires mlp.hook_pre, hook_pre_linear,
  * hook_post and mlp.hook_out. */

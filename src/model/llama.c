@@ -23,6 +23,7 @@ tp_status llama_block(tp_forward *f, int L)
     TP_CHECK(fwd_tape_save(f, L, TAPE_RESID_PRE, f->x, d));
     TP_CHECK(be_rmsnorm(f->be, f->xn, f->x, l->norm1, rows, d, eps));
     TP_CHECK(fwd_attention(f, L, f->xn));
+    rows = f->rows;   /* fewer after attention in forward_run_from's last-row-only final layer */
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_OUT, f->ao));
     TP_CHECK(be_add(f->be, f->x, f->ao, (size_t)(rows * d)));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_MID, f->x));

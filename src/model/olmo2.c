@@ -24,6 +24,7 @@ tp_status olmo2_block(tp_forward *f, int L)
 
     TP_CHECK(fwd_fire(f, L, TP_HOOK_RESID_PRE, f->x));
     TP_CHECK(fwd_attention(f, L, f->x));
+    rows = f->rows;   /* fewer after attention in forward_run_from's last-row-only final layer */
     TP_CHECK(be_rmsnorm(f->be, f->ao, f->ao, l->norm1, rows, d, eps));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_OUT, f->ao));
     TP_CHECK(be_add(f->be, f->x, f->ao, (size_t)(rows * d)));
