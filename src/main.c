@@ -3,7 +3,6 @@
  * its phase or tool, and main decides the exit code; a failure on any rank ends every
  * rank (MPI_Abort) with the message naming the rank. */
 #define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
-#include "analysis/circuits/patch.h"   /* circuits_patch_cmd: `circuits-patch` until the circuits table */
 #include "backend/backend.h"
 #include "cli.h"
 #include "cmd/ablate_cmd.h"
@@ -81,17 +80,6 @@ static const command commands[] = {
      "  --bootstrap B (1000)  --seed S (0)  --name NAME (of the JSON)\n", true},
     {"generate", generate_cmd_run, "greedy continuation with the KV cache",
      "  --prompt \"text\" | --ids 1,2,3   --max-new N (40)  --no-stop\n", true},
-    /* Temporary, branch `patching`: becomes {"patch", circuits_patch_cmd, ...} in the
-     * circuits phase's subcommand table (`transpolmo circuits patch`) at merge time. */
-    {"circuits-patch", circuits_patch_cmd, "activation patching / causal tracing sweeps -> results/circuits/patch_<name>.json",
-     "  --clean \"P\" --corrupt \"P'\" --target \" T\" --distractor \" D\"   activation patching (TransformerLens)\n"
-     "  --clean \"P\" --corrupt-noise TOKENS --target \" T\"              causal tracing (ROME)\n"
-     "  --sweep resid_pre,attn_out,mlp_out,z   (default: all; tracing: the first three)\n"
-     "  TOKENS   positions (2, 1,3, 2-4) or a substring of the clean prompt (text:... to force one)\n"
-     "  --seeds N (10)  --seed S (0)  --noise-scale X (3: noise std = X x the embedding std)\n"
-     "  --name NAME     output name (default: from the prompts)\n"
-     "  --cells-per-batch N   patched sequences per forward (default: 4096 rows' worth)\n"
-     "  --layers L,...  layers to sweep (default: all)   (docs/patching.md)\n", true},
     {"config", cmd_config, "config show: the effective configuration as YAML; config schema: every key (Markdown)",
      NULL, false},
     {"phases", cmd_phases, "the phases in order, one per line (--json: with outputs, needs and config keys)",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `transpolmo circuits-patch` (to become `circuits patch`) end to end on the bundled
+# `transpolmo circuits patch` end to end on the bundled
 # model: the JSON against TransformerLens 3.9 and a ROME-style trace
 # (tests/data/golden/patch, tools/reference/make_golden_patch.py) at 1e-4 absolute
 # (both f32, other summation orders: ~1e-6 seen); the same JSON, byte for byte, from 1
@@ -12,7 +12,7 @@ PY=/usr/bin/python3
 MPIRUN=${MPIEXEC:-mpiexec}
 M=${TP_BUNDLED_MODEL:-$TP_SOURCE_DIR/models/olmo2-tiny}
 G=$DATA/golden/patch
-P=(circuits-patch --model "$M")
+P=(circuits patch --model "$M")
 PAIR=(--clean "x = foo(1, 2" --corrupt "x = foo[1, 2" --target ")" --distractor "]")
 TRACE=(--clean "The LORD is my" --target " God")
 J=results/circuits

@@ -9,7 +9,7 @@
 #   resid_pre  every (layer, position): 4 x 89 = 356 patched runs
 #   z          every (layer, head), all positions: 4 x 8 = 32 patched runs
 # Both sides time the sweep alone, wall and CPU (every thread of the process):
-# ours: `transpolmo circuits-patch --sweep <s>`, its log line "N cells in X s (CPU Y s)":
+# ours: `transpolmo circuits patch --sweep <s>`, its log line "N cells in X s (CPU Y s)":
 #   from the end of the clean run (untimed on both sides) to the last cell: the corrupted
 #   run with its per-layer caches, then the sweep; also the whole command's wall time
 #   (process start, MPI init, model, tokenizer, clean run, JSON). forward.threads=N.
@@ -66,7 +66,7 @@ for r in $(seq 1 "$ROUNDS"); do
     for s in resid_pre z; do
         wait_quiet >/dev/null
         la=$(loadavg)
-        o=$(run_measured "$LOG/ours-$s-$r.txt" "$BIN" circuits-patch "${ARGS[@]}" --sweep "$s" --name "bench_$s" \
+        o=$(run_measured "$LOG/ours-$s-$r.txt" "$BIN" circuits patch "${ARGS[@]}" --sweep "$s" --name "bench_$s" \
             --set forward.threads="$THREADS" --out "$LOG/run")
         whole=$(cut -d' ' -f1 "$LOG/ours-$s-$r.txt.time")
         line=$(grep -o 'cells in [0-9.]* s (CPU [0-9.]* s' "$LOG/ours-$s-$r.txt.err")

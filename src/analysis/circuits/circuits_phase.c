@@ -5,6 +5,7 @@
 #include "analysis/circuits/circuits_common.h"
 #include "analysis/circuits/heads.h"
 #include "analysis/circuits/library.h"
+#include "analysis/circuits/patch.h"
 #include "analysis/circuits/weights.h"
 #include "core/log.h"
 #include "run_layout.h"
@@ -57,6 +58,16 @@ static const tp_phase_sub subs[] = {
      "                       when no window has another top next token)\n"
      "  --name ID            names the outputs (default: a slug of the prompt and a hash)\n"
      "  keys: circuits.discover.* (docs/circuits.md)\n"},
+    {"patch", circuits_patch_cmd,
+     "activation patching (TransformerLens sweeps) and causal tracing (ROME) -> results/circuits/patch_<name>.json",
+     "  --clean \"P\" --corrupt \"P'\" --target \" T\" --distractor \" D\"   activation patching (TransformerLens)\n"
+     "  --clean \"P\" --corrupt-noise TOKENS --target \" T\"              causal tracing (ROME)\n"
+     "  --sweep resid_pre,attn_out,mlp_out,z   (default: all; tracing: the first three)\n"
+     "  TOKENS   positions (2, 1,3, 2-4) or a substring of the clean prompt (text:... to force one)\n"
+     "  --seeds N (10)  --seed S (0)  --noise-scale X (3: noise std = X x the embedding std)\n"
+     "  --name NAME     output name (default: from the prompts)\n"
+     "  --cells-per-batch N   patched sequences per forward (default: 4096 rows' worth)\n"
+     "  --layers L,...  layers to sweep (default: all)   (docs/patching.md)\n"},
     {NULL, NULL, NULL, NULL},
 };
 
