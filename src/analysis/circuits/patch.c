@@ -255,38 +255,49 @@ static tp_status cached_run(patch_ctx *c, const int32_t *ids, int noisy, cache_s
 
 /* ---- patched runs -------------------------------------------------------------------- */
 
-/* Writes the clean activation into each cell's rows. A per-position cell b is the
- * sequence of positions cur_col0 + b .. T-1, patched at its first row; a z cell b is
- * the whole prompt, patched in head cur_col0 + b at every position. */
+/* Writes the clean activation into each cell's rows. Cell b is the sequence of
+ * positions off[b] .. T-1; a per-position cell patches position cur_col0 + b (its
+ * first row, or nothing when the sequence starts after it), a z cell head cur_col0 + b
+ * at each of its positions. */
 static tp_status patch_cb(const tp_hook_info *info, float *data, void *user)
 {
     const patch_ctx *c = user;
-    size_t w = c->width[c->cur_sweep], T = (size_t)c->T, row = 0;
+    size_t w = c->width[c->cur_sweep], T = (size_t)c->T, row = 0, dh = (size_t)c->dh;
     const float *src = c->clean[c->cur_sweep] + (size_t)c->cur_layer * T * w;
     for (int b = 0; b < info->nseq; row += (size_t)info->seq_lens[b], b++) {
-        size_t col = (size_t)(c->cur_col0 + b);
+        size_t col = (size_t)(c->cur_col0 + b), off = (size_t)c->off[b], n = (size_t)info->seq_lens[b];
         float *seq = data + row * w;
         if (c->cur_sweep != PATCH_Z) {
-            memcpy(seq, src + col * w, w * sizeof(float));
+            if (col >= off) memcpy(seq + (col - off) * w, src + col * w, w * sizeof(float));
             continue;
         }
-        size_t dh = (size_t)c->dh;
-        for (size_t t = 0; t < T; t++) memcpy(seq + t * w + col * dh, src + t * w + col * dh, dh * sizeof(float));
+        for (size_t t = 0; t < n; t++)
+            memcpy(seq + t * w + col * dh, src + (off + t) * w + col * dh, dh * sizeof(float));
     }
     return TP_OK;
 }
 
-/* The batch's input: per cell the corrupted residual stream entering layer L, from
- * the patched position on (causal attention: the positions before it are the
- * corrupted run's, their keys and values come from its cache); resid_pre cells get
- * the clean row at their first position. */
+/* Where cell b starts. Attention is causal, so a patch at position p cannot change
+ * the positions before it: a per-position cell runs p..T-1, attending to the
+ * corrupted keys and values before p. At the final layer only the last position
+ * reaches the logits and a patch after attention (attn_out, mlp_out, z) reaches no
+ * other position, so those cells run position T-1 alone (an attn_out/mlp_out cell at
+ * p < T-1 then measures the corrupted run, as it must). */
+static int cell_start(const patch_ctx *c, patch_sweep k, int L, int col)
+{
+    if (k != PATCH_RESID_PRE && L == c->nl - 1) return c->T - 1;
+    return k == PATCH_Z ? 0 : col;
+}
+
+/* The batch's input: per cell the corrupted residual stream entering layer L from
+ * the cell's start; resid_pre cells get the clean row at their position. */
 static void batch_input(patch_ctx *c, patch_sweep k, int L, int col0, int n)
 {
     size_t ld = (size_t)c->T * c->d;
     const float *corr = c->corr[CORR_RESID] + (size_t)L * ld;
     float *in = c->input;
     for (int b = 0; b < n; b++) {
-        int p = k == PATCH_Z ? 0 : col0 + b;
+        int p = cell_start(c, k, L, col0 + b);
         c->off[b] = p, c->lens[b] = c->T - p;
         memcpy(in, corr + (size_t)p * c->d, (size_t)c->lens[b] * c->d * sizeof(float));
         if (k == PATCH_RESID_PRE) memcpy(in, c->clean[k] + (size_t)L * ld + (size_t)p * c->d, c->d * sizeof(float));

@@ -18,11 +18,15 @@
  * samples, and its normalized form (p̄_patched − p̄_corr) / (p_clean − p̄_corr).
  *
  * How the work is shared: the clean run is made once and its activations kept per
- * layer (resid_pre, attn_out, mlp_out, z); each corrupted run keeps its resid_pre per
- * layer. A patched run starts at the patched layer from the corrupted residual stream
- * (forward_run_from) and the cells of one layer and sweep run as one varlen batch,
- * each cell a sequence of its own patched at its own rows (resid_pre in the input,
- * the others by an editing hook). Batches are dealt round-robin to the MPI ranks and
+ * layer (resid_pre, attn_out, mlp_out, z); each corrupted run keeps its resid_pre,
+ * rotated keys and values per layer. A patched run starts at the patched layer from
+ * the corrupted residual stream (forward_run_from); a cell at position p runs
+ * positions p.. only, attending to the corrupted keys and values before p (causal
+ * attention: they cannot change), the final layer runs past its keys and values for
+ * the last position only, and a cell after attention in the final layer runs the last
+ * position alone. The cells of one layer and sweep run as one varlen
+ * batch, each cell a sequence of its own patched at its own rows (resid_pre in the
+ * input, the others by an editing hook). Batches are dealt round-robin to the MPI ranks and
  * the values summed onto every rank. The batches do not depend on the number of
  * ranks, so with the same threads per rank the values are the same bits for any
  * number of ranks; other batch sizes or thread counts move them by GEMM blocking
