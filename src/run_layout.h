@@ -45,6 +45,7 @@
 #define RUN_CIRCUITS_TRACE_DIR "results/circuits/trace"   /* <id>.json and <id>/layer_<L>.svg */
 #define RUN_CIRCUITS_DLA_PREFIX "results/circuits/dla_"   /* dla_<id>.json */
 #define RUN_CIRCUITS_ATTRIBUTE_PREFIX "results/circuits/attribute_"   /* attribute_<id>.json (every edge) */
+#define RUN_CIRCUITS_PATCH_PREFIX "results/circuits/patch_"   /* patch_<name>.json (circuits patch) */
 #define RUN_CIRCUITS_LIBRARY_JSON "results/circuits/library.json"   /* the circuit library (library.h) */
 #define RUN_CIRCUITS_LIBRARY_GRAPH "library_"   /* + task name: its graph <dir>/library_<name>.json/.dot/.svg */
 /* A circuit graph: RUN_CIRCUITS_DIR/<name>.json, .dot, .svg (circuit_graph.h cg_write) */

@@ -41,10 +41,6 @@
 
 #include <stdint.h>
 
-/* Until run_layout.h gets the circuits names (the circuits phase's branch): the
- * folder patch_<name>.json goes to under the run directory. */
-#define PATCH_RESULTS_DIR "results/circuits"
-
 typedef enum { PATCH_RESID_PRE = 0, PATCH_ATTN_OUT, PATCH_MLP_OUT, PATCH_Z, PATCH_NSWEEPS } patch_sweep;
 
 /* "resid_pre", "attn_out", "mlp_out", "z". */

@@ -444,7 +444,7 @@ static tp_status write_result(const tp_cli *cli, const patch_job *j, const patch
                               unsigned mask)
 {
     char rel[256], path[TP_PATH_MAX];
-    snprintf(rel, sizeof rel, "%s/patch_%s.json", PATCH_RESULTS_DIR, j->name);
+    snprintf(rel, sizeof rel, "%s%s.json", RUN_CIRCUITS_PATCH_PREFIX, j->name);
     TP_CHECK(run_path(path, sizeof path, cli->run_dir, rel));
     json_t *doc = o->corrupt ? patching_json(j, o, r, mask) : tracing_json(j, o, r, mask);
     if (!doc) return tp_err(TP_ERR_NOMEM, "circuits patch: cannot build the JSON of %s", path);
