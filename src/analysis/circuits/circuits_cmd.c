@@ -254,57 +254,166 @@ static void token_list(const circuits_ctx *cx, const int32_t *ids, int T, char *
     }
 }
 
-/* Clean and corrupted prompts of one pair: the same number of tokens. */
-static tp_status encode_pair(const circuits_ctx *cx, const char *sub, const char *clean, const char *corrupt,
-                             int32_t **a, int32_t **b, int *T)
+/* Clean and corrupted prompts of one pair: the same number of tokens. where: how the
+ * messages name the prompts ("--clean" / "--corrupt" after it, e.g. "circuits patch"). */
+static tp_status encode_pair(const circuits_ctx *cx, const char *where, const char *clean_opt, const char *corrupt_opt,
+                             const char *clean, const char *corrupt, int32_t **a, int32_t **b, int *T)
 {
     prompt_limits lim = circuits_limits(cx, 1);
     int Tb = 0;
-    char what[64];
-    snprintf(what, sizeof what, "circuits %s: --clean", sub);
+    char what[1024];
+    snprintf(what, sizeof what, "%s: %s", where, clean_opt);
     TP_CHECK(prompts_encode(cx->tok, clean, &lim, what, a, T));
-    snprintf(what, sizeof what, "circuits %s: --corrupt", sub);
+    snprintf(what, sizeof what, "%s: %s", where, corrupt_opt);
     TP_CHECK(prompts_encode(cx->tok, corrupt, &lim, what, b, &Tb));
     if (Tb == *T) return TP_OK;
     char la[1024], lb[1024];
     token_list(cx, *a, *T, la, sizeof la);
     token_list(cx, *b, Tb, lb, sizeof lb);
-    return tp_err(TP_ERR_CONFIG, "circuits %s: --clean is %d tokens [%s] but --corrupt is %d [%s]; they must have the "
-                  "same length", sub, *T, la, Tb, lb);
+    return tp_err(TP_ERR_CONFIG, "%s: %s is %d tokens [%s] but %s is %d [%s]; they must have the same length", where,
+                  clean_opt, *T, la, corrupt_opt, Tb, lb);
 }
 
+/* The pairs of `circuits attribute`, owned (texts copied). */
 typedef struct {
-    int32_t *clean, *corrupt;
-} pair_ids;
+    attribute_pair *p;
+    int n;
+    char **text;            /* 4 per pair: clean, corrupt, target, distractor (may be NULL) */
+} pair_list;
 
-static tp_status attribute_options(tp_cli *cli, const circuits_ctx *cx, attribute_request *rq, pair_ids *ids,
+static void pair_list_free(pair_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free((void *)l->p[i].clean), free((void *)l->p[i].corrupt);
+        for (int k = 0; k < 4; k++) free(l->text[4 * i + k]);
+    }
+    free(l->p), free(l->text);
+    memset(l, 0, sizeof *l);
+}
+
+/* Adds a pair: its texts copied, target/distractor as single tokens, both prompts
+ * encoded to the same length. where names it in messages. */
+static tp_status pair_add(const circuits_ctx *cx, pair_list *l, const char *where, const char *clean, const char *corrupt,
+                          const char *target, const char *distractor)
+{
+    attribute_pair *gp = realloc(l->p, (size_t)(l->n + 1) * sizeof *gp);
+    if (gp) l->p = gp;
+    char **gt = gp ? realloc(l->text, (size_t)(l->n + 1) * 4 * sizeof *gt) : NULL;
+    if (!gp || !gt) return TP_ERR_NOMEM;
+    l->text = gt;
+    attribute_pair *p = &l->p[l->n];
+    char **t = &l->text[4 * l->n];
+    memset(p, 0, sizeof *p);
+    memset(t, 0, 4 * sizeof *t);
+    l->n++;
+    const char *src[4] = {clean, corrupt, target, distractor};
+    for (int k = 0; k < 4; k++)
+        if (src[k] && !(t[k] = strdup(src[k]))) return TP_ERR_NOMEM;
+    *p = (attribute_pair){.clean_text = t[0], .corrupt_text = t[1], .target_text = t[2], .distractor_text = t[3],
+                          .distractor = -1};
+    char opt[1024];
+    snprintf(opt, sizeof opt, "%s%s", where, where[0] == '-' ? "" : " \"target\"");
+    const char *sub = "attribute";
+    TP_CHECK(one_token(cx, sub, where[0] == '-' ? "--target" : opt, target, &p->target));
+    if (distractor) {
+        snprintf(opt, sizeof opt, "%s \"distractor\"", where);
+        TP_CHECK(one_token(cx, sub, where[0] == '-' ? "--distractor" : opt, distractor, &p->distractor));
+    }
+    if (p->distractor == p->target)
+        return tp_err(TP_ERR_CONFIG, "circuits attribute: %s: target and distractor are the same token (id %d)",
+                      where[0] == '-' ? "--target, --distractor" : where, p->target);
+    int32_t *a = NULL, *b = NULL;
+    tp_status st;
+    if (where[0] == '-') {
+        st = encode_pair(cx, "circuits attribute", "--clean", "--corrupt", clean, corrupt, &a, &b, &p->T);
+    } else {
+        char w[1024];
+        snprintf(w, sizeof w, "circuits attribute: %s", where);
+        st = encode_pair(cx, w, "\"clean\"", "\"corrupt\"", clean, corrupt, &a, &b, &p->T);
+    }
+    p->clean = a, p->corrupt = b;
+    return st;
+}
+
+/* --pairs FILE.jsonl: one {"clean", "corrupt", "target"?, "distractor"?} per non-blank
+ * line; target / distractor default to --target / --distractor. */
+static tp_status pairs_file(const circuits_ctx *cx, const char *path, const char *target, const char *distractor,
+                            pair_list *l)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return tp_err(TP_ERR_CONFIG, "circuits attribute: --pairs %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int no = 0;
+    tp_status st = TP_OK;
+    while (st == TP_OK && (len = getline(&line, &cap, f)) >= 0) {
+        no++;
+        size_t k = 0;
+        while (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' || line[k] == '\n') k++;
+        if (!line[k]) continue;
+        json_error_t je;
+        json_t *o = json_loadb(line, (size_t)len, 0, &je);
+        char where[TP_PATH_MAX + 32];
+        snprintf(where, sizeof where, "%s line %d", path, no);
+        const char *c = json_string_value(json_object_get(o, "clean")),
+                   *r = json_string_value(json_object_get(o, "corrupt")),
+                   *t = json_string_value(json_object_get(o, "target")),
+                   *d = json_string_value(json_object_get(o, "distractor"));
+        if (!o)
+            st = tp_err(TP_ERR_CONFIG, "circuits attribute: %s: not JSON (%s)", where, je.text);
+        else if (!c || !r)
+            st = tp_err(TP_ERR_CONFIG, "circuits attribute: %s: needs string keys \"clean\" and \"corrupt\"", where);
+        else if (!t && !target)
+            st = tp_err(TP_ERR_CONFIG, "circuits attribute: %s: no \"target\" and no --target", where);
+        else
+            st = pair_add(cx, l, where, c, r, t ? t : target, d ? d : json_object_get(o, "distractor") ? NULL : distractor);
+        json_decref(o);
+    }
+    if (st == TP_OK && ferror(f)) st = tp_err(TP_ERR_IO, "circuits attribute: --pairs %s: read error", path);
+    if (st == TP_OK && l->n == 0) st = tp_err(TP_ERR_CONFIG, "circuits attribute: --pairs %s: no pairs", path);
+    free(line);
+    fclose(f);
+    return st;
+}
+
+static tp_status attribute_options(tp_cli *cli, const circuits_ctx *cx, attribute_request *rq, pair_list *pl,
                                    char *id, size_t n)
 {
-    const char *clean, *corrupt, *target, *distractor, *name;
+    const char *clean, *corrupt, *target, *distractor, *name, *pairs;
     TP_CHECK(take(cli, "--clean", &clean));
     TP_CHECK(take(cli, "--corrupt", &corrupt));
+    TP_CHECK(take(cli, "--pairs", &pairs));
     TP_CHECK(take(cli, "--target", &target));
     TP_CHECK(take(cli, "--distractor", &distractor));
     TP_CHECK(take(cli, "--name", &name));
-    *rq = (attribute_request){.clean_text = clean, .corrupt_text = corrupt, .target_text = target,
-                              .distractor_text = distractor, .distractor = -1};
+    *rq = (attribute_request){.pairs_file = pairs};
     TP_CHECK(take_int(cli, "--ig-steps", 0, 1000, 0, &rq->ig_steps));
     TP_CHECK(take_int(cli, "--top", 1, 1000000, 30, &rq->top));
+    TP_CHECK(take_int(cli, "--sae-features", 0, 100000, 8, &rq->sae_features));
     TP_CHECK(cli_reject_rest(cli));
-    if (!clean || !corrupt || !target)
+    if (pairs && (clean || corrupt))
+        return tp_err(TP_ERR_CONFIG, "circuits attribute: give --pairs FILE.jsonl or --clean/--corrupt, not both");
+    if (!pairs && (!clean || !corrupt || !target))
         return tp_err(TP_ERR_CONFIG, "circuits attribute: --clean \"text\", --corrupt \"text\" and --target \" token\" "
-                      "are required");
-    TP_CHECK(one_token(cx, "attribute", "--target", target, &rq->target));
-    if (distractor) TP_CHECK(one_token(cx, "attribute", "--distractor", distractor, &rq->distractor));
-    if (rq->distractor == rq->target)
-        return tp_err(TP_ERR_CONFIG, "circuits attribute: --target and --distractor are the same token (id %d)",
-                      rq->target);
-    TP_CHECK(encode_pair(cx, "attribute", clean, corrupt, &ids->clean, &ids->corrupt, &rq->T));
-    rq->clean = ids->clean, rq->corrupt = ids->corrupt;
-    char key[8192];
-    snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s\x1f%d", clean, corrupt, target, distractor ? distractor : "",
-             rq->ig_steps);
-    return output_id("attribute", name, key, id, n);
+                      "are required (or --pairs FILE.jsonl)");
+    if (pairs) TP_CHECK(pairs_file(cx, pairs, target, distractor, pl));
+    else TP_CHECK(pair_add(cx, pl, "--", clean, corrupt, target, distractor));
+    rq->pairs = pl->p, rq->npairs = pl->n;
+    /* the id: a hash of every pair and the settings that change the scores */
+    size_t cap = 64, len = 0;
+    for (int i = 0; i < pl->n; i++)
+        for (int k = 0; k < 4; k++) cap += (pl->text[4 * i + k] ? strlen(pl->text[4 * i + k]) : 0) + 1;
+    char *key = tp_malloc(cap);
+    if (!key) return TP_ERR_NOMEM;
+    for (int i = 0; i < pl->n; i++)
+        for (int k = 0; k < 4; k++)
+            len += (size_t)snprintf(key + len, cap - len, "%s%s", i || k ? "\x1f" : "",
+                                    pl->text[4 * i + k] ? pl->text[4 * i + k] : "");
+    snprintf(key + len, cap - len, "\x1f%d", rq->ig_steps);
+    tp_status st = output_id("attribute", name, key, id, n);
+    free(key);
+    return st;
 }
 
 tp_status circuits_attribute_cmd(tp_cli *cli)
@@ -312,15 +421,15 @@ tp_status circuits_attribute_cmd(tp_cli *cli)
     circuits_settings cs;
     circuits_ctx cx = {0};
     attribute_request rq;
-    pair_ids ids = {0};
+    pair_list pl = {0};
     char id[96];
     tp_status st = open_all(cli, &cs, &cx);
-    if (st == TP_OK) st = attribute_options(cli, &cx, &rq, &ids, id, sizeof id);
+    if (st == TP_OK) st = attribute_options(cli, &cx, &rq, &pl, id, sizeof id);
     if (st == TP_OK) {
         rq.id = id;
         st = attribute_run(&cx, &rq, cli->run_dir);
     }
-    free(ids.clean), free(ids.corrupt);
+    pair_list_free(&pl);
     circuits_close(&cx);
     return st;
 }

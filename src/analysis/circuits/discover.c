@@ -268,7 +268,7 @@ json_t *dc_verify_json(const dc_result *r)
     json_t *a = json_array();
     for (int j = 0; j < r->n_verify; j++) {
         char name[32];
-        attribute_up_name(&r->g, r->verify_node[j], name, sizeof name);
+        eap_up_name(&r->g, r->verify_node[j], name, sizeof name);
         json_array_append_new(a, json_pack("{s:s, s:o, s:o}", "node", name, "eap", circuits_num(r->verify_eap[j]),
                                            "exact", circuits_num(r->verify_exact[j])));
     }

@@ -8,6 +8,7 @@
 #include "model/hooks.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,24 @@ void eap_down_node(const eap_graph *g, int v, int *layer, int *head)
     *layer = v / (g->H + 1);
     int k = v % (g->H + 1);
     *head = k < g->H ? k : -1;
+}
+
+void eap_up_name(const eap_graph *g, int u, char *buf, size_t n)
+{
+    int l, h;
+    eap_up_node(g, u, &l, &h);
+    if (u == 0) snprintf(buf, n, "embed");
+    else if (h >= 0) snprintf(buf, n, "a%d.h%d", l, h);
+    else snprintf(buf, n, "m%d", l);
+}
+
+void eap_down_name(const eap_graph *g, int v, char *buf, size_t n)
+{
+    int l, h;
+    eap_down_node(g, v, &l, &h);
+    if (l == g->L) snprintf(buf, n, "logits");
+    else if (h >= 0) snprintf(buf, n, "a%d.h%d", l, h);
+    else snprintf(buf, n, "m%d", l);
 }
 
 int eap_edge_exists(const eap_graph *g, int u, int v)
@@ -369,7 +388,7 @@ static tp_status contract(const eap_graph *g, size_t Td, const double *D, const 
     return TP_OK;
 }
 
-tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *s)
+tp_status eap_score_ext(eap_engine *e, const eap_pair *p, eap_extend_fn fn, void *user, eap_scores *s)
 {
     const eap_graph *g = &e->g;
     memset(s, 0, sizeof *s);
@@ -378,16 +397,17 @@ tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *s)
     size_t Td = (size_t)p->T * e->d;
     double *A = tp_malloc((size_t)g->n_up * Td * sizeof *A), *D = tp_malloc((size_t)g->n_up * Td * sizeof *D);
     double *G = tp_calloc((size_t)g->n_down * Td, sizeof *G), *Gn = tp_calloc((size_t)(1 + 2 * g->L) * Td, sizeof *Gn);
+    double *emb_corr = p->ig_steps > 0 ? tp_malloc(Td * sizeof *emb_corr) : NULL;
     s->edge = tp_malloc((size_t)g->n_up * g->n_down * sizeof *s->edge);
     s->node = tp_malloc((size_t)g->n_up * sizeof *s->node);
-    tp_status st = A && D && G && Gn && s->edge && s->node ? TP_OK : TP_ERR_NOMEM;
+    tp_status st = A && D && G && Gn && s->edge && s->node && (emb_corr || p->ig_steps <= 0) ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) st = eap_node_outputs(e, p->clean, p->T, p->target, p->distractor, A, &s->ld_clean);
     if (st == TP_OK) st = eap_node_outputs(e, p->corrupt, p->T, p->target, p->distractor, D, &s->ld_corr);
     for (size_t i = 0; st == TP_OK && i < (size_t)g->n_up * Td; i++) D[i] = A[i] - D[i];   /* Δa = clean − corr */
     int steps = p->ig_steps > 0 ? p->ig_steps : 1;
     if (st == TP_OK && p->ig_steps > 0) {   /* the embeddings: clean = A[0], corr = A[0] − D[0] */
-        for (size_t i = 0; i < Td; i++) A[Td + i] = A[i] - D[i];   /* a_1 is rewritten below: free scratch */
-        e->emb_clean = A, e->emb_corr = A + Td;
+        for (size_t i = 0; i < Td; i++) emb_corr[i] = A[i] - D[i];
+        e->emb_clean = A, e->emb_corr = emb_corr;
     }
     for (int k = 1; st == TP_OK && k <= steps; k++) {
         e->alpha = (double)k / steps;
@@ -395,6 +415,39 @@ tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *s)
     }
     e->emb_clean = e->emb_corr = NULL;
     if (st == TP_OK) st = contract(g, Td, D, G, Gn, s);
+    if (st == TP_OK && fn) {
+        eap_state es = {.g = g, .T = p->T, .d = e->d, .ig_steps = p->ig_steps, .A = A, .D = D, .G = G, .Gn = Gn};
+        st = fn(&es, user);
+    }
+    free(A), free(D), free(G), free(Gn), free(emb_corr);
+    if (st != TP_OK) eap_scores_free(s);
+    return st;
+}
+
+tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *s) { return eap_score_ext(e, p, NULL, NULL, s); }
+
+tp_status eap_score_against_ext(eap_engine *e, const int32_t *ids, int T, int32_t target, int32_t distractor,
+                                const double *corr, double ld_corr, eap_extend_fn fn, void *user, eap_scores *s)
+{
+    const eap_graph *g = &e->g;
+    memset(s, 0, sizeof *s);
+    s->g = *g, s->ld_corr = ld_corr;
+    TP_CHECK(check_T(e, T));
+    size_t Td = (size_t)T * e->d, n = (size_t)g->n_up * Td;
+    double *A = tp_malloc(n * sizeof *A), *D = tp_malloc(n * sizeof *D);
+    double *G = tp_calloc((size_t)g->n_down * Td, sizeof *G), *Gn = tp_calloc((size_t)(1 + 2 * g->L) * Td, sizeof *Gn);
+    s->edge = tp_malloc((size_t)g->n_up * g->n_down * sizeof *s->edge);
+    s->node = tp_malloc((size_t)g->n_up * sizeof *s->node);
+    tp_status st = A && D && G && Gn && s->edge && s->node ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK) st = eap_node_outputs(e, ids, T, target, distractor, A, &s->ld_clean);
+    for (size_t i = 0; st == TP_OK && i < n; i++) D[i] = A[i] - corr[i];   /* Δa = clean − corr */
+    eap_pair p = {.clean = ids, .corrupt = ids, .T = T, .target = target, .distractor = distractor};
+    if (st == TP_OK) st = grad_step(e, &p, 1.0, G, Gn);   /* the gradient forward runs p.corrupt: ids */
+    if (st == TP_OK) st = contract(g, Td, D, G, Gn, s);
+    if (st == TP_OK && fn) {
+        eap_state es = {.g = g, .T = T, .d = e->d, .ig_steps = 0, .grad_on_clean = 1, .A = A, .D = D, .G = G, .Gn = Gn};
+        st = fn(&es, user);
+    }
     free(A), free(D), free(G), free(Gn);
     if (st != TP_OK) eap_scores_free(s);
     return st;
@@ -403,24 +456,7 @@ tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *s)
 tp_status eap_score_against(eap_engine *e, const int32_t *ids, int T, int32_t target, int32_t distractor,
                             const double *corr, double ld_corr, eap_scores *s)
 {
-    const eap_graph *g = &e->g;
-    memset(s, 0, sizeof *s);
-    s->g = *g, s->ld_corr = ld_corr;
-    TP_CHECK(check_T(e, T));
-    size_t Td = (size_t)T * e->d, n = (size_t)g->n_up * Td;
-    double *D = tp_malloc(n * sizeof *D);
-    double *G = tp_calloc((size_t)g->n_down * Td, sizeof *G), *Gn = tp_calloc((size_t)(1 + 2 * g->L) * Td, sizeof *Gn);
-    s->edge = tp_malloc((size_t)g->n_up * g->n_down * sizeof *s->edge);
-    s->node = tp_malloc((size_t)g->n_up * sizeof *s->node);
-    tp_status st = D && G && Gn && s->edge && s->node ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK) st = eap_node_outputs(e, ids, T, target, distractor, D, &s->ld_clean);
-    for (size_t i = 0; st == TP_OK && i < n; i++) D[i] -= corr[i];   /* Δa = clean − corr */
-    eap_pair p = {.clean = ids, .corrupt = ids, .T = T, .target = target, .distractor = distractor};
-    if (st == TP_OK) st = grad_step(e, &p, 1.0, G, Gn);   /* the gradient forward runs p.corrupt: ids */
-    if (st == TP_OK) st = contract(g, Td, D, G, Gn, s);
-    free(D), free(G), free(Gn);
-    if (st != TP_OK) eap_scores_free(s);
-    return st;
+    return eap_score_against_ext(e, ids, T, target, distractor, corr, ld_corr, NULL, NULL, s);
 }
 
 void eap_scores_free(eap_scores *s)

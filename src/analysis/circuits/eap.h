@@ -36,6 +36,7 @@
 #include "core/error.h"
 #include "model/model.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Node numbering: upstream u = 0 embed, 1 + l(H+1) + h heads, 1 + l(H+1) + H mlp l;
@@ -50,6 +51,9 @@ int eap_edge_exists(const eap_graph *g, int u, int v);
 /* Layer (-1 embed, L logits) and head (-1 when not a head) of a node. */
 void eap_up_node(const eap_graph *g, int u, int *layer, int *head);
 void eap_down_node(const eap_graph *g, int v, int *layer, int *head);
+/* Name of upstream u / downstream v: "embed", "a1.h3", "m2", "logits". */
+void eap_up_name(const eap_graph *g, int u, char *buf, size_t n);
+void eap_down_name(const eap_graph *g, int v, char *buf, size_t n);
 
 typedef struct {
     const int32_t *clean, *corrupt;   /* [T] each */
@@ -77,12 +81,32 @@ tp_status eap_node_outputs(eap_engine *e, const int32_t *ids, int T, int32_t tar
                            double *acts, double *metric);
 /* EAP / EAP-IG scores of one prompt pair (out's arrays allocated here). */
 tp_status eap_score(eap_engine *e, const eap_pair *p, eap_scores *out);
+
+/* What a score computed on the way, per position in f64, for extensions that attribute
+ * through more nodes (eap_features.h). Gn rows: 0 = ∂m/∂hook_embed (= ∂m/∂resid_pre(0)),
+ * 1 + 2l = ∂m/∂resid_mid(l), 2 + 2l = ∂m/∂resid_post(l); with EAP-IG every gradient is
+ * the mean over the M runs. */
+typedef struct {
+    const eap_graph *g;
+    int T, d, ig_steps;
+    int grad_on_clean;  /* 1: the gradients are on the clean run (eap_score_against), else on the corrupted one */
+    const double *A;    /* [n_up][T][d] a_u on the clean run */
+    const double *D;    /* [n_up][T][d] a_u^clean − a_u^corr */
+    const double *G;    /* [n_down][T][d] g_v */
+    const double *Gn;   /* [1 + 2L][T][d] */
+} eap_state;
+typedef tp_status (*eap_extend_fn)(const eap_state *st, void *user);
+/* eap_score, and fn(state, user) once the gradients are in (fn NULL: none). */
+tp_status eap_score_ext(eap_engine *e, const eap_pair *p, eap_extend_fn fn, void *user, eap_scores *out);
 void eap_scores_free(eap_scores *s);
 /* EAP against given corrupted outputs corr [n_up][T][d] (e.g. node means: mean
  * ablation, which has no corrupted run to differentiate): score(u→v) = Σ_pos g_v ·
  * (a_u^clean − corr_u) with g_v on the clean run of ids; ld_corr is stored as given. */
 tp_status eap_score_against(eap_engine *e, const int32_t *ids, int T, int32_t target, int32_t distractor,
                             const double *corr, double ld_corr, eap_scores *out);
+/* The same with an extension (fn NULL: none). */
+tp_status eap_score_against_ext(eap_engine *e, const int32_t *ids, int T, int32_t target, int32_t distractor,
+                                const double *corr, double ld_corr, eap_extend_fn fn, void *user, eap_scores *out);
 
 /* m of the run of ids with the outputs of the nodes with keep[u] == 0 replaced by
  * repl [n_up][T][d] (node patching, above). */
