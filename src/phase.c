@@ -27,6 +27,10 @@ uint64_t phase_hash(const tp_phase *p, const tp_config *cfg)
         snprintf(line, sizeof line, "reads=%016llx\n", (unsigned long long)tp_config_hash_prefixes(cfg, p->reads));
         h = fnv_add(h, line);
     }
+    if (p->inputs_hash) {
+        snprintf(line, sizeof line, "inputs=%016llx\n", (unsigned long long)p->inputs_hash(cfg));
+        h = fnv_add(h, line);
+    }
     for (const tp_phase *const *n = p->needs; n && *n; n++) {
         snprintf(line, sizeof line, "needs %.64s=%016llx\n", (*n)->name, (unsigned long long)phase_hash(*n, cfg));
         h = fnv_add(h, line);

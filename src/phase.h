@@ -13,8 +13,11 @@
  *   headline one line of what it found, for `run`'s log and summary
  *   subs     subcommands (`transpolmo <name> <sub> [options]`), each with its own
  *            options; `transpolmo <name>` alone runs the phase
- * Its resume hash is its own keys and `reads` plus the hashes of the phases it
- * needs, so a change upstream reruns everything downstream and nothing else.
+ *   inputs_hash  files outside the config that its results depend on (e.g. the
+ *            circuit library's task files), as one hash of their names and contents
+ * Its resume hash is its own keys and `reads`, its inputs_hash, plus the hashes of
+ * the phases it needs, so a change upstream reruns everything downstream and
+ * nothing else.
  *
  * Adding a phase: a folder under analysis/ with the driver and its descriptor
  * (`const tp_phase foo_phase = {...}`), and one line in pipeline.c's list.
@@ -62,10 +65,13 @@ struct tp_phase {
     /* Subcommands, ended by an entry whose name is NULL; NULL: none. The first
      * argument after the command that is not an option names one. */
     const tp_phase_sub *subs;
+    /* A hash of the files outside the config that the results depend on (names and
+     * contents; an unreadable one hashes as such, the run reports it). NULL: none. */
+    uint64_t (*inputs_hash)(const tp_config *cfg);
 };
 
 /* The resume hash: FNV-1a over the phase's own keys and `reads` (config's
- * canonical rendering) and the hashes of every phase it needs. */
+ * canonical rendering), its inputs_hash and the hashes of every phase it needs. */
 uint64_t phase_hash(const tp_phase *p, const tp_config *cfg);
 
 #endif

@@ -12,6 +12,8 @@
 #include "core/config.h"
 #include "pipeline.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const tp_phase *const *all(int *n) { return pipeline_phases(n); }
@@ -111,6 +113,48 @@ START_TEST(test_schema_has_every_phase_section)
 }
 END_TEST
 
+/* The circuit library's task files are inputs of the circuits phase: a changed or
+ * added task changes its hash (and nothing else's). */
+START_TEST(test_library_task_files_are_circuits_inputs)
+{
+    char dir[] = "/tmp/tp_phase_libXXXXXX", path[256];
+    ck_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/a.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fputs("name: a\n", f);
+    fclose(f);
+    tp_config *c;
+    ck_assert(tp_config_new(&c) == TP_OK);
+    ck_assert(tp_config_set(c, "circuits.library.dir", dir, "test") == TP_OK);
+    int n;
+    const tp_phase *const *ps = all(&n);
+    uint64_t before[32];
+    for (int i = 0; i < n; i++) before[i] = phase_hash(ps[i], c);
+    f = fopen(path, "w");
+    fputs("name: b\n", f);
+    fclose(f);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg((phase_hash(ps[i], c) != before[i]) == !strcmp(ps[i]->name, "circuits"), "%s", ps[i]->name);
+    const tp_phase *circ = ps[__builtin_ctz(bit("circuits"))];
+    uint64_t edited = phase_hash(circ, c);
+    snprintf(path, sizeof path, "%s/b.yml", dir);
+    f = fopen(path, "w");
+    fputs("name: b\n", f);
+    fclose(f);
+    ck_assert(phase_hash(circ, c) != edited);   /* a task added */
+    edited = phase_hash(circ, c);
+    snprintf(path, sizeof path, "%s/notes.txt", dir);   /* not a task file */
+    f = fopen(path, "w");
+    fputs("x\n", f);
+    fclose(f);
+    ck_assert(phase_hash(circ, c) == edited);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+    tp_config_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("phase");
@@ -118,6 +162,7 @@ int main(void)
     tcase_add_test(tc, test_order_and_lookup);
     tcase_add_test(tc, test_hash_propagates_downstream_only);
     tcase_add_test(tc, test_schema_has_every_phase_section);
+    tcase_add_test(tc, test_library_task_files_are_circuits_inputs);
     suite_add_tcase(s, tc);
     return tp_test_run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include "analysis/circuits/circuits_common.h"
 #include "analysis/circuits/heads.h"
 #include "analysis/circuits/library.h"
+#include "analysis/circuits/library_task.h"
 #include "analysis/circuits/patch.h"
 #include "analysis/circuits/weights.h"
 #include "core/log.h"
@@ -42,10 +43,15 @@ static const tp_phase_sub subs[] = {
      "top-K circuit graph <id>.json/.dot/.svg",
      "  --clean \"text\"       the clean prompt\n"
      "  --corrupt \"text\"     the corrupted prompt (the same number of tokens)\n"
+     "  --pairs FILE.jsonl   several pairs instead, one {\"clean\", \"corrupt\", \"target\", \"distractor\"} per line\n"
+     "                       (target/distractor default to the options); scores are the mean over the pairs,\n"
+     "                       which the ranks share\n"
      "  --target \" tok\"      m = logit(target) [- logit(distractor)] at the last position (one token)\n"
      "  --distractor \" tok\"  optional\n"
      "  --ig-steps M         EAP-IG over M interpolation steps of the embeddings (default 0: plain EAP)\n"
      "  --top K              edges kept in the graph (default 30)\n"
+     "  --sae-features N     the top N features of each of the run's residual-stream SAEs become graph nodes\n"
+     "                       (default 8; 0: none)\n"
      "  --name ID            names the outputs (default: a slug of the prompts and a hash)\n"},
     {"discover", circuits_discover_cmd,
      "a circuit for one prompt: EAP-ranked edges, the faithfulness curve f(k) (CPR, CMD) by exact node patching, the "
@@ -96,6 +102,13 @@ static void circuits_headline(const char *run_dir, char *buf, size_t n)
     snprintf(buf, n, "%s%s%s%s%s", a, a[0] && b[0] ? " | " : "", b, (a[0] || b[0]) && c[0] ? " | " : "", c);
 }
 
+/* The circuit library's task files are inputs: a changed task reruns the phase. */
+static uint64_t circuits_inputs_hash(const tp_config *cfg)
+{
+    const char *dir = tp_config_str(cfg, "circuits.library.dir");
+    return dir && dir[0] ? lib_tasks_hash(dir) : 0;
+}
+
 static const char *const circuits_outputs[] = {RUN_CIRCUITS_HEAD_SCORES_JSON, RUN_CIRCUITS_WEIGHTS_JSON,
                                                RUN_CIRCUITS_LIBRARY_JSON, NULL};
 static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", NULL};
@@ -113,4 +126,5 @@ const tp_phase circuits_phase = {
              "  transpolmo circuits <sub> [options] runs one subcommand (below)\n",
     .headline = circuits_headline,
     .subs = subs,
+    .inputs_hash = circuits_inputs_hash,
 };

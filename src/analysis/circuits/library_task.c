@@ -44,6 +44,38 @@ tp_status lib_task_files(const char *dir, char ***files, int *n)
     return st;
 }
 
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+uint64_t lib_tasks_hash(const char *dir)
+{
+    uint64_t h = fnv_bytes(14695981039346656037ULL, dir, strlen(dir) + 1);
+    char **files = NULL;
+    int n = 0;
+    if (lib_task_files(dir, &files, &n) != TP_OK) {
+        tp_err_clear();
+        return fnv_bytes(h, "unreadable", 10);
+    }
+    for (int i = 0; i < n; i++) {
+        const char *base = strrchr(files[i], '/');
+        base = base ? base + 1 : files[i];
+        h = fnv_bytes(h, base, strlen(base) + 1);
+        FILE *f = fopen(files[i], "rb");
+        if (!f) { h = fnv_bytes(h, "unreadable", 10); continue; }
+        char buf[4096];
+        size_t k;
+        while ((k = fread(buf, 1, sizeof buf, f)) > 0) h = fnv_bytes(h, buf, k);
+        if (ferror(f)) h = fnv_bytes(h, "unreadable", 10);
+        fclose(f);
+    }
+    lib_task_files_free(files, n);
+    return h;
+}
+
 void lib_task_files_free(char **files, int n)
 {
     for (int i = 0; i < n; i++) free(files[i]);

@@ -45,6 +45,9 @@ typedef struct {
 tp_status lib_task_files(const char *dir, char ***files, int *n);
 void lib_task_files_free(char **files, int n);
 tp_status lib_task_load(const char *path, lib_task *t);
+/* FNV-1a 64 over the task files of dir (sorted names and their bytes); an unreadable
+ * dir or file hashes its name and "unreadable" (the run reports the error). */
+uint64_t lib_tasks_hash(const char *dir);
 void lib_task_free(lib_task *t);
 
 /* The pairs of a task as ids (dc_pair), with their texts; free with lib_pairs_free. */
