@@ -120,6 +120,23 @@ for n in f["nodes"]:   # out-edges add up to the node score (the g_v downstream 
             assert int(e["source"][1:].split(".")[0]) <= layer, e
 assert "definitions" in f and f["per_point"] == 4
 PY
+expect_ok "discover in a run with SAEs" -- "$BIN" circuits discover --model "$M" --prompt "$CLEAN" --name disc \
+  --set data.corpus="$SRC/data/corpus" \
+  --out "$TMP/s1"
+check "discover: the features block, feature nodes as strong as the circuit's weakest edge" $PY - \
+  "$TMP/s1/results/circuits/disc.json" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))
+f = g["features"]
+assert [s["hook"] for s in f["saes"]] == ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+assert g["settings"]["discover"]["sae_features"] == 8 and len(f["nodes"]) == 16
+kinds = {n["id"]: n["kind"] for n in g["nodes"]}
+comp = [abs(e["weight"]) for e in g["edges"] if kinds[e["source"]] != "feature" and kinds[e["target"]] != "feature"]
+feat = [e for e in g["edges"] if "feature" in (kinds[e["source"]], kinds[e["target"]])]
+assert comp and all(abs(e["weight"]) >= min(comp) for e in feat)
+named = {n["node"] for n in f["nodes"]}
+assert all(i in named for i, k in kinds.items() if k == "feature")
+PY
 expect_fail "a bad --pairs line names file and line" "badpairs.jsonl line 2: needs string keys" -- bash -c \
   "printf '{\"clean\": \"a b\", \"corrupt\": \"a c\", \"target\": \" b\"}\n{\"clean\": 3}\n' > '$TMP/badpairs.jsonl' && \
    '$BIN' circuits attribute --model '$M' --pairs '$TMP/badpairs.jsonl' --out '$TMP/bad'"

@@ -84,37 +84,56 @@ json_t *attribute_nodes_json(const eap_scores *s, double denom)
     return a;
 }
 
+static cg_kind graph_kind(const eap_graph *g, int up, int k, int *layer, int *head)
+{
+    if (up) eap_up_node(g, k, layer, head);
+    else eap_down_node(g, k, layer, head);
+    cg_kind kind = up && k == 0 ? CG_EMBED : !up && *layer == g->L ? CG_LOGITS : *head >= 0 ? CG_HEAD : CG_MLP;
+    if (kind == CG_EMBED) *layer = -1;
+    return kind;
+}
+
 static tp_status graph_node(cg_graph *cg, const eap_graph *g, int up, int k, int *id)
 {
     int l, h;
-    if (up) eap_up_node(g, k, &l, &h);
-    else eap_down_node(g, k, &l, &h);
-    cg_kind kind = up && k == 0 ? CG_EMBED : !up && l == g->L ? CG_LOGITS : h >= 0 ? CG_HEAD : CG_MLP;
-    return cg_node_get(cg, kind, kind == CG_EMBED ? -1 : l, h, NULL, id);
+    cg_kind kind = graph_kind(g, up, k, &l, &h);
+    return cg_node_get(cg, kind, l, h, NULL, id);
 }
 
-/* The feature nodes and their edges (scores divided by scale), before pruning. */
-static tp_status graph_features(cg_graph *cg, const eap_feat_scores *fs, double scale)
+/* Edge k of feature i of point p (k < n_up: in from upstream k, else out to downstream
+ * k − n_up), 0 where there is none; its other end's graph node in *kind, *l, *h. */
+static double feature_edge(const eap_feat_scores *fs, const eap_feat_point *p, int i, int k, cg_kind *kind, int *l,
+                           int *h)
+{
+    const eap_graph *g = &fs->g;
+    int up = k < g->n_up, x = up ? k : k - g->n_up;
+    *kind = graph_kind(g, up, x, l, h);
+    return up ? fs->block[p->in + (size_t)x * p->nsel + i] : fs->block[p->out + (size_t)i * g->n_down + x];
+}
+
+tp_status attribute_add_features(cg_graph *cg, const eap_feat_scores *fs, double scale, double min_abs,
+                                 int only_present)
 {
     const eap_graph *g = &fs->g;
     for (int pi = 0; pi < fs->n; pi++) {
         const eap_sae *es = &fs->saes->s[pi];
         const eap_feat_point *p = &fs->p[pi];
         for (int i = 0; i < p->nsel; i++) {
-            int f, o;
-            TP_CHECK(cg_node_get(cg, CG_FEATURE, es->layer, (int)p->sel[i], es->hook, &f));
-            cg_node_at(cg, f)->score = fs->block[p->node + p->sel[i]] / scale;
-            for (int u = 0; u < g->n_up; u++) {
-                double w = fs->block[p->in + (size_t)u * p->nsel + i];
-                if (w == 0) continue;   /* u not upstream of the point, or nothing flows */
-                TP_CHECK(graph_node(cg, g, 1, u, &o));
-                TP_CHECK(cg_edge_add(cg, o, f, w / scale));
-            }
-            for (int v = 0; v < g->n_down; v++) {
-                double w = fs->block[p->out + (size_t)i * g->n_down + v];
-                if (w == 0) continue;
-                TP_CHECK(graph_node(cg, g, 0, v, &o));
-                TP_CHECK(cg_edge_add(cg, f, o, w / scale));
+            int f = -1, o, l, h;
+            cg_kind kind;
+            for (int k = 0; k < g->n_up + g->n_down; k++) {
+                double w = feature_edge(fs, p, i, k, &kind, &l, &h) / scale;
+                if (w == 0 || fabs(w) < min_abs) continue;   /* not on the point's side, or too small */
+                if (only_present) {
+                    if ((o = cg_node_find(cg, kind, l, h, NULL)) < 0) continue;
+                } else {
+                    TP_CHECK(cg_node_get(cg, kind, l, h, NULL, &o));
+                }
+                if (f < 0) {   /* the feature's node, made with its first edge */
+                    TP_CHECK(cg_node_get(cg, CG_FEATURE, es->layer, (int)p->sel[i], es->hook, &f));
+                    cg_node_at(cg, f)->score = fs->block[p->node + p->sel[i]] / scale;
+                }
+                TP_CHECK(k < g->n_up ? cg_edge_add(cg, o, f, w) : cg_edge_add(cg, f, o, w));
             }
         }
     }
@@ -140,7 +159,7 @@ static tp_status build_graph(const eap_scores *s, const eap_feat_scores *fs, dou
         st = graph_node(cg, g, 1, u, &a);
         if (st == TP_OK) cg_node_at(cg, a)->score = s->node[u];
     }
-    if (st == TP_OK && fs) st = graph_features(cg, fs, scale);
+    if (st == TP_OK && fs) st = attribute_add_features(cg, fs, scale, 0.0, 0);
     if (st == TP_OK) st = cg_prune(cg, 0.0, top);
     if (st != TP_OK) cg_free(cg), cg = NULL;
     *out = cg;
@@ -208,7 +227,7 @@ static json_t *meta_json(const circuits_ctx *cx, const attribute_request *rq, co
         circuits_num(diff), "definitions", attribute_definitions_json(rq->ig_steps));
 }
 
-static json_t *features_definitions_json(void)
+json_t *attribute_features_definitions_json(void)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
         "points", "a run's SAE at a residual-stream point P (hook_resid_pre/mid/post of a layer; other points are not "
@@ -240,7 +259,7 @@ static tp_status write_all(const circuits_ctx *cx, const attribute_request *rq, 
     if (fs) {
         json_t *f = eap_feat_json(fs, rq->npairs, diff);
         json_object_set_new(f, "per_point", json_integer(rq->sae_features));
-        json_object_set_new(f, "definitions", features_definitions_json());
+        json_object_set_new(f, "definitions", attribute_features_definitions_json());
         json_object_set_new(doc, "features", f);
     } else {
         json_object_set_new(doc, "features", json_null());

@@ -20,6 +20,7 @@
 #include "analysis/circuits/circuits_common.h"
 #include "analysis/circuits/circuit_graph.h"
 #include "analysis/circuits/eap.h"
+#include "analysis/circuits/eap_features.h"
 
 #include <stdint.h>
 
@@ -49,6 +50,14 @@ json_t *attribute_nodes_json(const eap_scores *s, double denom);
 /* The graph of the top-K edges by |score| (cg_prune: those reaching logits), node
  * scores on its nodes. */
 tp_status attribute_graph(const eap_scores *s, int top, cg_graph **out);
+
+/* The selected features of fs as nodes (scores / scale) with their edges of |w| ≥
+ * min_abs (after / scale); with only_present, only edges whose other end is already a
+ * node of cg. A feature left without an edge is not added. */
+tp_status attribute_add_features(cg_graph *cg, const eap_feat_scores *fs, double scale, double min_abs,
+                                 int only_present);
+/* The definitions of the feature scores (the "features" block of every JSON that has one). */
+json_t *attribute_features_definitions_json(void);
 
 /* Collective: the ranks share the pairs; rank 0 writes. */
 tp_status attribute_run(const circuits_ctx *cx, const attribute_request *rq, const char *run_dir);

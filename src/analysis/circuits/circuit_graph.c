@@ -67,6 +67,19 @@ static void node_id(cg_node *n)
     }
 }
 
+int cg_node_find(const cg_graph *g, cg_kind kind, int layer, int index, const char *hook)
+{
+    if (kind != CG_HEAD && kind != CG_FEATURE) index = -1;
+    if (kind == CG_EMBED) layer = -1;
+    if (!hook || kind != CG_FEATURE) hook = "";
+    for (int i = 0; i < g->n_nodes; i++) {
+        const cg_node *n = &g->nodes[i];
+        if (n->kind == kind && n->index == index && !strcmp(n->hook, hook) && (kind == CG_LOGITS || n->layer == layer))
+            return i;
+    }
+    return -1;
+}
+
 tp_status cg_node_get(cg_graph *g, cg_kind kind, int layer, int index, const char *hook, int *id)
 {
     if (kind != CG_HEAD && kind != CG_FEATURE) index = -1;
@@ -74,13 +87,7 @@ tp_status cg_node_get(cg_graph *g, cg_kind kind, int layer, int index, const cha
     if (!hook || kind != CG_FEATURE) hook = "";
     if (strlen(hook) >= sizeof g->nodes[0].hook)
         return tp_err(TP_ERR_RANGE, "circuit graph: hook name '%s' too long", hook);
-    for (int i = 0; i < g->n_nodes; i++) {
-        const cg_node *n = &g->nodes[i];
-        if (n->kind == kind && n->index == index && !strcmp(n->hook, hook) && (kind == CG_LOGITS || n->layer == layer)) {
-            *id = i;
-            return TP_OK;
-        }
-    }
+    if ((*id = cg_node_find(g, kind, layer, index, hook)) >= 0) return TP_OK;
     TP_CHECK(grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes));
     cg_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof *n);

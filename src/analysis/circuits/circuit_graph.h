@@ -48,6 +48,8 @@ void cg_free(cg_graph *g);
 
 /* The node of (kind, layer, index, hook), added when absent. Returns its id in *id. */
 tp_status cg_node_get(cg_graph *g, cg_kind kind, int layer, int index, const char *hook, int *id);
+/* The id of the node of (kind, layer, index, hook), -1 when absent. */
+int cg_node_find(const cg_graph *g, cg_kind kind, int layer, int index, const char *hook);
 /* Adds u -> v with weight w (both must exist; u != v). A second edge u -> v adds to the
  * first's weight. */
 tp_status cg_edge_add(cg_graph *g, int u, int v, double w);

@@ -40,6 +40,7 @@ typedef struct {
     int64_t trace_top;                  /* circuits.trace.top */
     double faithfulness;                /* circuits.discover.faithfulness */
     int64_t discover_docs, discover_tries;   /* circuits.discover.corpus_docs, .resample_tries */
+    int sae_features;                   /* circuits.discover.sae_features */
     const char *library_dir;            /* circuits.library.dir ("" = no library) */
     double library_margin;              /* circuits.library.margin */
     int64_t library_pairs;              /* circuits.library.pairs */

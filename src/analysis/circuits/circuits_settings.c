@@ -26,6 +26,7 @@ static const tp_cfg_key circuits_keys[] = {
     {"circuits.discover.faithfulness", TP_CFG_FLOAT, "0.8", TP_CFG_IN(0, 1), NULL, "the circuit kept by circuits discover and the library is the smallest top-k% of edges whose faithfulness f(k) reaches this (else every edge)"},
     {"circuits.discover.corpus_docs", TP_CFG_INT, "32", TP_CFG_MIN(1), NULL, "held-out corpus documents (data.*, drawn by circuits.seed) whose windows are the resampled corruptions of circuits discover and of corpus library tasks"},
     {"circuits.discover.resample_tries", TP_CFG_INT, "64", TP_CFG_IN(1, 100000), NULL, "corpus windows tried (in an order seeded by circuits.seed) for one whose top next token differs from the clean prompt's"},
+    {"circuits.discover.sae_features", TP_CFG_INT, "8", TP_CFG_IN(0, 100000), NULL, "features per SAE of the run at a residual-stream point that circuits discover and the library add to their graphs (0: none)"},
     {"circuits.library.dir", TP_CFG_STRING, "configs/circuits", TP_CFG_ANY, NULL, "folder of the circuit library's task files (*.yaml, one task each) run by the phase; empty: no library"},
     {"circuits.library.margin", TP_CFG_FLOAT, "1.0", TP_CFG_MIN(0), NULL, "a library task counts as done by the model (can_do) when the mean LD_clean - LD_corr over its pairs is at least this (logit units)"},
     {"circuits.library.pairs", TP_CFG_INT, "3", TP_CFG_IN(1, 1000), NULL, "prompt pairs made by a library task's generator (repeat_random, corpus) unless its file says n"},
@@ -56,6 +57,7 @@ tp_status circuits_settings_read(const tp_config *cfg, circuits_settings *s)
     s->faithfulness = tp_config_float(cfg, "circuits.discover.faithfulness");
     s->discover_docs = tp_config_int(cfg, "circuits.discover.corpus_docs");
     s->discover_tries = tp_config_int(cfg, "circuits.discover.resample_tries");
+    s->sae_features = (int)tp_config_int(cfg, "circuits.discover.sae_features");
     s->library_dir = tp_config_str(cfg, "circuits.library.dir");
     s->library_margin = tp_config_float(cfg, "circuits.library.margin");
     s->library_pairs = tp_config_int(cfg, "circuits.library.pairs");
@@ -72,8 +74,8 @@ json_t *circuits_settings_json(const circuits_settings *s)
         (json_int_t)s->null_shuffles, "local_window", (json_int_t)s->local_window, "examples",
         (json_int_t)s->examples, "null_margin", s->null_margin, "thresholds", th, "baseline_samples",
         (json_int_t)s->baseline_samples, "trace_top", (json_int_t)s->trace_top);
-    json_object_set_new(o, "discover", json_pack("{s:f, s:I, s:I}", "faithfulness", s->faithfulness, "corpus_docs",
-        (json_int_t)s->discover_docs, "resample_tries", (json_int_t)s->discover_tries));
+    json_object_set_new(o, "discover", json_pack("{s:f, s:I, s:I, s:i}", "faithfulness", s->faithfulness, "corpus_docs",
+        (json_int_t)s->discover_docs, "resample_tries", (json_int_t)s->discover_tries, "sae_features", s->sae_features));
     json_object_set_new(o, "library", json_pack("{s:s, s:f, s:I}", "dir", s->library_dir, "margin",
         s->library_margin, "pairs", (json_int_t)s->library_pairs));
     return o;

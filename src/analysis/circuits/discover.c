@@ -85,15 +85,17 @@ static tp_status mean_patched(eap_engine *e, const dc_pair *p, const pair_acts *
     return TP_OK;
 }
 
-/* The nodes' outputs of pair p (clean, and corrupted or means) and its EAP scores. */
-static tp_status score_pair(eap_engine *e, const dc_pair *p, int n_up, int d, pair_acts *a, eap_scores *s)
+/* The nodes' outputs of pair p (clean, and corrupted or means) and its EAP scores
+ * (with the extension fn when not NULL). */
+static tp_status score_pair_ext(eap_engine *e, const dc_pair *p, int n_up, int d, pair_acts *a, eap_extend_fn fn,
+                                void *user, eap_scores *s)
 {
     TP_CHECK(eap_node_outputs(e, p->clean, p->T, p->target, p->distractor, a->clean, &a->ld_clean));
     if (p->corrupt) {
         eap_pair ep = {.clean = p->clean, .corrupt = p->corrupt, .T = p->T, .target = p->target,
                        .distractor = p->distractor, .ig_steps = 0};
         TP_CHECK(eap_node_outputs(e, p->corrupt, p->T, p->target, p->distractor, a->corr, &a->ld_corr));
-        return eap_score(e, &ep, s);
+        return eap_score_ext(e, &ep, fn, user, s);
     }
     for (int u = 0; u < n_up; u++)   /* the mean at every position */
         for (int t = 0; t < p->T; t++)
@@ -103,7 +105,12 @@ static tp_status score_pair(eap_engine *e, const dc_pair *p, int n_up, int d, pa
     tp_status st = eap_patch_metric(e, p->clean, p->T, p->target, p->distractor, none, a->corr, &a->ld_corr);
     free(none);
     TP_CHECK(st);
-    return eap_score_against(e, p->clean, p->T, p->target, p->distractor, a->corr, a->ld_corr, s);
+    return eap_score_against_ext(e, p->clean, p->T, p->target, p->distractor, a->corr, a->ld_corr, fn, user, s);
+}
+
+static tp_status score_pair(eap_engine *e, const dc_pair *p, int n_up, int d, pair_acts *a, eap_scores *s)
+{
+    return score_pair_ext(e, p, n_up, d, a, NULL, NULL, s);
 }
 
 /* EAP of every pair, summed into r (divided by n by the caller); the outputs kept. */
@@ -227,6 +234,62 @@ tp_status dc_run(const tp_model *m, const dc_pair *pairs, int n, double threshol
     return st;
 }
 
+/* One pass of the feature scores over the pairs, their blocks summed into sum. */
+static tp_status feature_pass(eap_engine *e, const dc_pair *pairs, int n, int d, eap_feat_request *fr, double *sum)
+{
+    eap_feat_scores *fs = fr->out;
+    memset(sum, 0, fs->size * sizeof *sum);
+    for (int i = 0; i < n; i++) {
+        pair_acts a = {0};
+        eap_scores s = {0};
+        size_t acts_n = (size_t)fs->g.n_up * pairs[i].T * d;
+        tp_status st = (a.clean = malloc(acts_n * sizeof(double))) && (a.corr = malloc(acts_n * sizeof(double)))
+                           ? score_pair_ext(e, &pairs[i], fs->g.n_up, d, &a, eap_features_extend, fr, &s)
+                           : tp_err(TP_ERR_NOMEM, "circuits discover: node outputs");
+        free(a.clean), free(a.corr);
+        eap_scores_free(&s);
+        TP_CHECK(st);
+        for (size_t k = 0; k < fs->size; k++) sum[k] += fs->block[k];
+    }
+    return TP_OK;
+}
+
+tp_status dc_features(const tp_model *m, const dc_pair *pairs, int n, const eap_sae_set *saes, int top,
+                      eap_feat_scores *out)
+{
+    eap_graph g = eap_graph_of(&m->cfg);
+    TP_CHECK(eap_feat_scores_new(saes, &g, n > 1 ? 0 : top, out));
+    int max_T = 1, d = m->cfg.hidden_size;
+    for (int i = 0; i < n; i++) max_T = pairs[i].T > max_T ? pairs[i].T : max_T;
+    eap_engine *e = NULL;
+    double *sum = NULL;
+    tp_status st = eap_engine_new(m, max_T, &e);
+    eap_feat_request fr = {.mode = n > 1 ? EAP_FEAT_NODES_ONLY : EAP_FEAT_TOP, .top = top, .out = out};
+    if (st == TP_OK && !(sum = tp_malloc((out->size ? out->size : 1) * sizeof *sum))) st = TP_ERR_NOMEM;
+    if (st == TP_OK) st = feature_pass(e, pairs, n, d, &fr, sum);
+    if (st == TP_OK && n > 1) {   /* the mean node scores pick the features; a second pass gives their edges */
+        memcpy(out->block, sum, out->size * sizeof *sum);
+        int64_t *all = tp_malloc((size_t)(out->n * (top > 0 ? top : 1) + 1) * sizeof *all);
+        int *cnt = tp_calloc((size_t)out->n + 1, sizeof *cnt);
+        if (!all || !cnt) st = TP_ERR_NOMEM;
+        for (int pi = 0; st == TP_OK && pi < out->n; pi++) cnt[pi] = eap_feat_top(out, pi, top, all + (size_t)pi * top);
+        for (int pi = 0; st == TP_OK && pi < out->n; pi++)
+            st = eap_feat_scores_select(out, pi, all + (size_t)pi * top, cnt[pi]);
+        free(all), free(cnt);
+        fr.mode = EAP_FEAT_GIVEN;
+        double *grown = st == TP_OK ? realloc(sum, (out->size ? out->size : 1) * sizeof *sum) : NULL;
+        if (st == TP_OK && !grown) st = TP_ERR_NOMEM;
+        if (grown) sum = grown;
+        if (st == TP_OK) st = feature_pass(e, pairs, n, d, &fr, sum);
+    }
+    if (st == TP_OK)
+        for (size_t k = 0; k < out->size; k++) out->block[k] = sum[k] / n;
+    free(sum);
+    eap_engine_free(e);
+    if (st != TP_OK) eap_feat_scores_free(out);
+    return st;
+}
+
 void dc_result_free(dc_result *r)
 {
     free(r->edge), free(r->node);
@@ -275,9 +338,14 @@ json_t *dc_verify_json(const dc_result *r)
     return a;
 }
 
-tp_status dc_graph(const dc_result *r, cg_graph **out)
+tp_status dc_graph(const dc_result *r, const eap_feat_scores *fs, cg_graph **out)
 {
     eap_scores s = {.g = r->g, .ld_clean = r->ld_clean, .ld_corr = r->ld_corr, .edge = r->edge, .node = r->node};
     int top = r->edges_k[r->kept >= 0 ? r->kept : DC_NK - 1];
-    return attribute_graph(&s, top, out);
+    TP_CHECK(attribute_graph(&s, top, out));
+    double min_abs = INFINITY;   /* feature edges as strong as the weakest edge of the circuit */
+    for (int i = 0; i < cg_num_edges(*out); i++) min_abs = fmin(min_abs, fabs(cg_edge_at(*out, i)->weight));
+    tp_status st = fs && cg_num_edges(*out) ? attribute_add_features(*out, fs, 1.0, min_abs, 1) : TP_OK;
+    if (st != TP_OK) cg_free(*out), *out = NULL;
+    return st;
 }

@@ -31,6 +31,7 @@
 
 #include "analysis/circuits/circuit_graph.h"
 #include "analysis/circuits/eap.h"
+#include "analysis/circuits/eap_features.h"
 #include "core/error.h"
 #include "model/model.h"
 
@@ -76,7 +77,14 @@ int dc_edges_at(int i, int E);
 json_t *dc_curve_json(const dc_result *r);
 /* [{"node", "eap", "exact"}] */
 json_t *dc_verify_json(const dc_result *r);
-/* The kept circuit as a graph (attribute_graph of the kept edges). */
-tp_status dc_graph(const dc_result *r, cg_graph **out);
+/* The feature scores (eap_features.h) of the pairs: the mean over the pairs, the top
+ * features per point by |mean node score| (several pairs: a first pass of node scores
+ * picks them, a second gives their edges). out allocated here. */
+tp_status dc_features(const tp_model *m, const dc_pair *pairs, int n, const eap_sae_set *saes, int top,
+                      eap_feat_scores *out);
+/* The kept circuit as a graph (attribute_graph of the kept edges), and when fs is not
+ * NULL its selected features with their edges to and from the circuit's nodes that are
+ * at least as strong (|w|) as the circuit's weakest edge. */
+tp_status dc_graph(const dc_result *r, const eap_feat_scores *fs, cg_graph **out);
 
 #endif

@@ -182,13 +182,35 @@ static json_t *meta_json(const circuits_ctx *cx, const discover_request *rq, con
         attribute_definitions_json(0));
 }
 
+tp_status discover_features(const circuits_ctx *cx, const char *run_dir, const dc_pair *pairs, int n, double denom,
+                            eap_sae_set *saes, eap_feat_scores *fs, json_t **json)
+{
+    memset(saes, 0, sizeof *saes), memset(fs, 0, sizeof *fs);
+    *json = json_null();
+    if (cx->cs->sae_features <= 0) return TP_OK;
+    TP_CHECK(eap_sae_set_open(run_dir, &cx->m->cfg, saes));
+    if (saes->n == 0) return TP_OK;
+    TP_CHECK(dc_features(cx->m, pairs, n, saes, cx->cs->sae_features, fs));
+    json_decref(*json);
+    *json = eap_feat_json(fs, 1.0, denom);
+    json_object_set_new(*json, "per_point", json_integer(cx->cs->sae_features));
+    json_object_set_new(*json, "definitions", attribute_features_definitions_json());
+    json_object_set_new(*json, "in_graph", json_string("each kept feature with its edges to and from the circuit's "
+                                                       "nodes that are at least as strong (|score|) as the circuit's "
+                                                       "weakest edge; a feature without one is left out (the "
+                                                       "faithfulness curve is over the components alone)"));
+    return TP_OK;
+}
+
 static tp_status discover_rank0(const circuits_ctx *cx, const discover_request *rq, const char *run_dir)
 {
     int32_t clean_top = -1, target = rq->target;
     corruption pk = {0};
     dc_result r = {0};
     cg_graph *cg = NULL;
-    json_t *meta = NULL;
+    json_t *meta = NULL, *features = NULL;
+    eap_sae_set saes = {0};
+    eap_feat_scores fs = {0};
     char dir[TP_PATH_MAX];
     tp_status st = discover_top_token(cx->m, rq->ids, rq->T, &clean_top);
     if (st == TP_OK && !rq->target_text) target = clean_top;
@@ -199,13 +221,17 @@ static tp_status discover_rank0(const circuits_ctx *cx, const discover_request *
         dc_pair p = {.clean = rq->ids, .corrupt = pk.mean ? NULL : pk.ids, .T = rq->T, .target = target,
                      .distractor = rq->distractor, .mean = pk.node_mean};
         st = dc_run(cx->m, &p, 1, cx->cs->faithfulness, &r);
+        if (st == TP_OK) st = discover_features(cx, run_dir, &p, 1, r.ld_clean - r.ld_corr, &saes, &fs, &features);
     }
     if (st == TP_OK && !(meta = meta_json(cx, rq, &pk, target, &r))) st = tp_err(TP_ERR_NOMEM, "circuits discover");
+    if (st == TP_OK) json_object_set(meta, "features", features);
     if (st == TP_OK) st = run_path(dir, sizeof dir, run_dir, RUN_CIRCUITS_DIR);
-    if (st == TP_OK) st = dc_graph(&r, &cg);
+    if (st == TP_OK) st = dc_graph(&r, fs.n ? &fs : NULL, &cg);
     if (st == TP_OK) st = cg_write(cg, meta, dir, rq->id);
     cg_free(cg);
-    json_decref(meta);
+    json_decref(meta), json_decref(features);
+    eap_feat_scores_free(&fs);
+    eap_sae_set_free(&saes);
     dc_result_free(&r);
     free(pk.ids), free(pk.node_mean);
     return st;

@@ -18,6 +18,7 @@
 #define TP_CIRCUITS_DISCOVER_RUN_H
 
 #include "analysis/circuits/circuits_common.h"
+#include "analysis/circuits/discover.h"
 
 #include <stdint.h>
 
@@ -33,6 +34,12 @@ typedef struct {
 
 /* Collective: rank 0 computes and writes. */
 tp_status discover_run(const circuits_ctx *cx, const discover_request *rq, const char *run_dir);
+/* The run's SAE features for the pairs (dc_features, circuits.discover.sae_features per
+ * residual-stream SAE of run_dir): *json the "features" block (scores normalized by
+ * denom), null with fs->n = 0 when the run has no such SAE or the setting is 0. saes
+ * and fs are the caller's to free (eap_sae_set_free, eap_feat_scores_free). */
+tp_status discover_features(const circuits_ctx *cx, const char *run_dir, const dc_pair *pairs, int n, double denom,
+                            eap_sae_set *saes, eap_feat_scores *fs, json_t **json);
 /* The top next token of ids[0..T) (argmax of the last logits, lowest id on ties). */
 tp_status discover_top_token(const tp_model *m, const int32_t *ids, int T, int32_t *top);
 

@@ -3,6 +3,7 @@
 
 #include "analysis/circuits/attribute.h"
 #include "analysis/circuits/discover.h"
+#include "analysis/circuits/discover_run.h"
 #include "analysis/circuits/library_task.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -63,19 +64,23 @@ static json_t *entry_json(const circuits_ctx *cx, const lib_task *t, const lib_p
 }
 
 /* One task on this rank -> {"entry", "meta", "graph"} (appended to out). */
-static tp_status run_task(const circuits_ctx *cx, const lib_task *t, json_t *out)
+static tp_status run_task(const circuits_ctx *cx, const lib_task *t, const char *run_dir, json_t *out)
 {
     lib_pairs p = {0};
     dc_result r = {0};
     cg_graph *cg = NULL;
-    json_t *g = NULL;
+    json_t *g = NULL, *features = NULL;
+    eap_sae_set saes = {0};
+    eap_feat_scores fs = {0};
     TP_CHECK(lib_task_pairs(cx, t, &p));
     tp_status st = dc_run(cx->m, p.p, p.n, cx->cs->faithfulness, &r);
-    if (st == TP_OK) st = dc_graph(&r, &cg);
+    if (st == TP_OK) st = discover_features(cx, run_dir, p.p, p.n, r.ld_clean - r.ld_corr, &saes, &fs, &features);
+    if (st == TP_OK) st = dc_graph(&r, fs.n ? &fs : NULL, &cg);
     if (st == TP_OK) st = cg_to_json(cg, &g);
     if (st == TP_OK) {
         json_t *entry = entry_json(cx, t, &p, &r), *meta = json_deep_copy(entry);
         json_object_set_new(meta, "model", circuits_model_json(cx));
+        json_object_set(meta, "features", features);
         json_object_set_new(meta, "method", json_string("EAP scores averaged over the task's pairs; faithfulness by "
                                                         "exact node patching, m averaged over the pairs"));
         json_object_set_new(meta, "definitions", attribute_definitions_json(0));
@@ -83,8 +88,10 @@ static tp_status run_task(const circuits_ctx *cx, const lib_task *t, json_t *out
             st = tp_err(TP_ERR_NOMEM, "circuits library: JSON");
         g = NULL;
     }
-    json_decref(g);
+    json_decref(g), json_decref(features);
     cg_free(cg);
+    eap_feat_scores_free(&fs);
+    eap_sae_set_free(&saes);
     dc_result_free(&r);
     lib_pairs_free(&p);
     return st;
@@ -106,10 +113,11 @@ static tp_status graph_from_json(const json_t *j, cg_graph **out)
     TP_CHECK(cg_new(out));
     tp_status st = TP_OK;
     json_array_foreach(nodes, i, v) {
-        json_t *h = json_object_get(v, "head"), *s = json_object_get(v, "score");
+        json_t *h = json_object_get(v, "head"), *f = json_object_get(v, "feature"), *s = json_object_get(v, "score");
         if (st == TP_OK) st = cg_node_get(*out, kind_of(json_string_value(json_object_get(v, "kind"))),
                                           (int)json_integer_value(json_object_get(v, "layer")),
-                                          h ? (int)json_integer_value(h) : -1, NULL, &id);
+                                          h ? (int)json_integer_value(h) : f ? (int)json_integer_value(f) : -1,
+                                          json_string_value(json_object_get(v, "hook")), &id);
         if (st == TP_OK) cg_node_at(*out, id)->score = json_is_number(s) ? json_number_value(s) : NAN;
     }
     json_array_foreach(edges, i, v) {
@@ -196,7 +204,7 @@ tp_status library_run(const circuits_ctx *cx, const char *run_dir)
     json_t *mine = json_array();
     for (int i = lo; st == TP_OK && i < hi; i++) {
         tp_log_info("circuits library: task %d/%d %s", i + 1, n, tasks[i].name);
-        st = run_task(cx, &tasks[i], mine);
+        st = run_task(cx, &tasks[i], run_dir, mine);
     }
     for (int i = 0; i < n; i++) lib_task_free(&tasks[i]);
     free(tasks);
