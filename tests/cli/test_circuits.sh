@@ -89,7 +89,8 @@ expect_ok "heads" -- circ heads --out "$TMP/h1"
 check "heads JSON has the issue's keys and ours" keys "$TMP/h1/$H" n_layers n_heads scores.previous_token \
   scores.duplicate_token scores.induction scores.bos scores.self scores.local scores.entropy classes model prompts.items \
   settings null_baselines.induction induction_stripe scores_by_set.text scores_by_set.synthetic best definitions
-check "heads: scores are [L][H]; the previous-token head of layer 1 is labelled" $PY - "$TMP/h1/$H" <<'PY'
+check "heads: scores are [L][H]; the previous-token head of layer 1 is labelled; the induction stripe peaks at L3H0" \
+  $PY - "$TMP/h1/$H" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for k, v in d["scores"].items():
@@ -97,6 +98,10 @@ for k, v in d["scores"].items():
 assert d["prompts"]["count"] == 10 and d["prompts"]["synthetic"] == 4, d["prompts"]
 prev = [c for c in d["classes"] if c["class"] == "previous_token"]
 assert prev and prev[0]["layer"] == 1, d["classes"]
+# The bundled model's induction head (MODEL_CARD.md: stripe 0.92 at L = 50): 0.89 here, every
+# head of layers 0-2 below 0.09; the stage-1 model (no induction head) peaks at 0.10.
+b = d["best"]["induction_stripe"]
+assert (b["layer"], b["head"]) == (3, 0) and b["score"] > 0.5, b
 for c in d["classes"]:
     for k in ("layer", "head", "class", "score", "threshold", "null_baseline", "examples"):
         assert k in c, k
@@ -115,8 +120,11 @@ assert a['prompts']['count'] == 6 and a['prompts']['text'] == 2, a['prompts']
 assert a['scores'] == b['scores']"
 
 expect_ok "heads when the run's sample is the whole corpus" -- circ heads --num-samples 100000 --out "$TMP/hall"
-check "... the synthetic prompts alone" $PY -c "
-import json; d = json.load(open('$TMP/hall/$H')); assert d['prompts']['text'] == 0 and d['prompts']['synthetic'] == 4"
+check "... the synthetic prompts alone; on them L3H0 is labelled induction" $PY -c "
+import json; d = json.load(open('$TMP/hall/$H')); assert d['prompts']['text'] == 0 and d['prompts']['synthetic'] == 4
+ind = [(c['layer'], c['head']) for c in d['classes'] if c['class'] == 'induction']
+assert (3, 0) in ind, d['classes']
+assert [c['induction_stripe'] for c in d['classes'] if c['class'] == 'induction'][0] > 0.5, d['classes']"
 
 # ---- weights and dla -----------------------------------------------------------------------------
 W=results/circuits/weight_circuits.json

@@ -84,6 +84,14 @@ for t in d["tasks"]:
     g = os.path.join(os.path.dirname(sys.argv[1]), t["graph"])
     assert all(os.path.getsize(g + e) > 0 for e in (".json", ".dot", ".svg")), g
 PY
+check "library.json: the bundled model does the induction task; its induction head a3.h0 is a top head" \
+  $PY - "$L" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = [t for t in d["tasks"] if t["name"] == "induction"]
+assert t and t[0]["can_do"], t   # the stage-1 model (no induction head) could not: LD 0.41 / 1.23
+assert "a3.h0" in [h["node"] for h in t[0]["top_heads"]], t[0]["top_heads"]
+PY
 
 B=$TMP/badlib; mkdir -p "$B"
 printf 'name: x\ngenerator: repeat_random\nlength: 4\ncolour: red\n' > "$B/x.yaml"
