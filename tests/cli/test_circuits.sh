@@ -102,6 +102,12 @@ assert prev and prev[0]["layer"] == 1, d["classes"]
 # head of layers 0-2 below 0.09; the stage-1 model (no induction head) peaks at 0.10.
 b = d["best"]["induction_stripe"]
 assert (b["layer"], b["head"]) == (3, 0) and b["score"] > 0.5, b
+# with text and synthetic prompts together the induction class is decided on the synthetic ones
+ind = [c for c in d["classes"] if c["class"] == "induction"]
+assert ind and (ind[0]["layer"], ind[0]["head"]) == (3, 0) and ind[0]["basis"] == "synthetic", d["classes"]
+syn = d["scores_by_set"]["synthetic"]["scores"]["induction"][3][0]
+assert abs(ind[0]["score"] - syn) < 1e-6 and ind[0]["score"] > d["scores"]["induction"][3][0], (ind[0], syn)
+assert all(c["basis"] == "all" for c in d["classes"] if c["class"] not in ("induction", "duplicate_token"))
 for c in d["classes"]:
     for k in ("layer", "head", "class", "score", "threshold", "null_baseline", "examples"):
         assert k in c, k

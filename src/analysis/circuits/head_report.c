@@ -17,6 +17,7 @@ typedef struct {
     double *set_mean[2];     /* the same over text prompts (0) and synthetic ones (1) */
     int nset[2];
     double *null;            /* [HS_CLASSES][L][H] */
+    double *set_null[2];     /* the same over text prompts (0) and synthetic ones (1) */
     double *stripe;          /* [L][H] over the synthetic prompts (NaN: none) */
     hs_example *ex;          /* [HS_CLASSES][L][H][k] */
 } head_agg;
@@ -24,6 +25,7 @@ typedef struct {
 static void agg_free(head_agg *a)
 {
     free(a->mean), free(a->set_mean[0]), free(a->set_mean[1]), free(a->null), free(a->stripe), free(a->ex);
+    free(a->set_null[0]), free(a->set_null[1]);
 }
 
 static tp_status agg_alloc(head_agg *a, const head_records *r)
@@ -34,9 +36,11 @@ static tp_status agg_alloc(head_agg *a, const head_records *r)
     a->set_mean[0] = tp_calloc(HS_SCORES * LH, sizeof(double));
     a->set_mean[1] = tp_calloc(HS_SCORES * LH, sizeof(double));
     a->null = tp_calloc(HS_CLASSES * LH, sizeof(double));
+    a->set_null[0] = tp_calloc(HS_CLASSES * LH, sizeof(double));
+    a->set_null[1] = tp_calloc(HS_CLASSES * LH, sizeof(double));
     a->stripe = tp_calloc(LH, sizeof(double));
     a->ex = tp_malloc((HS_CLASSES * LH * (size_t)(r->k ? r->k : 1)) * sizeof *a->ex);
-    if (!a->mean || !a->set_mean[0] || !a->set_mean[1] || !a->null || !a->stripe || !a->ex) return TP_ERR_NOMEM;
+    if (!a->mean || !a->set_mean[0] || !a->set_mean[1] || !a->null || !a->set_null[0] || !a->set_null[1] || !a->stripe || !a->ex) return TP_ERR_NOMEM;
     for (size_t i = 0; i < HS_CLASSES * LH * (size_t)r->k; i++)
         a->ex[i] = (hs_example){.weight = -1, .prompt = -1, .query = -1, .source = -1};
     return TP_OK;
@@ -51,7 +55,8 @@ static void aggregate(const head_records *r, const prompt_set *ps, head_agg *a)
         int set = ps->p[p].synthetic_len > 0;
         a->nset[set]++;
         for (size_t i = 0; i < HS_SCORES * LH; i++) a->mean[i] += rec[i], a->set_mean[set][i] += rec[i];
-        for (size_t i = 0; i < HS_CLASSES * LH; i++) a->null[i] += rec[HS_SCORES * LH + i];
+        for (size_t i = 0; i < HS_CLASSES * LH; i++)
+            a->null[i] += rec[HS_SCORES * LH + i], a->set_null[set][i] += rec[HS_SCORES * LH + i];
         for (size_t i = 0; set && i < LH; i++) a->stripe[i] += rec[(HS_SCORES + HS_CLASSES) * LH + i];
         for (int c = 0; c < HS_CLASSES; c++)
             for (int l = 0; l < r->L; l++)
@@ -66,7 +71,10 @@ static void aggregate(const head_records *r, const prompt_set *ps, head_agg *a)
         a->mean[i] /= r->nprompts;
         for (int s = 0; s < 2; s++) a->set_mean[s][i] = a->nset[s] ? a->set_mean[s][i] / a->nset[s] : NAN;
     }
-    for (size_t i = 0; i < HS_CLASSES * LH; i++) a->null[i] /= r->nprompts;
+    for (size_t i = 0; i < HS_CLASSES * LH; i++) {
+        a->null[i] /= r->nprompts;
+        for (int s = 0; s < 2; s++) a->set_null[s][i] = a->nset[s] ? a->set_null[s][i] / a->nset[s] : NAN;
+    }
     for (size_t i = 0; i < LH; i++) a->stripe[i] = a->nset[1] ? a->stripe[i] / a->nset[1] : NAN;
 }
 
@@ -99,6 +107,19 @@ static json_t *example_json(const circuits_ctx *cx, const prompt_set *ps, const 
         "context_before_query", circuits_text_json(cx, p->ids + from, e->query - from + 1));
 }
 
+/* The prompts a class is decided on: duplicate-token and induction on the synthetic
+ * repeated prompts when there are any (their detection patterns are empty where no
+ * token repeats, so text prompts only dilute them), every other class on all prompts. */
+static int synthetic_basis(const head_agg *a, int c)
+{
+    return (c == HS_DUPLICATE_TOKEN || c == HS_INDUCTION) && a->nset[1] > 0;
+}
+
+static const double *class_scores(const head_agg *a, int c)
+{
+    return (synthetic_basis(a, c) ? a->set_mean[1] : a->mean) + (size_t)c * a->L * a->H;
+}
+
 static json_t *classes_json(const circuits_ctx *cx, const prompt_set *ps, const head_agg *a)
 {
     const circuits_settings *cs = cx->cs;
@@ -107,15 +128,16 @@ static json_t *classes_json(const circuits_ctx *cx, const prompt_set *ps, const 
         for (int h = 0; h < a->H; h++)
             for (int c = 0; c < HS_CLASSES; c++) {
                 size_t at = ((size_t)c * a->L + l) * a->H + h;
-                double score = a->mean[at], null = a->null[at];
+                int syn = synthetic_basis(a, c);
+                double score = (syn ? a->set_mean[1] : a->mean)[at], null = (syn ? a->set_null[1] : a->null)[at];
                 if (!(score >= cs->threshold[c] && score - null >= cs->null_margin)) continue;
                 json_t *ex = json_array();
                 const hs_example *top = a->ex + at * a->k;
                 for (int s = 0; s < a->k && top[s].weight >= 0; s++)
                     json_array_append_new(ex, example_json(cx, ps, &top[s]));
-                json_t *it = json_pack("{s:i, s:i, s:s, s:f, s:f, s:f, s:f, s:o}", "layer", l, "head", h, "class",
+                json_t *it = json_pack("{s:i, s:i, s:s, s:f, s:f, s:f, s:f, s:s, s:o}", "layer", l, "head", h, "class",
                     hs_class_name(c), "score", score, "threshold", cs->threshold[c], "null_baseline", null,
-                    "null_margin", cs->null_margin, "examples", ex);
+                    "null_margin", cs->null_margin, "basis", syn ? "synthetic" : "all", "examples", ex);
                 if (c == HS_INDUCTION)
                     json_object_set_new(it, "induction_stripe", circuits_num(a->stripe[(size_t)l * a->H + h]));
                 json_array_append_new(list, it);
@@ -128,15 +150,16 @@ static json_t *best_json(const head_agg *a)
 {
     json_t *o = json_object();
     for (int c = 0; c <= HS_CLASSES; c++) {
-        const double *v = c < HS_CLASSES ? a->mean + (size_t)c * a->L * a->H : a->stripe;
+        const double *v = c < HS_CLASSES ? class_scores(a, c) : a->stripe;
         int bl = -1, bh = -1;
         for (int l = 0; l < a->L; l++)
             for (int h = 0; h < a->H; h++)
                 if (isfinite(v[(size_t)l * a->H + h]) && (bl < 0 || v[(size_t)l * a->H + h] > v[(size_t)bl * a->H + bh]))
                     bl = l, bh = h;
         json_object_set_new(o, c < HS_CLASSES ? hs_class_name(c) : "induction_stripe",
-                            bl < 0 ? json_null() : json_pack("{s:i, s:i, s:f}", "layer", bl, "head", bh, "score",
-                                                            v[(size_t)bl * a->H + bh]));
+                            bl < 0 ? json_null() : json_pack("{s:i, s:i, s:f, s:s}", "layer", bl, "head", bh, "score",
+                                                            v[(size_t)bl * a->H + bh], "basis",
+                                                            c == HS_CLASSES || synthetic_basis(a, c) ? "synthetic" : "all"));
     }
     return o;
 }
@@ -145,7 +168,7 @@ static json_t *definitions(int w)
 {
     char local[160];
     snprintf(local, sizeof local, "D[i,j] = 1 for i-%d < j <= i: attention to the %d most recent positions", w, w);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
         "score", "TransformerLens head_detector with error_measure=\"mul\": sum(A*D)/sum(A) over the prompt's T x T "
         "pattern, no exclusions, averaged over prompts",
         "previous_token", "D[i,i-1] = 1 (TransformerLens get_previous_token_head_detection_pattern)",
@@ -158,7 +181,10 @@ static json_t *definitions(int w)
         "null_baseline", "the same score with each query row of A permuted over its causal window 0..i (seeded), mean "
         "over circuits.heads.null_shuffles shuffles and the prompts",
         "induction_stripe", "on the synthetic prompts [BOS, r1..rL, r1..rL]: mean of A[i, i+1-L] over i = L+1..2L",
-        "class", "score >= threshold and score - null_baseline >= null_margin");
+        "class", "score >= threshold and score - null_baseline >= null_margin, both on the class's basis",
+        "basis", "duplicate_token and induction: the mean over the synthetic repeated prompts when there are any (their "
+                 "D is empty where no token repeats, so text prompts only dilute them); every other class: all prompts; "
+                 "scores and null_baselines above are over all prompts, scores_by_set per set");
 }
 
 tp_status heads_report(const circuits_ctx *cx, const prompt_set *ps, const head_records *r, json_t **doc)
