@@ -17,6 +17,7 @@
 #include <hdf5.h>
 #include <jansson.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,14 @@ tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char
     if (fault && atoi(fault) == dist_rank())
         return tp_err(TP_ERR_INTERNAL, "injected fault (TP_FAULT_RANK=%s) in phase %s", fault, p->name);
     TP_CHECK(p->run(cfg, run_dir));
+    /* TP_FAULT_KILL_PHASE=<name>: rank 0 dies by SIGKILL once the phase's outputs are
+     * written but before it is marked complete (the resume tests: a killed run is
+     * rerun and must end with the documents of an uninterrupted one). */
+    const char *kill_in = getenv("TP_FAULT_KILL_PHASE");
+    if (kill_in && !strcmp(kill_in, p->name) && dist_rank() == 0) {
+        tp_log_rank("phase %s: TP_FAULT_KILL_PHASE reached, killing this rank", p->name);
+        raise(SIGKILL);
+    }
     /* A phase that wrote outputs has recorded what it ran with; the run's own
      * config.yaml and versions.json follow, so a refused command changes neither. */
     if (dist_rank() == 0) {

@@ -40,6 +40,7 @@ typedef struct {
     bool ready;
     sae_metrics last;
     json_t *curve;          /* rank 0 */
+    json_t *resumed_curve;  /* the curve up to the checkpoint resumed from (NULL: none) */
     json_t *eval;           /* rank 0 */
     features_catalog_input cat_in;   /* kept while the catalog accumulates */
     features_catalog_acc *cat;   /* the catalog pass over every row */
@@ -103,6 +104,28 @@ static tp_status ckpt_path(const sae_job *j, int64_t step, char *out, size_t n)
     return fs_join(out, n, j->ckdir, file);
 }
 
+/* Every field of a step's metrics, and back (the checkpoint keeps the last step's). */
+static json_t *metrics_json(const sae_metrics *m)
+{
+    return json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "step",
+                     (json_int_t)m->step, "rows", (json_int_t)m->rows, "loss", m->loss, "recon", m->recon, "l1", m->l1,
+                     "aux", m->aux, "fvu", m->fvu, "l0", m->l0, "dead_frac", m->dead_frac, "dense_frac", m->dense_frac,
+                     "lr", m->lr, "l1_coef", m->l1_coef, "grad_norm", m->grad_norm, "threshold", m->threshold,
+                     "batch_threshold", m->batch_threshold);
+}
+
+static void metrics_from_json(const json_t *o, sae_metrics *m)
+{
+#define NUM(k) json_number_value(json_object_get(o, k))
+    *m = (sae_metrics){.step = json_integer_value(json_object_get(o, "step")),
+                       .rows = json_integer_value(json_object_get(o, "rows")), .loss = NUM("loss"),
+                       .recon = NUM("recon"), .l1 = NUM("l1"), .aux = NUM("aux"), .fvu = NUM("fvu"), .l0 = NUM("l0"),
+                       .dead_frac = NUM("dead_frac"), .dense_frac = NUM("dense_frac"), .lr = NUM("lr"),
+                       .l1_coef = NUM("l1_coef"), .grad_norm = NUM("grad_norm"), .threshold = NUM("threshold"),
+                       .batch_threshold = NUM("batch_threshold")};
+#undef NUM
+}
+
 /* Rank 0: every SAE's state at this step, then the JSON that names it (the commit
  * point), then the previous step's files go. */
 static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t prev_step)
@@ -113,8 +136,12 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
         TP_CHECK(ckpt_path(&r->jobs[i], p->step, path, sizeof path));
         TP_CHECK(sae_save(&r->jobs[i].m, path));
     }
-    json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I}", "key", r->key, "step", (json_int_t)p->step, "epoch",
-                          (json_int_t)p->epoch, "window", (json_int_t)p->window, "batch", (json_int_t)p->batch);
+    json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "key", r->key, "step", (json_int_t)p->step, "epoch",
+                          (json_int_t)p->epoch, "window", (json_int_t)p->window, "batch", (json_int_t)p->batch, "jobs",
+                          json_array());
+    for (int i = 0; i < r->n; i++)   /* what the summary reports of training so far, so a resumed run reports it too */
+        json_array_append_new(json_object_get(j, "jobs"), json_pack("{s:s, s:o, s:O}", "hook", r->jobs[i].name, "last",
+                              metrics_json(&r->jobs[i].last), "curve", r->jobs[i].curve));
     tp_status st = run_path(path, sizeof path, r->run_dir, RUN_SAE_CHECKPOINT_JSON);
     if (st == TP_OK) st = fs_mkdir_parent(path);
     if (st == TP_OK) st = fs_write_json(path, j);
@@ -126,7 +153,7 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
 }
 
 /* The checkpoint to resume from, if any matches this configuration (every rank reads it). */
-static int read_checkpoint(const sae_run *r, position *p)
+static int read_checkpoint(sae_run *r, position *p)
 {
     char path[TP_PATH_MAX];
     if (run_path(path, sizeof path, r->run_dir, RUN_SAE_CHECKPOINT_JSON) != TP_OK) return 0;
@@ -139,6 +166,17 @@ static int read_checkpoint(const sae_run *r, position *p)
         p->epoch = json_integer_value(json_object_get(j, "epoch"));
         p->window = json_integer_value(json_object_get(j, "window"));
         p->batch = json_integer_value(json_object_get(j, "batch"));
+        json_t *jobs = json_object_get(j, "jobs"), *it;
+        size_t at;
+        json_array_foreach(jobs, at, it) {   /* the training record so far (absent in older checkpoints) */
+            const char *hook = json_string_value(json_object_get(it, "hook"));
+            for (int i = 0; hook && i < r->n; i++) {
+                if (strcmp(hook, r->jobs[i].name)) continue;
+                metrics_from_json(json_object_get(it, "last"), &r->jobs[i].last);
+                json_decref(r->jobs[i].resumed_curve);
+                r->jobs[i].resumed_curve = json_incref(json_object_get(it, "curve"));
+            }
+        }
     } else {
         tp_log_warn("sae: %s was made with another configuration; training starts over", path);
     }
@@ -401,7 +439,10 @@ static tp_status init_models(sae_run *r)
                          (long long)j->m.step, RUN_SAE_CHECKPOINT_JSON, (long long)r->pos.step);
         j->ready = lst == TP_OK || (r->resume && j->m.params);
         TP_CHECK(dist_agree(r->comm, lst, "sae"));
-        if (r->rank == 0) j->curve = json_array();
+        if (r->rank == 0) j->curve = r->resume && json_is_array(j->resumed_curve) ? json_deep_copy(j->resumed_curve)
+                                                                                   : json_array();
+        json_decref(j->resumed_curve), j->resumed_curve = NULL;
+        if (!r->resume) j->last = (sae_metrics){0};
     }
     return TP_OK;
 }
@@ -629,7 +670,7 @@ static void sae_run_free(sae_run *r)
     for (int i = 0; r->jobs && i < r->n; i++) {
         sae_job *j = &r->jobs[i];
         if (j->ready) sae_free(&j->m);
-        json_decref(j->curve);
+        json_decref(j->curve), json_decref(j->resumed_curve);
         json_decref(j->eval);
         json_decref(j->catalog);
         features_catalog_free(j->cat);
