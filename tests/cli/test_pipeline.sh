@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The main job end to end at np 2 on a small configuration: `transpolmo run` goes through
+# every phase `transpolmo phases` lists; every output each phase declares exists and
+# parses; numbers agree across files; and a run killed in each phase in turn (SIGKILL of
+# rank 0 after the phase's outputs, before its marker: TP_FAULT_KILL_PHASE), rerun each
+# time, ends with the same results as the uninterrupted run (timings, run statistics
+# and the run folder's path aside).
+. "$(dirname "$0")/lib.sh"
+MPIRUN=${MPIEXEC:-mpiexec}
+SRC=${TP_SOURCE_DIR:?}
+M=${TP_BUNDLED_MODEL:-$SRC/models/olmo2-tiny}
+PY=/usr/bin/python3
+small=(--model "$M" --set data.corpus="$SRC/data/corpus/heldout.jsonl" --num-samples 24 --set data.seq_len=64
+       --set forward.batch_size=4 --set capture.hooks=hook_resid_post --layers 1,2 --set sae.num_epochs=2
+       --set sae.batch_size=256 --set sae.chunk_rows=128 --set sae.window_chunks=4 --set sae.hidden_dim=256
+       --set sae.k=16 --set sae.aux_k=32 --set sae.eval.num_samples=2 --set sae.checkpoint_every=5
+       --set circuits.library.dir="$SRC/configs/circuits")
+run2() { local out=$1; shift; env "$@" timeout -s KILL 600 "$MPIRUN" -np 2 "$BIN" run "${small[@]}" --out "$out"; }
+check() {
+  local name=$1; shift
+  if "$@"; then passes=$((passes + 1)); echo "ok   $name"; else failures=$((failures + 1)); echo "FAIL $name"; fi
+}
+
+mapfile -t phases < <("$BIN" phases)
+"$BIN" phases --json > "$TMP/phases.json"
+
+expect_ok "run, np 2, uninterrupted" -- run2 "$TMP/a"
+for p in "${phases[@]}"; do
+  check "phase $p marked complete" test -s "$TMP/a/.phases/$p.done"
+done
+check "every declared output exists and every JSON parses" $PY - "$TMP/phases.json" "$TMP/a" <<'PY'
+import json, os, sys
+phases, run = json.load(open(sys.argv[1])), sys.argv[2]
+for p in phases:
+    for o in p["outputs"]:
+        path = os.path.join(run, o)
+        assert os.path.exists(path) and os.path.getsize(path) > 0, path
+        if path.endswith(".json"):
+            json.load(open(path))
+for root, _, files in os.walk(os.path.join(run, "results")):
+    for f in files:
+        if f.endswith(".json"):
+            json.load(open(os.path.join(root, f)))
+PY
+check "numbers agree across files" $PY - "$TMP/a" <<'PY'
+import json, os, sys
+run = sys.argv[1]
+J = lambda p: json.load(open(os.path.join(run, p)))
+arch, cap, geo = J("results/architecture.json"), J("results/capture_summary.json"), J("results/geometric_analysis.json")
+sae, cat, heads = J("results/sae_summary.json"), J("results/features_catalog.json"), J("results/circuits/head_scores.json")
+lib = J("results/circuits/library.json")
+hooks = [s["hook"] for s in sae["saes"]]
+assert hooks == ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"], hooks
+assert [s["hook"] for s in cat["saes"]] == hooks
+for s, c in zip(sae["saes"], cat["saes"]):
+    assert len(c["features"]) == s["d_sae"]
+    cfg = json.load(open(os.path.join(s["dir"], "cfg.json")))
+    assert cfg["d_sae"] == s["d_sae"] and cfg["metadata"]["hook_name"] == s["hook"]
+n_layers = heads["n_layers"]
+assert len(heads["scores"]["induction"]) == n_layers and heads["n_heads"] == len(heads["scores"]["induction"][0])
+for t in lib["tasks"]:
+    g = json.load(open(os.path.join(run, "results/circuits", t["graph"] + ".json")))
+    assert any(n["id"] == "logits" for n in g["nodes"])
+PY
+
+# killed in each phase in turn, rerun until complete
+b=$TMP/b
+for p in "${phases[@]}"; do
+  run2 "$b" TP_FAULT_KILL_PHASE="$p" > "$TMP/kill_$p.log" 2>&1
+  rc=$?
+  check "killed in $p (exit $rc != 0), marker not written" test $rc -ne 0 -a ! -e "$b/.phases/$p.done"
+done
+expect_ok "rerun completes" -- run2 "$b"
+check "the resumed run ends with the uninterrupted run's results" $PY - "$TMP/a" "$b" <<'PY'
+import json, os, re, sys
+a, b = sys.argv[1], sys.argv[2]
+VOLATILE = re.compile(r"(_s|seconds|_per_s|_share|wall.*|timing.*|per_rank|bytes_written|rows_this_run|time|date)$")
+def norm(x, root):
+    if isinstance(x, dict):
+        return {k: norm(v, root) for k, v in x.items() if not VOLATILE.search(k)}
+    if isinstance(x, list):
+        return [norm(v, root) for v in x]
+    if isinstance(x, str):
+        return x.replace(root, "<run>")
+    return x
+n = 0
+for sub in ("results", "docs"):
+    for root, _, files in os.walk(os.path.join(a, sub)):
+        for f in files:
+            if not f.endswith(".json"):
+                continue
+            pa = os.path.join(root, f)
+            pb = os.path.join(b, os.path.relpath(pa, a))
+            assert os.path.exists(pb), pb
+            x, y = norm(json.load(open(pa)), a), norm(json.load(open(pb)), b)
+            assert x == y, pa
+            n += 1
+assert n >= 10, n
+PY
+finish
