@@ -176,19 +176,6 @@ START_TEST(test_figures)
 }
 END_TEST
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
 
 static void write_text(const char *dir, const char *rel, const char *text)
 {
@@ -205,7 +192,7 @@ START_TEST(test_empty_run)
     ck_assert_int_eq(report_html_write(dir, NULL), TP_OK);
     char path[TP_PATH_MAX];
     ck_assert_int_eq(fs_join(path, sizeof path, dir, "docs/findings/report.html"), TP_OK);
-    char *s = read_all(path);
+    char *s = tp_test_read_file(path, NULL);
     ck_assert(!strncmp(s, "<!DOCTYPE html>", 15));
     static const char *const ids[] = {"score", "geometry", "sae", "features", "heads", "attention", "circuits",
                                       "verification"};
@@ -246,7 +233,7 @@ START_TEST(test_hostile_run)
                "\"claims\": 3}}");
     const char *out = tp_test_tmp_path("hostile.html");
     ck_assert_int_eq(report_html_write(dir, out), TP_OK);
-    char *s = read_all(out);
+    char *s = tp_test_read_file(out, NULL);
     ck_assert(strstr(s, "<span class=\"score\">0.625</span>"));
     ck_assert(!strstr(s, "<img src=x>") && strstr(s, "&lt;img src=x&gt;"));
     /* the only </script> is the page's own; the token and context are escaped */
