@@ -80,6 +80,15 @@ void report_yes_no_cell(report_ctx *r, const json_t *v)
 
 void report_not_run(report_ctx *r, const char *what, const char *command)
 {
+    char path[TP_PATH_MAX];
+    if (run_path(path, sizeof path, r->run_dir, what) == TP_OK && fs_exists(path)) {
+        /* there, but not JSON of the shape its docs give: say so, not "not run" */
+        html_raw(r->b, "<p class=\"warn\">could not read ");
+        html_text(r->b, what);
+        html_raw(r->b, " (not JSON, or not of the shape its documentation gives)</p>\n");
+        tp_log_warn("report: %s is there but could not be read; its section says so", path);
+        return;
+    }
     html_raw(r->b, "<p class=\"notrun\">not run: no ");
     html_text(r->b, what);
     html_raw(r->b, " in this run directory");
@@ -338,7 +347,7 @@ static void section_score(report_ctx *r)
     html_buf *b = r->b;
     report_section_open(r, "score", "Transparency score");
     json_t *t = report_get(r->summary, "transparency");
-    if (!t) report_not_run(r, RUN_FINDINGS_SUMMARY_JSON " (the transparency score)", "transpolmo document");
+    if (!t) report_not_run(r, RUN_FINDINGS_SUMMARY_JSON, "transpolmo document");
     else {
         html_raw(b, "<p><span class=\"score\">");
         report_num_text(r, report_num(json_object_get(t, "score")));

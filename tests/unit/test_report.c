@@ -177,6 +177,7 @@ START_TEST(test_figures)
 END_TEST
 
 
+
 static void write_text(const char *dir, const char *rel, const char *text)
 {
     char path[TP_PATH_MAX];
@@ -205,6 +206,12 @@ START_TEST(test_empty_run)
     for (const char *p = s; (p = strstr(p, "class=\"notrun\">not run")); p++) notrun++;
     ck_assert_int_eq(notrun, 8);
     ck_assert(strstr(s, "</html>"));
+    free(s);
+    /* a result that is there but not JSON: its section says it could not be read */
+    write_text(dir, "results/geometric_analysis.json", "{not json");
+    ck_assert_int_eq(report_html_write(dir, NULL), TP_OK);
+    s = tp_test_read_file(path, NULL);
+    ck_assert(strstr(s, "could not read results/geometric_analysis.json"));
     free(s);
 }
 END_TEST
