@@ -10,6 +10,7 @@
 #include "cmd/features_cmd.h"
 #include "cmd/forward_cmd.h"
 #include "cmd/generate_cmd.h"
+#include "cmd/report_cmd.h"
 #include "cmd/tokenize_cmd.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -80,6 +81,9 @@ static const command commands[] = {
      "  --bootstrap B (1000)  --seed S (0)  --name NAME (of the JSON)\n", true},
     {"generate", generate_cmd_run, "greedy continuation with the KV cache",
      "  --prompt \"text\" | --ids 1,2,3   --max-new N (40)  --no-stop\n", true},
+    {"report", report_cmd_run, "the run's findings as one self-contained HTML page -> docs/findings/report.html",
+     "  --html PATH          where to write it (default <run>/docs/findings/report.html)\n"
+     "  reads whatever results/ holds (docs/report.md); a missing phase is a section saying \"not run\"\n", true},
     {"config", cmd_config, "config show: the effective configuration as YAML; config schema: every key (Markdown)",
      NULL, false},
     {"phases", cmd_phases, "the phases in order, one per line (--json: with outputs, needs and config keys)",

@@ -49,6 +49,13 @@
 #define RUN_CIRCUITS_LIBRARY_JSON "results/circuits/library.json"   /* the circuit library (library.h) */
 #define RUN_CIRCUITS_LIBRARY_GRAPH "library_"   /* + task name: its graph <dir>/library_<name>.json/.dot/.svg */
 /* A circuit graph: RUN_CIRCUITS_DIR/<name>.json, .dot, .svg (circuit_graph.h cg_write) */
+/* phase 7 verify */
+#define RUN_VERIFICATION_JSON "results/verification.json"
+/* phase 6 document (rank 0): the findings */
+#define RUN_FINDINGS_DIR "docs/findings"
+#define RUN_FINDINGS_SUMMARY_JSON "docs/findings/summary.json"   /* the transparency score */
+#define RUN_REPORT_HTML "docs/findings/report.html"               /* report_html.h */
+#define RUN_REPORT_SCREENSHOT "docs/findings/report.png"          /* headless Chromium's view of it (tests) */
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */

@@ -13,6 +13,8 @@ packages=(
   libyaml-dev libjansson-dev libpcre2-dev
   check
   libgraphviz-dev             # circuit graphs rendered to SVG (libgvc, dot layout)
+  libcairo2-dev fonts-dejavu-core   # the HTML report's figures (PNG) and their labels
+  chromium                    # tests: the report loaded in a headless browser (no console error, a screenshot)
   python3-h5py python3-numpy   # tests read the activation store as users' tools do
 )
 

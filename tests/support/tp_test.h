@@ -57,6 +57,9 @@ struct tp_config *tp_test_bundled_config(void);
 /* The shared sections of cfg read as the commands read them (settings.h); valid
  * until the next call and while cfg lives. */
 const struct tp_settings *tp_test_settings_of(const struct tp_config *cfg);
+/* The whole file, NUL-terminated, malloc'ed (n: its length, may be NULL); fails the
+ * test when it cannot be read. */
+char *tp_test_read_file(const char *path, size_t *n);
 /* Writes `n` bytes to path; returns 0 on success. */
 int tp_test_write_file(const char *path, const void *data, size_t n);
 

@@ -724,20 +724,7 @@ START_TEST(test_sample_definition)
 }
 END_TEST
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    ck_assert_int_eq(fread(b, 1, (size_t)len, f), (size_t)len);
-    b[len] = '\0';
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
+static char *slurp(const char *path, size_t *n) { return tp_test_read_file(path, n); }
 
 /* j as the catalog file holds it (reals to 9 significant digits). */
 static json_t *at_file_precision(const json_t *j)
