@@ -14,6 +14,7 @@ packages=(
   check
   libgraphviz-dev             # circuit graphs rendered to SVG (libgvc, dot layout)
   python3-h5py python3-numpy   # tests read the activation store as users' tools do
+  python3-jsonschema          # test_document validates the documentation against its JSON Schema
 )
 
 missing=()
