@@ -10,6 +10,7 @@
 #include "cmd/features_cmd.h"
 #include "cmd/forward_cmd.h"
 #include "cmd/generate_cmd.h"
+#include "cmd/query_cmd.h"
 #include "cmd/report_cmd.h"
 #include "cmd/tokenize_cmd.h"
 #include "core/config.h"
@@ -71,6 +72,14 @@ static const command commands[] = {
      "             top_domain,share,top_token,top_context\n"
      "  --sort     by a field (default: catalog order); --json: one JSON object per feature\n"
      "  (docs/features.md)\n", true},
+    {"query", query_cmd_run, "query the documentation: features by token or domain, heads by class, circuits by task, layers by geometry",
+     "  query features [--token TEXT] [--domain NAME] [--layer L] [--hook NAME] [--verified]\n"
+     "  query heads [--class NAME] [--layer L] [--verified]\n"
+     "  query circuits [--task NAME] [--verified]\n"
+     "  query layers [--geometry TEXT] [--layer L]\n"
+     "  --json     one JSON object per line (the documentation's entry)   --limit N\n"
+     "  --doc FILE another model_documentation.json (default <run>/docs/findings/, `transpolmo document`)\n"
+     "  (docs/document.md)\n", false},
     {"ablate", ablate_cmd_run, "ablate or steer heads, MLPs, neurons or SAE features over prompts -> results/ablations/<name>.json",
      "  --heads 1.3,2.0 | --mlp 1,3 | --neurons 2:101,... | --features HOOK:ID,...   (any combination)\n"
      "  --mode zero|mean|resample   what they become (default zero); mean/resample from corpus\n"

@@ -7,6 +7,7 @@
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
 #include "backend/backend.h"
+#include "report/document_phase.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -30,6 +31,7 @@ static const tp_phase *const phases[] = {
     &geometry_phase,
     &sae_phase,
     &circuits_phase,
+    &document_phase,   /* last: it documents everything above */
 };
 
 #define NPHASES (sizeof phases / sizeof *phases)

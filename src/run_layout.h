@@ -49,13 +49,17 @@
 #define RUN_CIRCUITS_LIBRARY_JSON "results/circuits/library.json"   /* the circuit library (library.h) */
 #define RUN_CIRCUITS_LIBRARY_GRAPH "library_"   /* + task name: its graph <dir>/library_<name>.json/.dot/.svg */
 /* A circuit graph: RUN_CIRCUITS_DIR/<name>.json, .dot, .svg (circuit_graph.h cg_write) */
-/* phase 7 verify */
+/* phase 7 verify: its output, which the document phase reads when present */
 #define RUN_VERIFICATION_JSON "results/verification.json"
-/* phase 6 document (rank 0): the findings */
-#define RUN_FINDINGS_DIR "docs/findings"
-#define RUN_FINDINGS_SUMMARY_JSON "docs/findings/summary.json"   /* the transparency score */
-#define RUN_REPORT_HTML "docs/findings/report.html"               /* report_html.h */
-#define RUN_REPORT_SCREENSHOT "docs/findings/report.png"          /* headless Chromium's view of it (tests) */
+/* phase 6 document (rank 0): the documentation and what is made from it */
+#define RUN_DOCS_DIR "docs/findings"
+#define RUN_DOCS_JSON "docs/findings/model_documentation.json"   /* the documentation (schema in the repository:
+                                                                    docs/schema/model_documentation.schema.json) */
+#define RUN_DOCS_MD "docs/findings/model_documentation.md"       /* the same as a report */
+#define RUN_DOCS_SUMMARY_JSON "docs/findings/summary.json"       /* quick statistics and the transparency score */
+#define RUN_DOCS_REPORT_HTML "docs/findings/report.html"         /* report_html_write (report/report_html.h) */
+#define RUN_DOCS_FIGURES_DIR "docs/findings/figures"
+#define RUN_DOCS_SCREENSHOT "docs/findings/report.png"          /* headless Chromium's view of the report (tests) */
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */

@@ -16,6 +16,7 @@ packages=(
   libcairo2-dev fonts-dejavu-core   # the HTML report's figures (PNG) and their labels
   chromium                    # tests: the report loaded in a headless browser (no console error, a screenshot)
   python3-h5py python3-numpy   # tests read the activation store as users' tools do
+  python3-jsonschema          # test_document validates the documentation against its JSON Schema
 )
 
 missing=()

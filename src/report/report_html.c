@@ -347,7 +347,7 @@ static void section_score(report_ctx *r)
     html_buf *b = r->b;
     report_section_open(r, "score", "Transparency score");
     json_t *t = report_get(r->summary, "transparency");
-    if (!t) report_not_run(r, RUN_FINDINGS_SUMMARY_JSON, "transpolmo document");
+    if (!t) report_not_run(r, RUN_DOCS_SUMMARY_JSON, "transpolmo document");
     else {
         html_raw(b, "<p><span class=\"score\">");
         report_num_text(r, report_num(json_object_get(t, "score")));
@@ -563,7 +563,7 @@ tp_status report_html_write(const char *run_dir, const char *out_path)
 {
     char path[TP_PATH_MAX];
     if (out_path && out_path[0]) TP_CHECK(fs_path(path, sizeof path, "%s", out_path));
-    else TP_CHECK(run_path(path, sizeof path, run_dir, RUN_REPORT_HTML));
+    else TP_CHECK(run_path(path, sizeof path, run_dir, RUN_DOCS_REPORT_HTML));
     html_buf b;
     html_init(&b);
     report_ctx r = {.run_dir = run_dir, .b = &b};
@@ -574,7 +574,7 @@ tp_status report_html_write(const char *run_dir, const char *out_path)
     r.heads = run_load_json(run_dir, RUN_CIRCUITS_HEAD_SCORES_JSON);
     r.library = run_load_json(run_dir, RUN_CIRCUITS_LIBRARY_JSON);
     r.verification = run_load_json(run_dir, RUN_VERIFICATION_JSON);
-    r.summary = run_load_json(run_dir, RUN_FINDINGS_SUMMARY_JSON);
+    r.summary = run_load_json(run_dir, RUN_DOCS_SUMMARY_JSON);
     r.graphs = json_object();
     size_t ti;
     json_t *task;

@@ -20,7 +20,7 @@
 
 #include "core/error.h"
 
-/* out_path NULL: <run_dir>/docs/findings/report.html (RUN_REPORT_HTML). */
+/* out_path NULL: <run_dir>/docs/findings/report.html (RUN_DOCS_REPORT_HTML). */
 tp_status report_html_write(const char *run_dir, const char *out_path);
 
 #endif

@@ -50,7 +50,8 @@ START_TEST(test_order_and_lookup)
     int n;
     const tp_phase *const *ps = all(&n);
     const char *want[] = {"inspect", "capture", "geometry", "sae", "circuits"};
-    ck_assert_int_ge(n, 5);
+    ck_assert_int_ge(n, 6);
+    ck_assert_str_eq(ps[n - 1]->name, "document");   /* the documentation comes last */
     for (int i = 0; i < 5; i++) ck_assert_str_eq(ps[i]->name, want[i]);
     for (int i = 0; i < n; i++) {
         ck_assert_ptr_eq(pipeline_find(ps[i]->name), ps[i]);
@@ -71,19 +72,20 @@ END_TEST
 START_TEST(test_hash_propagates_downstream_only)
 {
     unsigned inspect = bit("inspect"), capture = bit("capture"), geometry = bit("geometry"), sae = bit("sae");
-    unsigned circuits = bit("circuits");
-    /* own section: that phase, and what needs it */
-    ck_assert_uint_eq(changed_by("inspect.spectra", "false"), inspect);
-    ck_assert_uint_eq(changed_by("capture.dtype", "bf16"), capture | geometry | sae);
-    ck_assert_uint_eq(changed_by("geometry.seed", "7"), geometry);
-    ck_assert_uint_eq(changed_by("sae.k", "16"), sae);
-    ck_assert_uint_eq(changed_by("circuits.seed", "7"), circuits);
+    unsigned circuits = bit("circuits"), document = bit("document");
+    /* own section: that phase, and what needs it (the documentation needs everything) */
+    ck_assert_uint_eq(changed_by("inspect.spectra", "false"), inspect | document);
+    ck_assert_uint_eq(changed_by("capture.dtype", "bf16"), capture | geometry | sae | document);
+    ck_assert_uint_eq(changed_by("geometry.seed", "7"), geometry | document);
+    ck_assert_uint_eq(changed_by("sae.k", "16"), sae | document);
+    ck_assert_uint_eq(changed_by("circuits.seed", "7"), circuits | document);
+    ck_assert_uint_eq(changed_by("document.description_bar", "0.5"), document);
     /* shared keys, through `reads` */
-    ck_assert_uint_eq(changed_by("model.path", "elsewhere"), inspect | capture | geometry | sae | circuits);
+    ck_assert_uint_eq(changed_by("model.path", "elsewhere"), inspect | capture | geometry | sae | circuits | document);
     /* circuits draws its held-out prompts from outside the run's data sample */
-    ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae | circuits);
-    ck_assert_uint_eq(changed_by("layers", "0,1"), capture | geometry | sae);
-    ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae | circuits);
+    ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae | circuits | document);
+    ck_assert_uint_eq(changed_by("layers", "0,1"), capture | geometry | sae | document);
+    ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae | circuits | document);
     /* keys that change no result */
     ck_assert_uint_eq(changed_by("forward.threads", "2"), 0);
     ck_assert_uint_eq(changed_by("log.progress", "never"), 0);
@@ -134,7 +136,8 @@ START_TEST(test_library_task_files_are_circuits_inputs)
     fputs("name: b\n", f);
     fclose(f);
     for (int i = 0; i < n; i++)
-        ck_assert_msg((phase_hash(ps[i], c) != before[i]) == !strcmp(ps[i]->name, "circuits"), "%s", ps[i]->name);
+        ck_assert_msg((phase_hash(ps[i], c) != before[i]) ==
+                          (!strcmp(ps[i]->name, "circuits") || !strcmp(ps[i]->name, "document")), "%s", ps[i]->name);
     const tp_phase *circ = ps[__builtin_ctz(bit("circuits"))];
     uint64_t edited = phase_hash(circ, c);
     snprintf(path, sizeof path, "%s/b.yml", dir);
