@@ -6,6 +6,7 @@
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
+#include "analysis/verify/verify_phase.h"
 #include "backend/backend.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -29,6 +30,7 @@ static const tp_phase *const phases[] = {
     &geometry_phase,
     &sae_phase,
     &circuits_phase,
+    &verify_phase,
 };
 
 #define NPHASES (sizeof phases / sizeof *phases)

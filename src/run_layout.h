@@ -49,6 +49,8 @@
 #define RUN_CIRCUITS_LIBRARY_JSON "results/circuits/library.json"   /* the circuit library (library.h) */
 #define RUN_CIRCUITS_LIBRARY_GRAPH "library_"   /* + task name: its graph <dir>/library_<name>.json/.dot/.svg */
 /* A circuit graph: RUN_CIRCUITS_DIR/<name>.json, .dot, .svg (circuit_graph.h cg_write) */
+/* phase 7 verify */
+#define RUN_VERIFICATION_JSON "results/verification.json"
 /* commands that are not phases */
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */
