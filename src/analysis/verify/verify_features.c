@@ -426,8 +426,10 @@ static tp_status verify_sae(verify_ctx *vx, const json_t *layer_json, int index,
     if (st == TP_OK && dist_rank() == 0) {
         json_t *rows = json_array();
         for (int i = 0; i < nrnd; i++) json_array_append_new(rows, json_integer(rnd[i].row));
+        size_t rl = strlen(vx->run_dir);   /* the folder relative to the run: the same JSON for a copied run */
+        const char *rel = !strncmp(dir, vx->run_dir, rl) && dir[rl] == '/' ? dir + rl + 1 : dir;
         json_array_append_new(arr, json_pack("{s:s, s:i, s:s, s:i, s:i, s:i, s:s, s:{s:i, s:o}, s:O}", "hook", hook,
-            "layer", layer, "sae_dir", dir, "tested", nsel, "verified", nver, "described", ndesc, "criterion",
+            "layer", layer, "sae_dir", rel, "tested", nsel, "verified", nver, "described", ndesc, "criterion",
             FEATURE_CRITERION, "random_contexts", "count", nrnd, "rows", rows, "items", items));
     }
     json_decref(items);
