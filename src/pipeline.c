@@ -6,12 +6,13 @@
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
+#include "analysis/verify/verify_phase.h"
 #include "backend/backend.h"
-#include "report/document_phase.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/world.h"
+#include "report/document_phase.h"
 #include "run_layout.h"
 #include "settings.h"
 
@@ -31,6 +32,7 @@ static const tp_phase *const phases[] = {
     &geometry_phase,
     &sae_phase,
     &circuits_phase,
+    &verify_phase,
     &document_phase,   /* last: it documents everything above */
 };
 

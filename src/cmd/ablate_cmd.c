@@ -6,7 +6,6 @@
 
 #include "analysis/verify/ablate.h"
 #include "analysis/verify/intervention.h"
-#include "core/bootstrap.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "data/dataset.h"
@@ -76,23 +75,6 @@ static tp_status parse_args(tp_cli *cli, ablate_args *a)
 
 /* ---- prompts ------------------------------------------------------------------------- */
 
-static tp_status append_prompt(tp_sequences *s, const int32_t *ids, size_t n, size_t line)
-{
-    int32_t *t = realloc(s->tokens, (s->n_tokens + n) * sizeof *t);
-    size_t *st = realloc(s->seq_start, (s->n_seqs + 2) * sizeof *st);
-    size_t *sd = t && st ? realloc(s->seq_doc, (s->n_seqs + 1) * sizeof *sd) : NULL;
-    if (t) s->tokens = t;
-    if (st) s->seq_start = st;
-    if (sd) s->seq_doc = sd;
-    if (!t || !st || !sd) return tp_err(TP_ERR_NOMEM, "ablate: out of memory reading prompts");
-    if (s->n_seqs == 0) s->seq_start[0] = 0;
-    memcpy(s->tokens + s->n_tokens, ids, n * sizeof *ids);
-    s->n_tokens += n;
-    s->seq_doc[s->n_seqs] = line;
-    s->seq_start[++s->n_seqs] = s->n_tokens;
-    return TP_OK;
-}
-
 /* The text of one line: a .jsonl object's "text" (or "prompt"), else the line. */
 static tp_status line_text(const char *path, size_t lineno, char *line, bool jsonl, json_t **holder, const char **text)
 {
@@ -140,7 +122,7 @@ static tp_status read_prompt_file(const char *path, tp_tokenizer *tok, int max_l
         if (st == TP_OK && max_len > 0 && k > (size_t)max_len)
             st = tp_err(TP_ERR_CONFIG, "%s:%zu: the prompt has %zu tokens, more than the model's context (%d)", path,
                         lineno, k, max_len);
-        if (st == TP_OK) st = append_prompt(out, ids, k, lineno);
+        if (st == TP_OK) st = sequences_append(out, ids, k, lineno);
         free(ids);
         json_decref(holder);
     }
@@ -160,7 +142,7 @@ static tp_status corpus_prompts(const tp_settings *set, tp_tokenizer *tok, int32
     tp_status st = TP_OK;
     for (size_t i = 0; st == TP_OK && i < d.seqs.n_seqs && (int64_t)ps->seqs.n_seqs < max_prompts; i++)
         if (sequences_len(&d.seqs, i) >= 2)
-            st = append_prompt(&ps->seqs, d.seqs.tokens + d.seqs.seq_start[i], sequences_len(&d.seqs, i),
+            st = sequences_append(&ps->seqs, d.seqs.tokens + d.seqs.seq_start[i], sequences_len(&d.seqs, i),
                                d.seqs.seq_doc[i]);
     ps->docs = st == TP_OK ? tp_malloc((ps->seqs.n_seqs + 1) * sizeof *ps->docs) : NULL;
     if (st == TP_OK && !ps->docs) st = TP_ERR_NOMEM;
@@ -239,43 +221,11 @@ static tp_status collect_statistics(const tp_settings *set, const tp_model *m, t
     return st;
 }
 
-/* Rank 0 gets every prompt's row, in prompt order. Collective. */
-static tp_status gather_rows(const double *mine, size_t nmine, int width, size_t total, double **all)
-{
-    int size = dist_size(), rank = dist_rank();
-    int *counts = tp_calloc((size_t)size, sizeof *counts), *displs = tp_calloc((size_t)size, sizeof *displs);
-    if (!counts || !displs) {
-        free(counts), free(displs);
-        return TP_ERR_NOMEM;
-    }
-    for (int r = 0; r < size; r++) {
-        size_t lo = total * (size_t)r / (size_t)size, hi = total * (size_t)(r + 1) / (size_t)size;
-        counts[r] = (int)((hi - lo) * (size_t)width), displs[r] = (int)(lo * (size_t)width);
-    }
-    *all = rank == 0 ? tp_malloc((total * (size_t)width + 1) * sizeof **all) : NULL;
-    tp_status st = rank == 0 && !*all ? TP_ERR_NOMEM : TP_OK;
-    st = dist_agree(MPI_COMM_WORLD, st, "ablate: gathering the prompts' effects");
-    if (st == TP_OK &&
-        MPI_Gatherv(mine, (int)(nmine * (size_t)width), MPI_DOUBLE, *all, counts, displs, MPI_DOUBLE, 0,
-                    MPI_COMM_WORLD) != MPI_SUCCESS)
-        st = tp_err(TP_ERR_MPI, "ablate: MPI_Gatherv of the prompts' effects failed");
-    free(counts), free(displs);
-    return st;
-}
-
 /* ---- the JSON ----------------------------------------------------------------------- */
 
 static json_t *ci_json(const double *rows, size_t n, int width, int col, const ablate_args *a)
 {
-    double *x = tp_malloc((n + 1) * sizeof *x);
-    if (!x) return NULL;
-    for (size_t i = 0; i < n; i++) x[i] = rows[i * (size_t)width + (size_t)col];
-    tp_ci ci;
-    tp_status st = tp_bootstrap_mean(x, n, (int)a->resamples, 0.95, a->seed + (uint64_t)col, &ci);
-    free(x);
-    if (st != TP_OK) return NULL;
-    return json_pack("{s:f, s:f, s:f, s:I}", "mean", ci.mean, "ci95_low", ci.lo, "ci95_high", ci.hi, "n",
-                     (json_int_t)ci.n);
+    return ablate_ci_json(rows, n, width, col, (int)a->resamples, a->seed + (uint64_t)col);
 }
 
 static json_t *chosen_json(tp_tokenizer *tok, const double *rows, size_t n, int width, const int32_t *chosen,
@@ -343,26 +293,6 @@ static tp_status output_path(const tp_cli *cli, const ablate_args *a, char *path
 
 /* ---- the command ----------------------------------------------------------------------- */
 
-/* Each rank's prompts, their rows gathered on rank 0. */
-static tp_status run_prompts(const tp_model *m, iv_set *s, const prompt_set *ps, const int32_t *chosen, int nchosen,
-                             double **all)
-{
-    size_t n = ps->seqs.n_seqs, lo = n * (size_t)dist_rank() / (size_t)dist_size(),
-           hi = n * (size_t)(dist_rank() + 1) / (size_t)dist_size();
-    int maxT = 1, w = ablate_row_width(nchosen);
-    for (size_t i = 0; i < n; i++)
-        if ((int)sequences_len(&ps->seqs, i) > maxT) maxT = (int)sequences_len(&ps->seqs, i);
-    tp_forward *f = NULL;
-    double *mine = tp_calloc((hi - lo) * (size_t)w + 1, sizeof *mine);
-    tp_status st = mine ? forward_new(m, 1, maxT, &f) : TP_ERR_NOMEM;
-    if (st == TP_OK) st = ablate_prompts(f, s, &ps->seqs, lo, hi, chosen, nchosen, mine);
-    forward_free(f);
-    st = dist_agree(MPI_COMM_WORLD, st, "ablate: the prompts");
-    if (st == TP_OK) st = gather_rows(mine, hi - lo, w, n, all);
-    free(mine);
-    return st;
-}
-
 static tp_status write_result(const tp_cli *cli, iv_set *s, const prompt_set *ps, tp_tokenizer *tok, const double *rows,
                               const int32_t *chosen, int nchosen, const ablate_args *a)
 {
@@ -428,7 +358,7 @@ tp_status ablate_cmd_run(tp_cli *cli)
     if (st == TP_OK && iv_needs_statistics(s)) st = collect_statistics(set, m, tok, s, &ps, &a);
     if (st == TP_OK) {
         tp_log_info("ablate: %zu prompts (%s), %d rank(s)", ps.seqs.n_seqs, ps.source, dist_size());
-        st = run_prompts(m, s, &ps, chosen, nchosen, &rows);
+        st = ablate_prompts_shared(m, s, &ps.seqs, chosen, nchosen, true, &rows);
     }
     if (st == TP_OK && dist_rank() == 0) st = write_result(cli, s, &ps, tok, rows, chosen, nchosen, &a);
     free(rows), free(chosen), free(ps.docs);

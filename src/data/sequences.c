@@ -105,3 +105,20 @@ void sequences_free(tp_sequences *s)
     free(s->doc_start);
     memset(s, 0, sizeof *s);
 }
+
+tp_status sequences_append(tp_sequences *s, const int32_t *ids, size_t n, size_t doc)
+{
+    int32_t *t = realloc(s->tokens, (s->n_tokens + n + 1) * sizeof *t);
+    size_t *st = realloc(s->seq_start, (s->n_seqs + 2) * sizeof *st);
+    size_t *sd = t && st ? realloc(s->seq_doc, (s->n_seqs + 1) * sizeof *sd) : NULL;
+    if (t) s->tokens = t;
+    if (st) s->seq_start = st;
+    if (sd) s->seq_doc = sd;
+    if (!t || !st || !sd) return tp_err(TP_ERR_NOMEM, "out of memory appending a sequence of %zu tokens", n);
+    if (s->n_seqs == 0) s->seq_start[0] = 0;
+    memcpy(s->tokens + s->n_tokens, ids, n * sizeof *ids);
+    s->n_tokens += n;
+    s->seq_doc[s->n_seqs] = doc;
+    s->seq_start[++s->n_seqs] = s->n_tokens;
+    return TP_OK;
+}

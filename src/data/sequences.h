@@ -35,6 +35,9 @@ typedef struct {
 tp_status sequences_build(const corpus *c, const size_t *docs, size_t ndocs, tp_tokenizer *tok,
                           int seq_len, tp_packing packing, int32_t eos_id, tp_sequences *out);
 void sequences_free(tp_sequences *s);
+/* Appends one sequence ids[0..n) whose first document is `doc` (seq_start and seq_doc
+ * grow; doc_start is left as it is: a set of prompts made elsewhere). */
+tp_status sequences_append(tp_sequences *s, const int32_t *ids, size_t n, size_t doc);
 static inline size_t sequences_len(const tp_sequences *s, size_t i)
 {
     return s->seq_start[i + 1] - s->seq_start[i];

@@ -6,6 +6,7 @@
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
+#include "analysis/verify/verify_phase.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "dist/world.h"
@@ -117,9 +118,10 @@ static uint64_t document_inputs_hash(const tp_config *cfg)
 
 static const char *const document_outputs[] = {RUN_DOCS_JSON, RUN_DOCS_MD, RUN_DOCS_SUMMARY_JSON, RUN_DOCS_REPORT_HTML,
                                                NULL};
-/* Everything above it. The verify phase, once it is in the pipeline, belongs here too;
- * without it results/verification.json is still read when present (inputs_hash). */
-static const tp_phase *const document_needs[] = {&inspect_phase, &geometry_phase, &sae_phase, &circuits_phase, NULL};
+/* Everything above it (results/verification.json is also hashed as an input: a
+ * `transpolmo verify` run by hand reruns the documentation). */
+static const tp_phase *const document_needs[] = {&inspect_phase, &geometry_phase, &sae_phase, &circuits_phase,
+                                                 &verify_phase, NULL};
 
 const tp_phase document_phase = {
     .name = "document",

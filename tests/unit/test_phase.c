@@ -72,20 +72,21 @@ END_TEST
 START_TEST(test_hash_propagates_downstream_only)
 {
     unsigned inspect = bit("inspect"), capture = bit("capture"), geometry = bit("geometry"), sae = bit("sae");
-    unsigned circuits = bit("circuits"), document = bit("document");
+    unsigned circuits = bit("circuits"), verify = bit("verify"), document = bit("document");
     /* own section: that phase, and what needs it (the documentation needs everything) */
     ck_assert_uint_eq(changed_by("inspect.spectra", "false"), inspect | document);
-    ck_assert_uint_eq(changed_by("capture.dtype", "bf16"), capture | geometry | sae | document);
+    ck_assert_uint_eq(changed_by("capture.dtype", "bf16"), capture | geometry | sae | verify | document);
     ck_assert_uint_eq(changed_by("geometry.seed", "7"), geometry | document);
-    ck_assert_uint_eq(changed_by("sae.k", "16"), sae | document);
-    ck_assert_uint_eq(changed_by("circuits.seed", "7"), circuits | document);
+    ck_assert_uint_eq(changed_by("sae.k", "16"), sae | verify | document);
+    ck_assert_uint_eq(changed_by("circuits.seed", "7"), circuits | verify | document);
+    ck_assert_uint_eq(changed_by("verify.seed", "8"), verify | document);
     ck_assert_uint_eq(changed_by("document.description_bar", "0.5"), document);
     /* shared keys, through `reads` */
-    ck_assert_uint_eq(changed_by("model.path", "elsewhere"), inspect | capture | geometry | sae | circuits | document);
+    ck_assert_uint_eq(changed_by("model.path", "elsewhere"), inspect | capture | geometry | sae | circuits | verify | document);
     /* circuits draws its held-out prompts from outside the run's data sample */
-    ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae | circuits | document);
-    ck_assert_uint_eq(changed_by("layers", "0,1"), capture | geometry | sae | document);
-    ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae | circuits | document);
+    ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae | circuits | verify | document);
+    ck_assert_uint_eq(changed_by("layers", "0,1"), capture | geometry | sae | verify | document);
+    ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae | circuits | verify | document);
     /* keys that change no result */
     ck_assert_uint_eq(changed_by("forward.threads", "2"), 0);
     ck_assert_uint_eq(changed_by("log.progress", "never"), 0);
@@ -116,7 +117,7 @@ START_TEST(test_schema_has_every_phase_section)
 END_TEST
 
 /* The circuit library's task files are inputs of the circuits phase: a changed or
- * added task changes its hash (and nothing else's). */
+ * added task changes its hash (and that of verify, which needs it; nothing else's). */
 START_TEST(test_library_task_files_are_circuits_inputs)
 {
     char dir[] = "/tmp/tp_phase_libXXXXXX", path[256];
@@ -136,8 +137,8 @@ START_TEST(test_library_task_files_are_circuits_inputs)
     fputs("name: b\n", f);
     fclose(f);
     for (int i = 0; i < n; i++)
-        ck_assert_msg((phase_hash(ps[i], c) != before[i]) ==
-                          (!strcmp(ps[i]->name, "circuits") || !strcmp(ps[i]->name, "document")), "%s", ps[i]->name);
+        ck_assert_msg((phase_hash(ps[i], c) != before[i]) == (!strcmp(ps[i]->name, "circuits") ||
+                          !strcmp(ps[i]->name, "verify") || !strcmp(ps[i]->name, "document")), "%s", ps[i]->name);
     const tp_phase *circ = ps[__builtin_ctz(bit("circuits"))];
     uint64_t edited = phase_hash(circ, c);
     snprintf(path, sizeof path, "%s/b.yml", dir);

@@ -24,4 +24,17 @@ static inline int ablate_row_width(int nchosen) { return ABLATE_BASE_COLS + 2 * 
 tp_status ablate_prompts(tp_forward *f, iv_set *s, const tp_sequences *prompts, size_t lo, size_t hi,
                          const int32_t *chosen, int nchosen, double *rows);
 
+/* Every prompt over the ranks: rank r runs prompts [n·r/size, n·(r+1)/size) with
+ * ablate_prompts on a forward pass of its own, and rank 0 gets every row in prompt
+ * order in *all (n × ablate_row_width(nchosen) doubles, malloc'd; NULL on the other
+ * ranks). The rows do not depend on the number of ranks. Progress lines (rank 0)
+ * when `progress`. Collective: a failure on any rank is every rank's. */
+tp_status ablate_prompts_shared(const tp_model *m, iv_set *s, const tp_sequences *prompts, const int32_t *chosen,
+                                int nchosen, bool progress, double **all);
+
+/* {"mean", "ci95_low", "ci95_high", "n"} of column `col` of rows [n, width]: the mean
+ * and its 95 % percentile bootstrap interval over the n rows (core/bootstrap.h,
+ * `resamples`, `seed`). NULL on allocation failure. */
+json_t *ablate_ci_json(const double *rows, size_t n, int width, int col, int resamples, uint64_t seed);
+
 #endif

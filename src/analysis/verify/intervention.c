@@ -453,6 +453,48 @@ tp_status iv_collect_statistics(iv_set *s, tp_forward *f, const tp_sequences *se
     return TP_OK;
 }
 
+static bool same_target(const iv_target *a, const iv_target *b)
+{
+    return a->kind == b->kind && a->layer == b->layer && a->index == b->index && !strcmp(a->hook, b->hook);
+}
+
+tp_status iv_share_statistics(iv_set *dst, const iv_set *src)
+{
+    if (!src->have_stats) return tp_err(TP_ERR_INTERNAL, "interventions: the source set has no statistics");
+    int *from = tp_malloc(((size_t)dst->n + 1) * sizeof *from);
+    if (!from) return TP_ERR_NOMEM;
+    for (int i = 0; i < dst->n; i++) {
+        from[i] = -1;
+        for (int j = 0; j < src->n && from[i] < 0; j++)
+            if (same_target(&dst->t[i], &src->t[j])) from[i] = j;
+        if (from[i] < 0) {
+            free(from);
+            return tp_err(TP_ERR_INTERNAL, "interventions: target %d of the set has no statistics in the source set", i);
+        }
+    }
+    dst->bank_rows = src->bank_rows, dst->stride = src->stride, dst->stat_rows = src->stat_rows;
+    dst->stat_seqs = src->stat_seqs, dst->seed = src->seed;
+    tp_status st = TP_OK;
+    for (int i = 0; st == TP_OK && i < dst->n; i++) {
+        int j = from[i];
+        size_t w = (size_t)dst->width[i];
+        free(dst->sum[i]), free(dst->bank[i]), free(dst->mean[i]);
+        dst->sum[i] = tp_malloc(w * sizeof **dst->sum);
+        dst->mean[i] = tp_malloc(w * sizeof **dst->mean);
+        dst->bank[i] = tp_malloc((size_t)src->bank_rows * w * sizeof **dst->bank);
+        if (!dst->sum[i] || !dst->mean[i] || !dst->bank[i]) {
+            st = TP_ERR_NOMEM;
+            break;
+        }
+        memcpy(dst->sum[i], src->sum[j], w * sizeof **dst->sum);
+        memcpy(dst->mean[i], src->mean[j], w * sizeof **dst->mean);
+        memcpy(dst->bank[i], src->bank[j], (size_t)src->bank_rows * w * sizeof **dst->bank);
+    }
+    free(from);
+    if (st == TP_OK) dst->have_stats = true;
+    return st;
+}
+
 void iv_statistics(const iv_set *s, int i, const float **mean, const float **bank, int64_t *bank_rows, int *width)
 {
     *mean = s->mean[i], *bank = s->bank[i], *bank_rows = s->bank_rows, *width = s->width[i];

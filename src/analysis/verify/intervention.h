@@ -69,6 +69,12 @@ bool iv_needs_statistics(const iv_set *s);   /* mean or resample */
  * share, `batch` at a time) and keeps the statistics. Collective. */
 tp_status iv_collect_statistics(iv_set *s, tp_forward *f, const tp_sequences *seqs, int batch, uint64_t seed);
 
+/* Gives dst the statistics src collected for the same targets (kind, layer, index,
+ * hook), as if dst had collected them on the same sequences with the same seed: one
+ * collection over every target serves many sets. An error when a target of dst is
+ * not in src or src has none. Local (no communication). */
+tp_status iv_share_statistics(iv_set *dst, const iv_set *src);
+
 /* Adds the editing callbacks to h. Before each forward call, iv_set_batch names the
  * global index of each sequence in the call (resample's hash uses it). */
 tp_status iv_add_hooks(iv_set *s, tp_hooks *h);
