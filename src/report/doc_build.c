@@ -291,13 +291,14 @@ json_t *doc_summary(const json_t *doc)
            *v = json_object_get(doc, "verification"), *saes = json_object_get(f, "saes"),
            *tasks = json_object_get(c, "tasks"), *classes = json_object_get(h, "classes"),
            *claims = json_object_get(doc, "claims"), *cfg = json_object_get(json_object_get(doc, "architecture"), "config");
-    json_int_t documented = 0, described = 0, verified = 0;
+    json_int_t documented = 0, described = 0, above_bar = 0, verified = 0;
     size_t i;
     json_t *s;
     json_array_foreach(saes, i, s) {
         json_t *cov = json_object_get(s, "coverage");
         documented += (json_int_t)json_array_size(json_object_get(s, "features"));
         described += json_integer_value(json_object_get(cov, "n_described"));
+        above_bar += json_integer_value(json_object_get(cov, "n_described_above_bar"));
         verified += json_integer_value(json_object_get(cov, "n_verified"));
     }
     json_t *by_class = json_object(), *bc = json_object_get(h, "by_class"), *names;
@@ -307,7 +308,7 @@ json_t *doc_summary(const json_t *doc)
     const char *dn;
     json_object_foreach(dims, dn, dim) json_object_set(profile, dn, json_object_get(dim, "value"));
     json_int_t claims_verified = count_true(claims, "verified");
-    return json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O, s:o}, s:{s:O, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+    return json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O, s:o}, s:{s:O, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                      "s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:O, s:{s:s, s:s, s:s}}",
         "schema", DOC_SUMMARY_SCHEMA, "model", json_object_get(doc, "model"), "title", json_object_get(doc, "title"),
         "transparency", "score", json_object_get(t, "score") ?: json_null(), "target",
@@ -317,7 +318,8 @@ json_t *doc_summary(const json_t *doc)
         json_object_get(cfg, "num_attention_heads") ?: json_null(), "geometry_layers",
         (json_int_t)json_array_size(json_object_get(g, "layers")), "saes", (json_int_t)json_array_size(saes),
         "features_live", sum_key(saes, "n_live"), "features_dead", sum_key(saes, "n_dead"), "features_documented",
-        documented, "features_described", described, "features_verified", verified, "head_classes",
+        documented, "features_described", described, "features_described_above_bar", above_bar, "features_verified",
+        verified, "head_classes",
         (json_int_t)json_array_size(classes), "heads_by_class", by_class, "heads_classified",
         json_integer_value(json_object_get(h, "n_classified")), "heads_verified",
         json_integer_value(json_object_get(h, "n_verified")), "circuit_tasks", (json_int_t)json_array_size(tasks),

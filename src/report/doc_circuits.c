@@ -70,6 +70,7 @@ json_t *doc_heads(const doc_inputs *in, json_t *claims)
         json_object_set_new(e, "verification", v ? json_pack("{s:O, s:O, s:O}", "task", json_object_get(v, "task") ?: json_null(),
             "effect", json_object_get(v, "effect") ?: json_null(), "baseline", json_object_get(v, "baseline") ?: json_null())
             : json_null());
+        json_object_set_new(e, "source", json_string("head_scores"));
         json_object_set_new(e, "evidence", ev);
         json_array_append_new(classes, e);
         json_t *list = json_object_get(by_class, cls);
@@ -82,6 +83,46 @@ json_t *doc_heads(const doc_inputs *in, json_t *claims)
         doc_claim(claims, "heads", vflag, json_deep_copy(ev), "%s is a %s head: score %.3f against a null baseline of "
                   "%.3f (threshold %.2f)", name, cls, doc_num(c, "score"), doc_num(c, "null_baseline"),
                   doc_num(c, "threshold"));
+    }
+    /* heads the verification tested under a class head_scores does not give them (e.g. an induction
+     * stripe at the class threshold): listed too, their source and evidence saying so */
+    json_t *vh;
+    json_array_foreach(vheads, i, vh) {
+        int l = (int)json_integer_value(json_object_get(vh, "layer")), h = (int)json_integer_value(json_object_get(vh, "head"));
+        const char *cls = json_string_value(json_object_get(vh, "class"));
+        size_t k;
+        int listed = 0;
+        json_t *c2;
+        json_array_foreach(json_object_get(hs, "classes"), k, c2)
+            listed |= json_integer_value(json_object_get(c2, "layer")) == l &&
+                      json_integer_value(json_object_get(c2, "head")) == h && cls &&
+                      !strcmp(json_string_value(json_object_get(c2, "class")) ?: "", cls);
+        if (listed || !cls || l < 0 || l >= L || h < 0 || h >= H) continue;
+        char name[32];
+        doc_head_name(name, sizeof name, l, h);
+        json_t *vflag = json_boolean(json_is_true(json_object_get(vh, "verified"))), *ev = json_array();
+        json_array_append_new(ev, doc_ev(RUN_VERIFICATION_JSON, "/heads/%zu", i));
+        const char *src = json_string_value(json_object_get(vh, "source"));
+        double score = doc_num(vh, "score");
+        if (src && !strcmp(src, "induction_stripe") && json_is_array(json_object_get(hs, "induction_stripe"))) {
+            json_array_append_new(ev, doc_ev(RUN_CIRCUITS_HEAD_SCORES_JSON, "/induction_stripe/%d/%d", l, h));
+            score = json_number_value(json_array_get(json_array_get(json_object_get(hs, "induction_stripe"), (size_t)l),
+                                                     (size_t)h));
+        }
+        json_t *e = json_pack("{s:s, s:i, s:i, s:s, s:o, s:n, s:n, s:o}", "name", name, "layer", l, "head", h, "class",
+            cls, "score", doc_real(score), "threshold", "null_baseline", "verified", vflag);
+        json_object_set_new(e, "verification", json_pack("{s:O, s:O, s:O}", "task", json_object_get(vh, "task") ?: json_null(),
+            "effect", json_object_get(vh, "effect") ?: json_null(), "baseline", json_object_get(vh, "baseline") ?: json_null()));
+        json_object_set_new(e, "source", json_pack("s+", "verification: ", src ? src : "tested"));
+        json_object_set_new(e, "evidence", ev);
+        json_array_append_new(classes, e);
+        json_t *list = json_object_get(by_class, cls);
+        if (!list) json_object_set_new(by_class, cls, list = json_array());
+        json_array_append_new(list, json_string(name));
+        classified[l * H + h] = 1;
+        if (json_is_true(vflag)) verified[l * H + h] = 1;
+        doc_claim(claims, "heads", vflag, json_deep_copy(ev), "%s tested as a %s head (%s%s%.3f), not labelled so by "
+                  "head_scores.json", name, cls, src ? src : "verification", src ? " " : "", score);
     }
     json_t *unclassified = json_array();
     json_int_t n_classified = 0, n_verified = 0;

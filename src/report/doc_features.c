@@ -213,7 +213,7 @@ static json_t *sae_entry(const doc_inputs *in, const document_settings *ds, cons
     ranked *order = malloc((nf ? nf : 1) * sizeof *order);
     if (!order) return json_null();
     double e_live = 0, e_ver = 0;
-    json_int_t n_live = 0, n_desc = 0, n_ver = 0, n_tested = 0;
+    json_int_t n_live = 0, n_desc = 0, n_pass = 0, n_ver = 0, n_tested = 0;
     size_t nr = 0;
     for (size_t i = 0; i < nf; i++) {
         json_t *f = json_array_get(feats, i);
@@ -228,6 +228,7 @@ static json_t *sae_entry(const doc_inputs *in, const document_settings *ds, cons
             if (json_is_true(json_object_get(it, "verified"))) n_ver++, e_ver += e;
             json_t *d = json_object_get(it, "description");
             if (d && description_above_bar(d, ds->description_bar)) n_desc++;
+            if (json_is_true(json_object_get(d, "passes"))) n_pass++;   /* the verify phase's own criterion */
         }
         double mass = doc_num(f, "activation_mass");
         if (json_object_get(f, "top_contexts") || it) order[nr++] = (ranked){id, isfinite(mass) ? mass : e};
@@ -260,8 +261,9 @@ static json_t *sae_entry(const doc_inputs *in, const document_settings *ds, cons
         json_integer_value(json_object_get(cs, "n_dense")), "mlp_point", strstr(hook, "mlp") != NULL,
         "explained_variance", doc_real(ev), "fvu", doc_real(doc_num(eval, "fvu")), "l0", doc_real(doc_num(eval, "l0")),
         "ce_loss_recovered", doc_real(ce));
-    json_object_set_new(e, "coverage", json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "n_live", n_live, "n_tested",
-        n_tested, "n_verified", n_ver, "n_described", n_desc, "energy_live", e_live, "energy_verified", e_ver,
+    json_object_set_new(e, "coverage", json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "n_live", n_live,
+        "n_tested", n_tested, "n_verified", n_ver, "n_described", n_pass, "n_described_above_bar", n_desc, "energy_live",
+        e_live, "energy_verified", e_ver,
         "verified_share", transparency_sae_verified_share(&ts)));
     json_object_set_new(e, "verification", verification);
     json_object_set_new(e, "features", docd);

@@ -51,7 +51,7 @@ json_t *doc_transparency(const json_t *doc, const document_settings *ds)
             .mlp_point = json_is_true(json_object_get(s, "mlp_point")),
             .explained_variance = doc_num(s, "explained_variance"), .energy_live = doc_num(cov, "energy_live"),
             .energy_verified = doc_num(cov, "energy_verified"), .n_live = json_integer_value(json_object_get(cov, "n_live")),
-            .n_described = json_integer_value(json_object_get(cov, "n_described"))};
+            .n_described = json_integer_value(json_object_get(cov, "n_described_above_bar"))};
         json_array_append_new(sae_inputs, json_pack("{s:O, s:i, s:b, s:o, s:o, s:o, s:I, s:I, s:f}", "hook",
             json_object_get(s, "hook"), "layer", ts[i].layer, "mlp_point", ts[i].mlp_point, "explained_variance",
             doc_real(ts[i].explained_variance), "energy_live", doc_real(ts[i].energy_live), "energy_verified",
