@@ -136,7 +136,11 @@ static tp_status write_result(verify_ctx *vx, json_t *features, json_t *heads, j
                             json_incref(circuits), "skipped", vx->skipped, "summary",
                             summary_json(features, heads, circuits), "definitions", definitions_json());
     if (!doc) return tp_err(TP_ERR_NOMEM, "verify: building %s failed", RUN_VERIFICATION_JSON);
-    tp_status st = circuits_write_json(vx->run_dir, RUN_VERIFICATION_JSON, doc);
+    char path[TP_PATH_MAX];
+    tp_status st = run_path(path, sizeof path, vx->run_dir, RUN_VERIFICATION_JSON);
+    if (st == TP_OK) st = fs_mkdir_parent(path);
+    if (st == TP_OK) st = fs_write_json(path, doc);
+    if (st == TP_OK) tp_log_info("verify: wrote %s", path);
     json_decref(doc);
     return st;
 }
