@@ -7,12 +7,14 @@
 #include "analysis/circuits/library.h"
 #include "analysis/circuits/library_task.h"
 #include "analysis/circuits/patch.h"
+#include "analysis/circuits/trace.h"
 #include "analysis/circuits/weights.h"
 #include "core/log.h"
 #include "run_layout.h"
 #include "settings.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The subcommands: `transpolmo circuits <name> [options]`. */
@@ -77,6 +79,25 @@ static const tp_phase_sub subs[] = {
     {NULL, NULL, NULL, NULL},
 };
 
+/* circuits.trace.prompt, every head: results/circuits/trace/phase.json and its heat maps. */
+static tp_status phase_trace(const circuits_ctx *cx, const char *prompt, const char *run_dir)
+{
+    const tp_model_config *c = &cx->m->cfg;
+    prompt_limits lim = circuits_limits(cx, 1);
+    int32_t *ids = NULL;
+    int T = 0;
+    size_t n = (size_t)c->num_layers * c->num_heads;
+    uint8_t *sel = tp_malloc(n ? n : 1);
+    tp_status st = sel ? prompts_encode(cx->tok, prompt, &lim, "circuits.trace.prompt", &ids, &T) : TP_ERR_NOMEM;
+    if (st == TP_OK) {
+        memset(sel, 1, n);
+        trace_request rq = {.prompt = prompt, .ids = ids, .T = T, .id = "phase", .select = sel};
+        st = trace_run(cx, &rq, run_dir);
+    }
+    free(ids), free(sel);
+    return st;
+}
+
 tp_status circuits_phase_run(const tp_config *cfg, const char *run_dir)
 {
     tp_settings set;
@@ -88,6 +109,7 @@ tp_status circuits_phase_run(const tp_config *cfg, const char *run_dir)
     if (st == TP_OK) st = heads_run(&cx, NULL, run_dir);
     if (st == TP_OK) st = weights_run(&cx, run_dir);
     if (st == TP_OK) st = library_run(&cx, run_dir);
+    if (st == TP_OK && cs.trace_prompt[0]) st = phase_trace(&cx, cs.trace_prompt, run_dir);
     circuits_close(&cx);
     return st;
 }
@@ -122,7 +144,8 @@ const tp_phase circuits_phase = {
     .config = &circuits_section,
     .reads = circuits_reads,
     .needs = NULL,
-    .usage = "  transpolmo circuits                 runs heads, weights and the circuit library (the phase)\n"
+    .usage = "  transpolmo circuits                 runs heads, weights, the circuit library and a trace of\n"
+             "                                      circuits.trace.prompt (the phase)\n"
              "  transpolmo circuits <sub> [options] runs one subcommand (below)\n",
     .headline = circuits_headline,
     .subs = subs,

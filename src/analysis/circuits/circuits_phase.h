@@ -38,6 +38,7 @@ typedef struct {
     double threshold[CIRCUITS_NCLASSES];   /* circuits.heads.threshold.<class>, head_scores.h order */
     int64_t baseline_samples;           /* circuits.weights.baseline_samples */
     int64_t trace_top;                  /* circuits.trace.top */
+    const char *trace_prompt;           /* circuits.trace.prompt ("" = none) */
     double faithfulness;                /* circuits.discover.faithfulness */
     int64_t discover_docs, discover_tries;   /* circuits.discover.corpus_docs, .resample_tries */
     int sae_features;                   /* circuits.discover.sae_features */

@@ -30,6 +30,7 @@ static const tp_cfg_key circuits_keys[] = {
     {"circuits.library.dir", TP_CFG_STRING, "configs/circuits", TP_CFG_ANY, NULL, "folder of the circuit library's task files (*.yaml, one task each) run by the phase; empty: no library"},
     {"circuits.library.margin", TP_CFG_FLOAT, "1.0", TP_CFG_MIN(0), NULL, "a library task counts as done by the model (can_do) when the mean LD_clean - LD_corr over its pairs is at least this (logit units)"},
     {"circuits.library.pairs", TP_CFG_INT, "3", TP_CFG_IN(1, 1000), NULL, "prompt pairs made by a library task's generator (repeat_random, corpus) unless its file says n"},
+    {"circuits.trace.prompt", TP_CFG_STRING, "The cat sat on the mat. The cat sat on the mat.", TP_CFG_ANY, NULL, "prompt the phase traces (every head's pattern and heat maps -> results/circuits/trace/phase.json, shown in the report); empty: no trace"},
     {"circuits.trace.top", TP_CFG_INT, "5", TP_CFG_IN(1, 1000), NULL, "most attended source tokens listed per head by circuits trace"},
 };
 const tp_cfg_section circuits_section = TP_CFG_SECTION("circuits", circuits_keys);
@@ -54,6 +55,7 @@ tp_status circuits_settings_read(const tp_config *cfg, circuits_settings *s)
     }
     s->baseline_samples = tp_config_int(cfg, "circuits.weights.baseline_samples");
     s->trace_top = tp_config_int(cfg, "circuits.trace.top");
+    s->trace_prompt = tp_config_str(cfg, "circuits.trace.prompt");
     s->faithfulness = tp_config_float(cfg, "circuits.discover.faithfulness");
     s->discover_docs = tp_config_int(cfg, "circuits.discover.corpus_docs");
     s->discover_tries = tp_config_int(cfg, "circuits.discover.resample_tries");
