@@ -76,6 +76,9 @@ assert all((h["layer"], h["head"], h["class"]) in listed for h in ver["heads"]),
 assert {(c["layer"], c["head"], c["class"]) for c in heads["classes"]} <= listed
 html = open(os.path.join(run, "docs/findings/report.html"), encoding="utf-8").read()
 assert "<html" in html and not re.search(r'(src|href)="https?://', html)
+trace = J("results/circuits/trace/phase.json")   # the phase's trace: the report's attention heat maps
+assert trace["id"] == "phase" and len(trace["layers"]) == heads["n_layers"]
+assert "not run: no results/circuits/trace" not in html
 PY
 check "the documentation validates against its JSON Schema" $PY -c "
 import json, jsonschema, sys
