@@ -325,14 +325,17 @@ static tp_status parse_map(st_file *f, const st_map *m)
         f->n_tensors++;
         f->total_bytes += t->nbytes;
     }
-    /* Sorted by begin, ranges are disjoint iff each non-empty one starts at or after
-     * the furthest end seen so far. Empty tensors occupy no bytes. */
+    /* The tensors must tile the data section exactly, as the Rust reference
+     * (safetensors/src/tensor.rs, Metadata::validate) requires: sorted by offsets, each
+     * starts where the previous one ended, and the last ends at the end of the file.
+     * A gap or a data section longer than the tensors means the header and the data
+     * disagree (a header length 2 short shifts every tensor by 2 bytes). */
     if (n_ranges > 1) qsort(ranges, n_ranges, sizeof *ranges, cmp_range);
+    uint64_t expect = 0;
     const byte_range *prev = NULL;
     for (size_t i = 0; i < n_ranges; i++) {
         const byte_range *r = &ranges[i];
-        if (r->begin == r->end) continue;
-        if (prev && r->begin < prev->end) {
+        if (r->begin < expect) {
             st = tp_err(TP_ERR_FORMAT,
                         "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap in the data "
                         "section",
@@ -341,7 +344,24 @@ static tp_status parse_map(st_file *f, const st_map *m)
                         (unsigned long long)r->end);
             goto done;
         }
-        if (!prev || r->end > prev->end) prev = r;
+        if (r->begin > expect) {
+            st = tp_err(TP_ERR_FORMAT,
+                        "%s: tensor '%s' starts at data byte %llu but the previous tensor ends at "
+                        "%llu: the tensors do not tile the data section (gap of %llu bytes)",
+                        path, r->name, (unsigned long long)r->begin, (unsigned long long)expect,
+                        (unsigned long long)(r->begin - expect));
+            goto done;
+        }
+        expect = r->end;
+        prev = r;
+    }
+    if (expect != data_len) {
+        st = tp_err(TP_ERR_FORMAT,
+                    "%s: the tensors fill %llu bytes of the %llu-byte data section (header length "
+                    "%llu): the header and the data disagree",
+                    path, (unsigned long long)expect, (unsigned long long)data_len,
+                    (unsigned long long)hlen);
+        goto done;
     }
 done:
     free(ranges);
@@ -590,6 +610,59 @@ const st_tensor *st_find(const st_file *f, const char *name)
 }
 
 size_t st_total_bytes(const st_file *f) { return f ? f->total_bytes : 0; }
+
+/* ---- finiteness ------------------------------------------------------------------ */
+
+/* An element is Inf or NaN iff its exponent bits are all ones, whatever the format.
+ * Each block is scanned without a branch in the loop (memcpy loads, so an unaligned
+ * tensor is fine and the compiler vectorises the OR); only a block that holds a bad
+ * element is scanned again to name its first index. */
+#define ST_FINITE_BLOCK 4096
+
+#define ST_SCAN_BLOCK(NAME, T, MASK)                                                     \
+    static size_t scan_##NAME(const unsigned char *p, size_t n)                       \
+    {                                                                              \
+        for (size_t b = 0; b < n; b += ST_FINITE_BLOCK) {                          \
+            size_t e = n - b < ST_FINITE_BLOCK ? n : b + ST_FINITE_BLOCK;          \
+            T acc = 0;                                                             \
+            for (size_t i = b; i < e; i++) {                                       \
+                T w;                                                               \
+                memcpy(&w, p + i * sizeof w, sizeof w);                            \
+                acc |= (T)((w & (MASK)) == (MASK));                                \
+            }                                                                      \
+            if (!acc) continue;                                                    \
+            for (size_t i = b; i < e; i++) {                                       \
+                T w;                                                               \
+                memcpy(&w, p + i * sizeof w, sizeof w);                            \
+                if ((w & (MASK)) == (MASK)) return i;                              \
+            }                                                                      \
+        }                                                                          \
+        return n;                                                                  \
+    }
+ST_SCAN_BLOCK(bf16, uint16_t, 0x7f80u)
+ST_SCAN_BLOCK(f16, uint16_t, 0x7c00u)
+ST_SCAN_BLOCK(f32, uint32_t, 0x7f800000u)
+ST_SCAN_BLOCK(f64, uint64_t, 0x7ff0000000000000u)
+
+tp_status st_check_finite(const st_tensor *t)
+{
+    const unsigned char *p = t->data;
+    size_t n = (size_t)t->numel, bad;
+    float v;
+    switch (t->dtype) {
+    case TP_DTYPE_F32: bad = scan_f32(p, n); break;
+    case TP_DTYPE_F64: bad = scan_f64(p, n); break;
+    case TP_DTYPE_BF16: bad = scan_bf16(p, n); break;
+    case TP_DTYPE_F16: bad = scan_f16(p, n); break;
+    default: return TP_OK; /* integers are always finite */
+    }
+    if (bad == n) return TP_OK;
+    tp_convert_to_f32(t->dtype, p + bad * tp_dtype_size(t->dtype), &v, 1);
+    return tp_err(TP_ERR_FORMAT,
+                  "%s: tensor '%s' (%s) holds a non-finite value (%g at element %zu of %zu) — "
+                  "corrupt weights, or bytes of another dtype",
+                  t->file, t->name, tp_dtype_name(t->dtype), (double)v, bad, n);
+}
 
 /* ---- writing --------------------------------------------------------------------- */
 

@@ -4,8 +4,9 @@
  * `model.safetensors.index.json` and the shards it names. Every file is mmap'ed
  * read-only; tensors are views into the maps. Validation on open: the 8-byte header
  * length fits the file, the header is a JSON object, every entry has a known dtype,
- * a shape and data_offsets with end-begin == numel*dtype size, every range lies in
- * the data section, no two ranges overlap; for an index, every shard exists and
+ * a shape and data_offsets with end-begin == numel*dtype size, and the ranges tile
+ * the data section exactly (sorted, each starting where the previous ended, the last
+ * ending at the end of the file, as the Rust reference requires); for an index, every shard exists and
  * holds the tensors the index says it does. Any failure is a one-line error naming
  * the file and the problem.
  */
@@ -40,6 +41,12 @@ size_t st_count(const st_file *f);
 const st_tensor *st_at(const st_file *f, size_t i);          /* in name order */
 const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
 size_t st_total_bytes(const st_file *f);                      /* sum of tensor bytes */
+
+/* TP_OK if every element of a float tensor is finite (integer dtypes always are);
+ * else TP_ERR_FORMAT naming the file, the tensor and the first bad element. Reads the
+ * whole tensor once (exponent bits only, vectorised); callers run it once per tensor
+ * on load, so inner loops can trust the weights. */
+tp_status st_check_finite(const st_tensor *t);
 
 /* Writes a single-file safetensors (tests, SAE export). Tensors are laid out in
  * the order given; metadata may be NULL (string key/value pairs, NULL-terminated). */

@@ -52,6 +52,9 @@ static tp_status find_tensor(loader *ld, const char *name, int ndim, int64_t d0,
         return tp_err(TP_ERR_FORMAT, "%s: tensor '%s' has shape [%s] but config.json implies [%s]",
                       t->file, name, got, want);
     }
+    /* Once per tensor, here at the border: a NaN weight (or F32 bytes labelled F16)
+     * would otherwise come out as NaN logits with exit 0. */
+    TP_CHECK(st_check_finite(t));
     TP_CHECK(note_used(ld, t));
     *out = t;
     return TP_OK;

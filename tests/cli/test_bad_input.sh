@@ -40,6 +40,28 @@ m=$(fresh dtype); f=$m/model.safetensors
 sed -i '0,/"F32"/s//"F99"/' "$f"
 expect_fail "unsupported dtype" "$f|F99" -- run_inspect "$m"
 
+# Header length 2 short of the header: the JSON still parses (its padding is spaces),
+# but every tensor would be read 2 bytes off -> NaN logits. The tensors must tile the
+# data section exactly.
+m=$(fresh hdrshort); f=$m/model.safetensors
+python3 - "$f" <<'PY'
+import struct, sys
+p = sys.argv[1]; b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+open(p, 'wb').write(b[:8 + n] + b'  ' + b[8 + n:])   # 2 more header bytes, same length field
+PY
+expect_fail "header length 2 short" "$f|data section|disagree" -- run_inspect "$m"
+
+# A weight that is not finite (here: one F32 NaN; F32 bytes labelled F16 look the same).
+m=$(fresh nan); f=$m/model.safetensors
+python3 - "$f" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n]); e = h['model.layers.0.mlp.down_proj.weight']
+o = 8 + n + e['data_offsets'][0] + 12
+b[o:o + 4] = struct.pack('<f', float('nan')); open(p, 'wb').write(b)
+PY
+expect_fail "non-finite weight" "$f|model.layers.0.mlp.down_proj.weight|non-finite" -- run_inspect "$m"
+
 m=$(fresh shape); sed -i 's/"intermediate_size": 112/"intermediate_size": 113/' "$m/config.json"
 expect_fail "shape mismatch with config" "shape|config.json|gate_proj" -- run_inspect "$m"
 

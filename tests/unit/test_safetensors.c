@@ -7,6 +7,7 @@
 #include "tp_test.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -386,8 +387,7 @@ END_TEST
 
 START_TEST(test_good_edge_cases)
 {
-    /* Empty header object; zero-size tensors sharing an offset; a hole between
-     * tensors (allowed: nothing overlaps); whitespace padding. */
+    /* Empty header object; zero-size tensors sharing an offset; whitespace padding. */
     st_file *f;
     const char *p = write_raw_st("empty_obj.safetensors", "{}      ", 0);
     ck_assert_msg(st_open_file(p, &f) == TP_OK, "%s", tp_err_msg());
@@ -398,12 +398,113 @@ START_TEST(test_good_edge_cases)
                      "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
                      "\"b\":{\"dtype\":\"F32\",\"shape\":[2,0],\"data_offsets\":[4,4]},"
                      "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                     "\"d\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[6,7]}}",
-                     8);
+                     "\"d\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[4,5]}}",
+                     5);
     ck_assert_msg(st_open_file(p, &f) == TP_OK, "%s", tp_err_msg());
     ck_assert_uint_eq(st_count(f), 4);
     ck_assert_uint_eq(st_total_bytes(f), 5);
     st_close(f);
+}
+END_TEST
+
+/* The tensors must tile the data section exactly (the Rust reference's
+ * Metadata::validate): a gap, bytes after the last tensor, or a header length that
+ * does not match the header shift every tensor and are refused. */
+START_TEST(test_not_tiled)
+{
+    expect_open_file_fails(
+        write_raw_st("gap.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[6,10]}}",
+                     10),
+        TP_ERR_FORMAT, KW("'b'", "data byte 6", "ends at 4", "do not tile"));
+    expect_open_file_fails(
+        write_raw_st("tail.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 6),
+        TP_ERR_FORMAT, KW("fill 4 bytes of the 6-byte data section"));
+    expect_open_file_fails(
+        write_raw_st("start.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 6),
+        TP_ERR_FORMAT, KW("'a'", "data byte 2", "do not tile"));
+
+    /* A real file whose header length is 2 short: the header's padding becomes the
+     * first 2 bytes of the data section, every tensor 2 bytes off. */
+    float w[4] = {1, 2, 3, 4};
+    const int64_t shape[1] = {4};
+    const st_write_tensor t[1] = {{"w", TP_DTYPE_F32, 1, shape, w}};
+    const char *good = tp_test_tmp_path("hl_short_src.safetensors");
+    ck_assert_msg(st_write(good, t, 1, NULL) == TP_OK, "%s", tp_err_msg());
+    size_t n;
+    unsigned char *buf = read_whole(good, &n);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | buf[i];
+    /* Make room for 2 spaces of padding, then claim the old length. */
+    unsigned char *bad = malloc(n + 2);
+    ck_assert(bad);
+    memcpy(bad, buf, 8 + hl);
+    memcpy(bad + 8 + hl, "  ", 2);
+    memcpy(bad + 8 + hl + 2, buf + 8 + hl, n - 8 - hl);
+    expect_open_file_fails(write_bytes("hl_short.safetensors", bad, n + 2), TP_ERR_FORMAT,
+                           KW("fill 16 bytes of the 18-byte data section"));
+    free(bad);
+    free(buf);
+}
+END_TEST
+
+/* Finiteness: exponent bits all ones is Inf or NaN in every float format; the
+ * message names the file, the tensor and the element. Bytes of one dtype read as
+ * another (F32 labelled F16) show up this way. */
+START_TEST(test_check_finite)
+{
+    enum { N = 10000 }; /* more than one scan block */
+    float *f32 = calloc(N, sizeof *f32);
+    uint16_t *h = calloc(N, sizeof *h);
+    double *f64 = calloc(N, sizeof *f64);
+    ck_assert(f32 && h && f64);
+    for (int i = 0; i < N; i++) f32[i] = (float)i * 0.5f - 7, h[i] = 0x3c00, f64[i] = i;
+    const int64_t shape[1] = {N};
+    const st_write_tensor t[4] = {{"f32", TP_DTYPE_F32, 1, shape, f32},
+                                  {"f16", TP_DTYPE_F16, 1, shape, h},
+                                  {"bf16", TP_DTYPE_BF16, 1, shape, h},
+                                  {"f64", TP_DTYPE_F64, 1, shape, f64}};
+    const char *path = tp_test_tmp_path("finite.safetensors");
+    ck_assert_msg(st_write(path, t, 4, NULL) == TP_OK, "%s", tp_err_msg());
+    st_file *f;
+    ck_assert_msg(st_open_file(path, &f) == TP_OK, "%s", tp_err_msg());
+    for (size_t i = 0; i < st_count(f); i++)
+        ck_assert_msg(st_check_finite(st_at(f, i)) == TP_OK, "%s", tp_err_msg());
+    st_close(f);
+
+    /* 0x7c00 is F16 +Inf but a finite BF16 (2^121); 0x7f80 is BF16 +Inf. */
+    f32[N - 1] = NAN;
+    h[9000] = 0x7c00;
+    f64[5] = -INFINITY;
+    ck_assert_msg(st_write(path, t, 4, NULL) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(st_open_file(path, &f) == TP_OK, "%s", tp_err_msg());
+    struct { const char *name; tp_status want; const char *kw; } cases[] = {
+        {"f32", TP_ERR_FORMAT, "element 9999 of 10000"},
+        {"f16", TP_ERR_FORMAT, "element 9000 of 10000"},
+        {"bf16", TP_OK, NULL},
+        {"f64", TP_ERR_FORMAT, "element 5 of 10000"},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        tp_err_clear();
+        tp_status st = st_check_finite(st_find(f, cases[i].name));
+        ck_assert_msg(st == cases[i].want, "%s: %s", cases[i].name, tp_err_msg());
+        char tn[16];
+        snprintf(tn, sizeof tn, "'%s'", cases[i].name);
+        if (cases[i].kw) assert_message(path, KW(tn, cases[i].kw, "non-finite"));
+    }
+    st_close(f);
+    h[9000] = 0x3c00;
+    h[3] = 0xff80; /* BF16 -Inf; F16 NaN */
+    ck_assert_msg(st_write(path, t, 4, NULL) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(st_open_file(path, &f) == TP_OK, "%s", tp_err_msg());
+    ck_assert(st_check_finite(st_find(f, "bf16")) == TP_ERR_FORMAT);
+    assert_message(path, KW("'bf16'", "element 3 of"));
+    ck_assert(st_check_finite(st_find(f, "f16")) == TP_ERR_FORMAT);
+    st_close(f);
+    free(f32), free(h), free(f64);
 }
 END_TEST
 
@@ -625,6 +726,8 @@ static Suite *safetensors_suite(void)
     tcase_add_test(tc, test_bad_entries);
     tcase_add_test(tc, test_unsupported_dtype_message);
     tcase_add_test(tc, test_good_edge_cases);
+    tcase_add_test(tc, test_not_tiled);
+    tcase_add_test(tc, test_check_finite);
     tcase_add_test(tc, test_missing_and_unreadable);
     tcase_add_test(tc, test_write_errors);
     tcase_add_test(tc, test_write_disk_full);
