@@ -107,6 +107,7 @@ static tp_status want(const st_file *f, const char *path, const char *name, tp_d
     if (!ok)
         return tp_err(TP_ERR_FORMAT, "%s: tensor '%s' is %s with %d dims, expected %s of another shape", path, name,
                       tp_dtype_name(t->dtype), t->ndim, tp_dtype_name(dt));
+    TP_CHECK(st_check_finite(t));   /* a NaN weight or Adam moment would poison every later step */
     *out = t;
     return TP_OK;
 }

@@ -152,33 +152,120 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
     return TP_OK;
 }
 
-/* The checkpoint to resume from, if any matches this configuration (every rank reads it). */
+/* An integer field of the checkpoint in [lo, hi], else TP_ERR_RANGE naming it. */
+static tp_status ck_int(const json_t *o, const char *field, const char *key, int64_t lo, int64_t hi, int64_t *out)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v)) return tp_err(TP_ERR_FORMAT, "%s is %s", field, v ? "not an integer" : "missing");
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return tp_err(TP_ERR_RANGE, "%s = %lld is out of range (this run: %lld..%lld)", field, (long long)x,
+                      (long long)lo, (long long)hi);
+    *out = (int64_t)x;
+    return TP_OK;
+}
+
+/* Every key of o is a finite number (a metrics record or a curve point). */
+static tp_status ck_numbers(const json_t *o, const char *field, const char *const *keys, int64_t max_step)
+{
+    if (!json_is_object(o)) return tp_err(TP_ERR_FORMAT, "%s is not an object", field);
+    for (int k = 0; keys[k]; k++) {
+        const json_t *v = json_object_get(o, keys[k]);
+        if (!json_is_number(v) || !isfinite(json_number_value(v)))
+            return tp_err(TP_ERR_FORMAT, "%s.%s is %s", field, keys[k], v ? "not a finite number" : "missing");
+    }
+    int64_t step;
+    char f[96];
+    snprintf(f, sizeof f, "%s.step", field);
+    return ck_int(o, f, "step", 0, max_step, &step);
+}
+
+/* The checkpoint's position and record against this run's real ranges: the position
+ * is a batch that exists (0 ≤ epoch ≤ E, window < W, batch < the window's batches;
+ * epoch E only as the end, window 0 batch 0), the step is the number of batches
+ * before it, and every job names one of this run's hooks with finite metrics. A
+ * position taken on trust indexes rows that are not there (batch −5: a read before
+ * the window's buffer). */
+static tp_status checkpoint_check(sae_run *r, const json_t *j, position *p, int *seen)
+{
+    TP_CHECK(ck_int(j, "epoch", "epoch", 0, r->E, &p->epoch));
+    TP_CHECK(ck_int(j, "window", "window", 0, p->epoch == r->E ? 0 : r->W - 1, &p->window));
+    int64_t nb = p->epoch == r->E ? 1 : (row_stream_window_rows(r->rs, p->epoch, p->window) + r->B - 1) / r->B;
+    TP_CHECK(ck_int(j, "batch", "batch", 0, nb - 1, &p->batch));
+    int64_t before = 0;
+    for (int64_t e = 0; e <= p->epoch && e < r->E; e++)
+        for (int64_t w = 0; w < (e == p->epoch ? p->window : r->W); w++)
+            before += (row_stream_window_rows(r->rs, e, w) + r->B - 1) / r->B;
+    before += p->epoch == r->E ? 0 : p->batch;
+    TP_CHECK(ck_int(j, "step", "step", before, before, &p->step));
+    static const char *const last_keys[] = {"rows", "loss", "recon", "l1", "aux", "fvu", "l0", "dead_frac",
+                                            "dense_frac", "lr", "l1_coef", "grad_norm", "threshold",
+                                            "batch_threshold", NULL};
+    static const char *const curve_keys[] = {"loss", "fvu", "l0", "dead_fraction", "lr", NULL};
+    const json_t *jobs = json_object_get(j, "jobs"), *it;
+    if (!jobs) return TP_OK;   /* older checkpoints have no record */
+    if (!json_is_array(jobs)) return tp_err(TP_ERR_FORMAT, "jobs is not an array");
+    size_t at;
+    json_array_foreach(jobs, at, it) {
+        char f[64];
+        const char *hook = json_string_value(json_object_get(it, "hook"));
+        int i = 0;
+        while (hook && i < r->n && strcmp(hook, r->jobs[i].name)) i++;
+        if (!hook || i == r->n)
+            return tp_err(TP_ERR_RANGE, "jobs[%zu].hook %s%s%s is not one of this run's capture points", at,
+                          hook ? "'" : "", hook ? hook : "(missing)", hook ? "'" : "");
+        if (seen[i]++) return tp_err(TP_ERR_FORMAT, "jobs[%zu].hook '%s' is given twice", at, hook);
+        snprintf(f, sizeof f, "jobs[%zu].last", at);
+        TP_CHECK(ck_numbers(json_object_get(it, "last"), f, last_keys, p->step));
+        const json_t *curve = json_object_get(it, "curve"), *pt;
+        if (!json_is_array(curve)) return tp_err(TP_ERR_FORMAT, "jobs[%zu].curve is not an array", at);
+        size_t c;
+        json_array_foreach(curve, c, pt) {
+            snprintf(f, sizeof f, "jobs[%zu].curve[%zu]", at, c);
+            TP_CHECK(ck_numbers(pt, f, curve_keys, p->step));
+        }
+    }
+    return TP_OK;
+}
+
+/* The checkpoint to resume from, if any matches this configuration (every rank reads
+ * it). One that is there but unusable — not JSON, another configuration, a position
+ * or record outside this run — is never resumed and never silently dropped: a
+ * one-line warning names the file and the field, and training starts over (the
+ * checkpoint is rewritten at the next checkpoint step). */
 static int read_checkpoint(sae_run *r, position *p)
 {
     char path[TP_PATH_MAX];
     if (run_path(path, sizeof path, r->run_dir, RUN_SAE_CHECKPOINT_JSON) != TP_OK) return 0;
-    json_t *j = json_load_file(path, 0, NULL);
-    if (!j) return 0;
+    if (access(path, F_OK) != 0) return 0;
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (!j) {
+        tp_log_warn("sae: %s is not a readable checkpoint (%s, line %d); training starts over", path, jerr.text,
+                    jerr.line);
+        return 0;
+    }
     const char *k = json_string_value(json_object_get(j, "key"));
     int ok = k && !strcmp(k, r->key);
-    if (ok) {
-        p->step = json_integer_value(json_object_get(j, "step"));
-        p->epoch = json_integer_value(json_object_get(j, "epoch"));
-        p->window = json_integer_value(json_object_get(j, "window"));
-        p->batch = json_integer_value(json_object_get(j, "batch"));
-        json_t *jobs = json_object_get(j, "jobs"), *it;
-        size_t at;
-        json_array_foreach(jobs, at, it) {   /* the training record so far (absent in older checkpoints) */
-            const char *hook = json_string_value(json_object_get(it, "hook"));
-            for (int i = 0; hook && i < r->n; i++) {
-                if (strcmp(hook, r->jobs[i].name)) continue;
-                metrics_from_json(json_object_get(it, "last"), &r->jobs[i].last);
-                json_decref(r->jobs[i].resumed_curve);
-                r->jobs[i].resumed_curve = json_incref(json_object_get(it, "curve"));
-            }
+    if (!ok) tp_log_warn("sae: %s was made with another configuration; training starts over", path);
+    int *seen = ok ? tp_calloc((size_t)r->n, sizeof *seen) : NULL;
+    if (ok && !seen) ok = 0;
+    if (ok && checkpoint_check(r, j, p, seen) != TP_OK) {
+        tp_log_warn("sae: %s does not fit this run: %s; training starts over", path, tp_err_msg());
+        tp_err_clear();
+        ok = 0;
+    }
+    free(seen);
+    const json_t *jobs = ok ? json_object_get(j, "jobs") : NULL, *it;
+    size_t at;
+    json_array_foreach(jobs, at, it) {   /* the training record so far, checked above */
+        const char *hook = json_string_value(json_object_get(it, "hook"));
+        for (int i = 0; i < r->n; i++) {
+            if (strcmp(hook, r->jobs[i].name)) continue;
+            metrics_from_json(json_object_get(it, "last"), &r->jobs[i].last);
+            json_decref(r->jobs[i].resumed_curve);
+            r->jobs[i].resumed_curve = json_incref(json_object_get(it, "curve"));
         }
-    } else {
-        tp_log_warn("sae: %s was made with another configuration; training starts over", path);
     }
     json_decref(j);
     return ok;
@@ -418,7 +505,11 @@ static tp_status init_models(sae_run *r)
     int resume = read_checkpoint(r, &r->pos), all_resume;
     char cp[TP_PATH_MAX];
     for (int i = 0; i < r->n && resume; i++)
-        if (ckpt_path(&r->jobs[i], r->pos.step, cp, sizeof cp) != TP_OK || access(cp, R_OK) != 0) resume = 0;
+        if (ckpt_path(&r->jobs[i], r->pos.step, cp, sizeof cp) != TP_OK || access(cp, R_OK) != 0) {
+            tp_log_warn("sae: %s names step %lld but %s cannot be read; training starts over",
+                        RUN_SAE_CHECKPOINT_JSON, (long long)r->pos.step, cp);
+            resume = 0;
+        }
     MPI_CHECK(MPI_Allreduce(&resume, &all_resume, 1, MPI_INT, MPI_MIN, r->comm));
     r->resume = all_resume;
     if (!r->resume) r->pos = (position){0};
@@ -434,6 +525,9 @@ static tp_status init_models(sae_run *r)
             lst = sae_init(&j->m, &c, r->local_max);
             if (lst == TP_OK) lst = sae_init_weights(&j->m, r->ss.seed + (uint64_t)i);
         }
+        if (lst == TP_OK && r->resume && j->m.cfg.d_in != j->d)
+            lst = tp_err(TP_ERR_FORMAT, "sae: %s: checkpoint is %lld wide, the store's %s is %lld", cp,
+                         (long long)j->m.cfg.d_in, j->name, (long long)j->d);
         if (lst == TP_OK && r->resume && j->m.step != r->pos.step)
             lst = tp_err(TP_ERR_FORMAT, "sae: checkpoint of %s is at step %lld, %s says %lld", j->name,
                          (long long)j->m.step, RUN_SAE_CHECKPOINT_JSON, (long long)r->pos.step);
