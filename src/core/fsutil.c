@@ -146,3 +146,66 @@ static tp_status write_json(const char *path, const json_t *j, size_t flags)
 
 tp_status fs_write_json(const char *path, const json_t *j) { return write_json(path, j, JSON_INDENT(2)); }
 tp_status fs_write_json_compact(const char *path, const json_t *j) { return write_json(path, j, JSON_COMPACT); }
+
+/* ---- fingerprints ------------------------------------------------------------------ */
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void fs_fingerprint_init(fs_fingerprint *fp)
+{
+    *fp = (fs_fingerprint){.hash = 0xcbf29ce484222325ull};
+}
+
+/* Hashes [off, off + n) of f into *h. */
+static tp_status fingerprint_range(FILE *f, const char *path, uint64_t off, uint64_t n, uint64_t *h)
+{
+    unsigned char buf[4096];
+    if (fseeko(f, (off_t)off, SEEK_SET) != 0) return tp_err(TP_ERR_IO, "%s: seek failed: %s", path, strerror(errno));
+    while (n > 0) {
+        size_t want = n < sizeof buf ? (size_t)n : sizeof buf;
+        size_t got = fread(buf, 1, want, f);
+        if (got != want) return tp_err(TP_ERR_IO, "%s: read failed (file changed while read?)", path);
+        *h = fnv_bytes(*h, buf, got);
+        n -= got;
+    }
+    return TP_OK;
+}
+
+tp_status fs_fingerprint_add(fs_fingerprint *fp, const char *path, uint64_t head)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return tp_err(TP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        int e = errno;
+        fclose(f);
+        return tp_err(TP_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    uint64_t size = (uint64_t)sb.st_size;
+    int64_t mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    uint64_t h = fnv_bytes(fp->hash, base, strlen(base) + 1);
+    h = fnv_bytes(h, &size, sizeof size);
+    if (head > size) head = size;
+    tp_status st = fingerprint_range(f, path, 0, head, &h);
+    const uint64_t blk = 4096, rest = size - head;
+    for (int i = 0; st == TP_OK && i < FS_FINGERPRINT_SAMPLES && rest > 0; i++) {
+        uint64_t n = rest < blk ? rest : blk;
+        uint64_t off = head + (FS_FINGERPRINT_SAMPLES > 1 ? (rest - n) / (FS_FINGERPRINT_SAMPLES - 1) * (uint64_t)i : 0);
+        if (i == FS_FINGERPRINT_SAMPLES - 1) off = size - n;
+        st = fingerprint_range(f, path, off, n, &h);
+    }
+    fclose(f);
+    TP_CHECK(st);
+    fp->hash = h;
+    fp->bytes += (int64_t)size;
+    if (mtime > fp->mtime_ns) fp->mtime_ns = mtime;
+    fp->files++;
+    return TP_OK;
+}

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 tp_status fs_mkdir_p(const char *path);                   /* like mkdir -p */
@@ -36,5 +37,21 @@ tp_status fs_write_json_compact(const char *path, const json_t *j);
 tp_status fs_path(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Joins a and b with one '/' into buf (fs_path's error when too long). */
 tp_status fs_join(char *buf, size_t n, const char *a, const char *b);
+
+/* A cheap fingerprint of input files (weights, corpus) for a store's provenance:
+ * total size, newest modification time (ns), and FNV-1a over each file's name, size,
+ * its first `head` bytes and FS_FINGERPRINT_SAMPLES blocks of 4 KiB spread evenly
+ * over the rest (the last ending at the end of the file). A few dozen reads per file
+ * whatever its size, so fingerprinting a 32B model costs milliseconds; a file
+ * replaced in place changes its mtime, and a file copied over with the same size and
+ * time still changes a sampled block unless the change misses every sample. */
+#define FS_FINGERPRINT_SAMPLES 16
+typedef struct {
+    int64_t bytes, mtime_ns;
+    uint64_t hash;
+    int files;
+} fs_fingerprint;
+void fs_fingerprint_init(fs_fingerprint *fp);
+tp_status fs_fingerprint_add(fs_fingerprint *fp, const char *path, uint64_t head);
 
 #endif

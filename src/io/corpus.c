@@ -369,3 +369,14 @@ tp_status corpus_hash(const corpus *c, uint64_t *hash)
     *hash = h;
     return TP_OK;
 }
+
+tp_status corpus_fingerprint(const char *spec, fs_fingerprint *fp)
+{
+    fs_fingerprint_init(fp);
+    corpus c = {0};
+    tp_status st = collect_files(&c, spec);
+    for (size_t i = 0; st == TP_OK && i < c.nfiles; i++) st = fs_fingerprint_add(fp, c.files[i], 0);
+    for (size_t i = 0; i < c.nfiles; i++) free(c.files[i]);
+    free(c.files);
+    return st;
+}

@@ -12,6 +12,7 @@
 #define TP_CORPUS_H
 
 #include "core/error.h"
+#include "core/fsutil.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,6 +45,9 @@ tp_status corpus_sample(const corpus *c, size_t n, uint64_t seed, size_t *idx, s
 
 /* 64-bit FNV-1a over every file's path-relative name and bytes (provenance). */
 tp_status corpus_hash(const corpus *c, uint64_t *hash);
+/* The fingerprint (fsutil.h: sizes, newest mtime, sampled blocks) of the files the
+ * spec names, without reading their documents: what later phases check cheaply. */
+tp_status corpus_fingerprint(const char *spec, fs_fingerprint *fp);
 
 /* First invalid byte of s[0..n) as UTF-8 (overlong, surrogate, > U+10FFFF,
  * truncated), or -1 if valid. */

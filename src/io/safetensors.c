@@ -472,6 +472,24 @@ static tp_status read_index(const char *index_path, json_t **root_out, json_t **
     return TP_OK;
 }
 
+/* Each distinct shard of a weight_map once, in a stable (sorted) order; the names
+ * belong to wm. */
+static tp_status index_shards(json_t *wm, const char ***out, size_t *n_out)
+{
+    const char **shards = tp_calloc(json_object_size(wm), sizeof *shards);
+    if (!shards) return TP_ERR_NOMEM;
+    size_t n = 0, n_unique = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(wm, key, val) shards[n++] = json_string_value(val);
+    qsort(shards, n, sizeof *shards, cmp_cstr);
+    for (size_t i = 0; i < n; i++)
+        if (n_unique == 0 || strcmp(shards[n_unique - 1], shards[i]) != 0) shards[n_unique++] = shards[i];
+    *out = shards;
+    *n_out = n_unique;
+    return TP_OK;
+}
+
 static tp_status open_index(const char *dir, const char *index_path, st_file **out)
 {
     json_t *root = NULL, *wm = NULL;
@@ -479,22 +497,10 @@ static tp_status open_index(const char *dir, const char *index_path, st_file **o
     tp_status st = TP_OK;
     st_file *f = NULL;
     const char **shards = NULL;
-    size_t n_entries = json_object_size(wm), n_shards = 0;
-
-    /* Each distinct shard once, in a stable (sorted) order. */
-    shards = tp_calloc(n_entries, sizeof *shards);
-    if (!shards) {
-        st = TP_ERR_NOMEM;
-        goto done;
-    }
+    size_t n_unique = 0;
+    TP_CHECK_GOTO(index_shards(wm, &shards, &n_unique), st, done);
     const char *key;
     json_t *val;
-    json_object_foreach(wm, key, val) shards[n_shards++] = json_string_value(val);
-    qsort(shards, n_shards, sizeof *shards, cmp_cstr);
-    size_t n_unique = 0;
-    for (size_t i = 0; i < n_shards; i++)
-        if (n_unique == 0 || strcmp(shards[n_unique - 1], shards[i]) != 0)
-            shards[n_unique++] = shards[i];
 
     f = tp_calloc(1, sizeof *f);
     if (!f || !(f->maps = tp_calloc(n_unique, sizeof *f->maps))) {
@@ -591,6 +597,54 @@ tp_status st_open_dir(const char *model_dir, st_file **out)
     }
     st = open_index(model_dir, index, out);
 done:
+    free(single);
+    free(index);
+    return st;
+}
+
+/* The 8-byte length field plus the header it announces (capped at the file). */
+static tp_status header_extent(const char *path, uint64_t *head)
+{
+    unsigned char le[8] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return tp_err(TP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t got = fread(le, 1, 8, fp);
+    fclose(fp);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | le[i];
+    if (got < 8 || hlen > ST_MAX_HEADER_BYTES) hlen = 0; /* st_open_* names the problem */
+    *head = 8 + hlen;
+    return TP_OK;
+}
+
+tp_status st_fingerprint_dir(const char *model_dir, fs_fingerprint *fp)
+{
+    fs_fingerprint_init(fp);
+    char *single = path_join(model_dir, ST_SINGLE_NAME), *index = path_join(model_dir, ST_INDEX_NAME);
+    json_t *root = NULL, *wm = NULL;
+    const char **shards = NULL;
+    tp_status st = single && index ? TP_OK : TP_ERR_NOMEM;
+    int has_single = st == TP_OK ? file_exists(single) : -1;
+    uint64_t head;
+    if (has_single < 0) st = st == TP_OK ? TP_ERR_IO : st;
+    if (st == TP_OK && has_single) {
+        st = header_extent(single, &head);
+        if (st == TP_OK) st = fs_fingerprint_add(fp, single, head);
+        goto done;
+    }
+    TP_CHECK_GOTO(read_index(index, &root, &wm), st, done);
+    size_t n = 0;
+    TP_CHECK_GOTO(index_shards(wm, &shards, &n), st, done);
+    for (size_t i = 0; st == TP_OK && i < n; i++) {
+        char *p = path_join(model_dir, shards[i]);
+        if (!p) st = TP_ERR_NOMEM;
+        if (st == TP_OK) st = header_extent(p, &head);
+        if (st == TP_OK) st = fs_fingerprint_add(fp, p, head);
+        free(p);
+    }
+done:
+    free(shards);
+    json_decref(root);
     free(single);
     free(index);
     return st;

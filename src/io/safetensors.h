@@ -15,6 +15,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/fsutil.h"
 
 #include <stdint.h>
 
@@ -47,6 +48,12 @@ size_t st_total_bytes(const st_file *f);                      /* sum of tensor b
  * whole tensor once (exponent bits only, vectorised); callers run it once per tensor
  * on load, so inner loops can trust the weights. */
 tp_status st_check_finite(const st_tensor *t);
+
+/* The weights' fingerprint for a store's provenance (fsutil.h): each file st_open_dir
+ * would open (model.safetensors, or the index's shards in name order) with its whole
+ * header (8 bytes + JSON) and sampled data blocks. Opens nothing else; cheap on a
+ * 32B model. */
+tp_status st_fingerprint_dir(const char *model_dir, fs_fingerprint *fp);
 
 /* Writes a single-file safetensors (tests, SAE export). Tensors are laid out in
  * the order given; metadata may be NULL (string key/value pairs, NULL-terminated). */

@@ -15,7 +15,8 @@
  *   /acts/<hook>    f32|f16|bf16 [N, d]   chunked by rows, unlimited first dimension;
  *                   attributes hook, layer, point, dtype, d, units
  *   root attributes: store_format, provenance (model, config/tokenizer/corpus
- *   hashes, seed, hooks, dtype, ...; numbers as integers); each dataset: complete.
+ *   hashes, weights and corpus fingerprints (analysis/store_inputs.h), seed, hooks,
+ *   dtype, ...; numbers as integers); each dataset: complete.
  *
  * Rows are addressed globally; every write call is collective (a rank with nothing
  * to write passes n = 0) except store_write_acts, which is independent: each rank

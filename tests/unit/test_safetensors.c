@@ -640,6 +640,22 @@ START_TEST(test_sharded_dir)
     ck_assert(memcmp(c->data, vc, sizeof vc) == 0);
     st_close(f);
 
+    /* The fingerprint (store provenance) covers both shards and sees a changed byte
+     * in a shard's data even with its size and mtime kept. */
+    fs_fingerprint fp0, fp1;
+    ck_assert_msg(st_fingerprint_dir(dir, &fp0) == TP_OK, "%s", tp_err_msg());
+    ck_assert_int_eq(fp0.files, 2);
+    char p2[600];
+    snprintf(p2, sizeof p2, "%s/model-00002-of-00002.safetensors", dir);
+    size_t n2;
+    unsigned char *b2 = read_whole(p2, &n2);
+    b2[n2 - 1] ^= 1;
+    ck_assert_int_eq(tp_test_write_file(p2, b2, n2), 0);
+    free(b2);
+    ck_assert_msg(st_fingerprint_dir(dir, &fp1) == TP_OK, "%s", tp_err_msg());
+    ck_assert_int_eq(fp1.bytes, fp0.bytes);
+    ck_assert(fp1.hash != fp0.hash);
+
     /* A directory with a single model.safetensors. */
     const char *single = make_dir("single");
     st_write_tensor t = {"w", TP_DTYPE_F32, 1, sa, va};
@@ -647,6 +663,8 @@ START_TEST(test_sharded_dir)
     ck_assert_msg(st_open_dir(single, &f) == TP_OK, "%s", tp_err_msg());
     ck_assert_uint_eq(st_count(f), 1);
     st_close(f);
+    ck_assert_msg(st_fingerprint_dir(single, &fp0) == TP_OK, "%s", tp_err_msg());
+    ck_assert_int_eq(fp0.files, 1);
 }
 END_TEST
 

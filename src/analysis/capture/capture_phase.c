@@ -1,6 +1,7 @@
 /* sync_file_range (Linux) starts the store's writeback early; see run_units below. */
 #define _GNU_SOURCE
 #include "analysis/capture/capture_phase.h"
+#include "analysis/store_inputs.h"
 
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -300,13 +301,17 @@ static tp_status open_store(capture_run *r)
     TP_CHECK(corpus_hash(r->data.corpus, &ch));
     snprintf(chash, sizeof chash, "%016llx", (unsigned long long)ch);
     const char *mask_s = r->cs.mask_first ? (r->cs.mask_bos ? "first,bos" : "first") : (r->cs.mask_bos ? "bos" : "none");
-    const store_prov prov[] = {
+    store_prov prov[] = {
         {"transpolmo_version", TP_VERSION, 0}, {"model_path", r->set.model.dir, 0}, {"model_config_hash", mhash, 0},
         {"tokenizer_hash", thash, 0}, {"corpus", r->set.data.corpus, 0}, {"corpus_hash", chash, 0},
         {"sampling_seed", NULL, (int64_t)r->data.seed}, {"num_samples", NULL, r->set.data.num_samples},
         {"seq_len", NULL, r->data.seq_len}, {"packing", r->set.data.packing == TP_PACK_PACK ? "pack" : "split", 0},
         {"unit_sequences", NULL, r->set.batch_size}, {"hooks", r->hook_list, 0}, {"dtype", r->cs.dtype_name, 0},
-        {"mask", mask_s, 0}};
+        {"mask", mask_s, 0}, {0}, {0}, {0}, {0}, {0}, {0}};
+    /* The weights and the corpus files, cheaply (store_inputs.h): later phases check them too. */
+    store_inputs in;
+    TP_CHECK(store_inputs_compute(r->set.model.dir, r->set.data.corpus, &in));
+    store_inputs_provenance(&in, prov + sizeof prov / sizeof *prov - STORE_INPUTS_N);
     int64_t name_len = name_len_of(r), V = r->m->cfg.vocab_size;
     store_layout layout = {.n_rows = (int64_t)r->data.seqs.n_tokens, .n_docs = (int64_t)r->data.ndocs,
                            .n_units = r->n_units, .acts = r->specs, .n_acts = r->npts, .provenance = prov,

@@ -1,4 +1,5 @@
 #include "analysis/geometry/geometry_phase.h"
+#include "analysis/store_inputs.h"
 
 #include "analysis/capture/capture_phase.h"
 #include "analysis/hook_select.h"
@@ -484,6 +485,7 @@ static tp_status open_store(geo_ctx *g, const char *run_dir, hook_job **jobs, in
 {
     TP_CHECK(run_path(g->path, sizeof g->path, run_dir, RUN_STORE));
     TP_CHECK(store_open_read(g->path, g->comm, &g->s));
+    TP_CHECK(store_inputs_check(g->s, g->path, g->comm));
     int cap = store_num_acts(g->s) ? store_num_acts(g->s) : 1;
     int *acts = tp_malloc((size_t)cap * sizeof *acts);
     if (!(*jobs = tp_calloc((size_t)cap, sizeof **jobs)) || !acts) { free(acts); return TP_ERR_NOMEM; }

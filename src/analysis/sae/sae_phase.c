@@ -1,4 +1,5 @@
 #include "analysis/sae/sae_phase.h"
+#include "analysis/store_inputs.h"
 
 #include "analysis/capture/capture_phase.h"
 #include "analysis/hook_select.h"
@@ -462,6 +463,7 @@ static tp_status open_jobs(sae_run *r)
 {
     TP_CHECK(run_path(r->path, sizeof r->path, r->run_dir, RUN_STORE));
     TP_CHECK(store_open_read(r->path, r->comm, &r->s));
+    TP_CHECK(store_inputs_check(r->s, r->path, r->comm));
     int cap = store_num_acts(r->s) ? store_num_acts(r->s) : 1;
     int *acts = tp_malloc((size_t)cap * sizeof *acts);
     if (!(r->jobs = tp_calloc((size_t)cap, sizeof *r->jobs)) || !acts) { free(acts); return TP_ERR_NOMEM; }

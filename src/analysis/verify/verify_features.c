@@ -1,5 +1,6 @@
 /* verify_features.c — features ablated, steered and described (verify_features.h). */
 #include "analysis/verify/verify_features.h"
+#include "analysis/store_inputs.h"
 
 #include "analysis/sae/sae_export.h"
 #include "analysis/verify/ablate.h"
@@ -399,6 +400,7 @@ static tp_status verify_sae(verify_ctx *vx, const json_t *layer_json, int index,
     }
     if (st == TP_OK) st = saelens_load(dir, &s.sae);
     if (st == TP_OK) st = store_open_read(store_path, MPI_COMM_WORLD, &s.store);
+    if (st == TP_OK) st = store_inputs_check(s.store, store_path, MPI_COMM_WORLD);
     if (st == TP_OK) st = store_read_docs(s.store, &s.docs);
     if (st == TP_OK) {
         s.act = store_find_act(s.store, hook);
