@@ -114,4 +114,20 @@ check_missing() { test ! -e "$TMP/pre/$J"; }
 if check_missing; then passes=$((passes + 1)); echo "ok   a refused verify writes nothing"; else failures=$((failures + 1)); echo "FAIL $J written"; fi
 expect_fail "a bad verify.heads.mode" "verify.heads.mode|zero" -- "$BIN" verify "${RUN[@]}" --set verify.heads.mode=half \
   --out "$TMP/pre"
+# The catalog is read back: a feature id, promoted token id or layer it does not
+# have is one error line naming the file and the field (not an out-of-bounds read).
+bad_catalog() {  # bad_catalog NAME WORDS PYTHON-EDIT (d = the catalog)
+  rm -rf "$TMP/$1"; cp -r "$TMP/skip" "$TMP/$1"; rm -f "$TMP/$1/$J"
+  $PY - "$TMP/$1/results/features_catalog.json" "$3" <<'PY'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p)); s = d["saes"][0]
+live = sorted([f for f in s["features"] if f.get("top_contexts") and "activation_mass" in f], key=lambda f: -f["activation_mass"])
+f = live[0]; exec(sys.argv[2]); json.dump(d, open(p, "w"))
+PY
+  expect_fail "$1" "$2" -- "$BIN" verify "${RUN[@]}" "${V[@]}" --out "$TMP/$1"
+}
+bad_catalog "catalog feature id out of range" "features_catalog.json|saes[0]|feature id out of range|256 latents" 'f["id"] = 10**6'
+bad_catalog "catalog promoted token out of range" "features_catalog.json|saes[0]|promotes[0].token_id|token id of the model" \
+  'f["promotes"] = [{"token_id": -3, "token": "x"}]'
+bad_catalog "catalog layer out of range" "features_catalog.json|saes[0].layer|not a layer" 's["layer"] = 99'
 finish

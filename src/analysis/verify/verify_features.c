@@ -373,6 +373,44 @@ static const char *const FEATURE_CRITERION =
     "when the catalog has no promoted tokens). described: description.detection.f1 >= verify.describe.min_f1 and "
     "description.simulation.correlation >= verify.describe.min_correlation on held-out windows";
 
+/* The catalog is read back: everything of it that indexes an array later (the layer,
+ * each selected feature's id, its promoted token ids) is checked here against the
+ * SAE, the model and the store, with one line naming the file and the field. The
+ * context rows are checked where they are read (context_windows). */
+static tp_status catalog_check(const verify_ctx *vx, const sae_src *s, const json_t *layer_json, int index,
+                               const json_t *const *sel, int nsel)
+{
+    const char *file = RUN_FEATURES_CATALOG_JSON;
+    const tp_model_config *c = &vx->cx->m->cfg;
+    const json_t *jl = json_object_get(layer_json, "layer");
+    if (!json_is_integer(jl) || json_integer_value(jl) < -1 || json_integer_value(jl) >= c->num_layers)
+        return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d].layer is not a layer of the model (-1..%d)", file, index,
+                      c->num_layers - 1);
+    for (int k = 0; k < nsel; k++) {
+        const json_t *jid = json_object_get(sel[k], "id");
+        if (!json_is_integer(jid) || json_integer_value(jid) < 0 || json_integer_value(jid) >= s->sae.d_sae)
+            return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d]: feature id %s is not one of the SAE's %lld latents",
+                          file, index, json_is_integer(jid) ? "out of range" : "missing", (long long)s->sae.d_sae);
+        if (!json_is_number(json_object_get(sel[k], "max_activation")) ||
+            !isfinite(json_number_value(json_object_get(sel[k], "max_activation"))))
+            return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d]: feature %lld: max_activation is not a finite number",
+                          file, index, (long long)json_integer_value(jid));
+        const json_t *prom = json_object_get(sel[k], "promotes"), *p;
+        if (prom && !json_is_array(prom))
+            return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d]: feature %lld: promotes is not an array", file, index,
+                          (long long)json_integer_value(jid));
+        size_t j;
+        json_array_foreach(prom, j, p) {
+            const json_t *t = json_object_get(p, "token_id");
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= c->vocab_size)
+                return tp_err(TP_ERR_FORMAT,
+                              "verify: %s: saes[%d]: feature %lld: promotes[%zu].token_id is not a token id of the "
+                              "model (0..%d)", file, index, (long long)json_integer_value(jid), j, c->vocab_size - 1);
+        }
+    }
+    return TP_OK;
+}
+
 static tp_status verify_sae(verify_ctx *vx, const json_t *layer_json, int index, json_t *arr)
 {
     const char *hook = json_string_value(json_object_get(layer_json, "hook"));
@@ -407,6 +445,7 @@ static tp_status verify_sae(verify_ctx *vx, const json_t *layer_json, int index,
         s.N = store_rows(s.store);
         if (s.act < 0) st = tp_err(TP_ERR_CONFIG, "verify: %s has no /acts/%s: the SAE's hook was not captured", store_path, hook);
     }
+    if (st == TP_OK) st = catalog_check(vx, &s, layer_json, index, sel, nsel);
     vwin *rnd = NULL;
     int nrnd = 0;
     tp_sequences rnd_seqs = {0};
