@@ -126,8 +126,17 @@ f = live[0]; exec(sys.argv[2]); json.dump(d, open(p, "w"))
 PY
   expect_fail "$1" "$2" -- "$BIN" verify "${RUN[@]}" "${V[@]}" --out "$TMP/$1"
 }
-bad_catalog "catalog feature id out of range" "features_catalog.json|saes[0]|feature id out of range|256 latents" 'f["id"] = 10**6'
+bad_catalog "catalog feature id out of range" "$TMP/catalog feature id out of range/results/features_catalog.json|saes[0]|feature id 1000000|256 latents" 'f["id"] = 10**6'
 bad_catalog "catalog promoted token out of range" "features_catalog.json|saes[0]|promotes[0].token_id|token id of the model" \
   'f["promotes"] = [{"token_id": -3, "token": "x"}]'
 bad_catalog "catalog layer out of range" "features_catalog.json|saes[0].layer|not a layer" 's["layer"] = 99'
+rm -rf "$TMP/badheads"; cp -r "$TMP/skip" "$TMP/badheads"; rm -f "$TMP/badheads/$J"
+$PY - "$TMP/badheads/results/circuits/head_scores.json" <<'PY'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p))
+c = [x for x in d["classes"] if x["class"] in ("induction", "previous_token")][0]; c["head"] = 99
+json.dump(d, open(p, "w"))
+PY
+expect_fail "head_scores head out of range" "head_scores.json|classes[|not a head of the model" -- \
+  "$BIN" verify "${RUN[@]}" "${V[@]}" --skip-sae --out "$TMP/badheads"
 finish

@@ -380,7 +380,8 @@ static const char *const FEATURE_CRITERION =
 static tp_status catalog_check(const verify_ctx *vx, const sae_src *s, const json_t *layer_json, int index,
                                const json_t *const *sel, int nsel)
 {
-    const char *file = RUN_FEATURES_CATALOG_JSON;
+    char file[TP_PATH_MAX];
+    TP_CHECK(run_path(file, sizeof file, vx->run_dir, RUN_FEATURES_CATALOG_JSON));
     const tp_model_config *c = &vx->cx->m->cfg;
     const json_t *jl = json_object_get(layer_json, "layer");
     if (!json_is_integer(jl) || json_integer_value(jl) < -1 || json_integer_value(jl) >= c->num_layers)
@@ -389,8 +390,9 @@ static tp_status catalog_check(const verify_ctx *vx, const sae_src *s, const jso
     for (int k = 0; k < nsel; k++) {
         const json_t *jid = json_object_get(sel[k], "id");
         if (!json_is_integer(jid) || json_integer_value(jid) < 0 || json_integer_value(jid) >= s->sae.d_sae)
-            return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d]: feature id %s is not one of the SAE's %lld latents",
-                          file, index, json_is_integer(jid) ? "out of range" : "missing", (long long)s->sae.d_sae);
+            return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d]: feature id %lld%s is not one of the SAE's %lld latents",
+                          file, index, (long long)json_integer_value(jid), json_is_integer(jid) ? "" : " (missing)",
+                          (long long)s->sae.d_sae);
         if (!json_is_number(json_object_get(sel[k], "max_activation")) ||
             !isfinite(json_number_value(json_object_get(sel[k], "max_activation"))))
             return tp_err(TP_ERR_FORMAT, "verify: %s: saes[%d]: feature %lld: max_activation is not a finite number",

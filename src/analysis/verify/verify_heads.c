@@ -148,6 +148,35 @@ static json_t *head_entry(const verify_ctx *vx, const json_t *classes, int l, in
     return o;
 }
 
+/* head_scores.json is read back: the heads that will be ablated and indexed (classes
+ * with a task, the induction stripe) must be heads of the model. */
+static tp_status head_scores_check(const verify_ctx *vx, const json_t *hs)
+{
+    const tp_model_config *c = &vx->cx->m->cfg;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(hs, "classes"), i, v) {
+        const char *cls = json_string_value(json_object_get(v, "class"));
+        if (!cls || !class_has_task(cls)) continue;
+        const json_t *l = json_object_get(v, "layer"), *h = json_object_get(v, "head");
+        if (!json_is_integer(l) || json_integer_value(l) < 0 || json_integer_value(l) >= c->num_layers ||
+            !json_is_integer(h) || json_integer_value(h) < 0 || json_integer_value(h) >= c->num_heads)
+            return tp_err(TP_ERR_FORMAT, "verify: %s/%s: classes[%zu] (%s) is not a head of the model (layers 0..%d, "
+                          "heads 0..%d)", vx->run_dir, RUN_CIRCUITS_HEAD_SCORES_JSON, i, cls, c->num_layers - 1,
+                          c->num_heads - 1);
+    }
+    const json_t *stripe = json_object_get(hs, "induction_stripe");
+    if (json_array_size(stripe) > (size_t)c->num_layers)
+        return tp_err(TP_ERR_FORMAT, "verify: %s/%s: induction_stripe has %zu layers, the model %d", vx->run_dir,
+                      RUN_CIRCUITS_HEAD_SCORES_JSON, json_array_size(stripe), c->num_layers);
+    json_array_foreach(stripe, i, v) {
+        if (json_array_size(v) > (size_t)c->num_heads)
+            return tp_err(TP_ERR_FORMAT, "verify: %s/%s: induction_stripe[%zu] has %zu heads, the model %d",
+                          vx->run_dir, RUN_CIRCUITS_HEAD_SCORES_JSON, i, json_array_size(v), c->num_heads);
+    }
+    return TP_OK;
+}
+
 tp_status verify_heads(verify_ctx *vx, json_t **out)
 {
     *out = NULL;
@@ -157,6 +186,11 @@ tp_status verify_heads(verify_ctx *vx, json_t **out)
         json_decref(hs);
         return tp_err(TP_ERR_CONFIG, "verify: %s/%s: missing or without \"classes\"; run `transpolmo circuits` first",
                       vx->run_dir, RUN_CIRCUITS_HEAD_SCORES_JSON);
+    }
+    tp_status cst = head_scores_check(vx, hs);
+    if (cst != TP_OK) {
+        json_decref(hs);
+        return cst;
     }
     skip_classes(vx, classes);
     json_t *tested = tested_heads(vx, hs);
