@@ -41,10 +41,12 @@ struct tp_store {
     } while (0)
 
 /* The cause of a failed call, kept before the closes that follow it clear HDF5's
- * error stack; then the failure, naming the store and what failed. */
-#define S_KEEP_CAUSE(e, m)                                                           \
+ * error stack (err: errno for writes, reset before the call; 0 for reads and opens,
+ * where HDF5's own probing leaves stale values); then the failure, naming the store
+ * and what failed. */
+#define S_KEEP_CAUSE(e, m, err)                                                      \
     char m[256] = "";                                                                \
-    if ((e) < 0) h5_cause(m, sizeof m, errno)
+    if ((e) < 0) h5_cause(m, sizeof m, (err))
 #define S_CHECK_KEPT(s, e, m, what)                                                  \
     do {                                                                             \
         if ((e) < 0) return tp_err(TP_ERR_HDF5, "%s: %s failed: %s", (s)->path, what, m); \
@@ -76,7 +78,7 @@ static tp_status set_int_attr(tp_store *s, hid_t obj, const char *name, int valu
                                         : H5Acreate2(obj, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
     errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &value);
-    S_KEEP_CAUSE(e, cause);
+    S_KEEP_CAUSE(e, cause, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     S_CHECK_KEPT(s, e, cause, "writing attribute");
@@ -100,7 +102,7 @@ static tp_status set_int64_attr(tp_store *s, hid_t obj, const char *name, int64_
     hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
     errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
-    S_KEEP_CAUSE(e, cause);
+    S_KEEP_CAUSE(e, cause, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     S_CHECK_KEPT(s, e, cause, "writing attribute");
@@ -116,7 +118,7 @@ static tp_status set_str_attr_on(tp_store *s, hid_t obj, const char *key, const 
     hid_t a = H5Acreate2(obj, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
     errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
-    S_KEEP_CAUSE(e, cause);
+    S_KEEP_CAUSE(e, cause, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
@@ -167,11 +169,13 @@ static tp_status create_ds(tp_store *s, const char *name, hid_t ftype, int rank,
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
+    errno = 0;
     hid_t ds = H5Dcreate2(s->file, name, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
+    S_KEEP_CAUSE(ds, cause, errno);
     H5Pclose(lcpl);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    S_CHECK(s, ds);
+    S_CHECK_KEPT(s, ds, cause, "creating a dataset");
     tp_status st = set_int_attr(s, ds, "complete", 0);
     if (st != TP_OK) { H5Dclose(ds); return st; }
     if (out) *out = ds;
@@ -255,8 +259,9 @@ static tp_status load_acts(tp_store *s)
     hid_t g = H5Gopen2(s->file, "acts", H5P_DEFAULT);
     S_CHECK(s, g);
     herr_t e = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_act, s);
+    S_KEEP_CAUSE(e, cause, 0);
     H5Gclose(g);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "listing /acts");
     return TP_OK;
 }
 
@@ -566,7 +571,7 @@ tp_status store_mark_units(tp_store *s, const int64_t *units, int n)
     }
     errno = 0;
     if (e >= 0) e = H5Dwrite(ds, H5T_NATIVE_UINT8, ms, fs, s->dxpl, ones);
-    S_KEEP_CAUSE(e, cause);
+    S_KEEP_CAUSE(e, cause, errno);
     free(coords);
     free(ones);
     H5Sclose(ms), H5Sclose(fs), H5Dclose(ds);
@@ -579,8 +584,9 @@ tp_status store_read_units(tp_store *s, uint8_t *done)
     hid_t ds = H5Dopen2(s->file, "units_complete", H5P_DEFAULT);
     S_CHECK(s, ds);
     herr_t e = s->n_units ? H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done) : 0;
+    S_KEEP_CAUSE(e, cause, 0);
     H5Dclose(ds);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "reading /units_complete");
     return TP_OK;
 }
 
