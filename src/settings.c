@@ -13,7 +13,7 @@ static const tp_cfg_key device_keys[] = {
 };
 
 static const tp_cfg_key run_keys[] = {
-    {"run.name", TP_CFG_STRING, "default", TP_CFG_ANY, NULL, "name of the run"},
+    {"run.name", TP_CFG_STRING, "default", TP_CFG_ANY, NULL, "name of the run: its directory under runs/, so one plain name (no '/', no '..')"},
     {"run.out_dir", TP_CFG_STRING, "", TP_CFG_ANY, NULL, "output directory; empty means runs/<run.name>"},
 };
 
