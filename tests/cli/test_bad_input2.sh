@@ -90,6 +90,13 @@ out=$("$BIN" capture "${cut[@]}" --out "$TMP/cut1" 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$out" | grep -q "cut to its first 20 tokens"; then passes=$((passes+1)); echo "ok   capture cuts documents"
 else failures=$((failures+1)); echo "FAIL capture cutting documents (exit $rc): $out"; fi
 expect_ok "np2 capture with cut documents" -- timeout -s KILL 180 "$MPIRUN" -np 2 "$BIN" capture "${cut[@]}" --out "$TMP/cut2"
+if /usr/bin/python3 -c "
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], 'r'); n = np.diff(f['doc_offsets'][:])
+assert int(f.attrs['max_doc_tokens']) == 20 and n.max() <= 20, (dict(f.attrs), n)
+assert 0 < int(f.attrs['documents_cut']) <= int((n == 20).sum()), (dict(f.attrs), n)" "$TMP/cut1/activations.h5"; then
+  passes=$((passes+1)); echo "ok   the store records the cut (max_doc_tokens, documents_cut, /doc_offsets)"
+else failures=$((failures+1)); echo "FAIL the store does not record the cut"; fi
 o=$("${TP_STORE_COMPARE:?}" "$TMP/cut1/activations.h5" "$TMP/cut2/activations.h5" 2>&1)
 if [ $? -eq 0 ]; then passes=$((passes+1)); echo "ok   cut documents: np2 store equals np1 ($o)"
 else failures=$((failures+1)); echo "FAIL cut documents: np2 store differs: $o"; fi
