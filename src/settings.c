@@ -13,7 +13,7 @@ static const tp_cfg_key device_keys[] = {
 };
 
 static const tp_cfg_key run_keys[] = {
-    {"run.name", TP_CFG_STRING, "default", TP_CFG_ANY, NULL, "name of the run"},
+    {"run.name", TP_CFG_STRING, "default", TP_CFG_ANY, NULL, "name of the run: its directory under runs/, so one plain name (no '/', no '..')"},
     {"run.out_dir", TP_CFG_STRING, "", TP_CFG_ANY, NULL, "output directory; empty means runs/<run.name>"},
 };
 
@@ -24,6 +24,7 @@ static const tp_cfg_key data_keys[] = {
     {"data.seed", TP_CFG_INT, "1234", TP_CFG_MIN(0), NULL, "seed for drawing the samples"},
     {"data.skip_malformed", TP_CFG_BOOL, "false", TP_CFG_ANY, NULL, "skip (and count) malformed corpus lines instead of stopping at the first"},
     {"data.packing", TP_CFG_STRING, "split", TP_CFG_ANY, "split|pack", "split: each document cut into sequences of its own; pack: documents joined by EOS and cut into full sequences"},
+    {"data.max_doc_tokens", TP_CFG_INT, "100000", TP_CFG_MIN(0), NULL, "a longer document is cut to its first max_doc_tokens tokens (its text first to 16 bytes a token), and logged; 0: no limit"},
 };
 
 static const tp_cfg_key layers_keys[] = {
@@ -74,6 +75,12 @@ tp_status settings_read(const tp_config *cfg, tp_settings *out)
                                                                                              : TP_CONVERT_PER_MATRIX;
     out->device = tp_config_str(cfg, "device");
     out->run_name = tp_config_str(cfg, "run.name");
+    /* runs/<run.name> must stay under runs/: one path component, not "." or "..". */
+    const char *rn = out->run_name;
+    if (!rn[0] || strchr(rn, '/') || strstr(rn, "..") || !strcmp(rn, "."))
+        return tp_err(TP_ERR_CONFIG, "run.name '%s' (%s) must be a plain name without '/' or '..' (it names a "
+                      "directory under runs/; use run.out_dir for another place)", rn,
+                      tp_config_origin(cfg, "run.name") ? tp_config_origin(cfg, "run.name") : "default");
     out->out_dir = tp_config_str(cfg, "run.out_dir");
     out->data = (tp_data_spec){
         .corpus = tp_config_str(cfg, "data.corpus"),
@@ -82,6 +89,7 @@ tp_status settings_read(const tp_config *cfg, tp_settings *out)
         .seed = (uint64_t)tp_config_int(cfg, "data.seed"),
         .seq_len = (int)tp_config_int(cfg, "data.seq_len"),
         .packing = !strcmp(tp_config_str(cfg, "data.packing"), "pack") ? TP_PACK_PACK : TP_PACK_SPLIT,
+        .max_doc_tokens = tp_config_int(cfg, "data.max_doc_tokens"),
     };
     out->n_layers = tp_config_int_list(cfg, "layers", &out->layers);
     out->layers_origin = tp_config_origin(cfg, "layers");

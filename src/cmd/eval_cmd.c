@@ -70,6 +70,16 @@ tp_status eval_cmd_run(tp_cli *cli)
     size_t ndocs = data.ndocs;
     int seq_len = data.seq_len;
     tp_packing packing = data.packing;
+    /* Loss needs a next token: a sample of one-token documents has no position to
+     * predict (the same on every rank, so every rank stops here). */
+    size_t n_pred = 0, n_short = 0;
+    for (size_t i = 0; i < seqs.n_seqs; i++) n_pred += sequences_len(&seqs, i) > 1 ? sequences_len(&seqs, i) - 1 : 0;
+    for (size_t i = 0; i < seqs.n_docs; i++) n_short += seqs.doc_start[i + 1] - seqs.doc_start[i] < 2;
+    if (n_pred == 0) {
+        st = tp_err(TP_ERR_FORMAT, "eval: nothing to evaluate in '%s': %zu of the %zu sampled documents have fewer "
+                    "than 2 tokens, and no sequence has a next token to predict", set->data.corpus, n_short, ndocs);
+        goto done;
+    }
 
     /* Contiguous runs of sequences per rank. */
     size_t lo = seqs.n_seqs * (size_t)rank / (size_t)size, hi = seqs.n_seqs * (size_t)(rank + 1) / (size_t)size;

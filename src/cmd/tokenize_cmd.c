@@ -10,12 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Whole file (or stdin for "-") into memory. */
 static tp_status read_all(const char *path, char **data, size_t *len)
 {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) return tp_err(TP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return tp_err(TP_ERR_IO, "%s: is a directory, not a text file", path);
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = tp_malloc(cap);
     tp_status st = buf ? TP_OK : TP_ERR_NOMEM;

@@ -8,6 +8,7 @@
 #include "core/config.h"
 
 #include "core/text.h"
+#include "core/yaml_limit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -684,6 +685,7 @@ static tp_status read_whole(const char *path, char **out, size_t *out_n)
 /* Parses the text into staged: one document whose root is a mapping, or nothing. */
 static tp_status yaml_apply(tp_config *staged, const char *path, const char *text, size_t n)
 {
+    TP_CHECK(yaml_check_depth(path, text, n));
     yaml_parser_t ps;
     if (!yaml_parser_initialize(&ps)) return tp_err(TP_ERR_NOMEM, "%s: cannot create YAML parser", path);
     yaml_parser_set_input_string(&ps, (const unsigned char *)text, n);

@@ -11,11 +11,13 @@
 static _Thread_local char err_buf[TP_ERR_MAX];
 static _Thread_local char err_where[512];
 
-/* "src/core/x.c" from any absolute path of the checkout: the last "/src/" (or
- * kernels/, tests/, tools/), so a checkout under a directory called src/ does not
- * give "src/src/...". */
+/* "src/core/x.c": the build makes __FILE__ relative to the source root
+ * (-fmacro-prefix-map in CMakeLists.txt), so a relative path is the answer. A
+ * compiler without that flag gives an absolute path: then the last "/src/" (or
+ * kernels/, tests/, tools/). */
 static const char *base_name(const char *path)
 {
+    if (path[0] != '/') return path;
     static const char *const roots[] = {"/src/", "/kernels/", "/tests/", "/tools/"};
     const char *best = NULL;
     for (size_t r = 0; r < sizeof roots / sizeof *roots; r++)

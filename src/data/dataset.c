@@ -20,8 +20,11 @@ static tp_status dataset_open_corpus(const tp_data_spec *spec, tp_dataset *out)
 static tp_status dataset_build(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
                                tp_dataset *out)
 {
+    if (out->packing == TP_PACK_PACK && eos_id < 0)
+        return tp_err(TP_ERR_CONFIG, "%s: data.packing 'pack' joins documents with the EOS token, but the model's "
+                      "config.json has no eos_token_id (use data.packing: split)", what);
     TP_CHECK(sequences_build(out->corpus, out->docs, out->ndocs, tok, out->seq_len, out->packing, eos_id,
-                             &out->seqs));
+                             spec->max_doc_tokens > 0 ? (size_t)spec->max_doc_tokens : 0, &out->seqs));
     if (!out->seqs.n_tokens)
         return tp_err(TP_ERR_FORMAT, "%s: the %zu sampled documents of '%s' give no tokens", what, out->ndocs,
                       spec->corpus);

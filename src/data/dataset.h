@@ -22,6 +22,7 @@ typedef struct {
     uint64_t seed;             /* seed of the draw (dataset_open) */
     int seq_len;
     tp_packing packing;
+    int64_t max_doc_tokens;    /* a longer document is cut (data/sequences.h); 0: no limit */
 } tp_data_spec;
 
 typedef struct {
@@ -34,7 +35,8 @@ typedef struct {
     uint64_t seed;
 } tp_dataset;
 
-/* eos_id joins documents under `pack`. An empty result is an error naming `what`. */
+/* eos_id joins documents under `pack` (< 0, none: pack is refused). An empty result
+ * is an error naming `what`. */
 tp_status dataset_open(const tp_data_spec *spec, tp_tokenizer *tok, int32_t eos_id, const char *what,
                        tp_dataset *out);
 /* num_docs documents drawn uniformly without replacement, by `seed`, from the corpus

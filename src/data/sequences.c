@@ -1,5 +1,7 @@
 #include "data/sequences.h"
 
+#include "core/log.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,8 +45,19 @@ static tp_status push_seq(builder *b, size_t doc)
     return TP_OK;
 }
 
+/* Bytes of the text the tokenizer sees: all of it, or SEQ_DOC_BYTES_PER_TOKEN per
+ * allowed token, moved back to the start of a UTF-8 character. */
+static size_t doc_cut_bytes(const char *text, size_t len, size_t max_doc_tokens)
+{
+    if (!max_doc_tokens || len / SEQ_DOC_BYTES_PER_TOKEN < max_doc_tokens) return len;
+    size_t cut = max_doc_tokens * SEQ_DOC_BYTES_PER_TOKEN;
+    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80) cut--;
+    return cut;
+}
+
 tp_status sequences_build(const corpus *c, const size_t *docs, size_t ndocs, tp_tokenizer *tok,
-                          int seq_len, tp_packing packing, int32_t eos_id, tp_sequences *out)
+                          int seq_len, tp_packing packing, int32_t eos_id, size_t max_doc_tokens,
+                          tp_sequences *out)
 {
     memset(out, 0, sizeof *out);
     if (seq_len < 2) return tp_err(TP_ERR_RANGE, "sequence length %d must be >= 2", seq_len);
@@ -63,12 +76,21 @@ tp_status sequences_build(const corpus *c, const size_t *docs, size_t ndocs, tp_
         if (st != TP_OK) break;
         int32_t *ids = NULL;
         size_t n = 0;
-        st = tokenizer_encode(tok, d.text, d.len, 0, &ids, &n);
+        size_t doc_len = d.len, len = doc_cut_bytes(d.text, d.len, max_doc_tokens);
+        st = tokenizer_encode(tok, d.text, len, 0, &ids, &n);
         corpus_doc_free(&d);
         if (st != TP_OK) {
             char where[4200];
             tp_err_prefix("%s", corpus_where(c, docs[i], where, sizeof where));
             break;
+        }
+        if (max_doc_tokens && (len < doc_len || n > max_doc_tokens)) {
+            char where[4200];
+            tp_log_info("data: document %s (%zu bytes) cut to its first %zu tokens (data.max_doc_tokens = %zu)",
+                        corpus_where(c, docs[i], where, sizeof where), doc_len,
+                        n < max_doc_tokens ? n : max_doc_tokens, max_doc_tokens);
+            if (n > max_doc_tokens) n = max_doc_tokens;
+            out->n_cut++;
         }
         if (packing == TP_PACK_SPLIT) {
             for (size_t off = 0; off < n && st == TP_OK; off += (size_t)seq_len) {

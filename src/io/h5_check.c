@@ -1,6 +1,7 @@
 #include "io/h5_check.h"
 
 #include <stdio.h>
+#include <string.h>
 
 typedef struct {
     char *buf;
@@ -19,5 +20,16 @@ const char *h5_last_error(char *buf, size_t n)
     buf[0] = '\0';
     walk_ctx w = {buf, n};
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_innermost, &w);
+    return buf;
+}
+
+const char *h5_cause(char *buf, size_t n, int err)
+{
+    h5_last_error(buf, n);
+    if (err != 0 && !strstr(buf, strerror(err))) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, n - l, "%s%s", l ? ": " : "", strerror(err));
+    }
+    if (!buf[0]) snprintf(buf, n, "no cause given by HDF5");
     return buf;
 }

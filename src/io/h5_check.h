@@ -10,8 +10,12 @@
 
 #include <hdf5.h>
 
-/* Innermost message of the current HDF5 error stack ("" if none). */
+/* Innermost message of the current HDF5 error stack ("" if none). Every HDF5 call
+ * clears the stack, closes included: read it right at the failing call. */
 const char *h5_last_error(char *buf, size_t n);
+/* The same, and then the OS error `err` (an errno saved at the failing call, 0 for
+ * none) unless the HDF5 message already gives it: "...: File too large". */
+const char *h5_cause(char *buf, size_t n, int err);
 
 #define H5_CHECK(expr)                                                             \
     do {                                                                           \

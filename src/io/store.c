@@ -3,6 +3,7 @@
 #include "core/fsutil.h"
 #include "io/h5_check.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,18 @@ struct tp_store {
         }                                                                            \
     } while (0)
 
+/* The cause of a failed call, kept before the closes that follow it clear HDF5's
+ * error stack (err: errno for writes, reset before the call; 0 for reads and opens,
+ * where HDF5's own probing leaves stale values); then the failure, naming the store
+ * and what failed. */
+#define S_KEEP_CAUSE(e, m, err)                                                      \
+    char m[256] = "";                                                                \
+    if ((e) < 0) h5_cause(m, sizeof m, (err))
+#define S_CHECK_KEPT(s, e, m, what)                                                  \
+    do {                                                                             \
+        if ((e) < 0) return tp_err(TP_ERR_HDF5, "%s: %s failed: %s", (s)->path, what, m); \
+    } while (0)
+
 /* HDF5 has no half types built in: IEEE binary16 and bfloat16 as custom floats
  * (sign 15; exponent 10..14 bias 15 / 7..14 bias 127). HDF5 converts them to f32
  * for readers such as h5py (`ds.astype('f4')`). */
@@ -63,10 +76,12 @@ static tp_status set_int_attr(tp_store *s, hid_t obj, const char *name, int valu
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT)
                                         : H5Acreate2(obj, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &value);
+    S_KEEP_CAUSE(e, cause, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "writing attribute");
     return TP_OK;
 }
 
@@ -85,10 +100,12 @@ static tp_status set_int64_attr(tp_store *s, hid_t obj, const char *name, int64_
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
+    S_KEEP_CAUSE(e, cause, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "writing attribute");
     return TP_OK;
 }
 
@@ -99,11 +116,13 @@ static tp_status set_str_attr_on(tp_store *s, hid_t obj, const char *key, const 
     H5Tset_strpad(t, H5T_STR_NULLTERM);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
+    S_KEEP_CAUSE(e, cause, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "writing attribute");
     return TP_OK;
 }
 
@@ -150,11 +169,13 @@ static tp_status create_ds(tp_store *s, const char *name, hid_t ftype, int rank,
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
+    errno = 0;
     hid_t ds = H5Dcreate2(s->file, name, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
+    S_KEEP_CAUSE(ds, cause, errno);
     H5Pclose(lcpl);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    S_CHECK(s, ds);
+    S_CHECK_KEPT(s, ds, cause, "creating a dataset");
     tp_status st = set_int_attr(s, ds, "complete", 0);
     if (st != TP_OK) { H5Dclose(ds); return st; }
     if (out) *out = ds;
@@ -176,13 +197,18 @@ static tp_status open_file(const char *path, MPI_Comm comm, bool write, bool cre
     H5Pset_coll_metadata_write(fapl, 1);
     if (create) s->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     else s->file = H5Fopen(path, write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
+    char m[256];
+    /* before H5Pclose clears the stack; errno is not asked: HDF5's probing of the
+     * file leaves stale values behind (ENOENT for a file that exists). */
+    if (s->file < 0) h5_cause(m, sizeof m, 0);
     H5Pclose(fapl);
     if (s->file < 0) {
-        char m[256];
-        h5_last_error(m, sizeof m);
         free(s);
         if (!create && access(path, F_OK) != 0)
             return tp_err(TP_ERR_IO, "activation store '%s' does not exist (run `transpolmo capture` first)", path);
+        if (!create && strstr(m, "truncated"))
+            return tp_err(TP_ERR_FORMAT, "activation store '%s' is truncated or corrupt (an interrupted copy or a full "
+                          "disk?): %s", path, m);
         return tp_err(TP_ERR_HDF5, "cannot %s activation store '%s': %s", create ? "create" : "open", path, m);
     }
     s->dxpl = H5Pcreate(H5P_DATASET_XFER);
@@ -233,8 +259,9 @@ static tp_status load_acts(tp_store *s)
     hid_t g = H5Gopen2(s->file, "acts", H5P_DEFAULT);
     S_CHECK(s, g);
     herr_t e = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_act, s);
+    S_KEEP_CAUSE(e, cause, 0);
     H5Gclose(g);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "listing /acts");
     return TP_OK;
 }
 
@@ -424,11 +451,14 @@ tp_status store_close(tp_store *s)
     for (int i = 0; i < s->n_acts; i++) H5Dclose(s->act_ds[i]);
     if (s->dxpl >= 0) H5Pclose(s->dxpl);
     if (s->dxpl_ind >= 0) H5Pclose(s->dxpl_ind);
+    errno = 0;
     herr_t e = s->file >= 0 ? H5Fclose(s->file) : 0;
+    char m[256];
+    if (e < 0) h5_cause(m, sizeof m, errno);
     char path[TP_PATH_MAX];
     snprintf(path, sizeof path, "%s", s->path);
     free(s);
-    if (e < 0) return tp_err(TP_ERR_HDF5, "closing '%s' failed (disk full?)", path);
+    if (e < 0) return tp_err(TP_ERR_HDF5, "closing '%s' failed (disk full?): %s", path, m);
     return TP_OK;
 }
 
@@ -446,14 +476,15 @@ static tp_status write_rows(tp_store *s, hid_t dxpl, hid_t ds, hid_t memtype, in
     if (n > 0) e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
     else e = (H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0) ? -1 : 0;
     static const char dummy[16];
+    errno = 0;
     if (e >= 0) e = H5Dwrite(ds, memtype, ms, fs, dxpl, buf ? buf : dummy);
+    char m[256];
+    if (e < 0) h5_cause(m, sizeof m, errno);  /* before the closes clear the stack */
     H5Sclose(ms);
     H5Sclose(fs);
-    if (e < 0) {
-        char m[256];
+    if (e < 0)
         return tp_err(TP_ERR_HDF5, "%s: writing %s rows %lld..%lld failed: %s", s->path, what,
-                      (long long)row0, (long long)(row0 + n), h5_last_error(m, sizeof m));
-    }
+                      (long long)row0, (long long)(row0 + n), m);
     return TP_OK;
 }
 
@@ -538,11 +569,13 @@ tp_status store_mark_units(tp_store *s, const int64_t *units, int n)
     } else if (e >= 0) {
         e = (H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0) ? -1 : 0;
     }
+    errno = 0;
     if (e >= 0) e = H5Dwrite(ds, H5T_NATIVE_UINT8, ms, fs, s->dxpl, ones);
+    S_KEEP_CAUSE(e, cause, errno);
     free(coords);
     free(ones);
     H5Sclose(ms), H5Sclose(fs), H5Dclose(ds);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "writing /units_complete");
     return store_flush(s);
 }
 
@@ -551,16 +584,18 @@ tp_status store_read_units(tp_store *s, uint8_t *done)
     hid_t ds = H5Dopen2(s->file, "units_complete", H5P_DEFAULT);
     S_CHECK(s, ds);
     herr_t e = s->n_units ? H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done) : 0;
+    S_KEEP_CAUSE(e, cause, 0);
     H5Dclose(ds);
-    S_CHECK(s, e);
+    S_CHECK_KEPT(s, e, cause, "reading /units_complete");
     return TP_OK;
 }
 
 tp_status store_flush(tp_store *s)
 {
+    errno = 0;
     if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
         char m[256];
-        return tp_err(TP_ERR_IO, "%s: flush failed (disk full?): %s", s->path, h5_last_error(m, sizeof m));
+        return tp_err(TP_ERR_IO, "%s: flush failed (disk full?): %s", s->path, h5_cause(m, sizeof m, errno));
     }
     return TP_OK;
 }
@@ -615,13 +650,13 @@ static tp_status read_rows(tp_store *s, hid_t ds, hid_t memtype, int64_t row0, i
     herr_t e = n ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL)
                  : (H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0 ? -1 : 0);
     if (e >= 0) e = H5Dread(ds, memtype, ms, fs, H5P_DEFAULT, out);
+    char m[256];
+    if (e < 0) h5_cause(m, sizeof m, 0);  /* before the closes clear the stack */
     H5Sclose(ms);
     H5Sclose(fs);
-    if (e < 0) {
-        char m[256];
-        return tp_err(TP_ERR_HDF5, "%s: reading %s rows %lld..%lld failed: %s", s->path, what, (long long)row0,
-                      (long long)(row0 + n), h5_last_error(m, sizeof m));
-    }
+    if (e < 0)
+        return tp_err(TP_ERR_HDF5, "%s: reading %s rows %lld..%lld failed (truncated or corrupt store?): %s", s->path,
+                      what, (long long)row0, (long long)(row0 + n), m);
     return TP_OK;
 }
 
@@ -679,11 +714,12 @@ static tp_status read_table(tp_store *s, const char *dataset, hid_t memtype, siz
     *rows = (int64_t)d[0], *cols = nd == 2 ? (int64_t)d[1] : 1;
     void *buf = tp_malloc((size_t)(*rows * *cols) * elem + 1);
     herr_t e = !buf ? -1 : (*rows > 0 && *cols > 0) ? H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
+    char m[256];
+    if (e < 0 && buf) h5_cause(m, sizeof m, 0);  /* before H5Dclose clears the stack */
     H5Dclose(ds);
     if (e < 0) {
         free(buf);
-        char m[256];
-        return buf ? tp_err(TP_ERR_HDF5, "%s: reading /%s failed: %s", s->path, dataset, h5_last_error(m, sizeof m))
+        return buf ? tp_err(TP_ERR_HDF5, "%s: reading /%s failed (truncated or corrupt store?): %s", s->path, dataset, m)
                    : TP_ERR_NOMEM;
     }
     *out = buf;

@@ -3,6 +3,7 @@
 #include "core/fsutil.h"
 #include "io/h5_check.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +15,28 @@ static tp_status fail(const char *path, const char *what)
     return tp_err(TP_ERR_HDF5, "%s: %s failed: %s", path, what, h5_last_error(m, sizeof m));
 }
 
+/* The same with a cause kept at the failing call (the closes after it clear HDF5's
+ * error stack). */
+static tp_status fail_kept(const char *path, const char *what, const char *cause)
+{
+    return tp_err(TP_ERR_HDF5, "%s: %s failed: %s", path, what, cause);
+}
+
 static tp_status write_vec(hid_t g, const char *path, const char *name, int rank, const hsize_t *dims,
                            const double *data)
 {
     hid_t sp = H5Screate_simple(rank, dims, NULL);
     hid_t ds = sp < 0 ? -1 : H5Dcreate2(g, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     herr_t e = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    char m[256] = "";
+    if (e < 0) h5_cause(m, sizeof m, errno);
     if (ds >= 0) H5Dclose(ds);
     if (sp >= 0) H5Sclose(sp);
     if (e < 0) {
         char what[160];
         snprintf(what, sizeof what, "writing %s", name);
-        return fail(path, what);
+        return fail_kept(path, what, m);
     }
     return TP_OK;
 }
@@ -34,10 +45,13 @@ static tp_status attr_i64(hid_t g, const char *path, const char *name, int64_t v
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(g, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+    char m[256] = "";
+    if (e < 0) h5_cause(m, sizeof m, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
-    return e < 0 ? fail(path, name) : TP_OK;
+    return e < 0 ? fail_kept(path, name, m) : TP_OK;
 }
 
 static tp_status attr_str(hid_t g, const char *path, const char *name, const char *v)
@@ -46,11 +60,14 @@ static tp_status attr_str(hid_t g, const char *path, const char *name, const cha
     H5Tset_size(t, strlen(v) + 1);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(g, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, t, v);
+    char m[256] = "";
+    if (e < 0) h5_cause(m, sizeof m, errno);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
-    return e < 0 ? fail(path, name) : TP_OK;
+    return e < 0 ? fail_kept(path, name, m) : TP_OK;
 }
 
 tp_status store_write_pca(const char *path, const char *hook, const store_pca *p)
@@ -77,7 +94,12 @@ tp_status store_write_pca(const char *path, const char *hook, const store_pca *p
     TP_CHECK_GOTO(attr_i64(g, path, "n_rows", p->n_rows), st, done);
     TP_CHECK_GOTO(attr_i64(g, path, "k", p->k), st, done);
     TP_CHECK_GOTO(attr_str(g, path, "method", p->method), st, done);
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) { st = fail(path, "flushing /pca"); goto done; }
+    errno = 0;
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
+        char m[256];
+        st = fail_kept(path, "flushing /pca", h5_cause(m, sizeof m, errno));
+        goto done;
+    }
     TP_CHECK_GOTO(attr_i64(g, path, "complete", 1), st, done);
 done:
     if (g >= 0) H5Gclose(g);

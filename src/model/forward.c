@@ -4,7 +4,10 @@
  * code is layers.c; the decoder layers are olmo2.c and llama.c. */
 #include "model/layers.h"   /* struct tp_forward, fwd_embed, fwd_head, olmo2_block, llama_block */
 
+#include "core/log.h"
+
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +106,15 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
                       max_batch, max_seq);
     if ((size_t)c->arch >= sizeof blocks / sizeof *blocks || !blocks[c->arch])
         return tp_err(TP_ERR_UNSUPPORTED, "forward: no decoder layer for architecture %d", (int)c->arch);
+    /* Positions past max_position_embeddings are outside what the model was trained
+     * on: results there are not to be trusted. Said once per process. */
+    static bool warned_positions;
+    if (max_seq > c->max_position_embeddings && !warned_positions) {
+        warned_positions = true;
+        tp_log_warn("sequences of up to %d tokens (data.seq_len, or a prompt) exceed max_position_embeddings = %d of %s/config.json: "
+                    "positions past it are beyond what the model was trained on", max_seq,
+                    c->max_position_embeddings, m->dir);
+    }
     tp_forward *f = tp_calloc(1, sizeof *f);
     if (!f) return TP_ERR_NOMEM;
     f->m = m;

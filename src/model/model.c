@@ -16,6 +16,7 @@ typedef struct {
     const st_tensor **used;
     size_t n_used, cap_used;
     size_t norm_fill;
+    int probe;      /* check shapes only: record nothing as used */
 } loader;
 
 static tp_status note_used(loader *ld, const st_tensor *t)
@@ -52,12 +53,44 @@ static tp_status find_tensor(loader *ld, const char *name, int ndim, int64_t d0,
         return tp_err(TP_ERR_FORMAT, "%s: tensor '%s' has shape [%s] but config.json implies [%s]",
                       t->file, name, got, want);
     }
-    /* Once per tensor, here at the border: a NaN weight (or F32 bytes labelled F16)
-     * would otherwise come out as NaN logits with exit 0. */
-    TP_CHECK(st_check_finite(t));
-    TP_CHECK(note_used(ld, t));
+    if (!ld->probe) {
+        /* Once per tensor, here at the border: a NaN weight (or F32 bytes labelled
+         * F16) would otherwise come out as NaN logits with exit 0. */
+        TP_CHECK(st_check_finite(t));
+        TP_CHECK(note_used(ld, t));
+    }
     *out = t;
     return TP_OK;
+}
+
+/* config.json's sizes decide the allocations in model_open: check them against the
+ * checkpoint's tensors first (embedding, first and last layer), so a wrong size is
+ * reported as the mismatch it is, not as running out of memory. */
+static tp_status check_sizes(loader *ld)
+{
+    const tp_model_config *c = &ld->m->cfg;
+    int64_t d = c->hidden_size, F = c->intermediate_size;
+    int64_t qd = (int64_t)c->num_heads * c->head_dim, kd = (int64_t)c->num_kv_heads * c->head_dim;
+    const st_tensor *t;
+    char n[256];
+    ld->probe = 1;
+    tp_status st = find_tensor(ld, "model.embed_tokens.weight", 2, c->vocab_size, d, &t);
+    int layers[2] = {0, c->num_layers - 1};
+    for (int i = 0; i < 2 && st == TP_OK; i++) {
+        snprintf(n, sizeof n, "model.layers.%d.self_attn.q_proj.weight", layers[i]);
+        if (!st_find(ld->m->st, n)) {
+            st = tp_err(TP_ERR_FORMAT, "%s/config.json: num_hidden_layers = %d but the checkpoint has no '%s'",
+                        ld->m->dir, c->num_layers, n);
+            break;
+        }
+        st = find_tensor(ld, n, 2, qd, d, &t);
+        snprintf(n, sizeof n, "model.layers.%d.self_attn.k_proj.weight", layers[i]);
+        if (st == TP_OK) st = find_tensor(ld, n, 2, kd, d, &t);
+        snprintf(n, sizeof n, "model.layers.%d.mlp.gate_proj.weight", layers[i]);
+        if (st == TP_OK) st = find_tensor(ld, n, 2, F, d, &t);
+    }
+    ld->probe = 0;
+    return st;
 }
 
 static tp_status load_mat(loader *ld, const char *name, int64_t rows, int64_t cols, tp_mat *out)
@@ -208,6 +241,7 @@ tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out)
     TP_CHECK_GOTO(model_config_load(path, &m->cfg), st, fail);
     const tp_model_config *c = &m->cfg;
     TP_CHECK_GOTO(st_open_dir(dir, &m->st), st, fail);
+    TP_CHECK_GOTO(check_sizes(&ld), st, fail);
 
     int64_t d = c->hidden_size;
     int64_t qd = (int64_t)c->num_heads * c->head_dim, kd = (int64_t)c->num_kv_heads * c->head_dim;

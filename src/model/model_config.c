@@ -159,6 +159,8 @@ static tp_status parse(json_t *root, const char *path, tp_model_config *c)
     if (c->vocab_size < 1 || c->hidden_size < 1 || c->intermediate_size < 1 ||
         c->num_layers < 1 || c->num_heads < 1 || c->num_kv_heads < 1 || c->head_dim < 1)
         return tp_err(TP_ERR_FORMAT, "%s: sizes must be positive", path);
+    if (c->max_position_embeddings < 1)
+        return tp_err(TP_ERR_FORMAT, "%s: max_position_embeddings = %d must be > 0", path, c->max_position_embeddings);
     if (c->num_heads % c->num_kv_heads)
         return tp_err(TP_ERR_FORMAT, "%s: num_attention_heads (%d) not a multiple of num_key_value_heads (%d)",
                       path, c->num_heads, c->num_kv_heads);

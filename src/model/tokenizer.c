@@ -306,9 +306,14 @@ static tp_status load_vocab(tp_tokenizer *tok, const json_t *vocab, const json_t
     const json_t *val;
     json_object_foreach((json_t *)vocab, key, val) {
         json_int_t id = json_integer_value(val);
-        if (!json_is_integer(val) || id < 0 || id >= TK_MAX_ID)
-            return tp_err(TP_ERR_FORMAT, "%s: vocab entry '%s' has id %lld (need an integer in [0, %d))", tok->path,
-                          key, (long long)id, TK_MAX_ID);
+        if (!json_is_integer(val) || id < 0 || id >= TK_MAX_ID) {
+            /* Show the value as written ("5" as a string is not 0). */
+            char *shown = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
+            tp_status st = tp_err(TP_ERR_FORMAT, "%s: vocab entry '%s' has id %s (need an integer in [0, %d))",
+                                  tok->path, key, shown ? shown : "?", TK_MAX_ID);
+            free(shown);
+            return st;
+        }
         if (id > max_id) max_id = (int32_t)id;
         bytes += strlen(key) + 1;
     }

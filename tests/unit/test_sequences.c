@@ -61,7 +61,7 @@ START_TEST(test_split)
     }
     int L = 5;
     tp_sequences s;
-    ck_assert(sequences_build(c, idx, NDOCS, tok, L, TP_PACK_SPLIT, 0, &s) == TP_OK);
+    ck_assert(sequences_build(c, idx, NDOCS, tok, L, TP_PACK_SPLIT, 0, 0, &s) == TP_OK);
     ck_assert_uint_eq(s.n_tokens, total);
     size_t want_seqs = 0;
     for (int i = 0; i < NDOCS; i++) want_seqs += (per_doc[i] + L - 1) / L;
@@ -80,7 +80,7 @@ START_TEST(test_split)
     sequences_free(&s);
     /* A subset keeps the given documents only. */
     size_t sub[2] = {1, 3};
-    ck_assert(sequences_build(c, sub, 2, tok, 1000, TP_PACK_SPLIT, 0, &s) == TP_OK);
+    ck_assert(sequences_build(c, sub, 2, tok, 1000, TP_PACK_SPLIT, 0, 0, &s) == TP_OK);
     ck_assert_uint_eq(s.n_seqs, 2);
     ck_assert_uint_eq(s.n_tokens, per_doc[1] + per_doc[3]);
     ck_assert_uint_eq(s.seq_doc[1], 3);
@@ -110,14 +110,46 @@ START_TEST(test_pack)
     }
     int L = 8;
     tp_sequences s;
-    ck_assert(sequences_build(c, idx, NDOCS, tok, L, TP_PACK_PACK, eos, &s) == TP_OK);
+    ck_assert(sequences_build(c, idx, NDOCS, tok, L, TP_PACK_PACK, eos, 0, &s) == TP_OK);
     ck_assert_uint_eq(s.n_seqs, n / L);
     ck_assert_uint_eq(s.n_tokens, (n / L) * L);
     ck_assert_mem_eq(s.tokens, stream, s.n_tokens * sizeof(int32_t));
     for (size_t i = 0; i < s.n_seqs; i++) ck_assert_uint_eq(sequences_len(&s, i), (size_t)L);
     ck_assert_uint_eq(s.seq_doc[0], 0);
     sequences_free(&s);
-    ck_assert_int_eq(sequences_build(c, idx, NDOCS, tok, 1, TP_PACK_PACK, eos, &s), TP_ERR_RANGE);
+    ck_assert_int_eq(sequences_build(c, idx, NDOCS, tok, 1, TP_PACK_PACK, eos, 0, &s), TP_ERR_RANGE);
+    tokenizer_free(tok);
+    corpus_close(c);
+}
+END_TEST
+
+/* data.max_doc_tokens: a longer document keeps its first max tokens, the prefix of
+ * its full tokenization; shorter documents are untouched; n_cut counts the cut ones.
+ * The byte cut (16 bytes a token) then keeps a long document's prefix too. */
+START_TEST(test_max_doc_tokens)
+{
+    corpus *c = make_corpus();
+    tp_tokenizer *tok = load_tok();
+    size_t idx[NDOCS] = {0, 1, 2, 3};
+    size_t per_doc[NDOCS];
+    int32_t *full[NDOCS];
+    for (int i = 0; i < NDOCS; i++)
+        ck_assert(tokenizer_encode(tok, docs_text[i], strlen(docs_text[i]), 0, &full[i], &per_doc[i]) == TP_OK);
+    for (size_t cap = 2; cap <= 8; cap += 3) {
+        size_t want_cut = 0;
+        for (int i = 0; i < NDOCS; i++) want_cut += per_doc[i] > cap || strlen(docs_text[i]) > 16 * cap;
+        ck_assert_uint_gt(want_cut, 0);
+        tp_sequences s;
+        ck_assert(sequences_build(c, idx, NDOCS, tok, 1000, TP_PACK_SPLIT, 0, cap, &s) == TP_OK);
+        ck_assert_uint_eq(s.n_cut, want_cut);
+        for (int i = 0; i < NDOCS; i++) {
+            size_t want = per_doc[i] < cap ? per_doc[i] : cap;
+            ck_assert_uint_eq(s.doc_start[i + 1] - s.doc_start[i], want);
+            ck_assert_int_eq(memcmp(s.tokens + s.doc_start[i], full[i], want * sizeof(int32_t)), 0);
+        }
+        sequences_free(&s);
+    }
+    for (int i = 0; i < NDOCS; i++) free(full[i]);
     tokenizer_free(tok);
     corpus_close(c);
 }
@@ -129,6 +161,7 @@ int main(void)
     TCase *tc = tcase_create("build");
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_pack);
+    tcase_add_test(tc, test_max_doc_tokens);
     suite_add_tcase(s, tc);
     return tp_test_run_suite(s);
 }

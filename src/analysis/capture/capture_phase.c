@@ -194,6 +194,33 @@ static tp_status open_inputs(capture_run *r, const tp_config *cfg)
 /* Units of forward.batch_size sequences; contiguous runs of units per rank, balanced
  * by tokens. Rank r owns units [cut(r), cut(r+1)), cut(r) being the unit boundary
  * nearest to row r*N/size, so ranks get equal shares of rows up to half a unit. */
+/* The first unit of rank q (n_units for q = size): the unit start nearest q/size
+ * of the rows. Every rank can compute every rank's share. */
+static int64_t unit_cut(const capture_run *r, int q)
+{
+    int64_t N = (int64_t)r->data.seqs.n_tokens, cut = q >= r->size ? r->n_units : 0;
+    if (q > 0 && q < r->size) {
+        int64_t target = (int64_t)(((double)N * q) / r->size), best = INT64_MAX;
+        for (int64_t u = 0; u <= r->n_units; u++) {
+            int64_t dist = r->units_row0[u] > target ? r->units_row0[u] - target : target - r->units_row0[u];
+            if (dist < best) best = dist, cut = u;
+        }
+    }
+    return cut;
+}
+
+/* Rows every rank computes in round k (units done before, on resume, not counted):
+ * the progress of all ranks, known without asking them. */
+static uint64_t round_rows(const capture_run *r, const int64_t *lo, const int64_t *hi, int64_t k)
+{
+    uint64_t rows = 0;
+    for (int q = 0; q < r->size; q++) {
+        int64_t u = lo[q] + k;
+        if (u < hi[q] && !r->done[u]) rows += (uint64_t)(r->units_row0[u + 1] - r->units_row0[u]);
+    }
+    return rows;
+}
+
 static tp_status plan_units(capture_run *r)
 {
     const tp_sequences *seqs = &r->data.seqs;
@@ -204,20 +231,8 @@ static tp_status plan_units(capture_run *r)
         size_t s0 = (size_t)u * (size_t)batch;
         r->units_row0[u] = (int64_t)(s0 < seqs->n_seqs ? seqs->seq_start[s0] : seqs->n_tokens);
     }
-    int64_t N = (int64_t)seqs->n_tokens;
-    for (int side = 0; side < 2; side++) {
-        int q = r->rank + side;
-        int64_t cut = q >= r->size ? r->n_units : 0;
-        if (q > 0 && q < r->size) {
-            int64_t target = (int64_t)(((double)N * q) / r->size), best = INT64_MAX;
-            for (int64_t u = 0; u <= r->n_units; u++) {
-                int64_t dist = r->units_row0[u] > target ? r->units_row0[u] - target : target - r->units_row0[u];
-                if (dist < best) best = dist, cut = u;
-            }
-        }
-        if (side == 0) r->u_lo = cut;
-        else r->u_hi = cut;
-    }
+    r->u_lo = unit_cut(r, r->rank);
+    r->u_hi = unit_cut(r, r->rank + 1);
     if (r->u_hi < r->u_lo) r->u_hi = r->u_lo;
     r->my_n = r->u_hi - r->u_lo;
     MPI_CHECK(MPI_Allreduce(&r->my_n, &r->max_n, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
@@ -307,7 +322,8 @@ static tp_status open_store(capture_run *r)
         {"sampling_seed", NULL, (int64_t)r->data.seed}, {"num_samples", NULL, r->set.data.num_samples},
         {"seq_len", NULL, r->data.seq_len}, {"packing", r->set.data.packing == TP_PACK_PACK ? "pack" : "split", 0},
         {"unit_sequences", NULL, r->set.batch_size}, {"hooks", r->hook_list, 0}, {"dtype", r->cs.dtype_name, 0},
-        {"mask", mask_s, 0}, {0}, {0}, {0}, {0}, {0}, {0}};
+        {"mask", mask_s, 0}, {"max_doc_tokens", NULL, r->set.data.max_doc_tokens},
+        {"documents_cut", NULL, (int64_t)r->data.seqs.n_cut}, {0}, {0}, {0}, {0}, {0}, {0}};
     /* The weights and the corpus files, cheaply (store_inputs.h): later phases check them too. */
     store_inputs in;
     TP_CHECK(store_inputs_compute(r->set.model.dir, r->set.data.corpus, &in));
@@ -458,6 +474,14 @@ static tp_status run_units(capture_run *r)
     uint64_t todo_rows = 0;
     for (int64_t u = 0; u < r->n_units; u++)
         if (!r->done[u]) todo_rows += (uint64_t)(r->units_row0[u + 1] - r->units_row0[u]);
+    /* Every rank's share, for progress over all ranks (rank 0 prints it). */
+    int64_t *lo = tp_malloc((size_t)r->size * sizeof *lo), *hi = tp_malloc((size_t)r->size * sizeof *hi);
+    if (!lo || !hi) { free(lo); free(hi); return TP_ERR_NOMEM; }
+    for (int q = 0; q < r->size; q++) {
+        lo[q] = unit_cut(r, q), hi[q] = unit_cut(r, q + 1);
+        if (hi[q] < lo[q]) hi[q] = lo[q];
+    }
+    tp_status st = TP_OK;
     tp_progress prog;
     tp_progress_begin(&prog, "capture", "rows", todo_rows);
     int64_t my_done = 0, npend = 0;
@@ -465,15 +489,16 @@ static tp_status run_units(capture_run *r)
         int64_t u = r->u_lo + k;
         int have = u < r->u_hi && !r->done[u];
         int64_t r0 = have ? r->units_row0[u] : 0, nrows = have ? r->units_row0[u + 1] - r->units_row0[u] : 0;
-        if (have) TP_CHECK(compute_unit(r, u, nrows));
+        if (have) TP_CHECK_GOTO(compute_unit(r, u, nrows), st, out);
         double t1 = tp_now();
-        for (int i = 0; have && i < r->npts; i++) TP_CHECK(store_write_acts(r->store, i, r0, nrows, r->pts[i].buf));
+        for (int i = 0; have && i < r->npts; i++)
+            TP_CHECK_GOTO(store_write_acts(r->store, i, r0, nrows, r->pts[i].buf), st, out);
         if (have) r->my_units[npend++] = u;
 #ifdef __linux__
         if (r->wb_fd >= 0) (void)sync_file_range(r->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #endif
         r->st.io_s += tp_now() - t1;
-        if (k == 0 || k == r->max_n - 1 || k % flush_every == 0) TP_CHECK(flush_point(r, &npend));
+        if (k == 0 || k == r->max_n - 1 || k % flush_every == 0) TP_CHECK_GOTO(flush_point(r, &npend), st, out);
         if (have) {
             r->st.units++, r->st.tokens += nrows;
             for (int i = 0; i < r->npts; i++) r->st.bytes += nrows * r->pts[i].cols * (int64_t)tp_dtype_size(r->cs.dtype);
@@ -483,11 +508,15 @@ static tp_status run_units(capture_run *r)
                 raise(SIGKILL);
             }
         }
-        /* Progress over all ranks' rows is approximated by rank 0's share. */
-        tp_progress_add(&prog, (uint64_t)nrows * (uint64_t)r->size);
+        /* All ranks' rows of this round: rank 0's share times the ranks overcounts
+         * when rank 0's units are larger or (on resume) fewer of them were done. */
+        tp_progress_add(&prog, round_rows(r, lo, hi, k));
     }
     tp_progress_end(&prog);
-    return TP_OK;
+out:
+    free(lo);
+    free(hi);
+    return st;
 }
 
 /* Every unit complete: the datasets are marked complete and the store closed. */

@@ -3,6 +3,7 @@
 #include "analysis/circuits/library_task.h"
 
 #include "core/sample.h"
+#include "core/yaml_limit.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -194,6 +195,8 @@ tp_status lib_task_load(const char *path, lib_task *t)
     yaml_parser_t parser;
     yaml_document_t doc;
     tp_status st = TP_OK;
+    st = yaml_check_depth_file(path, f);
+    if (st != TP_OK) { fclose(f); return st; }
     if (!yaml_parser_initialize(&parser)) { fclose(f); return TP_ERR_NOMEM; }
     yaml_parser_set_input_file(&parser, f);
     if (!yaml_parser_load(&parser, &doc))
