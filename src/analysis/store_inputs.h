@@ -6,7 +6,7 @@
  * one (size, newest mtime, the safetensors headers and sampled blocks). Capture
  * records them as root attributes (docs/store.md: weights_bytes, weights_mtime_ns,
  * weights_fingerprint, corpus_bytes, corpus_mtime_ns, corpus_fingerprint) and refuses
- * to resume when they differ; geometry, sae and verify call store_inputs_check,
+ * to resume when they differ; geometry, sae, verify and document call store_inputs_check,
  * which recomputes them from the store's own model_path and corpus and refuses a
  * store whose inputs changed, in one line saying what changed.
  */

@@ -151,7 +151,9 @@ static json_t *store_provenance(const char *run_dir)
 {
     static const char *const keys[] = {"transpolmo_version", "model_path", "model_config_hash", "tokenizer_hash",
                                        "corpus", "corpus_hash", "sampling_seed", "num_samples", "seq_len",
-                                       "packing", "hooks", "dtype", "mask", NULL};
+                                       "packing", "hooks", "dtype", "mask", "weights_bytes", "weights_mtime_ns",
+                                       "weights_fingerprint", "corpus_bytes", "corpus_mtime_ns", "corpus_fingerprint",
+                                       NULL};
     char path[TP_PATH_MAX], buf[1024];
     if (run_path(path, sizeof path, run_dir, RUN_STORE) != TP_OK || !fs_exists(path)) return json_null();
     tp_store *s = NULL;

@@ -6,6 +6,7 @@
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/inspect/inspect_phase.h"
 #include "analysis/sae/sae_phase.h"
+#include "analysis/store_inputs.h"
 #include "analysis/verify/verify_phase.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -41,11 +42,29 @@ static tp_status write_json(const char *run_dir, const char *artifact, const jso
     return fs_write_json(path, j);
 }
 
+/* The documentation describes what the store was captured from: a store whose
+ * weights or corpus changed since (store_inputs.h) is refused, not documented. */
+static tp_status check_store(const char *run_dir)
+{
+    char path[TP_PATH_MAX];
+    TP_CHECK(run_path(path, sizeof path, run_dir, RUN_STORE));
+    if (!fs_exists(path)) return TP_OK;
+    tp_store *s = NULL;
+    TP_CHECK(store_open_read(path, MPI_COMM_SELF, &s));
+    tp_status st = store_inputs_check(s, path, MPI_COMM_SELF);
+    if (st != TP_OK) {
+        store_close_after_error(s);
+        return st;
+    }
+    return store_close(s);
+}
+
 tp_status document_write(const char *run_dir, const document_settings *ds)
 {
     json_t *doc = NULL, *summary = NULL;
     char path[TP_PATH_MAX];
     tp_status st;
+    TP_CHECK(check_store(run_dir));
     TP_CHECK_GOTO(doc_build(run_dir, ds, &doc), st, done);
     TP_CHECK_GOTO(write_json(run_dir, RUN_DOCS_JSON, doc), st, done);
     TP_CHECK_GOTO(run_path(path, sizeof path, run_dir, RUN_DOCS_MD), st, done);

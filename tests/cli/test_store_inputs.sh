@@ -2,7 +2,7 @@
 # The store's provenance covers the weights and the corpus (size, mtime, safetensors
 # header and sampled blocks: docs/store.md): weights replaced in place after capture,
 # or a corpus edited, make a capture rerun refuse to resume into the old store and
-# make the phases that read it (geometry here; sae and verify call the same check)
+# make the phases that read it (geometry, sae, document here; verify calls the same check)
 # refuse it, each in one line saying what changed. Unchanged inputs still resume.
 . "$(dirname "$0")/lib.sh"
 SRC=${TP_SOURCE_DIR:?}
@@ -36,6 +36,8 @@ expect_fail "geometry after weights replaced" "$TMP/r/activations.h5|model weigh
   "$BIN" geometry "${common[@]}" --out "$TMP/r"
 expect_fail "sae after weights replaced" "$TMP/r/activations.h5|model weights changed" -- \
   "$BIN" sae "${common[@]}" --out "$TMP/r"
+expect_fail "document after weights replaced" "$TMP/r/activations.h5|model weights changed" -- \
+  "$BIN" document "${common[@]}" --out "$TMP/r"
 
 # Restored: accepted again. Then the corpus edited.
 cp -p "$TMP/weights.orig" "$f"
