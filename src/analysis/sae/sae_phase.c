@@ -152,35 +152,71 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
     return TP_OK;
 }
 
+tp_status sae_checkpoint_read(const char *path, const char *key, const char *const *hooks, int n,
+                              sae_checkpoint *out)
+{
+    *out = (sae_checkpoint){.last = out->last, .curve = out->curve};
+    json_t *j = json_load_file(path, 0, NULL);
+    if (!j) return TP_OK;
+    const char *k = json_string_value(json_object_get(j, "key"));
+    out->other_key = !k || strcmp(k, key) != 0;
+    if (!out->other_key) {
+        out->step = json_integer_value(json_object_get(j, "step"));
+        out->epoch = json_integer_value(json_object_get(j, "epoch"));
+        out->window = json_integer_value(json_object_get(j, "window"));
+        out->batch = json_integer_value(json_object_get(j, "batch"));
+        /* A position that no run writes (negative) is not resumed from. */
+        out->ok = out->step >= 0 && out->epoch >= 0 && out->window >= 0 && out->batch >= 0;
+        out->other_key = !out->ok;
+    }
+    json_t *jobs = out->ok ? json_object_get(j, "jobs") : NULL, *it;
+    size_t at;
+    json_array_foreach(jobs, at, it) {   /* the training record so far (absent in older checkpoints) */
+        const char *hook = json_string_value(json_object_get(it, "hook"));
+        for (int i = 0; hook && i < n; i++) {
+            if (strcmp(hook, hooks[i])) continue;
+            metrics_from_json(json_object_get(it, "last"), &out->last[i]);
+            json_decref(out->curve[i]);
+            out->curve[i] = json_incref(json_object_get(it, "curve"));
+        }
+    }
+    json_decref(j);
+    return TP_OK;
+}
+
 /* The checkpoint to resume from, if any matches this configuration (every rank reads it). */
 static int read_checkpoint(sae_run *r, position *p)
 {
     char path[TP_PATH_MAX];
     if (run_path(path, sizeof path, r->run_dir, RUN_SAE_CHECKPOINT_JSON) != TP_OK) return 0;
-    json_t *j = json_load_file(path, 0, NULL);
-    if (!j) return 0;
-    const char *k = json_string_value(json_object_get(j, "key"));
-    int ok = k && !strcmp(k, r->key);
-    if (ok) {
-        p->step = json_integer_value(json_object_get(j, "step"));
-        p->epoch = json_integer_value(json_object_get(j, "epoch"));
-        p->window = json_integer_value(json_object_get(j, "window"));
-        p->batch = json_integer_value(json_object_get(j, "batch"));
-        json_t *jobs = json_object_get(j, "jobs"), *it;
-        size_t at;
-        json_array_foreach(jobs, at, it) {   /* the training record so far (absent in older checkpoints) */
-            const char *hook = json_string_value(json_object_get(it, "hook"));
-            for (int i = 0; hook && i < r->n; i++) {
-                if (strcmp(hook, r->jobs[i].name)) continue;
-                metrics_from_json(json_object_get(it, "last"), &r->jobs[i].last);
-                json_decref(r->jobs[i].resumed_curve);
-                r->jobs[i].resumed_curve = json_incref(json_object_get(it, "curve"));
-            }
+    const char **hooks = tp_calloc((size_t)r->n + 1, sizeof *hooks);
+    sae_checkpoint ck = {.last = tp_calloc((size_t)r->n + 1, sizeof *ck.last),
+                         .curve = tp_calloc((size_t)r->n + 1, sizeof *ck.curve)};
+    int ok = 0;
+    if (hooks && ck.last && ck.curve) {
+        for (int i = 0; i < r->n; i++) {
+            hooks[i] = r->jobs[i].name;
+            ck.last[i] = r->jobs[i].last;
         }
-    } else {
-        tp_log_warn("sae: %s was made with another configuration; training starts over", path);
+        sae_checkpoint_read(path, r->key, hooks, r->n, &ck);
+        ok = ck.ok;
+        if (ok) {
+            *p = (position){.step = ck.step, .epoch = ck.epoch, .window = ck.window, .batch = ck.batch};
+            for (int i = 0; i < r->n; i++) {
+                r->jobs[i].last = ck.last[i];
+                if (!ck.curve[i]) continue;
+                json_decref(r->jobs[i].resumed_curve);
+                r->jobs[i].resumed_curve = ck.curve[i];
+                ck.curve[i] = NULL;
+            }
+        } else if (ck.other_key) {
+            tp_log_warn("sae: %s was made with another configuration; training starts over", path);
+        }
     }
-    json_decref(j);
+    for (int i = 0; ck.curve && i < r->n; i++) json_decref(ck.curve[i]);
+    free(ck.curve);
+    free(ck.last);
+    free(hooks);
     return ok;
 }
 
