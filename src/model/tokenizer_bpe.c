@@ -97,7 +97,9 @@ tp_status tk_strmap_put(tk_strmap *m, const void *key, size_t len, int32_t val)
         }
         j = (j + 1) & (m->cap - 1);
     }
-    if (m->blob_len + len > m->blob_cap) {
+    /* !m->blob: an empty first key ("" in a vocabulary) still gets a blob, so no
+     * slot ever points into NULL (found by tests/fuzz/fuzz_tokenizer). */
+    if (m->blob_len + len > m->blob_cap || !m->blob) {
         size_t cap = m->blob_cap ? m->blob_cap * 2 : 4096;
         while (cap < m->blob_len + len) cap *= 2;
         uint8_t *b = realloc(m->blob, cap);
