@@ -312,6 +312,8 @@ tp_status tk_bpe_piece(tp_tokenizer *tok, const uint8_t *piece, size_t len, tk_i
     int32_t k = (int32_t)(out->n - before);
     int32_t off = (int32_t)tok->cache_ids.n;
     TP_CHECK(tk_ids_push(&tok->cache_ids, &k, 1));
-    TP_CHECK(tk_ids_push(&tok->cache_ids, out->v + before, (size_t)k));
+    /* k = 0: a piece that gave no id (no unk_token); out->v may still be NULL (found by
+     * tests/fuzz/fuzz_tokenizer). */
+    if (k > 0) TP_CHECK(tk_ids_push(&tok->cache_ids, out->v + before, (size_t)k));
     return tk_strmap_put(&tok->cache, piece, len, off);
 }
