@@ -12,6 +12,7 @@ packages=(
   libopenblas-dev liblapacke-dev
   libyaml-dev libjansson-dev libpcre2-dev
   check
+  clang libclang-rt-14-dev    # the fuzz targets (tools/fuzz.sh): clang 14 and its libFuzzer runtime (libclang_rt.fuzzer)
   libgraphviz-dev             # circuit graphs rendered to SVG (libgvc, dot layout)
   libcairo2-dev fonts-dejavu-core   # the HTML report's figures (PNG) and their labels
   chromium                    # tests: the report loaded in a headless browser (no console error, a screenshot)

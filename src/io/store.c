@@ -85,13 +85,25 @@ static tp_status set_int_attr(tp_store *s, hid_t obj, const char *name, int valu
     return TP_OK;
 }
 
+/* Number of values an attribute holds (a scalar: 1; an empty or null dataspace: 0). */
+static hssize_t attr_points(hid_t a)
+{
+    hid_t sp = H5Aget_space(a);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    if (sp >= 0) H5Sclose(sp);
+    return n;
+}
+
 static int get_int_attr(hid_t obj, const char *name)
 {
     int v = 0;
     if (H5Aexists(obj, name) <= 0) return 0;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     if (a < 0) return 0;
-    if (H5Aread(a, H5T_NATIVE_INT, &v) < 0) v = 0;
+    /* One value, an integer: H5Aread writes every element (tests/fuzz/fuzz_store_attrs). */
+    hid_t t = H5Aget_type(a);
+    if (attr_points(a) != 1 || H5Tget_class(t) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_INT, &v) < 0) v = 0;
+    H5Tclose(t);
     H5Aclose(a);
     return v;
 }
@@ -143,9 +155,12 @@ const char *store_attr(tp_store *s, const char *key, char *buf, size_t n)
     size_t sz = H5Tget_size(ft);
     char *tmp = calloc(1, sz + 1);
     int64_t v;
-    if (tmp && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && H5Aread(a, ft, tmp) >= 0)
+    /* One value only: H5Aread writes every element of an array attribute (found by
+     * tests/fuzz/fuzz_store_attrs). */
+    bool one = attr_points(a) == 1;
+    if (one && tmp && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && H5Aread(a, ft, tmp) >= 0)
         snprintf(buf, n, "%s", tmp);
-    else if (H5Tget_class(ft) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0)
+    else if (one && H5Tget_class(ft) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0)
         snprintf(buf, n, "%lld", (long long)v);
     free(tmp);
     H5Tclose(ft);
@@ -236,10 +251,17 @@ static herr_t collect_act(hid_t group, const char *name, const H5L_info_t *info,
     hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);
     if (ds < 0) return -1;
     hid_t sp = H5Dget_space(ds);
-    hsize_t d[2] = {0, 0};
-    H5Sget_simple_extent_dims(sp, d, NULL);
+    hsize_t d[H5S_MAX_RANK] = {0};
+    int rank = H5Sget_simple_extent_ndims(sp);   /* not [rows, d]: d[] would be written past */
+    if (rank == 2) H5Sget_simple_extent_dims(sp, d, NULL);
     H5Sclose(sp);
     hid_t t = H5Dget_type(ds);
+    if (rank != 2 || H5Tget_class(t) != H5T_FLOAT) {
+        H5Tclose(t);
+        H5Dclose(ds);
+        tp_err(TP_ERR_FORMAT, "%s: /acts/%s is not a [rows, d] float dataset", s->path, name);
+        return -1;
+    }
     size_t sz = H5Tget_size(t);
     size_t epos, esize, mpos, msize, spos;
     H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize);
@@ -258,9 +280,11 @@ static tp_status load_acts(tp_store *s)
     if (H5Lexists(s->file, "acts", H5P_DEFAULT) <= 0) return TP_OK;
     hid_t g = H5Gopen2(s->file, "acts", H5P_DEFAULT);
     S_CHECK(s, g);
+    tp_err_clear();
     herr_t e = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_act, s);
     S_KEEP_CAUSE(e, cause, 0);
     H5Gclose(g);
+    if (e < 0 && tp_err_msg()[0]) return TP_ERR_FORMAT;   /* collect_act said what is wrong */
     S_CHECK_KEPT(s, e, cause, "listing /acts");
     return TP_OK;
 }

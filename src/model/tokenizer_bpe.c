@@ -97,7 +97,9 @@ tp_status tk_strmap_put(tk_strmap *m, const void *key, size_t len, int32_t val)
         }
         j = (j + 1) & (m->cap - 1);
     }
-    if (m->blob_len + len > m->blob_cap) {
+    /* !m->blob: an empty first key ("" in a vocabulary) still gets a blob, so no
+     * slot ever points into NULL (found by tests/fuzz/fuzz_tokenizer). */
+    if (m->blob_len + len > m->blob_cap || !m->blob) {
         size_t cap = m->blob_cap ? m->blob_cap * 2 : 4096;
         while (cap < m->blob_len + len) cap *= 2;
         uint8_t *b = realloc(m->blob, cap);
@@ -310,6 +312,8 @@ tp_status tk_bpe_piece(tp_tokenizer *tok, const uint8_t *piece, size_t len, tk_i
     int32_t k = (int32_t)(out->n - before);
     int32_t off = (int32_t)tok->cache_ids.n;
     TP_CHECK(tk_ids_push(&tok->cache_ids, &k, 1));
-    TP_CHECK(tk_ids_push(&tok->cache_ids, out->v + before, (size_t)k));
+    /* k = 0: a piece that gave no id (no unk_token); out->v may still be NULL (found by
+     * tests/fuzz/fuzz_tokenizer). */
+    if (k > 0) TP_CHECK(tk_ids_push(&tok->cache_ids, out->v + before, (size_t)k));
     return tk_strmap_put(&tok->cache, piece, len, off);
 }

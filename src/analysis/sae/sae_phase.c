@@ -153,6 +153,39 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
     return TP_OK;
 }
 
+tp_status sae_checkpoint_read(const char *path, const char *key, const char *const *hooks, int n,
+                              sae_checkpoint *out)
+{
+    *out = (sae_checkpoint){.last = out->last, .curve = out->curve};
+    json_t *j = json_load_file(path, 0, NULL);
+    if (!j) return TP_OK;
+    const char *k = json_string_value(json_object_get(j, "key"));
+    out->other_key = !k || strcmp(k, key) != 0;
+    if (!out->other_key) {
+        out->step = json_integer_value(json_object_get(j, "step"));
+        out->epoch = json_integer_value(json_object_get(j, "epoch"));
+        out->window = json_integer_value(json_object_get(j, "window"));
+        out->batch = json_integer_value(json_object_get(j, "batch"));
+        /* A position that no run writes (negative) is not resumed from. */
+        out->ok = out->step >= 0 && out->epoch >= 0 && out->window >= 0 && out->batch >= 0;
+        out->other_key = !out->ok;
+    }
+    json_t *jobs = out->ok ? json_object_get(j, "jobs") : NULL, *it;
+    size_t at;
+    json_array_foreach(jobs, at, it) {   /* the training record so far (absent in older checkpoints) */
+        const char *hook = json_string_value(json_object_get(it, "hook"));
+        for (int i = 0; hook && i < n; i++) {
+            if (strcmp(hook, hooks[i])) continue;
+            metrics_from_json(json_object_get(it, "last"), &out->last[i]);
+            json_decref(out->curve[i]);
+            out->curve[i] = json_incref(json_object_get(it, "curve"));
+        }
+    }
+    json_decref(j);
+    return TP_OK;
+}
+
+
 /* An integer field of the checkpoint in [lo, hi], else TP_ERR_RANGE naming it. */
 static tp_status ck_int(const json_t *o, const char *field, const char *key, int64_t lo, int64_t hi, int64_t *out)
 {

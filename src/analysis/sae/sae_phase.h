@@ -33,6 +33,8 @@
 #include "core/error.h"
 #include "phase.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -60,5 +62,20 @@ extern const tp_cfg_section sae_section;
 extern const tp_phase sae_phase;
 tp_status sae_settings_read(const tp_config *cfg, sae_settings *out);
 tp_status sae_phase_run(const tp_config *cfg, const char *run_dir);
+
+/* checkpoints/sae/checkpoint.json as a resume reads it. ok: it names this
+ * configuration (key) and a position (no field negative); other_key: it exists but
+ * may not be resumed from. For each of hooks[0..n) that it records, last[i] gets the
+ * last step's metrics and curve[i] a new reference to the curve so far (the caller
+ * gives last and curve, n entries each, curve NULL-initialised, and decrefs them).
+ * An absent or unreadable file is not an error: ok = other_key = 0. */
+typedef struct {
+    bool ok, other_key;
+    int64_t step, epoch, window, batch;
+    sae_metrics *last;
+    json_t **curve;
+} sae_checkpoint;
+tp_status sae_checkpoint_read(const char *path, const char *key, const char *const *hooks, int n,
+                              sae_checkpoint *out);
 
 #endif
