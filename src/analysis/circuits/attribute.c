@@ -348,8 +348,7 @@ static tp_status all_pairs(const circuits_ctx *cx, const attribute_request *rq, 
 static tp_status pick_features(const circuits_ctx *cx, const attribute_request *rq, eap_feat_scores *fs)
 {
     eap_feat_request fr = {.mode = EAP_FEAT_NODES_ONLY, .top = 0, .out = fs};
-    tp_status st = TP_OK;
-    for (int pi = 0; st == TP_OK && pi < fs->n; pi++) st = eap_feat_scores_select(fs, pi, NULL, 0);
+    tp_status st = eap_feat_select_all(fs, NULL, NULL, 0);   /* node scores only */
     eap_graph g = eap_graph_of(&cx->m->cfg);
     message mg = message_of(&g, fs);
     int top = rq->sae_features, *n = tp_calloc((size_t)fs->n + 1, sizeof *n);
@@ -361,12 +360,12 @@ static tp_status pick_features(const circuits_ctx *cx, const attribute_request *
     if (st == TP_OK) st = all_pairs(cx, rq, &fr, sum, pm);
     if (st == TP_OK && dist_rank() == 0) {
         memcpy(fs->block, sum + 3 + mg.n_edge + g.n_up, fs->size * sizeof *fs->block);
-        for (int pi = 0; pi < fs->n; pi++) n[pi] = eap_feat_top(fs, pi, top, sel + (size_t)pi * top);
+        eap_feat_top_all(fs, top, sel, n);
     }
     if (st == TP_OK && (MPI_Bcast(n, fs->n, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS ||
                         MPI_Bcast(sel, fs->n * top, MPI_INT64_T, 0, MPI_COMM_WORLD) != MPI_SUCCESS))
         st = tp_err(TP_ERR_MPI, "circuits attribute: broadcasting the features");
-    for (int pi = 0; st == TP_OK && pi < fs->n; pi++) st = eap_feat_scores_select(fs, pi, sel + (size_t)pi * top, n[pi]);
+    if (st == TP_OK) st = eap_feat_select_all(fs, sel, n, top);
     free(sel), free(sum), free(pm), free(n);
     return dist_agree(MPI_COMM_WORLD, st, "circuits attribute");
 }

@@ -272,9 +272,8 @@ tp_status dc_features(const tp_model *m, const dc_pair *pairs, int n, const eap_
         int64_t *all = tp_malloc((size_t)(out->n * (top > 0 ? top : 1) + 1) * sizeof *all);
         int *cnt = tp_calloc((size_t)out->n + 1, sizeof *cnt);
         if (!all || !cnt) st = TP_ERR_NOMEM;
-        for (int pi = 0; st == TP_OK && pi < out->n; pi++) cnt[pi] = eap_feat_top(out, pi, top, all + (size_t)pi * top);
-        for (int pi = 0; st == TP_OK && pi < out->n; pi++)
-            st = eap_feat_scores_select(out, pi, all + (size_t)pi * top, cnt[pi]);
+        if (st == TP_OK) eap_feat_top_all(out, top, all, cnt);
+        if (st == TP_OK) st = eap_feat_select_all(out, all, cnt, top);
         free(all), free(cnt);
         fr.mode = EAP_FEAT_GIVEN;
         double *grown = st == TP_OK ? realloc(sum, (out->size ? out->size : 1) * sizeof *sum) : NULL;

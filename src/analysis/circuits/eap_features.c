@@ -135,16 +135,6 @@ void eap_feat_scores_free(eap_feat_scores *s)
     memset(s, 0, sizeof *s);
 }
 
-tp_status eap_feat_scores_select(eap_feat_scores *s, int p, const int64_t *sel, int nsel)
-{
-    int64_t *grown = realloc(s->p[p].sel, (size_t)(nsel ? nsel : 1) * sizeof *grown);
-    if (!grown) return TP_ERR_NOMEM;
-    s->p[p].sel = grown;
-    memcpy(grown, sel, (size_t)nsel * sizeof *grown);
-    s->p[p].nsel = nsel;
-    return realloc_block(s);
-}
-
 int eap_feat_top(const eap_feat_scores *s, int pi, int n, int64_t *sel)
 {
     const eap_feat_point *p = &s->p[pi];
@@ -159,6 +149,24 @@ int eap_feat_top(const eap_feat_scores *s, int pi, int n, int64_t *sel)
         sel[j] = f;
     }
     return k;
+}
+
+void eap_feat_top_all(const eap_feat_scores *s, int top, int64_t *sel, int *cnt)
+{
+    for (int p = 0; p < s->n; p++) cnt[p] = eap_feat_top(s, p, top, sel + (size_t)p * top);
+}
+
+tp_status eap_feat_select_all(eap_feat_scores *s, const int64_t *sel, const int *cnt, int top)
+{
+    for (int p = 0; p < s->n; p++) {
+        int k = sel ? cnt[p] : 0;
+        int64_t *grown = realloc(s->p[p].sel, (size_t)(k ? k : 1) * sizeof *grown);
+        if (!grown) return TP_ERR_NOMEM;
+        s->p[p].sel = grown;
+        if (k) memcpy(grown, sel + (size_t)p * top, (size_t)k * sizeof *grown);
+        s->p[p].nsel = k;
+    }
+    return realloc_block(s);
 }
 
 void eap_feat_add(eap_feat_scores *dst, const double *src)

@@ -83,14 +83,18 @@ typedef struct {
 typedef enum { EAP_FEAT_TOP = 0, EAP_FEAT_NODES_ONLY, EAP_FEAT_GIVEN } eap_feat_mode;
 
 /* Scores with room for top features per point (EAP_FEAT_TOP, EAP_FEAT_NODES_ONLY: 0),
- * zeroed. For EAP_FEAT_GIVEN use eap_feat_scores_select afterwards. */
+ * zeroed. For EAP_FEAT_GIVEN use eap_feat_select_all afterwards. */
 tp_status eap_feat_scores_new(const eap_sae_set *saes, const eap_graph *g, int top, eap_feat_scores *out);
 void eap_feat_scores_free(eap_feat_scores *s);
-/* Sets point p's selection (re-sizes the block, zeroes it). */
-tp_status eap_feat_scores_select(eap_feat_scores *s, int p, const int64_t *sel, int nsel);
 /* The top-n feature ids of point p by |node| (ties: lower id), into sel [n]; returns
  * how many (≤ F). */
 int eap_feat_top(const eap_feat_scores *s, int p, int n, int64_t *sel);
+/* The top-`top` features of every point (eap_feat_top): ids into sel [n][top], counts into
+ * cnt [n]. */
+void eap_feat_top_all(const eap_feat_scores *s, int top, int64_t *sel, int *cnt);
+/* Every point's selection at once: point p keeps sel[p·top ..] (cnt[p] ids); the block is
+ * re-laid out once and zeroed. sel NULL: every selection empty (node scores only). */
+tp_status eap_feat_select_all(eap_feat_scores *s, const int64_t *sel, const int *cnt, int top);
 /* dst block += src block (same layout). */
 void eap_feat_add(eap_feat_scores *dst, const double *src_block);
 
