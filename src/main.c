@@ -15,6 +15,7 @@
 #include "cmd/tokenize_cmd.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -375,8 +376,10 @@ int main(int argc, char **argv)
         report_error(verbose);
         return 1;
     }
+    tp_fault_install_signals();
     tp_cli cli;
     tp_status st = cli_parse(argc, argv, &cli);
+    if (st == TP_OK) st = pipeline_check_fault();
     char created[TP_PATH_MAX] = "";
     if (st == TP_OK) missing_root(cli.run_dir, created, sizeof created);
     if (st == TP_OK) verbose |= cli.set.verbose, st = dispatch(&cli);

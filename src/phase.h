@@ -15,6 +15,7 @@
  *            options; `transpolmo <name>` alone runs the phase
  *   inputs_hash  files outside the config that its results depend on (e.g. the
  *            circuit library's task files), as one hash of their names and contents
+ *   faults   its own fault-injection points (core/fault.h) besides start and outputs
  * Its resume hash is its own keys and `reads`, its inputs_hash, plus the hashes of
  * the phases it needs, so a change upstream reruns everything downstream and
  * nothing else.
@@ -68,6 +69,10 @@ struct tp_phase {
     /* A hash of the files outside the config that the results depend on (names and
      * contents; an unreadable one hashes as such, the run reports it). NULL: none. */
     uint64_t (*inputs_hash)(const tp_config *cfg);
+    /* The points inside the phase where TP_FAULT can stop it (core/fault.h), each
+     * reached with tp_fault(name, point); NULL-terminated. start and outputs are
+     * every phase's (pipeline.c). NULL: none of its own. */
+    const char *const *faults;
 };
 
 /* The resume hash: FNV-1a over the phase's own keys and `reads` (config's

@@ -8,6 +8,7 @@
 #include "analysis/sae/sae_phase.h"
 #include "analysis/verify/verify_phase.h"
 #include "backend/backend.h"
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -19,7 +20,6 @@
 #include <hdf5.h>
 #include <jansson.h>
 #include <mpi.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +49,31 @@ const tp_phase *pipeline_find(const char *name)
     for (size_t i = 0; i < NPHASES; i++)
         if (!strcmp(phases[i]->name, name)) return phases[i];
     return NULL;
+}
+
+/* A point every phase has, or one of p's own. */
+static bool has_fault_point(const tp_phase *p, const char *point)
+{
+    if (!strcmp(point, "start") || !strcmp(point, "outputs")) return true;
+    for (const char *const *f = p->faults; f && *f; f++)
+        if (!strcmp(*f, point)) return true;
+    return false;
+}
+
+tp_status pipeline_check_fault(void)
+{
+    TP_CHECK(tp_fault_check_env());
+    const tp_fault_spec *f = tp_fault_env();
+    if (!f) return TP_OK;
+    const tp_phase *p = pipeline_find(f->phase);
+    if (!p) return tp_err(TP_ERR_CONFIG, "TP_FAULT=%s: no phase '%s' (transpolmo phases lists them)", getenv("TP_FAULT"),
+                          f->phase);
+    if (has_fault_point(p, f->point)) return TP_OK;
+    char list[256] = "start, outputs";
+    for (const char *const *q = p->faults; q && *q; q++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), ", %s", *q);
+    return tp_err(TP_ERR_CONFIG, "TP_FAULT=%s: phase %s has no point '%s' (%s)", getenv("TP_FAULT"), p->name, f->point,
+                  list);
 }
 
 /* The configuration schema: shared sections, then each phase's own, then log. */
@@ -187,26 +212,19 @@ tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char
 {
     double t0 = tp_now();
     tp_log_info("phase %s: start", p->name);
-    /* Fault injection for the tests: TP_FAULT_RANK=N fails rank N here, to prove a
-     * failure on one rank ends the job instead of hanging it. */
-    const char *fault = getenv("TP_FAULT_RANK");
-    if (fault && atoi(fault) == dist_rank())
-        return tp_err(TP_ERR_INTERNAL, "injected fault (TP_FAULT_RANK=%s) in phase %s", fault, p->name);
+    tp_fault_set_phase(p->name);
+    TP_CHECK(tp_fault(p->name, "start"));
     TP_CHECK(p->run(cfg, run_dir));
-    /* TP_FAULT_KILL_PHASE=<name>: rank 0 dies by SIGKILL once the phase's outputs are
-     * written but before it is marked complete (the resume tests: a killed run is
-     * rerun and must end with the documents of an uninterrupted one). */
-    const char *kill_in = getenv("TP_FAULT_KILL_PHASE");
-    if (kill_in && !strcmp(kill_in, p->name) && dist_rank() == 0) {
-        tp_log_rank("phase %s: TP_FAULT_KILL_PHASE reached, killing this rank", p->name);
-        raise(SIGKILL);
-    }
+    /* The outputs are written, the marker not yet (the resume tests: a run stopped
+     * here is rerun and must end with the documents of an uninterrupted one). */
+    TP_CHECK(tp_fault(p->name, "outputs"));
     /* A phase that wrote outputs has recorded what it ran with; the run's own
      * config.yaml and versions.json follow, so a refused command changes neither. */
     if (dist_rank() == 0) {
         TP_CHECK(record_phase(p, cfg, run_dir));
         TP_CHECK(pipeline_record_run(cfg, run_dir));
     }
+    tp_fault_set_phase(NULL);
     tp_log_info("phase %s: done in %.1f s", p->name, tp_now() - t0);
     log_headline(p, run_dir);
     return TP_OK;
@@ -247,9 +265,12 @@ tp_status pipeline_print_phases(FILE *f, bool json)
         const tp_phase *p = phases[i];
         json_t *needs = json_array();
         for (const tp_phase *const *n = p->needs; n && *n; n++) json_array_append_new(needs, json_string((*n)->name));
-        json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "name", p->name, "help", p->help,
+        json_t *faults = json_pack("[s]", "start");
+        for (const char *const *q = p->faults; q && *q; q++) json_array_append_new(faults, json_string(*q));
+        json_array_append_new(faults, json_string("outputs"));
+        json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "name", p->name, "help", p->help,
             "outputs", string_list(p->outputs), "needs", needs, "config_section",
-            p->config ? json_string(p->config->name) : json_null(), "reads", string_list(p->reads)));
+            p->config ? json_string(p->config->name) : json_null(), "reads", string_list(p->reads), "faults", faults));
     }
     char *s = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(all);

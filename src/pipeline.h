@@ -35,4 +35,8 @@ tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir);
  * {name, help, outputs, needs, config_section, reads}. */
 tp_status pipeline_print_phases(FILE *f, bool json);
 
+/* TP_FAULT (core/fault.h) checked against the phases and their points: a malformed
+ * value or an unknown phase or point is a configuration error. */
+tp_status pipeline_check_fault(void);
+
 #endif

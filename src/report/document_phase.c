@@ -8,6 +8,7 @@
 #include "analysis/sae/sae_phase.h"
 #include "analysis/store_inputs.h"
 #include "analysis/verify/verify_phase.h"
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "dist/world.h"
@@ -67,14 +68,17 @@ tp_status document_write(const char *run_dir, const document_settings *ds)
     TP_CHECK(check_store(run_dir));
     TP_CHECK_GOTO(doc_build(run_dir, ds, &doc), st, done);
     TP_CHECK_GOTO(write_json(run_dir, RUN_DOCS_JSON, doc), st, done);
+    TP_CHECK_GOTO(tp_fault("document", "file"), st, done);
     TP_CHECK_GOTO(run_path(path, sizeof path, run_dir, RUN_DOCS_MD), st, done);
     TP_CHECK_GOTO(doc_markdown_write(doc, path), st, done);
+    TP_CHECK_GOTO(tp_fault("document", "file"), st, done);
     summary = doc_summary(doc);
     if (!summary) {
         st = tp_err(TP_ERR_INTERNAL, "document: the summary could not be made");
         goto done;
     }
     TP_CHECK_GOTO(write_json(run_dir, RUN_DOCS_SUMMARY_JSON, summary), st, done);
+    TP_CHECK_GOTO(tp_fault("document", "file"), st, done);
     /* the HTML report last: it shows the score from summary.json */
     TP_CHECK_GOTO(report_html_write(run_dir, NULL), st, done);
     json_t *t = json_object_get(doc, "transparency");
@@ -142,6 +146,7 @@ static const char *const document_outputs[] = {RUN_DOCS_JSON, RUN_DOCS_MD, RUN_D
 static const tp_phase *const document_needs[] = {&inspect_phase, &geometry_phase, &sae_phase, &circuits_phase,
                                                  &verify_phase, NULL};
 
+static const char *const document_faults[] = {"file", NULL};
 const tp_phase document_phase = {
     .name = "document",
     .help = "phase 6: the model documentation and its transparency score -> docs/findings/model_documentation.{json,md}, "
@@ -155,4 +160,5 @@ const tp_phase document_phase = {
              "  `transpolmo query` answers questions from its JSON (docs/document.md)\n",
     .headline = document_headline,
     .inputs_hash = document_inputs_hash,
+    .faults = document_faults,
 };

@@ -16,7 +16,7 @@ common=(--model "${TP_BUNDLED_MODEL:-$SRC/models/olmo2-tiny}" --set data.corpus=
 expect_ok "capture" -- "$BIN" capture "${common[@]}" --out "$TMP/r"
 [ -f "$TMP/r/activations.h5" ] || finish
 # Killed after 3 steps: a checkpoint at step 2, in the middle of training.
-TP_FAULT_AFTER_STEPS=3 "$BIN" sae "${common[@]}" --out "$TMP/r" >/dev/null 2>&1
+TP_FAULT=sae.step@3 "$BIN" sae "${common[@]}" --out "$TMP/r" >/dev/null 2>&1
 ck=$TMP/r/checkpoints/sae/checkpoint.json
 if [ -f "$ck" ] && [ ! -f "$TMP/r/results/sae_summary.json" ]; then passes=$((passes+1)); echo "ok   killed run left a checkpoint"
 else failures=$((failures+1)); echo "FAIL killed run: no checkpoint or finished"; fi

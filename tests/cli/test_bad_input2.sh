@@ -22,6 +22,20 @@ ev() { "$BIN" eval --model "$1" "${small[@]}" "${@:2}"; }
 expect_ok "good eval" -- ev "$M" --out "$TMP/run"
 cp "$TMP/run/results/eval.json" "$TMP/eval.before"
 
+# ---- the fault-injection switch is checked, so a test cannot silently not fault ----
+insp() { env TP_FAULT="$1" "$BIN" inspect --model "$M" --out "$TMP/fault"; }
+expect_fail "TP_FAULT: unknown phase" "TP_FAULT=caputre.unit|no phase 'caputre'" -- insp caputre.unit
+expect_fail "TP_FAULT: unknown point" "TP_FAULT=capture.unti|no point 'unti'|start, outputs, unit" -- insp capture.unti
+expect_fail "TP_FAULT: malformed" "TP_FAULT=capture|<phase>.<point>" -- insp capture
+expect_fail "TP_FAULT: count 0" "TP_FAULT=sae.step@0|count after '@'" -- insp sae.step@0
+expect_fail "TP_FAULT: unknown action" "TP_FAULT=sae.step/boom|unknown action 'boom'" -- insp sae.step/boom
+expect_fail "TP_FAULT: fail action" "injected fault (TP_FAULT=inspect.layer@2/fail) on rank 0" -- insp inspect.layer@2/fail
+out=$(insp inspect.layer/term 2>&1); rc=$?
+if [ $rc -eq 143 ] && printf '%s' "$out" | grep -q "^transpolmo: error: terminated by SIGTERM in phase inspect: it is not marked complete" \
+   && [ ! -e "$TMP/fault/.phases/inspect.done" ]; then
+  passes=$((passes + 1)); echo "ok   TP_FAULT=inspect.layer/term: exit 143, one line"
+else failures=$((failures + 1)); echo "FAIL TP_FAULT=inspect.layer/term: exit $rc: $out"; fi
+
 # ---- 6: misleading messages ------------------------------------------------------
 mkdir -p "$TMP/adir"
 expect_fail "tokenize a directory" "$TMP/adir|directory" -- "$BIN" tokenize --model "$M" --file "$TMP/adir"

@@ -25,7 +25,7 @@ for np in 2 4; do
 done
 
 # Fault injection: rank 1 dies (SIGKILL) after 2 units; the rerun finishes the file.
-TP_FAULT_AFTER_UNITS=2 TP_FAULT_CAPTURE_RANK=1 cap "$TMP/fault" timeout -s KILL 180 "$MPIRUN" -np 2 >/dev/null 2>&1
+TP_FAULT=capture.unit@2:1 cap "$TMP/fault" timeout -s KILL 180 "$MPIRUN" -np 2 >/dev/null 2>&1
 if "$CMP" "$TMP/np1/activations.h5" "$TMP/fault/activations.h5" >/dev/null 2>&1; then
   failures=$((failures+1)); echo "FAIL the killed run already looks complete"
 else passes=$((passes+1)); echo "ok   killed run left an incomplete store"; fi

@@ -17,7 +17,7 @@ done
 
 # One failing rank: the job must end (timeout would kill a hang: exit 137) with the
 # rank named.
-out=$(TP_FAULT_RANK=1 timeout -s KILL 60 "$MPIRUN" -np 2 "$BIN" inspect --model "$model" --out "$TMP/fault" 2>&1)
+out=$(TP_FAULT=inspect.start:1/fail timeout -s KILL 60 "$MPIRUN" -np 2 "$BIN" inspect --model "$model" --out "$TMP/fault" 2>&1)
 rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 137 ] && printf '%s' "$out" | grep -q '\[rank 1\] error: injected fault'; then
   passes=$((passes + 1)); echo "ok   failure on rank 1 ends the job (exit $rc)"

@@ -3,10 +3,10 @@
 # every phase `transpolmo phases` lists; every output each phase declares exists and
 # parses; numbers agree across files (catalog = SAEs, verification = documentation =
 # summary, the report self-contained); the documentation validates against its JSON
-# Schema; and a run killed in each phase in turn (SIGKILL of
-# rank 0 after the phase's outputs, before its marker: TP_FAULT_KILL_PHASE), rerun each
-# time, ends with the same results as the uninterrupted run (timings, run statistics
-# and the run folder's path aside).
+# Schema; and a run stopped three times in each phase in turn (SIGKILL and SIGTERM
+# inside it, SIGKILL after its outputs before its marker: TP_FAULT), rerun each time,
+# ends with the same results as the uninterrupted run (timings, run statistics and the
+# run folder's path aside).
 . "$(dirname "$0")/lib.sh"
 MPIRUN=${MPIEXEC:-mpiexec}
 SRC=${TP_SOURCE_DIR:?}
@@ -85,12 +85,22 @@ import json, jsonschema, sys
 jsonschema.validate(json.load(open('$TMP/a/docs/findings/model_documentation.json')),
                     json.load(open('$SRC/docs/schema/model_documentation.schema.json')))"
 
-# killed in each phase in turn, rerun until complete
+# Stopped in each phase in turn, rerun each time (TP_FAULT, docs/reliability.md): a
+# SIGKILL at the phase's first own point (rank 1 where every rank works), a SIGTERM
+# at its last (the line a terminated rank prints), a SIGKILL once its outputs are
+# written but before its marker.
 b=$TMP/b
 for p in "${phases[@]}"; do
-  run2 "$b" TP_FAULT_KILL_PHASE="$p" > "$TMP/kill_$p.log" 2>&1
-  rc=$?
-  check "killed in $p (exit $rc != 0), marker not written" test $rc -ne 0 -a ! -e "$b/.phases/$p.done"
+  mapfile -t pts < <($PY -c "import json,sys; [print(f) for q in json.load(open(sys.argv[1])) if q['name']==sys.argv[2] for f in q['faults']]" "$TMP/phases.json" "$p")
+  first=${pts[1]} last=${pts[-2]}   # pts: start, the phase's own points, outputs
+  case $p in inspect|capture|geometry|sae) r=1 ;; *) r=0 ;; esac
+  for f in "$p.$first:$r" "$p.$last/term" "$p.outputs"; do
+    log=$TMP/kill_${f//\//_}.log
+    run2 "$b" TP_FAULT="$f" > "$log" 2>&1
+    rc=$?
+    check "TP_FAULT=$f (exit $rc != 0), marker not written" test $rc -ne 0 -a ! -e "$b/.phases/$p.done"
+    case $f in */term) check "TP_FAULT=$f: the terminated rank says so" grep -q "error: terminated by SIGTERM in phase $p" "$log" ;; esac
+  done
 done
 expect_ok "rerun completes" -- run2 "$b"
 check "the resumed run ends with the uninterrupted run's results" $PY - "$TMP/a" "$b" <<'PY'

@@ -75,7 +75,7 @@ PYEOF
   done
   # Kill rank 0 after 7 steps (checkpoint at 5), then resume: the weights of the
   # uninterrupted np2 run.
-  TP_FAULT_AFTER_STEPS=7 sae_np 2 "$TMP/kill" >/dev/null 2>&1
+  TP_FAULT=sae.step@7 sae_np 2 "$TMP/kill" >/dev/null 2>&1
   if [ -f "$TMP/kill/results/sae_summary.json" ]; then failures=$((failures+1)); echo "FAIL the killed run finished"
   else passes=$((passes+1)); echo "ok   the killed run left no summary"; fi
   out=$(sae_np 2 "$TMP/kill" 2>&1)

@@ -3,6 +3,7 @@
 #include "analysis/capture/capture_phase.h"
 #include "analysis/store_inputs.h"
 
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -459,9 +460,6 @@ static tp_status flush_point(capture_run *r, int64_t *npend)
  * rounds, the same rounds on every rank, computed from global sizes). */
 static tp_status run_units(capture_run *r)
 {
-    const char *fault = getenv("TP_FAULT_AFTER_UNITS"), *fault_rank_s = getenv("TP_FAULT_CAPTURE_RANK");
-    long fault_after = fault ? atol(fault) : -1;
-    int fault_rank = fault_rank_s ? atoi(fault_rank_s) : 0;
     double row_bytes = 0, N = (double)r->data.seqs.n_tokens;
     for (int i = 0; i < r->npts; i++) row_bytes += (double)r->pts[i].cols * (double)tp_dtype_size(r->cs.dtype);
     double round_bytes = r->n_units ? N / (double)r->n_units * row_bytes * r->size : 1.0;
@@ -484,7 +482,7 @@ static tp_status run_units(capture_run *r)
     tp_status st = TP_OK;
     tp_progress prog;
     tp_progress_begin(&prog, "capture", "rows", todo_rows);
-    int64_t my_done = 0, npend = 0;
+    int64_t npend = 0;
     for (int64_t k = 0; k < r->max_n; k++) {
         int64_t u = r->u_lo + k;
         int have = u < r->u_hi && !r->done[u];
@@ -502,11 +500,8 @@ static tp_status run_units(capture_run *r)
         if (have) {
             r->st.units++, r->st.tokens += nrows;
             for (int i = 0; i < r->npts; i++) r->st.bytes += nrows * r->pts[i].cols * (int64_t)tp_dtype_size(r->cs.dtype);
-            if (fault_after >= 0 && ++my_done >= fault_after && r->rank == fault_rank) {
-                /* Fault injection for the resume tests: die like a killed process. */
-                tp_log_rank("capture: TP_FAULT_AFTER_UNITS=%ld reached, killing this rank", fault_after);
-                raise(SIGKILL);
-            }
+            /* a unit written (not yet flushed): the resume tests stop a rank here */
+            TP_CHECK_GOTO(tp_fault("capture", "unit"), st, out);
         }
         /* All ranks' rows of this round: rank 0's share times the ranks overcounts
          * when rank 0's units are larger or (on resume) fewer of them were done. */
@@ -627,6 +622,7 @@ static void capture_headline(const char *run_dir, char *buf, size_t n)
 static const char *const capture_outputs[] = {RUN_STORE, RUN_CAPTURE_SUMMARY_JSON, NULL};
 static const char *const capture_reads[] = {"model.", "data.", "layers", "forward.batch_size", "forward.gemm", NULL};
 
+static const char *const capture_faults[] = {"unit", NULL};
 const tp_phase capture_phase = {
     .name = "capture",
     .help = "phase 2: activations at the capture points -> activations.h5 (resumes if killed)",
@@ -636,4 +632,5 @@ const tp_phase capture_phase = {
     .reads = capture_reads,
     .needs = NULL,
     .headline = capture_headline,
+    .faults = capture_faults,
 };

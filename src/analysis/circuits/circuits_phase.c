@@ -9,6 +9,7 @@
 #include "analysis/circuits/patch.h"
 #include "analysis/circuits/trace.h"
 #include "analysis/circuits/weights.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "run_layout.h"
 #include "settings.h"
@@ -107,8 +108,11 @@ tp_status circuits_phase_run(const tp_config *cfg, const char *run_dir)
     TP_CHECK(circuits_settings_read(cfg, &cs));
     tp_status st = circuits_open(&set, &cs, &cx);
     if (st == TP_OK) st = heads_run(&cx, NULL, run_dir);
+    if (st == TP_OK) st = tp_fault("circuits", "heads");
     if (st == TP_OK) st = weights_run(&cx, run_dir);
+    if (st == TP_OK) st = tp_fault("circuits", "weights");
     if (st == TP_OK) st = library_run(&cx, run_dir);
+    if (st == TP_OK) st = tp_fault("circuits", "library");
     if (st == TP_OK && cs.trace_prompt[0]) st = phase_trace(&cx, cs.trace_prompt, run_dir);
     circuits_close(&cx);
     return st;
@@ -135,6 +139,7 @@ static const char *const circuits_outputs[] = {RUN_CIRCUITS_HEAD_SCORES_JSON, RU
                                                RUN_CIRCUITS_LIBRARY_JSON, NULL};
 static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", NULL};
 
+static const char *const circuits_faults[] = {"heads", "weights", "library", NULL};
 const tp_phase circuits_phase = {
     .name = "circuits",
     .help = "phase 5: head scores and classes, weight circuits, the circuit library; subcommands trace, heads, weights, dla, "
@@ -150,4 +155,5 @@ const tp_phase circuits_phase = {
     .headline = circuits_headline,
     .subs = subs,
     .inputs_hash = circuits_inputs_hash,
+    .faults = circuits_faults,
 };

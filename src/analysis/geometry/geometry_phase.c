@@ -10,6 +10,7 @@
 #include "analysis/geometry/local_geometry.h"
 #include "analysis/geometry/norm_stats.h"
 #include "analysis/geometry/pca.h"
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -546,6 +547,7 @@ tp_status geometry_phase_run(const tp_config *cfg, const char *run_dir)
     tp_progress_begin(&prog, "geometry", "capture points", (uint64_t)n);
     for (int h = 0; h < n; h++) {
         TP_CHECK_GOTO(analyse_hook(&g, &jobs[h], timing), st, done);
+        TP_CHECK_GOTO(tp_fault("geometry", "point"), st, done);
         tp_progress_note(&prog, "last: %s", jobs[h].name);
         tp_progress_add(&prog, 1);
     }
@@ -599,6 +601,7 @@ static const char *const geometry_outputs[] = {RUN_GEOMETRY_JSON, NULL};
 static const char *const geometry_reads[] = {"layers", NULL};
 static const tp_phase *const geometry_needs[] = {&capture_phase, NULL};
 
+static const char *const geometry_faults[] = {"point", NULL};
 const tp_phase geometry_phase = {
     .name = "geometry",
     .help = "phase 3: PCA, intrinsic dimension, local geometry, clusters, norms -> results/geometric_analysis.json",
@@ -608,4 +611,5 @@ const tp_phase geometry_phase = {
     .reads = geometry_reads,
     .needs = geometry_needs,
     .headline = geometry_headline,
+    .faults = geometry_faults,
 };

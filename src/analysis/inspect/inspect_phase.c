@@ -1,6 +1,7 @@
 #include "analysis/inspect/inspect_phase.h"
 
 #include "analysis/inspect/weight_spectra.h"
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -174,6 +175,7 @@ static tp_status gather_layers(const tp_model *m, int spectra, json_t **out)
         json_t *lj = NULL;
         st = layer_json(m, L, spectra, &lj);
         if (st == TP_OK) json_array_append_new(mine, lj);
+        if (st == TP_OK) st = tp_fault("inspect", "layer");
         tp_progress_add(&prog, (uint64_t)size);
     }
     tp_progress_end(&prog);
@@ -269,6 +271,7 @@ static void inspect_headline(const char *run_dir, char *buf, size_t n)
 static const char *const inspect_outputs[] = {RUN_ARCHITECTURE_JSON, NULL};
 static const char *const inspect_reads[] = {"model.", NULL};
 
+static const char *const inspect_faults[] = {"layer", NULL};
 const tp_phase inspect_phase = {
     .name = "inspect",
     .help = "phase 1: architecture, parameter counts, weight spectra -> results/architecture.json",
@@ -278,4 +281,5 @@ const tp_phase inspect_phase = {
     .reads = inspect_reads,
     .needs = NULL,
     .headline = inspect_headline,
+    .faults = inspect_faults,
 };

@@ -8,6 +8,7 @@
 #include "analysis/sae/features_catalog.h"
 #include "analysis/sae/sae_ce.h"
 #include "analysis/sae/sae_export.h"
+#include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -597,9 +598,9 @@ static tp_status init_from_data(sae_run *r)
     return TP_OK;
 }
 
-/* After a step: the curve point, a checkpoint when due, and the fault injection of
- * the resume tests (TP_FAULT_AFTER_STEPS on rank TP_FAULT_SAE_RANK). */
-static tp_status after_step(sae_run *r, const position *next, int64_t *prev_ck, int64_t steps_here)
+/* After a step: the curve point, a checkpoint when due, and the fault point of the
+ * resume tests (TP_FAULT=sae.step@<n>). */
+static tp_status after_step(sae_run *r, const position *next, int64_t *prev_ck)
 {
     const int64_t log_every = r->T / 200 > 1 ? r->T / 200 : 1;
     if (r->rank == 0 && (next->step % log_every == 0 || next->step == r->T))
@@ -614,19 +615,14 @@ static tp_status after_step(sae_run *r, const position *next, int64_t *prev_ck, 
         TP_CHECK(dist_agree(r->comm, cst, "sae checkpoint"));
         *prev_ck = next->step;
     }
-    const char *fault = getenv("TP_FAULT_AFTER_STEPS"), *fault_rank = getenv("TP_FAULT_SAE_RANK");
-    if (fault && steps_here >= atol(fault) && r->rank == (fault_rank ? atoi(fault_rank) : 0)) {
-        tp_log_rank("sae: TP_FAULT_AFTER_STEPS=%s reached, killing this rank", fault);
-        raise(SIGKILL);
-    }
-    return TP_OK;
+    return tp_fault("sae", "step");
 }
 
 /* Training from r->pos to the end: each rank takes its share of every global batch,
  * every SAE steps on it. */
 static tp_status train(sae_run *r)
 {
-    int64_t steps_here = 0, prev_ck = r->resume ? r->pos.step : -1;
+    int64_t prev_ck = r->resume ? r->pos.step : -1;
     double rows_done = 0, t_train = tp_now();
     tp_progress prog;
     tp_progress_begin(&prog, "sae", "steps", (uint64_t)(r->T - r->pos.step));
@@ -647,7 +643,7 @@ static tp_status train(sae_run *r)
                 position next = {.step = r->jobs[0].m.step, .epoch = e, .window = w, .batch = b + 1};
                 if (next.batch == nb) next.batch = 0, next.window = w + 1;
                 if (next.window == r->W) next.window = 0, next.epoch = e + 1;
-                TP_CHECK(after_step(r, &next, &prev_ck, ++steps_here));
+                TP_CHECK(after_step(r, &next, &prev_ck));
                 const sae_job *j0 = &r->jobs[0];
                 double el = tp_now() - t_train;
                 tp_progress_note(&prog, "%.0f rows/s; %s: loss %.4g, FVU %.3f, L0 %.1f, dead %.1f%%",
@@ -864,6 +860,7 @@ static const char *const sae_outputs[] = {RUN_SAE_SUMMARY_JSON, NULL};
 static const char *const sae_reads[] = {"layers", NULL};
 static const tp_phase *const sae_needs[] = {&capture_phase, NULL};
 
+static const char *const sae_faults[] = {"step", NULL};
 const tp_phase sae_phase = {
     .name = "sae",
     .help = "phase 4: sparse autoencoders per capture point -> results/sae_layer_<L>/ (SAELens), sae_summary.json, "
@@ -874,4 +871,5 @@ const tp_phase sae_phase = {
     .reads = sae_reads,
     .needs = sae_needs,
     .headline = sae_headline,
+    .faults = sae_faults,
 };

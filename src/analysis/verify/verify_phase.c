@@ -5,6 +5,7 @@
 #include "analysis/sae/sae_phase.h"
 #include "analysis/verify/verify_features.h"
 #include "analysis/verify/verify_heads.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "dist/world.h"
 #include "run_layout.h"
@@ -162,8 +163,11 @@ tp_status verify_phase_run(const tp_config *cfg, const char *run_dir)
         verify_skip(&vx, "features", "sae.skip is set (--skip-sae): the run has no SAE features to verify");
     else if (st == TP_OK)
         st = verify_features(&vx, &features);
+    if (st == TP_OK) st = tp_fault("verify", "features");
     if (st == TP_OK) st = verify_heads(&vx, &heads);
+    if (st == TP_OK) st = tp_fault("verify", "heads");
     if (st == TP_OK) st = verify_circuits(&vx, &circuits);
+    if (st == TP_OK) st = tp_fault("verify", "circuits");
     if (st == TP_OK && dist_rank() == 0) {
         if (!features) features = json_array();
         st = write_result(&vx, features, heads ? heads : json_array(), circuits ? circuits : json_array());
@@ -197,6 +201,7 @@ static const char *const verify_outputs[] = {RUN_VERIFICATION_JSON, NULL};
 static const char *const verify_reads[] = {"model.", "data.", "forward.gemm", "circuits.", "sae.skip", NULL};
 static const tp_phase *const verify_needs[] = {&sae_phase, &circuits_phase, NULL};
 
+static const char *const verify_faults[] = {"features", "heads", "circuits", NULL};
 const tp_phase verify_phase = {
     .name = "verify",
     .help = "phase 7: SAE features ablated, steered and described; head classes and library circuits ablated "
@@ -207,4 +212,5 @@ const tp_phase verify_phase = {
     .reads = verify_reads,
     .needs = verify_needs,
     .headline = verify_headline,
+    .faults = verify_faults,
 };
