@@ -154,39 +154,6 @@ static tp_status write_checkpoint(const sae_run *r, const position *p, int64_t p
     return TP_OK;
 }
 
-tp_status sae_checkpoint_read(const char *path, const char *key, const char *const *hooks, int n,
-                              sae_checkpoint *out)
-{
-    *out = (sae_checkpoint){.last = out->last, .curve = out->curve};
-    json_t *j = json_load_file(path, 0, NULL);
-    if (!j) return TP_OK;
-    const char *k = json_string_value(json_object_get(j, "key"));
-    out->other_key = !k || strcmp(k, key) != 0;
-    if (!out->other_key) {
-        out->step = json_integer_value(json_object_get(j, "step"));
-        out->epoch = json_integer_value(json_object_get(j, "epoch"));
-        out->window = json_integer_value(json_object_get(j, "window"));
-        out->batch = json_integer_value(json_object_get(j, "batch"));
-        /* A position that no run writes (negative) is not resumed from. */
-        out->ok = out->step >= 0 && out->epoch >= 0 && out->window >= 0 && out->batch >= 0;
-        out->other_key = !out->ok;
-    }
-    json_t *jobs = out->ok ? json_object_get(j, "jobs") : NULL, *it;
-    size_t at;
-    json_array_foreach(jobs, at, it) {   /* the training record so far (absent in older checkpoints) */
-        const char *hook = json_string_value(json_object_get(it, "hook"));
-        for (int i = 0; hook && i < n; i++) {
-            if (strcmp(hook, hooks[i])) continue;
-            metrics_from_json(json_object_get(it, "last"), &out->last[i]);
-            json_decref(out->curve[i]);
-            out->curve[i] = json_incref(json_object_get(it, "curve"));
-        }
-    }
-    json_decref(j);
-    return TP_OK;
-}
-
-
 /* An integer field of the checkpoint in [lo, hi], else TP_ERR_RANGE naming it. */
 static tp_status ck_int(const json_t *o, const char *field, const char *key, int64_t lo, int64_t hi, int64_t *out)
 {
@@ -215,24 +182,29 @@ static tp_status ck_numbers(const json_t *o, const char *field, const char *cons
     return ck_int(o, f, "step", 0, max_step, &step);
 }
 
-/* The checkpoint's position and record against this run's real ranges: the position
+static int64_t ck_batches(const sae_ck_shape *sh, int64_t e, int64_t w)
+{
+    return (sh->window_rows(sh->user, e, w) + sh->batch - 1) / sh->batch;
+}
+
+/* The checkpoint's position and record against the run's real ranges: the position
  * is a batch that exists (0 ≤ epoch ≤ E, window < W, batch < the window's batches;
  * epoch E only as the end, window 0 batch 0), the step is the number of batches
- * before it, and every job names one of this run's hooks with finite metrics. A
- * position taken on trust indexes rows that are not there (batch −5: a read before
- * the window's buffer). */
-static tp_status checkpoint_check(sae_run *r, const json_t *j, position *p, int *seen)
+ * before it, and every job names one of the run's hooks, once, with finite metrics
+ * of steps up to it. A position taken on trust indexes rows that are not there
+ * (batch −5: a read before the window's buffer). */
+static tp_status checkpoint_check(const json_t *j, const sae_ck_shape *sh, const char *const *hooks, int n,
+                                  sae_checkpoint *out, int *seen)
 {
-    TP_CHECK(ck_int(j, "epoch", "epoch", 0, r->E, &p->epoch));
-    TP_CHECK(ck_int(j, "window", "window", 0, p->epoch == r->E ? 0 : r->W - 1, &p->window));
-    int64_t nb = p->epoch == r->E ? 1 : (row_stream_window_rows(r->rs, p->epoch, p->window) + r->B - 1) / r->B;
-    TP_CHECK(ck_int(j, "batch", "batch", 0, nb - 1, &p->batch));
+    TP_CHECK(ck_int(j, "epoch", "epoch", 0, sh->epochs, &out->epoch));
+    TP_CHECK(ck_int(j, "window", "window", 0, out->epoch == sh->epochs ? 0 : sh->windows - 1, &out->window));
+    int64_t nb = out->epoch == sh->epochs ? 1 : ck_batches(sh, out->epoch, out->window);
+    TP_CHECK(ck_int(j, "batch", "batch", 0, nb - 1, &out->batch));
     int64_t before = 0;
-    for (int64_t e = 0; e <= p->epoch && e < r->E; e++)
-        for (int64_t w = 0; w < (e == p->epoch ? p->window : r->W); w++)
-            before += (row_stream_window_rows(r->rs, e, w) + r->B - 1) / r->B;
-    before += p->epoch == r->E ? 0 : p->batch;
-    TP_CHECK(ck_int(j, "step", "step", before, before, &p->step));
+    for (int64_t e = 0; e <= out->epoch && e < sh->epochs; e++)
+        for (int64_t w = 0; w < (e == out->epoch ? out->window : sh->windows); w++) before += ck_batches(sh, e, w);
+    before += out->epoch == sh->epochs ? 0 : out->batch;
+    TP_CHECK(ck_int(j, "step", "step", before, before, &out->step));
     static const char *const last_keys[] = {"rows", "loss", "recon", "l1", "aux", "fvu", "l0", "dead_frac",
                                             "dense_frac", "lr", "l1_coef", "grad_norm", "threshold",
                                             "batch_threshold", NULL};
@@ -245,22 +217,60 @@ static tp_status checkpoint_check(sae_run *r, const json_t *j, position *p, int 
         char f[64];
         const char *hook = json_string_value(json_object_get(it, "hook"));
         int i = 0;
-        while (hook && i < r->n && strcmp(hook, r->jobs[i].name)) i++;
-        if (!hook || i == r->n)
+        while (hook && i < n && strcmp(hook, hooks[i])) i++;
+        if (!hook || i == n)
             return tp_err(TP_ERR_RANGE, "jobs[%zu].hook %s%s%s is not one of this run's capture points", at,
                           hook ? "'" : "", hook ? hook : "(missing)", hook ? "'" : "");
         if (seen[i]++) return tp_err(TP_ERR_FORMAT, "jobs[%zu].hook '%s' is given twice", at, hook);
         snprintf(f, sizeof f, "jobs[%zu].last", at);
-        TP_CHECK(ck_numbers(json_object_get(it, "last"), f, last_keys, p->step));
+        TP_CHECK(ck_numbers(json_object_get(it, "last"), f, last_keys, out->step));
         const json_t *curve = json_object_get(it, "curve"), *pt;
         if (!json_is_array(curve)) return tp_err(TP_ERR_FORMAT, "jobs[%zu].curve is not an array", at);
         size_t c;
         json_array_foreach(curve, c, pt) {
             snprintf(f, sizeof f, "jobs[%zu].curve[%zu]", at, c);
-            TP_CHECK(ck_numbers(pt, f, curve_keys, p->step));
+            TP_CHECK(ck_numbers(pt, f, curve_keys, out->step));
         }
     }
     return TP_OK;
+}
+
+tp_status sae_checkpoint_read(const char *path, const char *key, const char *const *hooks, int n,
+                              const sae_ck_shape *shape, sae_checkpoint *out)
+{
+    *out = (sae_checkpoint){.last = out->last, .curve = out->curve};
+    if (access(path, F_OK) != 0) return TP_OK;
+    out->present = true;
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (!j) return tp_err(TP_ERR_FORMAT, "%s is not a readable checkpoint (%s, line %d)", path, jerr.text, jerr.line);
+    const char *k = json_string_value(json_object_get(j, "key"));
+    tp_status st = TP_OK;
+    if (!k || strcmp(k, key) != 0) {
+        st = tp_err(TP_ERR_CONFIG, "%s was made with another configuration", path);
+    } else {
+        int *seen = tp_calloc(n > 0 ? (size_t)n : 1, sizeof *seen);
+        st = seen ? checkpoint_check(j, shape, hooks, n, out, seen) : TP_ERR_NOMEM;
+        free(seen);
+        if (st != TP_OK) tp_err_prefix("%s does not fit this run", path);
+    }
+    const json_t *jobs = st == TP_OK ? json_object_get(j, "jobs") : NULL, *it;
+    size_t at;
+    json_array_foreach(jobs, at, it) {   /* the training record so far, checked above */
+        const char *hook = json_string_value(json_object_get(it, "hook"));
+        int i = 0;
+        while (strcmp(hook, hooks[i])) i++;
+        metrics_from_json(json_object_get(it, "last"), &out->last[i]);
+        json_decref(out->curve[i]);
+        out->curve[i] = json_incref(json_object_get(it, "curve"));
+    }
+    json_decref(j);
+    return st;
+}
+
+static int64_t run_window_rows(void *user, int64_t e, int64_t w)
+{
+    return row_stream_window_rows(((sae_run *)user)->rs, e, w);
 }
 
 /* The checkpoint to resume from, if any matches this configuration (every rank reads
@@ -272,37 +282,30 @@ static int read_checkpoint(sae_run *r, position *p)
 {
     char path[TP_PATH_MAX];
     if (run_path(path, sizeof path, r->run_dir, RUN_SAE_CHECKPOINT_JSON) != TP_OK) return 0;
-    if (access(path, F_OK) != 0) return 0;
-    json_error_t jerr;
-    json_t *j = json_load_file(path, 0, &jerr);
-    if (!j) {
-        tp_log_warn("sae: %s is not a readable checkpoint (%s, line %d); training starts over", path, jerr.text,
-                    jerr.line);
-        return 0;
-    }
-    const char *k = json_string_value(json_object_get(j, "key"));
-    int ok = k && !strcmp(k, r->key);
-    if (!ok) tp_log_warn("sae: %s was made with another configuration; training starts over", path);
-    int *seen = ok ? tp_calloc((size_t)r->n, sizeof *seen) : NULL;
-    if (ok && !seen) ok = 0;
-    if (ok && checkpoint_check(r, j, p, seen) != TP_OK) {
-        tp_log_warn("sae: %s does not fit this run: %s; training starts over", path, tp_err_msg());
-        tp_err_clear();
+    const char **hooks = tp_calloc((size_t)r->n, sizeof *hooks);
+    sae_metrics *last = tp_calloc((size_t)r->n, sizeof *last);
+    json_t **curve = tp_calloc((size_t)r->n, sizeof *curve);
+    int ok = hooks && last && curve;
+    for (int i = 0; ok && i < r->n; i++) hooks[i] = r->jobs[i].name;
+    sae_ck_shape shape = {.epochs = r->E, .windows = r->W, .batch = r->B, .window_rows = run_window_rows, .user = r};
+    sae_checkpoint ck = {.last = last, .curve = curve};
+    if (ok && sae_checkpoint_read(path, r->key, hooks, r->n, &shape, &ck) != TP_OK) {
+        tp_log_warn("sae: %s; training starts over", tp_err_msg());
         ok = 0;
     }
-    free(seen);
-    const json_t *jobs = ok ? json_object_get(j, "jobs") : NULL, *it;
-    size_t at;
-    json_array_foreach(jobs, at, it) {   /* the training record so far, checked above */
-        const char *hook = json_string_value(json_object_get(it, "hook"));
-        for (int i = 0; i < r->n; i++) {
-            if (strcmp(hook, r->jobs[i].name)) continue;
-            metrics_from_json(json_object_get(it, "last"), &r->jobs[i].last);
+    tp_err_clear();
+    ok = ok && ck.present;
+    if (ok) *p = (position){.step = ck.step, .epoch = ck.epoch, .window = ck.window, .batch = ck.batch};
+    for (int i = 0; curve && i < r->n; i++) {
+        if (ok && curve[i]) {
+            r->jobs[i].last = last[i];
             json_decref(r->jobs[i].resumed_curve);
-            r->jobs[i].resumed_curve = json_incref(json_object_get(it, "curve"));
+            r->jobs[i].resumed_curve = curve[i];
+        } else {
+            json_decref(curve[i]);
         }
     }
-    json_decref(j);
+    free(hooks), free(last), free(curve);
     return ok;
 }
 

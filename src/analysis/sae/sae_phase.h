@@ -63,19 +63,28 @@ extern const tp_phase sae_phase;
 tp_status sae_settings_read(const tp_config *cfg, sae_settings *out);
 tp_status sae_phase_run(const tp_config *cfg, const char *run_dir);
 
-/* checkpoints/sae/checkpoint.json as a resume reads it. ok: it names this
- * configuration (key) and a position (no field negative); other_key: it exists but
- * may not be resumed from. For each of hooks[0..n) that it records, last[i] gets the
- * last step's metrics and curve[i] a new reference to the curve so far (the caller
- * gives last and curve, n entries each, curve NULL-initialised, and decrefs them).
- * An absent or unreadable file is not an error: ok = other_key = 0. */
+/* checkpoints/sae/checkpoint.json as a resume reads it, checked like user input
+ * against the run it would resume (shape: E epochs of W windows, window_rows(user,
+ * e, w) rows each, B rows a batch) and its hooks[0..n).
+ * TP_OK: present = 0 when there is no file; else the position (a batch that exists,
+ * step = the batches before it) and, for each hook it records, last[i] = that
+ * step's metrics and curve[i] a new reference to the curve so far (the caller gives
+ * last and curve, n entries each, curve NULL-initialised, and decrefs them).
+ * An error (present = 1), the message naming the file and the field: not JSON,
+ * another configuration (key), a field missing, of the wrong type or out of range,
+ * an unknown or repeated hook; nothing is filled in then. */
 typedef struct {
-    bool ok, other_key;
+    int64_t epochs, windows, batch;
+    int64_t (*window_rows)(void *user, int64_t epoch, int64_t window);
+    void *user;
+} sae_ck_shape;
+typedef struct {
+    bool present;
     int64_t step, epoch, window, batch;
     sae_metrics *last;
     json_t **curve;
 } sae_checkpoint;
 tp_status sae_checkpoint_read(const char *path, const char *key, const char *const *hooks, int n,
-                              sae_checkpoint *out);
+                              const sae_ck_shape *shape, sae_checkpoint *out);
 
 #endif
