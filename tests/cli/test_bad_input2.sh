@@ -25,7 +25,7 @@ cp "$TMP/run/results/eval.json" "$TMP/eval.before"
 # ---- the fault-injection switch is checked, so a test cannot silently not fault ----
 insp() { env TP_FAULT="$1" "$BIN" inspect --model "$M" --out "$TMP/fault"; }
 expect_fail "TP_FAULT: unknown phase" "TP_FAULT=caputre.unit|no phase 'caputre'" -- insp caputre.unit
-expect_fail "TP_FAULT: unknown point" "TP_FAULT=capture.unti|no point 'unti'|start, outputs, unit" -- insp capture.unti
+expect_fail "TP_FAULT: unknown point" "TP_FAULT=capture.unti|no point 'unti'|start, outputs, unit" rc=2 -- insp capture.unti
 expect_fail "TP_FAULT: malformed" "TP_FAULT=capture|<phase>.<point>" -- insp capture
 expect_fail "TP_FAULT: count 0" "TP_FAULT=sae.step@0|count after '@'" -- insp sae.step@0
 expect_fail "TP_FAULT: unknown action" "TP_FAULT=sae.step/boom|unknown action 'boom'" -- insp sae.step/boom
@@ -38,20 +38,20 @@ else failures=$((failures + 1)); echo "FAIL TP_FAULT=inspect.layer/term: exit $r
 
 # ---- 6: misleading messages ------------------------------------------------------
 mkdir -p "$TMP/adir"
-expect_fail "tokenize a directory" "$TMP/adir|directory" -- "$BIN" tokenize --model "$M" --file "$TMP/adir"
+expect_fail "tokenize a directory" "$TMP/adir|directory" rc=1 -- "$BIN" tokenize --model "$M" --file "$TMP/adir"
 
 m=$(model vocabstr)
 /usr/bin/python3 -c "
 import json,sys; p=sys.argv[1]+'/tokenizer.json'; t=json.load(open(p)); v=t['model']['vocab']
 k=sorted(v, key=lambda k: v[k])[5]; v[k]=str(v[k]); json.dump(t, open(p,'w')); open(sys.argv[1]+'/key','w').write(k)" "$m"
-expect_fail "vocab id as a string" "$m/tokenizer.json|'$(cat "$m/key")'|\"5\"" -- \
+expect_fail "vocab id as a string" "$m/tokenizer.json|'$(cat "$m/key")'|\"5\"" rc=1 -- \
   "$BIN" tokenize --model "$m" --text "hello"
 
-expect_fail "run.name escapes runs/" "run.name|../.." -- "$BIN" eval --model "$M" "${small[@]}" --set run.name=../..
+expect_fail "run.name escapes runs/" "run.name|../.." rc=2 -- "$BIN" eval --model "$M" "${small[@]}" --set run.name=../..
 expect_fail "run.name with a slash" "run.name|a/b" -- "$BIN" eval --model "$M" "${small[@]}" --set run.name=a/b
 
 m=$(model maxpos); setcfg "$m" max_position_embeddings -1
-expect_fail "max_position_embeddings -1" "$m/config.json|max_position_embeddings" -- ev "$m" --out "$TMP/run"
+expect_fail "max_position_embeddings -1" "$m/config.json|max_position_embeddings" rc=1 -- ev "$m" --out "$TMP/run"
 m=$(model maxpos16); setcfg "$m" max_position_embeddings 16
 out=$(ev "$m" --out "$TMP/maxpos16" 2>&1); rc=$?
 n=$(printf '%s\n' "$out" | grep -c "exceed max_position_embeddings = 16")
@@ -59,15 +59,15 @@ if [ $rc -eq 0 ] && [ "$n" -eq 1 ]; then passes=$((passes+1)); echo "ok   seq_le
 else failures=$((failures+1)); echo "FAIL seq_len > max_position_embeddings: exit $rc, $n warnings: $out"; fi
 
 m=$(model hidden); setcfg "$m" hidden_size 1000000000
-expect_fail "config.json size vs checkpoint" "config.json|embed_tokens|shape" -- ev "$m" --out "$TMP/run"
+expect_fail "config.json size vs checkpoint" "config.json|embed_tokens|shape" rc=1 -- ev "$m" --out "$TMP/run"
 m=$(model layers); setcfg "$m" num_hidden_layers 100000000
-expect_fail "config.json layers vs checkpoint" "config.json|num_hidden_layers" -- ev "$m" --out "$TMP/run"
+expect_fail "config.json layers vs checkpoint" "config.json|num_hidden_layers" rc=1 -- ev "$m" --out "$TMP/run"
 
 m=$(model noeos); setcfg "$m" eos_token_id null
-expect_fail "pack without EOS" "pack|EOS|config.json" -- ev "$m" --set data.packing=pack --out "$TMP/run"
+expect_fail "pack without EOS" "pack|EOS|config.json" rc=2 -- ev "$m" --set data.packing=pack --out "$TMP/run"
 
 printf '{"text": "a"}\n{"text": "b"}\n' > "$TMP/tiny.jsonl"
-expect_fail "eval of one-token documents" "$TMP/tiny.jsonl|nothing to evaluate|2 of the 2" -- \
+expect_fail "eval of one-token documents" "$TMP/tiny.jsonl|nothing to evaluate|2 of the 2" rc=1 -- \
   "$BIN" eval --model "$M" --set data.corpus="$TMP/tiny.jsonl" --num-samples 4 --out "$TMP/run"
 
 # --verbose places: relative to the source root, never src/src/.
@@ -78,7 +78,7 @@ else failures=$((failures+1)); echo "FAIL --verbose place: $out"; fi
 
 # ---- 5: hangs ---------------------------------------------------------------------
 /usr/bin/python3 -c "print('data:\n  x: ' + '['*200000 + ']'*200000)" > "$TMP/deep.yaml"
-expect_fail "deep YAML flow nesting" "$TMP/deep.yaml|deeper than 64" -- timeout 20 "$BIN" eval --config "$TMP/deep.yaml" --out "$TMP/run"
+expect_fail "deep YAML flow nesting" "$TMP/deep.yaml|deeper than 64" rc=2 -- timeout 20 "$BIN" eval --config "$TMP/deep.yaml" --out "$TMP/run"
 /usr/bin/python3 -c "
 for i in range(100): print('  '*i + 'k%d:' % i)" > "$TMP/deep_block.yaml"
 expect_fail "deep YAML block nesting" "$TMP/deep_block.yaml|deeper than 64" -- timeout 20 "$BIN" eval --config "$TMP/deep_block.yaml" --out "$TMP/run"
@@ -137,7 +137,7 @@ cap=(--model "$M" --set data.corpus="$CORPUS" --num-samples 8 --set data.seq_len
 expect_ok "capture" -- "$BIN" capture "${cap[@]}" --out "$TMP/cap"
 cp -r "$TMP/cap" "$TMP/trunc"; f=$TMP/trunc/activations.h5
 truncate -s $(( $(stat -c %s "$f") / 2 )) "$f"
-expect_fail "truncated store" "$f|truncated" -- "$BIN" geometry --model "$M" --out "$TMP/trunc"
+expect_fail "truncated store" "$f|truncated" rc=1 -- "$BIN" geometry --model "$M" --out "$TMP/trunc"
 out=$( (trap '' XFSZ; ulimit -f 10240; "$BIN" capture "${cap[@]}" --num-samples 64 --set data.seq_len=128 --out "$TMP/full") 2>&1 >/dev/null); rc=$?
 line=$(printf '%s\n' "$out" | grep 'error:')
 if [ $rc -ne 0 ] && printf '%s' "$line" | grep -q "activations.h5" && printf '%s' "$line" | grep -q "File too large"; then

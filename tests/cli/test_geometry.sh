@@ -42,7 +42,7 @@ fi
 
 # Bad input: one error line each, earlier results untouched.
 cp "$TMP/r/$J" "$TMP/before.json"
-expect_fail "no store" "activations.h5|does not exist|capture" -- geo "$TMP/none"
+expect_fail "no store" "activations.h5|does not exist|capture" rc=1 -- geo "$TMP/none"
 expect_fail "hook not captured" "geometry.hooks|hook_resid_pre|not captured" -- geo "$TMP/r" --set geometry.hooks=hook_resid_pre
 expect_fail "layer not captured" "blocks.0.hook_resid_post|not captured" -- geo "$TMP/r" --set geometry.hooks=blocks.0.hook_resid_post
 expect_fail "more components than columns" "geometry.pca.components|100000|only 256 columns" -- geo "$TMP/r" --set geometry.pca.components=100000
@@ -55,7 +55,7 @@ else failures=$((failures+1)); echo "FAIL a failed run changed $J"; fi
 if $PY -c "import h5py" 2>/dev/null; then
   cp -r "$TMP/r" "$TMP/inc"
   $PY -c "import h5py; h5py.File('$TMP/inc/activations.h5', 'r+')['acts/blocks.3.hook_mlp_out'].attrs['complete'] = 0"
-  expect_fail "incomplete dataset" "blocks.3.hook_mlp_out|not marked complete|capture" -- geo "$TMP/inc"
+  expect_fail "incomplete dataset" "blocks.3.hook_mlp_out|not marked complete|capture" rc=1 -- geo "$TMP/inc"
 fi
 
 # `run` includes the phase and skips it once complete.

@@ -13,14 +13,14 @@ check() {   # check NAME CONDITION...
 }
 rc_of() { "$@" >/dev/null 2>&1; echo $?; }
 
-expect_fail "unknown command suggests the nearest" "unknown command 'inspct'|did you mean 'inspect'" -- "$BIN" inspct
+expect_fail "unknown command suggests the nearest" "unknown command 'inspct'|did you mean 'inspect'" rc=2 -- "$BIN" inspct
 expect_fail "unknown option suggests the nearest" "unknown option '--layer'|did you mean '--layers'" -- \
   "$BIN" inspect --layer 1 --model "$MODEL" --out "$TMP/r"
 expect_fail "a command's own option is suggested" "did you mean '--per-token-out'" -- \
   "$BIN" eval --per-token-ot x.npy --model "$MODEL" --out "$TMP/r"
 check "unknown command exits 2" test "$(rc_of "$BIN" inspct)" -eq 2
 check "a missing config file exits 2" test "$(rc_of "$BIN" run --config "$TMP/none.yaml")" -eq 2
-expect_fail "a missing config file is named" "$TMP/none.yaml|No such file" -- "$BIN" run --config "$TMP/none.yaml"
+expect_fail "a missing config file is named" "$TMP/none.yaml|No such file" rc=2 -- "$BIN" run --config "$TMP/none.yaml"
 
 # Messages name the file, not the source; --verbose adds the source location.
 out=$("$BIN" inspect --model "$TMP/nomodel" --out "$TMP/r" 2>&1 | grep 'error:')

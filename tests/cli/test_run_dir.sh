@@ -23,14 +23,14 @@ check "the phase's config is the one it ran with" test -n "$(grep -E '^  num_sam
 cp -r "$r" "$TMP/before"
 
 # Another sample against the same store: refused, and nothing of the run changes.
-expect_fail "a store made with another sample is refused" "activations.h5" -- \
+expect_fail "a store made with another sample is refused" "activations.h5" rc=2 -- \
   "$BIN" capture "${small[@]}" --num-samples 4 --out "$r"
 for f in config.yaml versions.json .phases/capture.done .phases/capture.config.yaml .phases/capture.versions.json; do
   check "refused command left $f as it was" cmp -s "$r/$f" "$TMP/before/$f"
 done
 
 # A command that fails before writing anything leaves no folder behind.
-expect_fail "missing corpus" "corpus" -- "$BIN" capture "${small[@]}" --set data.corpus="$TMP/none" --out "$TMP/new/deep/run"
+expect_fail "missing corpus" "corpus" rc=1 -- "$BIN" capture "${small[@]}" --set data.corpus="$TMP/none" --out "$TMP/new/deep/run"
 check "no empty run folders left" test ! -e "$TMP/new"
 # Threads per rank from the CPUs the rank may use, shared on a node: two unbound
 # ranks on this machine never take more threads together than it has CPUs, a lone

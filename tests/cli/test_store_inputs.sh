@@ -24,7 +24,7 @@ import sys
 p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[-4] ^= 1; open(p, 'wb').write(b)
 PY
 touch -r "$TMP/weights.orig" "$f"
-expect_fail "capture after weights changed (same size and mtime)" "$TMP/r/activations.h5|weights_fingerprint" -- \
+expect_fail "capture after weights changed (same size and mtime)" "$TMP/r/activations.h5|weights_fingerprint" rc=2 -- \
   "$BIN" capture "${common[@]}" --out "$TMP/r"
 expect_fail "geometry after weights changed (same size and mtime)" "$TMP/r/activations.h5|model weights changed|weights_fingerprint|$M" -- \
   "$BIN" geometry "${common[@]}" --out "$TMP/r"
@@ -32,7 +32,7 @@ expect_fail "geometry after weights changed (same size and mtime)" "$TMP/r/activ
 # Replaced by a modified copy (new file, new mtime): the case of the issue.
 cp "$f" "$TMP/weights.mod" && mv "$TMP/weights.mod" "$f"
 expect_fail "capture after weights replaced" "$TMP/r/activations.h5|weights_" -- "$BIN" capture "${common[@]}" --out "$TMP/r"
-expect_fail "geometry after weights replaced" "$TMP/r/activations.h5|model weights changed" -- \
+expect_fail "geometry after weights replaced" "$TMP/r/activations.h5|model weights changed" rc=2 -- \
   "$BIN" geometry "${common[@]}" --out "$TMP/r"
 expect_fail "sae after weights replaced" "$TMP/r/activations.h5|model weights changed" -- \
   "$BIN" sae "${common[@]}" --out "$TMP/r"
@@ -43,7 +43,7 @@ expect_fail "document after weights replaced" "$TMP/r/activations.h5|model weigh
 cp -p "$TMP/weights.orig" "$f"
 expect_ok "geometry after weights restored" -- "$BIN" geometry "${common[@]}" --out "$TMP/r"
 printf '{"text": "one more document"}\n' >> "$C"
-expect_fail "geometry after corpus edited" "$TMP/r/activations.h5|corpus changed|corpus_" -- \
+expect_fail "geometry after corpus edited" "$TMP/r/activations.h5|corpus changed|corpus_" rc=2 -- \
   "$BIN" geometry "${common[@]}" --out "$TMP/r"
 expect_fail "capture after corpus edited" "$TMP/r/activations.h5|corpus" -- "$BIN" capture "${common[@]}" --out "$TMP/r"
 

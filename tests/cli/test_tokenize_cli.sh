@@ -56,7 +56,7 @@ EOF
 done
 
 printf 'caf\xc3\xa9 \xff!' > "$TMP/bad.txt"
-expect_fail "invalid UTF-8" "byte offset 6|bad.txt" -- "$BIN" tokenize --tokenizer "$TOK" --file "$TMP/bad.txt"
+expect_fail "invalid UTF-8" "byte offset 6|bad.txt" rc=1 -- "$BIN" tokenize --tokenizer "$TOK" --file "$TMP/bad.txt"
 ids=$("$BIN" tokenize --tokenizer "$TOK" --file "$TMP/bad.txt" --replace-invalid 2>/dev/null)
 want=$("$BIN" tokenize --tokenizer "$TOK" --text "$(printf 'caf\xc3\xa9 \xef\xbf\xbd!')" 2>/dev/null)
 if [ -n "$ids" ] && [ "$ids" = "$want" ]; then passes=$((passes + 1)); echo "ok   --replace-invalid gives the ids of U+FFFD"
