@@ -6,6 +6,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 tp_status fs_path(char *buf, size_t n, const char *fmt, ...)
@@ -117,6 +118,21 @@ tp_status fs_commit(FILE *f, const char *path)
         return tp_err(TP_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
     }
     return TP_OK;
+}
+
+int fs_write_errno(const char *path)
+{
+    struct statvfs sv;
+    char dir[TP_PATH_MAX];
+    int ok = statvfs(path, &sv) == 0;
+    if (!ok && errno == ENOENT && fs_path(dir, sizeof dir, "%s", path) == TP_OK) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        ok = statvfs(slash == dir ? "/" : slash ? dir : ".", &sv) == 0;
+    }
+    if (!ok) return 0;
+    if (sv.f_flag & ST_RDONLY) return EROFS;
+    return sv.f_bavail == 0 ? ENOSPC : 0;
 }
 
 tp_status fs_write_atomic(const char *path, const void *data, size_t n)

@@ -26,6 +26,11 @@ tp_status fs_open_tmp(const char *path, FILE **f);
 tp_status fs_commit(FILE *f, const char *path);           /* fflush+fsync+fclose+rename */
 void fs_abort(FILE *f, const char *path);                  /* fclose + unlink tmp */
 tp_status fs_write_atomic(const char *path, const void *data, size_t n);
+/* Why a write at path (or, when path does not exist, in its directory) fails, as an
+ * errno: EROFS on a read-only file system, ENOSPC when no block is left, else 0. For
+ * writers whose library loses the OS error: MPI-IO reports a short write on a full
+ * disk, or a read-only file system, without errno. */
+int fs_write_errno(const char *path);
 /* Dumps JSON (indent 2, keys in insertion order) atomically. */
 tp_status fs_write_json(const char *path, const json_t *j);
 /* The same without indentation (large outputs: the features catalog). */

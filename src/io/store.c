@@ -71,6 +71,13 @@ static hid_t storage_type(tp_dtype t)
 
 static void store_abandon(tp_store *s);
 
+/* The OS error of a failed write: errno when the library kept it, else what the file
+ * system says (MPI-IO reports a short write on a full disk without errno). */
+static int write_errno(const tp_store *s)
+{
+    return errno ? errno : fs_write_errno(s->path);
+}
+
 static tp_status set_int_attr(tp_store *s, hid_t obj, const char *name, int value)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
@@ -78,7 +85,7 @@ static tp_status set_int_attr(tp_store *s, hid_t obj, const char *name, int valu
                                         : H5Acreate2(obj, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
     errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &value);
-    S_KEEP_CAUSE(e, cause, errno);
+    S_KEEP_CAUSE(e, cause, write_errno(s));
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     S_CHECK_KEPT(s, e, cause, "writing attribute");
@@ -114,7 +121,7 @@ static tp_status set_int64_attr(tp_store *s, hid_t obj, const char *name, int64_
     hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
     errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
-    S_KEEP_CAUSE(e, cause, errno);
+    S_KEEP_CAUSE(e, cause, write_errno(s));
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     S_CHECK_KEPT(s, e, cause, "writing attribute");
@@ -130,7 +137,7 @@ static tp_status set_str_attr_on(tp_store *s, hid_t obj, const char *key, const 
     hid_t a = H5Acreate2(obj, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
     errno = 0;
     herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
-    S_KEEP_CAUSE(e, cause, errno);
+    S_KEEP_CAUSE(e, cause, write_errno(s));
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
@@ -186,7 +193,7 @@ static tp_status create_ds(tp_store *s, const char *name, hid_t ftype, int rank,
     H5Pset_create_intermediate_group(lcpl, 1);
     errno = 0;
     hid_t ds = H5Dcreate2(s->file, name, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
-    S_KEEP_CAUSE(ds, cause, errno);
+    S_KEEP_CAUSE(ds, cause, write_errno(s));
     H5Pclose(lcpl);
     H5Pclose(dcpl);
     H5Sclose(sp);
@@ -214,8 +221,9 @@ static tp_status open_file(const char *path, MPI_Comm comm, bool write, bool cre
     else s->file = H5Fopen(path, write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
     char m[256];
     /* before H5Pclose clears the stack; errno is not asked: HDF5's probing of the
-     * file leaves stale values behind (ENOENT for a file that exists). */
-    if (s->file < 0) h5_cause(m, sizeof m, 0);
+     * file leaves stale values behind (ENOENT for a file that exists). A write open
+     * asks the file system instead (MPI-IO names no OS error for a read-only one). */
+    if (s->file < 0) h5_cause(m, sizeof m, write ? fs_write_errno(path) : 0);
     H5Pclose(fapl);
     if (s->file < 0) {
         free(s);
@@ -435,10 +443,12 @@ tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *
             hsize_t cnt = (hsize_t)(rank == 0 ? L->n_units : 0);
             hid_t ms = H5Screate_simple(1, &(hsize_t){cnt ? cnt : 1}, NULL);
             if (!cnt) { H5Sselect_none(fs); H5Sselect_none(ms); }
+            errno = 0;
             herr_t e = H5Dwrite(ds, H5T_NATIVE_UINT8, ms, fs, s->dxpl, zero);
+            S_KEEP_CAUSE(e, cause, write_errno(s));
             H5Sclose(ms), H5Sclose(fs), H5Dclose(ds);
             free(zero);
-            if (e < 0) st = tp_err(TP_ERR_HDF5, "%s: initialising /units_complete failed", path);
+            if (e < 0) st = tp_err(TP_ERR_HDF5, "%s: initialising /units_complete failed: %s", path, cause);
         }
     }
     if (st == TP_OK) st = store_flush(s);
@@ -478,7 +488,7 @@ tp_status store_close(tp_store *s)
     errno = 0;
     herr_t e = s->file >= 0 ? H5Fclose(s->file) : 0;
     char m[256];
-    if (e < 0) h5_cause(m, sizeof m, errno);
+    if (e < 0) h5_cause(m, sizeof m, write_errno(s));
     char path[TP_PATH_MAX];
     snprintf(path, sizeof path, "%s", s->path);
     free(s);
@@ -503,7 +513,7 @@ static tp_status write_rows(tp_store *s, hid_t dxpl, hid_t ds, hid_t memtype, in
     errno = 0;
     if (e >= 0) e = H5Dwrite(ds, memtype, ms, fs, dxpl, buf ? buf : dummy);
     char m[256];
-    if (e < 0) h5_cause(m, sizeof m, errno);  /* before the closes clear the stack */
+    if (e < 0) h5_cause(m, sizeof m, write_errno(s));  /* before the closes clear the stack */
     H5Sclose(ms);
     H5Sclose(fs);
     if (e < 0)
@@ -595,7 +605,7 @@ tp_status store_mark_units(tp_store *s, const int64_t *units, int n)
     }
     errno = 0;
     if (e >= 0) e = H5Dwrite(ds, H5T_NATIVE_UINT8, ms, fs, s->dxpl, ones);
-    S_KEEP_CAUSE(e, cause, errno);
+    S_KEEP_CAUSE(e, cause, write_errno(s));
     free(coords);
     free(ones);
     H5Sclose(ms), H5Sclose(fs), H5Dclose(ds);
@@ -619,7 +629,8 @@ tp_status store_flush(tp_store *s)
     errno = 0;
     if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
         char m[256];
-        return tp_err(TP_ERR_IO, "%s: flush failed (disk full?): %s", s->path, h5_cause(m, sizeof m, errno));
+        return tp_err(TP_ERR_IO, "%s: flush failed (disk full?): %s", s->path,
+                      h5_cause(m, sizeof m, write_errno(s)));
     }
     return TP_OK;
 }
