@@ -27,8 +27,16 @@ const char *h5_cause(char *buf, size_t n, int err)
 {
     h5_last_error(buf, n);
     if (err != 0 && !strstr(buf, strerror(err))) {
-        size_t l = strlen(buf);
-        snprintf(buf + l, n - l, "%s%s", l ? ": " : "", strerror(err));
+        /* The OS error is what the user acts on: HDF5's text (which can name a long
+         * path twice, and cut before its own "error message = ...") makes room for it. */
+        const char *os = strerror(err);
+        size_t l = strlen(buf), room = strlen(os) + 5;   /* "...: " */
+        if (l && l + room >= n) {
+            l = n > room + 1 ? n - room - 1 : 0;
+            snprintf(buf + l, n - l, "...");
+            l = strlen(buf);
+        }
+        snprintf(buf + l, n - l, "%s%s", l ? ": " : "", os);
     }
     if (!buf[0]) snprintf(buf, n, "no cause given by HDF5");
     return buf;
