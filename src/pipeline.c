@@ -17,12 +17,14 @@
 #include "run_layout.h"
 #include "settings.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <jansson.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 /* The phases, in the order `run` runs them. One line per phase. */
@@ -132,7 +134,11 @@ static tp_status write_config_yaml(const tp_config *cfg, const char *path)
     TP_CHECK(fs_open_tmp(path, &f));
     fprintf(f, "# Effective configuration of this run (defaults < config file < command line).\n");
     tp_status st = tp_config_write_yaml(cfg, f);
-    if (st != TP_OK) { fs_abort(f, path); return st; }
+    if (st != TP_OK) {
+        tp_err_prefix("%s", path);
+        fs_abort(f, path);
+        return st;
+    }
     return fs_commit(f, path);
 }
 
@@ -173,8 +179,9 @@ tp_status pipeline_record_run(const tp_config *cfg, const char *run_dir)
     return write_versions(path);
 }
 
-/* Rank 0, once the phase has written its outputs: what it ran with, then the marker
- * (the commit point: a phase is complete only with its record beside it). */
+/* Rank 0, once the phase has written its outputs: what it ran with, the run's own
+ * config.yaml and versions.json, then the marker (the commit point: a phase is
+ * complete only with its record beside it, and nothing written after it can fail). */
 static tp_status record_phase(const tp_phase *p, const tp_config *cfg, const char *run_dir)
 {
     char path[TP_PATH_MAX];
@@ -183,7 +190,21 @@ static tp_status record_phase(const tp_phase *p, const tp_config *cfg, const cha
     TP_CHECK(write_config_yaml(cfg, path));
     TP_CHECK(run_phase_file(path, sizeof path, run_dir, p->name, ".versions.json"));
     TP_CHECK(write_versions(path));
+    TP_CHECK(pipeline_record_run(cfg, run_dir));
     return mark_complete(p, cfg, run_dir);
+}
+
+/* Rank 0, before a phase runs: its marker goes first, so that a phase whose outputs
+ * are being rewritten is never taken for complete (a run that fails half-way and is
+ * then rerun with the configuration the old marker names would find it). */
+static char g_marker[TP_PATH_MAX];
+
+static tp_status unmark(void *arg)
+{
+    (void)arg;
+    if (unlink(g_marker) != 0 && errno != ENOENT)
+        return tp_err(TP_ERR_IO, "cannot remove '%s': %s", g_marker, strerror(errno));
+    return TP_OK;
 }
 
 /* Rank 0: "phase <name>: <what it found>". */
@@ -214,16 +235,20 @@ tp_status pipeline_run_phase(const tp_phase *p, const tp_config *cfg, const char
     tp_log_info("phase %s: start", p->name);
     tp_fault_set_phase(p->name);
     TP_CHECK(tp_fault(p->name, "start"));
-    TP_CHECK(p->run(cfg, run_dir));
+    /* rank 0: the marker goes at the phase's first write (unmark) */
+    if (dist_rank() == 0) {
+        TP_CHECK(run_marker_path(g_marker, sizeof g_marker, run_dir, p->name));
+        fs_on_first_write(unmark, NULL);
+    }
+    tp_status st = p->run(cfg, run_dir);
+    fs_on_first_write(NULL, NULL);
+    TP_CHECK(st);
     /* The outputs are written, the marker not yet (the resume tests: a run stopped
      * here is rerun and must end with the documents of an uninterrupted one). */
     TP_CHECK(tp_fault(p->name, "outputs"));
-    /* A phase that wrote outputs has recorded what it ran with; the run's own
-     * config.yaml and versions.json follow, so a refused command changes neither. */
-    if (dist_rank() == 0) {
-        TP_CHECK(record_phase(p, cfg, run_dir));
-        TP_CHECK(pipeline_record_run(cfg, run_dir));
-    }
+    /* A phase that wrote outputs records what it ran with (a refused command
+     * changes neither the run's config.yaml nor its versions.json). */
+    if (dist_rank() == 0) TP_CHECK(record_phase(p, cfg, run_dir));
     tp_fault_set_phase(NULL);
     tp_log_info("phase %s: done in %.1f s", p->name, tp_now() - t0);
     log_headline(p, run_dir);

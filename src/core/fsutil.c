@@ -81,10 +81,26 @@ tp_status fs_mkdir_parent(const char *path)
     return fs_mkdir_p(parent);
 }
 
+static tp_status (*g_first_write)(void *);
+static void *g_first_write_arg;
+
+void fs_on_first_write(tp_status (*fn)(void *arg), void *arg)
+{
+    g_first_write = fn, g_first_write_arg = arg;
+}
+
+tp_status fs_before_write(void)
+{
+    tp_status (*fn)(void *) = g_first_write;
+    g_first_write = NULL;
+    return fn ? fn(g_first_write_arg) : TP_OK;
+}
+
 tp_status fs_open_tmp(const char *path, FILE **f)
 {
     char tmp[TP_PATH_MAX + 8];
     *f = NULL;
+    TP_CHECK(fs_before_write());
     TP_CHECK(fs_path(tmp, sizeof tmp, "%s.tmp", path));
     *f = fopen(tmp, "wb");
     if (!*f) return tp_err(TP_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));

@@ -21,6 +21,12 @@ bool fs_exists(const char *path);
  * (a failed command's empty run folders). */
 void fs_rmdir_empty(const char *dir);
 tp_status fs_mkdir_parent(const char *path);              /* mkdir -p of dirname(path) */
+/* A hook run once, by the next write through this module (fs_open_tmp and what
+ * uses it) or the activation store, then forgotten; NULL: none. The pipeline sets
+ * one per phase to remove the phase's marker before its outputs start to change,
+ * and not before: a command refused before writing leaves the phase complete. */
+void fs_on_first_write(tp_status (*fn)(void *arg), void *arg);
+tp_status fs_before_write(void);
 /* Opens "<path>.tmp" for writing; commit with fs_commit, or fs_abort on failure. */
 tp_status fs_open_tmp(const char *path, FILE **f);
 tp_status fs_commit(FILE *f, const char *path);           /* fflush+fsync+fclose+rename */

@@ -428,6 +428,7 @@ tp_status store_open_write(const char *path, MPI_Comm comm, const store_layout *
         *out = s;
         return TP_OK;
     }
+    TP_CHECK(fs_before_write());
     TP_CHECK(open_file(path, comm, true, true, &s));
     s->n_rows = L->n_rows, s->n_docs = L->n_docs, s->n_units = L->n_units;
     st = create_layout(s, L);
@@ -535,6 +536,7 @@ static tp_status write_named(tp_store *s, const char *name, hid_t memtype, int64
 tp_status store_write_index(tp_store *s, int64_t row0, int64_t n, const int32_t *tokens,
                             const int32_t *positions, const uint8_t *mask, const int32_t *row_doc)
 {
+    TP_CHECK(fs_before_write());
     TP_CHECK(write_named(s, "tokens", H5T_NATIVE_INT32, row0, n, tokens));
     TP_CHECK(write_named(s, "positions", H5T_NATIVE_INT32, row0, n, positions));
     TP_CHECK(write_named(s, "row_doc", H5T_NATIVE_INT32, row0, n, row_doc));
@@ -544,6 +546,7 @@ tp_status store_write_index(tp_store *s, int64_t row0, int64_t n, const int32_t 
 tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_t *doc_index,
                            const int32_t *doc_domain, bool writer)
 {
+    TP_CHECK(fs_before_write());
     TP_CHECK(write_named(s, "doc_offsets", H5T_NATIVE_INT64, 0, writer ? s->n_docs + 1 : 0, doc_offsets));
     TP_CHECK(write_named(s, "doc_domain", H5T_NATIVE_INT32, 0, writer ? s->n_docs : 0, doc_domain));
     return write_named(s, "doc_index", H5T_NATIVE_INT64, 0, writer ? s->n_docs : 0, doc_index);
@@ -552,6 +555,7 @@ tp_status store_write_docs(tp_store *s, const int64_t *doc_offsets, const int64_
 tp_status store_write_tables(tp_store *s, const char *const *domains, int64_t n_domains, int64_t name_len,
                              const int64_t *vocab_offsets, int64_t n_vocab, const uint8_t *vocab_bytes, bool writer)
 {
+    TP_CHECK(fs_before_write());
     uint8_t *names = NULL;
     if (writer) {
         if (!(names = tp_calloc((size_t)(n_domains * name_len + 1), 1))) return TP_ERR_NOMEM;
@@ -571,6 +575,7 @@ tp_status store_write_tables(tp_store *s, const char *const *domains, int64_t n_
 
 tp_status store_write_acts(tp_store *s, int act, int64_t row0, int64_t n, const float *rows)
 {
+    TP_CHECK(fs_before_write());
     const store_act_spec *a = &s->acts[act];
     if (n <= 0) return TP_OK;   /* independent: nothing to do, no one to meet */
     if (a->dtype == TP_DTYPE_F32)
@@ -589,6 +594,7 @@ tp_status store_write_acts(tp_store *s, int act, int64_t row0, int64_t n, const 
 
 tp_status store_mark_units(tp_store *s, const int64_t *units, int n)
 {
+    TP_CHECK(fs_before_write());
     hid_t ds = H5Dopen2(s->file, "units_complete", H5P_DEFAULT);
     S_CHECK(s, ds);
     hid_t fs = H5Dget_space(ds);
@@ -637,6 +643,7 @@ tp_status store_flush(tp_store *s)
 
 tp_status store_mark_complete(tp_store *s)
 {
+    TP_CHECK(fs_before_write());
     TP_CHECK(store_flush(s));
     const char *names[] = {"tokens", "positions", "mask", "row_doc", "doc_offsets", "doc_index", "doc_domain",
                            "domain_names", "vocab_offsets", "vocab_bytes", "units_complete"};

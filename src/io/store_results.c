@@ -72,6 +72,7 @@ static tp_status attr_str(hid_t g, const char *path, const char *name, const cha
 
 tp_status store_write_pca(const char *path, const char *hook, const store_pca *p)
 {
+    TP_CHECK(fs_before_write());
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (f < 0) return fail(path, "opening the store to write /pca");

@@ -192,7 +192,6 @@ check_case() {
 # fails is reported as "xfail" and not counted; one that passes fails the test, so that
 # it leaves this list once its bug is fixed.
 declare -A known_bugs=(
-  [capture-run-config-full]="src/pipeline.c writes the marker before the run's config.yaml, and that file's write error names no path"
 )
 run_case() {
   if [ -n "${TP_DISK_CASES:-}" ] && ! [[ $1 =~ $TP_DISK_CASES ]]; then return; fi   # a subset, when debugging

@@ -44,6 +44,15 @@ check "2 unbound ranks take $t2 thread(s) each on $ncpu CPUs" test $((2 * t2)) -
 env -u OPENBLAS_NUM_THREADS timeout -s KILL 120 "$MPIRUN" --bind-to none -np 1 "$BIN" inspect "${small[@]}" \
   --out "$TMP/t1" >/dev/null 2>&1
 check "a lone unbound rank takes all $ncpu CPUs" test "$(threads_of "$TMP/t1/.phases/inspect.versions.json")" = "$ncpu"
+# A phase rerun with another configuration that dies once its outputs have started to
+# change leaves no marker: the old one would call the half-rewritten outputs complete
+# (for the configuration it names). Refused before writing, the marker stays.
+"$BIN" inspect "${small[@]}" --out "$TMP/mk" >/dev/null 2>&1
+cp "$TMP/mk/.phases/inspect.done" "$TMP/mk.done"
+"$BIN" inspect "${small[@]}" --model "$TMP/none" --out "$TMP/mk" >/dev/null 2>&1
+check "a refused rerun leaves the marker" cmp -s "$TMP/mk/.phases/inspect.done" "$TMP/mk.done"
+TP_FAULT=inspect.outputs "$BIN" inspect "${small[@]}" --set inspect.spectra=false --out "$TMP/mk" >/dev/null 2>&1
+check "a rerun killed after writing leaves no marker" test ! -e "$TMP/mk/.phases/inspect.done"
 t=$(threads_of "$TMP/run/.phases/capture.versions.json")
 check "OPENBLAS_NUM_THREADS is honoured ($t)" test "$t" = "${OPENBLAS_NUM_THREADS:-1}"
 finish
