@@ -253,9 +253,9 @@ static void write_chain_script(FILE *f, const submit_opts *o, const tp_phase *co
                "set -u\nranks=%ld\n", o->nodes * o->ntasks_per_node, o->nodes * o->ntasks_per_node);
     fputs("if [ \"${1:-}\" = -n ]; then ranks=${2:?chain.sh: -n needs a number}; fi\nrun=", f);
     put_quoted(f, o->run);
-    fprintf(f, "\nbin=");
+    fprintf(f, "\nbin=${TP_BIN:-");
     put_quoted(f, o->bin);
-    fprintf(f, "\ncd ");
+    fprintf(f, "}   # TP_BIN: another transpolmo\ncd ");
     put_quoted(f, o->cwd);
     fprintf(f, " || exit 1\nphases=(");
     for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? " " : "", ps[i]->name);
