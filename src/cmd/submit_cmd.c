@@ -316,7 +316,6 @@ static tp_status run_capture(char *const argv[], char *out, size_t n, int *statu
     posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&fa, fd[1], STDERR_FILENO);
     posix_spawn_file_actions_addclose(&fa, fd[0]);
-    extern char **environ;
     pid_t pid;
     int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, g_env ? g_env : environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -359,11 +358,14 @@ static tp_status sbatch(const char *script, const char *after, char *id, size_t 
     argv[a] = NULL;
     int status;
     TP_CHECK(run_capture(argv, out, sizeof out, &status));
-    /* --parsable: "<id>" or "<id>;<cluster>" on the last line; warnings may come first. */
-    char *line = NULL, *save = NULL;
-    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-        if (strspn(l, "0123456789") > 0 && (l[strspn(l, "0123456789")] == '\0' || l[strspn(l, "0123456789")] == ';'))
-            line = l;
+    /* --parsable: "<id>" or "<id>;<cluster>" on a line of its own; warnings may come
+     * first. */
+    const char *line = NULL;
+    size_t digits = 0;
+    for (const char *l = out; *l; l += strcspn(l, "\n"), l += *l == '\n') {
+        size_t d = strspn(l, "0123456789");
+        if (d > 0 && d < n && (l[d] == '\0' || l[d] == '\n' || l[d] == ';')) line = l, digits = d;
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !line) {
         /* the message is sbatch's, on one line */
         for (char *c = out; *c; c++)
@@ -371,8 +373,8 @@ static tp_status sbatch(const char *script, const char *after, char *id, size_t 
         return tp_err(TP_ERR_IO, "submit: sbatch %s failed (exit %d): %s", script,
                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, out[0] ? out : "no message");
     }
-    line[strspn(line, "0123456789")] = '\0';
-    snprintf(id, n, "%s", line);
+    memcpy(id, line, digits);
+    id[digits] = '\0';
     return TP_OK;
 }
 
@@ -417,7 +419,8 @@ static tp_status submit_rank0(tp_cli *cli)
     char *scripts[SUBMIT_MAX_PHASES] = {0}, *chain = NULL, *log = NULL;
     char ids[SUBMIT_MAX_PHASES][32] = {{0}};
     size_t loglen = 0;
-    char paths[SUBMIT_MAX_PHASES][TP_PATH_MAX];
+    char (*paths)[TP_PATH_MAX] = tp_calloc((size_t)n, sizeof *paths);
+    if (!paths) return TP_ERR_NOMEM;
     bool todo[SUBMIT_MAX_PHASES];
     tp_status st = TP_OK;
     int ntodo = 0;
@@ -491,6 +494,7 @@ static tp_status submit_rank0(tp_cli *cli)
     if (st == TP_OK)
         tp_log_info("submit: %d job(s) chained for %s (logs in %s; squeue -u $USER)", ntodo, o.run, logs);
 done:
+    free(paths);
     free(log);
     for (int i = 0; i < n; i++) free(scripts[i]);
     free(chain);
