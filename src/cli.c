@@ -43,6 +43,13 @@ static const named_opt *find_named(const char *arg, const char **inline_val)
 
 static tp_status cli_apply_options(int argc, char **argv, tp_cli *out);
 
+/* `run` and `submit` take the config file as their first argument, and use the
+ * bundled default when there is none. */
+static bool takes_config_arg(const char *command)
+{
+    return !strcmp(command, "run") || !strcmp(command, "submit");
+}
+
 static bool is_yaml(const char *s)
 {
     size_t n = strlen(s);
@@ -69,12 +76,12 @@ tp_status cli_parse(int argc, char **argv, tp_cli *out)
             config_path = v;
         } else if (o && !o->flag && !v) {
             i++;   /* skip the value */
-        } else if (!o && i == 2 && !strcmp(out->command, "run") && is_yaml(argv[i])) {
+        } else if (!o && i == 2 && takes_config_arg(out->command) && is_yaml(argv[i])) {
             config_path = argv[i];
         }
     }
     /* `run` without a config file uses the bundled default, when run from the repo. */
-    if (!config_path && !strcmp(out->command, "run") && access(TP_DEFAULT_CONFIG, R_OK) == 0)
+    if (!config_path && takes_config_arg(out->command) && access(TP_DEFAULT_CONFIG, R_OK) == 0)
         config_path = TP_DEFAULT_CONFIG;
     if (config_path) {
         /* A config file that cannot be read is a configuration error (exit 2), like
@@ -94,7 +101,7 @@ static tp_status cli_apply_options(int argc, char **argv, tp_cli *out)
         const char *v;
         const named_opt *o = find_named(argv[i], &v);
         if (!o) {
-            if (i == 2 && !strcmp(out->command, "run") && is_yaml(argv[i])) continue;
+            if (i == 2 && takes_config_arg(out->command) && is_yaml(argv[i])) continue;
             if (out->nrest == CLI_MAX_REST) return tp_err(TP_ERR_CONFIG, "too many arguments");
             out->rest[out->nrest++] = argv[i];
             continue;

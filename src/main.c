@@ -12,6 +12,7 @@
 #include "cmd/generate_cmd.h"
 #include "cmd/query_cmd.h"
 #include "cmd/report_cmd.h"
+#include "cmd/submit_cmd.h"
 #include "cmd/tokenize_cmd.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -20,6 +21,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/text.h"
+#include "dist/stop.h"
 #include "dist/world.h"
 #include "pipeline.h"
 
@@ -48,6 +50,17 @@ static tp_status cmd_phases(tp_cli *cli);
 static const command commands[] = {
     {"run", cmd_run, "run every phase in order into the run directory (resumes)",
      "  transpolmo run [CONFIG.yaml]     configs/default.yaml when none is given\n", true},
+    {"submit", submit_cmd_run, "the phases as a chain of Slurm jobs, one per phase, each after the one before (resumes)",
+     "  transpolmo submit [CONFIG.yaml]  configs/default.yaml when none is given\n"
+     "  --nodes N (1)  --ntasks-per-node T (1)  --cpus-per-task C  --gpus-per-task G\n"
+     "  --time T       Slurm's time limit of each job (minutes, H:M:S, D-H:M ...)\n"
+     "  --partition P  --account A\n"
+     "  --mpi TYPE     srun --mpi= (default pmix; `srun --mpi=list` names what the cluster has)\n"
+     "  --grace S      a job gets SIGUSR1 S seconds before its time limit (default 120): it stops at\n"
+     "                 a safe point and is requeued, and its next run resumes\n"
+     "  --dry-run      print the scripts and the sbatch lines; write and submit nothing\n"
+     "  --local        write <run>/jobs/ (scripts and chain.sh, the chain with mpirun) and submit nothing\n"
+     "  writes <run>/jobs/; phases already complete are not submitted (docs/clusters.md)\n", false},
     {"forward", forward_cmd_run, "run the model on a prompt or token ids: top next tokens, dump capture points",
      "  --prompt \"text\"      the text, tokenized as the model's tokenizer does\n"
      "  --ids 1,2,3[/4,5,6]  sequences of equal length ('/' separates)\n"
@@ -219,6 +232,8 @@ static int command_usage(const char *name, const char *sub)
         printf("\nwrites (under the run directory):\n");
         for (const char *const *o = p->outputs; *o; o++) printf("  %s\n", *o);
         if (p->config) printf("\nits configuration keys: %s.* (docs/config.md)\n", p->config->name);
+        printf("\n  --skip-complete     do nothing when the phase is complete for this configuration (what\n"
+               "                      `run` does for each phase; the job chains of `submit` pass it)\n");
     }
     printf("\n%s", common_options);
     return 0;
@@ -308,9 +323,16 @@ static tp_status cmd_phases(tp_cli *cli)
     return dist_rank() == 0 ? pipeline_print_phases(stdout, json) : TP_OK;
 }
 
+/* `transpolmo <phase> [--skip-complete]`: the phase runs again unless --skip-complete
+ * (what the job chains pass) finds it complete for this configuration. */
 static tp_status run_phase_command(const tp_phase *p, tp_cli *cli)
 {
+    bool skip = cli_take_flag(cli, "--skip-complete");
     TP_CHECK(cli_reject_rest(cli));
+    if (skip && pipeline_phase_complete(p, cli->cfg, cli->run_dir)) {
+        tp_log_info("phase %s: complete, skipped", p->name);
+        return TP_OK;
+    }
     return pipeline_run_phase(p, cli->cfg, cli->run_dir);
 }
 
@@ -372,17 +394,27 @@ int main(int argc, char **argv)
         printf("transpolmo %s\n", TP_VERSION);
         return 0;
     }
+    submit_cmd_keep_environ(environ);   /* before MPI_Init adds its own */
     if (dist_init(&argc, &argv) != TP_OK) {
         report_error(verbose);
         return 1;
     }
     tp_fault_install_signals();
+    dist_stop_install();
     tp_cli cli;
     tp_status st = cli_parse(argc, argv, &cli);
     if (st == TP_OK) st = pipeline_check_fault();
     char created[TP_PATH_MAX] = "";
     if (st == TP_OK) missing_root(cli.run_dir, created, sizeof created);
     if (st == TP_OK) verbose |= cli.set.verbose, st = dispatch(&cli);
+    if (st == TP_ERR_STOPPED) {
+        /* Every rank stopped at the same safe point (dist/stop.h): a normal end, with
+         * the exit code that says "rerun to resume". */
+        tp_log_info("%s", tp_err_msg());
+        cli_free(&cli);
+        dist_finalize();
+        return TP_EXIT_STOPPED;
+    }
     if (st != TP_OK) {
         report_error(verbose);
         /* A command that failed before writing anything leaves no empty run folders. */

@@ -64,6 +64,10 @@
 #define RUN_EVAL_JSON "results/eval.json"
 #define RUN_ABLATIONS_DIR "results/ablations"       /* ablate: <name>.json */
 #define RUN_FORWARD_DIR "forward"                 /* forward --dump default */
+/* submit (cmd/submit_cmd.h): the job chain, <k>-<phase>.sbatch, chain.sh,
+ * submitted.tsv (phase, job id, script) and logs/<k>-<phase>-<job id>.out */
+#define RUN_JOBS_DIR "jobs"
+#define RUN_JOBS_CONFIG_YAML "jobs/config.yaml"   /* the configuration every job runs with */
 
 /* buf = run_dir/artifact. */
 tp_status run_path(char *buf, size_t n, const char *run_dir, const char *artifact);

@@ -74,6 +74,7 @@ const char *tp_status_name(tp_status s)
     case TP_ERR_CUDA: return "CUDA error";
     case TP_ERR_NO_DEVICE: return "no GPU";
     case TP_ERR_INTERNAL: return "internal error";
+    case TP_ERR_STOPPED: return "stopped";
     }
     return "unknown error";
 }

@@ -22,7 +22,8 @@ typedef enum {
     TP_ERR_HDF5,
     TP_ERR_CUDA,
     TP_ERR_NO_DEVICE, /* asked for a GPU where there is none */
-    TP_ERR_INTERNAL
+    TP_ERR_INTERNAL,
+    TP_ERR_STOPPED    /* stopped at a safe point on request (SIGUSR1, dist/stop.h): rerun to resume */
 } tp_status;
 
 /* Records the message "<text>" and where it was raised ("src/file.c:123"), and

@@ -44,8 +44,9 @@ tp_status tp_fault_parse(const char *text, tp_fault_spec *out)
         if (!strcmp(a, "kill")) out->action = TP_FAULT_KILL;
         else if (!strcmp(a, "term")) out->action = TP_FAULT_TERM;
         else if (!strcmp(a, "fail")) out->action = TP_FAULT_FAIL;
+        else if (!strcmp(a, "pause")) out->action = TP_FAULT_PAUSE;
         else
-            return tp_err(TP_ERR_CONFIG, "TP_FAULT=%s: unknown action '%s' (kill, term, fail)", text, a);
+            return tp_err(TP_ERR_CONFIG, "TP_FAULT=%s: unknown action '%s' (kill, term, fail, pause)", text, a);
         end = slash;
     }
     const char *colon = memchr(text, ':', (size_t)(end - text));
@@ -64,7 +65,7 @@ tp_status tp_fault_parse(const char *text, tp_fault_spec *out)
     }
     const char *dot = memchr(text, '.', (size_t)(end - text));
     if (!dot || !take(out->phase, sizeof out->phase, text, dot) || !take(out->point, sizeof out->point, dot + 1, end))
-        return tp_err(TP_ERR_CONFIG, "TP_FAULT=%s: expected <phase>.<point>[@<n>][:<rank>][/kill|term|fail]", text);
+        return tp_err(TP_ERR_CONFIG, "TP_FAULT=%s: expected <phase>.<point>[@<n>][:<rank>][/kill|term|fail|pause]", text);
     return TP_OK;
 }
 
@@ -106,6 +107,10 @@ tp_status tp_fault(const char *phase, const char *point)
     switch (f->action) {
     case TP_FAULT_FAIL:
         return tp_err(TP_ERR_INTERNAL, "injected fault (TP_FAULT=%s) on rank %d", v, f->rank);
+    case TP_FAULT_PAUSE:
+        tp_log_rank("TP_FAULT=%s reached: this rank waits for a signal", v);
+        pause();   /* a handled signal (SIGUSR1) returns here; SIGTERM's handler ends the rank */
+        return TP_OK;
     case TP_FAULT_TERM:
         tp_log_rank("TP_FAULT=%s reached: SIGTERM to this rank", v);
         raise(SIGTERM);

@@ -11,7 +11,9 @@
  *   n       the n-th time this rank reaches the point (default 1)
  *   rank    the rank that fails (default 0)
  *   action  kill (SIGKILL, the default), term (SIGTERM: what Slurm sends at the time
- *           limit or on scancel) or fail (an error returned there: "injected fault")
+ *           limit or on scancel), fail (an error returned there: "injected fault") or
+ *           pause (the rank waits there for a signal, then goes on: a test sends
+ *           SIGTERM, scancel or SIGUSR1 at a known point)
  *
  * e.g. TP_FAULT=sae.step@7:1/term. A phase calls tp_fault("sae", "step") at each of its
  * points; with TP_FAULT unset that is one comparison. The pipeline checks the switch
@@ -28,7 +30,7 @@
 
 #include "core/error.h"
 
-typedef enum { TP_FAULT_KILL, TP_FAULT_TERM, TP_FAULT_FAIL } tp_fault_action;
+typedef enum { TP_FAULT_KILL, TP_FAULT_TERM, TP_FAULT_FAIL, TP_FAULT_PAUSE } tp_fault_action;
 
 typedef struct {
     char phase[32];
@@ -47,7 +49,8 @@ const tp_fault_spec *tp_fault_env(void);
 tp_status tp_fault_check_env(void);
 
 /* Called at a fault point: when the switch names this phase and point, this rank
- * and this is its n-th arrival, dies by SIGKILL or SIGTERM, or returns an error. */
+ * and this is its n-th arrival, dies by SIGKILL or SIGTERM, returns an error, or
+ * waits for a signal. */
 tp_status tp_fault(const char *phase, const char *point);
 
 /* The phase now running on this rank, for the message of a terminated rank ("" or

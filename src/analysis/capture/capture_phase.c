@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/sequences.h"
 #include "dist/mpi_check.h"
+#include "dist/stop.h"
 #include "dist/world.h"
 #include "io/corpus.h"
 #include "io/store.h"
@@ -496,7 +497,18 @@ static tp_status run_units(capture_run *r)
         if (r->wb_fd >= 0) (void)sync_file_range(r->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #endif
         r->st.io_s += tp_now() - t1;
-        if (k == 0 || k == r->max_n - 1 || k % flush_every == 0) TP_CHECK_GOTO(flush_point(r, &npend), st, out);
+        if (k == 0 || k == r->max_n - 1 || k % flush_every == 0) {
+            TP_CHECK_GOTO(flush_point(r, &npend), st, out);
+            /* Every unit so far is on disk and marked: a safe point to stop at
+             * (SIGUSR1 on any rank, dist/stop.h); the rerun does the rest. */
+            bool stop;
+            TP_CHECK_GOTO(dist_stop_agreed(MPI_COMM_WORLD, &stop), st, out);
+            if (stop && k < r->max_n - 1) {
+                st = dist_stop_error("capture", "after round %lld of %lld (its units written and marked)",
+                                     (long long)k + 1, (long long)r->max_n);
+                goto out;
+            }
+        }
         if (have) {
             r->st.units++, r->st.tokens += nrows;
             for (int i = 0; i < r->npts; i++) r->st.bytes += nrows * r->pts[i].cols * (int64_t)tp_dtype_size(r->cs.dtype);

@@ -14,6 +14,7 @@
 #include "core/progress.h"
 #include "data/dataset.h"
 #include "dist/mpi_check.h"
+#include "dist/stop.h"
 #include "dist/world.h"
 #include "io/corpus.h"
 #include "io/store_results.h"
@@ -601,10 +602,13 @@ static tp_status init_from_data(sae_run *r)
     return TP_OK;
 }
 
-/* After a step: the curve point, a checkpoint when due, and the fault point of the
- * resume tests (TP_FAULT=sae.step@<n>). */
+/* After a step: the curve point, a checkpoint when due or when asked to stop
+ * (SIGUSR1 on any rank, dist/stop.h: the checkpoint, then a clean stop), and the
+ * fault point of the resume tests (TP_FAULT=sae.step@<n>). */
 static tp_status after_step(sae_run *r, const position *next, int64_t *prev_ck)
 {
+    bool stop;
+    TP_CHECK(dist_stop_agreed(r->comm, &stop));
     const int64_t log_every = r->T / 200 > 1 ? r->T / 200 : 1;
     if (r->rank == 0 && (next->step % log_every == 0 || next->step == r->T))
         for (int i = 0; i < r->n; i++) {
@@ -613,11 +617,13 @@ static tp_status after_step(sae_run *r, const position *next, int64_t *prev_ck)
                 (json_int_t)mt->step, "loss", mt->loss, "fvu", mt->fvu, "l0", mt->l0, "dead_fraction",
                 mt->dead_frac, "lr", mt->lr));
         }
-    if ((r->ss.checkpoint_every > 0 && next->step % r->ss.checkpoint_every == 0) || next->step == r->T) {
+    if ((r->ss.checkpoint_every > 0 && next->step % r->ss.checkpoint_every == 0) || next->step == r->T || stop) {
         tp_status cst = r->rank == 0 ? write_checkpoint(r, next, *prev_ck) : TP_OK;
         TP_CHECK(dist_agree(r->comm, cst, "sae checkpoint"));
         *prev_ck = next->step;
     }
+    if (stop) return dist_stop_error("sae", "at step %lld of %lld (checkpoint written)", (long long)next->step,
+                                     (long long)r->T);
     return tp_fault("sae", "step");
 }
 
