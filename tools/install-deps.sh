@@ -18,6 +18,7 @@ packages=(
   chromium                    # tests: the report loaded in a headless browser (no console error, a screenshot)
   python3-h5py python3-numpy   # tests read the activation store as users' tools do
   python3-jsonschema          # test_document validates the documentation against its JSON Schema
+  valgrind                    # valgrind.test_forward: memcheck on the forward test (docs/sanitizers.md; pulls in libc6-dbg)
 )
 
 missing=()
