@@ -19,6 +19,7 @@ packages=(
   python3-h5py python3-numpy   # tests read the activation store as users' tools do
   python3-jsonschema          # test_document validates the documentation against its JSON Schema
   slurm-wlm munge             # tests: job chains submitted to a one-node Slurm on this machine (tools/slurm-local.sh)
+  valgrind                    # valgrind.test_forward: memcheck on the forward test (docs/sanitizers.md; pulls in libc6-dbg)
 )
 
 missing=()
