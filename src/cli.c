@@ -49,6 +49,12 @@ static bool is_yaml(const char *s)
     return (n > 5 && !strcmp(s + n - 5, ".yaml")) || (n > 4 && !strcmp(s + n - 4, ".yml"));
 }
 
+/* Commands whose first argument may be the config file (`run X.yaml`, `plan X.yaml`). */
+static bool config_positional(const char *command, int i, const char *arg)
+{
+    return i == 2 && (!strcmp(command, "run") || !strcmp(command, "plan")) && is_yaml(arg);
+}
+
 tp_status cli_parse(int argc, char **argv, tp_cli *out)
 {
     memset(out, 0, sizeof *out);
@@ -69,7 +75,7 @@ tp_status cli_parse(int argc, char **argv, tp_cli *out)
             config_path = v;
         } else if (o && !o->flag && !v) {
             i++;   /* skip the value */
-        } else if (!o && i == 2 && !strcmp(out->command, "run") && is_yaml(argv[i])) {
+        } else if (!o && config_positional(out->command, i, argv[i])) {
             config_path = argv[i];
         }
     }
@@ -94,7 +100,7 @@ static tp_status cli_apply_options(int argc, char **argv, tp_cli *out)
         const char *v;
         const named_opt *o = find_named(argv[i], &v);
         if (!o) {
-            if (i == 2 && !strcmp(out->command, "run") && is_yaml(argv[i])) continue;
+            if (config_positional(out->command, i, argv[i])) continue;
             if (out->nrest == CLI_MAX_REST) return tp_err(TP_ERR_CONFIG, "too many arguments");
             out->rest[out->nrest++] = argv[i];
             continue;
