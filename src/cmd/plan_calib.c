@@ -11,6 +11,9 @@
 #include "dist/world.h"
 
 #include <hdf5.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <jansson.h>
 #include <math.h>
 #include <fcntl.h>
@@ -39,6 +42,26 @@ static double peak_rss_mib(void)
         if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
     if (f) fclose(f);
     return kb / 1024.0;
+}
+
+extern char **environ;
+
+/* Peak RSS (MiB) of a process of this binary that does nothing (`transpolmo version`):
+ * what loading its libraries and exiting cost, the floor of every phase's peak. */
+static double noop_rss_mib(void)
+{
+    pid_t pid;
+    char *argv[] = {"transpolmo", "version", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return 0;
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid) return 0;
+    return (double)ru.ru_maxrss / 1024.0;
 }
 
 static float *random_floats(size_t n, uint64_t seed, float scale)
@@ -201,6 +224,9 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     plan_rates r;
     plan_rates_default(&r);
     r.base_rss_mib = peak_rss_mib();
+    r.exit_rss_mib = dist_rank() == 0 ? noop_rss_mib() : 0;
+    MPI_CHECK(MPI_Bcast(&r.exit_rss_mib, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+    if (r.exit_rss_mib <= 0) r.exit_rss_mib = r.base_rss_mib;
     tp_backend *be = backend_cpu();
     tp_backend_info bi;
     be_info(be, &bi);
@@ -292,7 +318,7 @@ static const struct {
 #define F(x) {#x, offsetof(plan_rates, x)}
     F(linear_f32_gflops), F(linear_bf16_gflops), F(attention_gflops), F(gemm_f64_gflops), F(sae_topk_rate),
     F(sae_relu_rate), F(sae_param_ns), F(write_mib_s), F(read_mib_s), F(allreduce_mib_s), F(tokenize_rows_s),
-    F(base_rss_mib), F(gpu_linear_gflops), F(gpu_sae_rate), F(gpu_mem_gib),
+    F(base_rss_mib), F(exit_rss_mib), F(gpu_linear_gflops), F(gpu_sae_rate), F(gpu_mem_gib),
 #undef F
 };
 

@@ -47,7 +47,8 @@ typedef struct {
     double read_mib_s;           /* HDF5 read back */
     double allreduce_mib_s;      /* MPI_Allreduce, bytes of the buffer per second */
     double tokenize_rows_s;      /* corpus tokens per second (dataset open) */
-    double base_rss_mib;         /* peak RSS of a phase process before its own buffers */
+    double base_rss_mib;         /* RSS of a running process before a phase's own buffers */
+    double exit_rss_mib;         /* peak RSS of a process that does nothing (libraries load and unload) */
     double gpu_linear_gflops;    /* --gpus-per-rank: built-in guesses, never measured here */
     double gpu_sae_rate;
     double gpu_mem_gib;
