@@ -190,7 +190,10 @@ static void plan_capture(ctx *c, plan_phase *p)
     p->time_s = p->compute_s + p->io_s + startup;
     p->comm_bytes = 0;   /* barriers at flush points; every rank writes its own rows */
     /* memory */
-    double w = weights_touched(in, in->last_layer, false);
+    /* Measured on the 1B-shaped model: capture's peak holds every page of the
+     * checkpoint (opening the model reads all of it once), not only the layers the
+     * forward uses; f32 copies with weight_conversion = upfront. */
+    double w = fmax(weights_touched(in, in->last_layer, false), checkpoint_elems(mc) * in->weight_bytes);
     double fwd = forward_scratch(mc, rows_b), pts = rows_b * cols * 4.0;
     double data = (double)in->rows * 4.0 * 2 + (double)in->rows / R * 13.0 + (double)in->seqs * 16.0 + (double)in->docs * 40.0;
     double vocab = (double)mc->vocab_size * 24.0;
@@ -299,7 +302,8 @@ static void plan_sae(ctx *c, plan_phase *p)
      * two [rows, vocab] logit buffers. */
     double win = fmin(window, n_unm) * sum_d * 4.0 + (double)in->chunk_rows * dmax * 4.0 + (double)in->rows * 2.0;
     double rows_b = fmin((double)in->batch * in->seq_len, (double)in->batch * T * 1.25);
-    double ce_mem = in->sae_eval_docs ? weights_touched(in, mc->num_layers - 1, true) + forward_scratch(mc, rows_b) +
+    double wall = fmax(weights_touched(in, mc->num_layers - 1, true), checkpoint_elems(mc) * in->weight_bytes);
+    double ce_mem = in->sae_eval_docs ? wall + forward_scratch(mc, rows_b) +
                                             2.0 * rows_b * mc->vocab_size * 4.0 + 2 * rows_b * dmax * 4.0 : 0;
     /* catalog: each rank's heaps (top_k + 64 reservoir entries of 16 B per latent);
      * rank 0 then builds features_catalog.json as one jansson tree, ~7x the file
@@ -310,7 +314,7 @@ static void plan_sae(ctx *c, plan_phase *p)
     p->disk_bytes = json_bytes * 1.08 + 2.0 * 4.0 * P_all /* export + last checkpoint: weights */ +
                     4.0 * 4.0 * P_all /* checkpoint: weights, Adam m and v */;
     double stage = fmax(ce_mem, catalog);
-    p->shared_bytes = in->sae_eval_docs && !in->upfront ? weights_touched(in, mc->num_layers - 1, true) : 0;
+    p->shared_bytes = in->sae_eval_docs && !in->upfront ? wall : 0;
     p->rss_bytes = c->base + win + jobs_mem + stage;
     add_peak(p->peak, sizeof p->peak, "window", win);
     add_peak(p->peak, sizeof p->peak, "SAEs+Adam", jobs_mem);
