@@ -45,15 +45,22 @@ static tp_status cli_apply_options(int argc, char **argv, tp_cli *out);
 
 /* `run` and `submit` take the config file as their first argument, and use the
  * bundled default when there is none. */
+/* Commands whose first argument may be the config file (`run X.yaml`, `submit X.yaml`,
+ * `plan X.yaml`); without one they use the bundled default from the repository. */
 static bool takes_config_arg(const char *command)
 {
-    return !strcmp(command, "run") || !strcmp(command, "submit");
+    return !strcmp(command, "run") || !strcmp(command, "submit") || !strcmp(command, "plan");
 }
 
 static bool is_yaml(const char *s)
 {
     size_t n = strlen(s);
     return (n > 5 && !strcmp(s + n - 5, ".yaml")) || (n > 4 && !strcmp(s + n - 4, ".yml"));
+}
+
+static bool config_positional(const char *command, int i, const char *arg)
+{
+    return i == 2 && takes_config_arg(command) && is_yaml(arg);
 }
 
 tp_status cli_parse(int argc, char **argv, tp_cli *out)
@@ -76,7 +83,7 @@ tp_status cli_parse(int argc, char **argv, tp_cli *out)
             config_path = v;
         } else if (o && !o->flag && !v) {
             i++;   /* skip the value */
-        } else if (!o && i == 2 && takes_config_arg(out->command) && is_yaml(argv[i])) {
+        } else if (!o && config_positional(out->command, i, argv[i])) {
             config_path = argv[i];
         }
     }
@@ -101,7 +108,7 @@ static tp_status cli_apply_options(int argc, char **argv, tp_cli *out)
         const char *v;
         const named_opt *o = find_named(argv[i], &v);
         if (!o) {
-            if (i == 2 && takes_config_arg(out->command) && is_yaml(argv[i])) continue;
+            if (config_positional(out->command, i, argv[i])) continue;
             if (out->nrest == CLI_MAX_REST) return tp_err(TP_ERR_CONFIG, "too many arguments");
             out->rest[out->nrest++] = argv[i];
             continue;

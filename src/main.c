@@ -10,6 +10,7 @@
 #include "cmd/features_cmd.h"
 #include "cmd/forward_cmd.h"
 #include "cmd/generate_cmd.h"
+#include "cmd/plan_cmd.h"
 #include "cmd/query_cmd.h"
 #include "cmd/report_cmd.h"
 #include "cmd/submit_cmd.h"
@@ -107,6 +108,13 @@ static const command commands[] = {
     {"report", report_cmd_run, "the run's findings as one self-contained HTML page -> docs/findings/report.html",
      "  --html PATH          where to write it (default <run>/docs/findings/report.html)\n"
      "  reads whatever results/ holds (docs/report.md); a missing phase is a section saying \"not run\"\n", true},
+    {"plan", plan_cmd_run, "predict each phase's time, memory per rank, disk and traffic for a config (docs/planning.md)",
+     "  transpolmo plan CONFIG.yaml --ranks N [--nodes M] [--gpus-per-rank G] [--mem-per-rank GB] [--json]\n"
+     "  --cores-per-node C   cores of a node (default: this machine's)   --node-mem GB (default: this machine's)\n"
+     "  --model-config F|NAME  shapes from a config.json or a built-in name (1b, 7b, 13b, 32b)\n"
+     "  --rows N             tokens of the sample (default: tokenize it)\n"
+     "  --calibration FILE   rates (default $TP_CALIBRATION, else ~/.cache/transpolmo/calibration.json)\n"
+     "  transpolmo plan --calibrate [--out FILE]   time this machine's kernels and write the calibration\n", true},
     {"config", cmd_config, "config show: the effective configuration as YAML; config schema: every key (Markdown)",
      NULL, false},
     {"phases", cmd_phases, "the phases in order, one per line (--json: with outputs, needs and config keys)",
