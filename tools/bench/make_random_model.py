@@ -2,11 +2,13 @@
 # A random OLMo-2-0425-1B-shaped checkpoint with NumPy only (no torch, unlike
 # tools/bench/make_bench_model.py, which uses transformers' own init): the same shapes
 # and config; weights N(0, 0.02), norms 1; bf16 rounded to nearest even.
-#   usage: make_random_model.py LAYERS f32|bf16 OUT_DIR
+#   usage: make_random_model.py LAYERS f32|bf16 OUT_DIR [1b|7b]
+# 7b: OLMo-2-1124-7B's shapes (d 4096, MLP 11008, 32 heads) instead.
 import json, struct, sys, os
 import numpy as np
 L, dt, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-d, F, H, V = 2048, 8192, 16, 100352
+shape = sys.argv[4] if len(sys.argv) > 4 else "1b"
+d, F, H, V = {"1b": (2048, 8192, 16, 100352), "7b": (4096, 11008, 32, 100352)}[shape]
 rng = np.random.default_rng(20250425)
 names = [("model.embed_tokens.weight", (V, d))]
 for l in range(L):
