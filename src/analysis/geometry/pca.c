@@ -504,6 +504,61 @@ done:
     return st;
 }
 
+/* The SVD of a distributed n x d matrix A with n >= d, centred (its local part a is
+ * overwritten): A = QR (pdgeqrf), R (d x d, upper triangular) gathered and
+ * decomposed by dgesdd on rank 0 of comm. s_val gets the d singular values on every
+ * rank, cols the first k right singular vectors as [d, k] column-major (cols[j*k+c],
+ * as blacs_gather_replicated gives VT's first k rows). */
+static tp_status svd_by_qr(const blacs_grid *g, const blacs_matrix *A, double *a, int64_t n, int64_t d, int64_t k,
+                           double *s_val, double *cols, MPI_Comm comm)
+{
+    int rank, info = 0;
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    double *tau = tp_calloc((size_t)d, sizeof(double)), *work = NULL, *r = NULL, *vt = NULL;
+    tp_status st = tau ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK && g->in_grid) {
+        int one = 1, query = -1, m = (int)n, nn = (int)d;
+        double wq = 0;
+        pdgeqrf_(&m, &nn, a, &one, &one, A->desc, tau, &wq, &query, &info);
+        if (info == 0) {
+            double lw = wq * 1.01 + 1024;
+            if (lw > INT_MAX) st = tp_err(TP_ERR_RANGE, "pdgeqrf: workspace of %.0f doubles is too large", lw);
+            int lwork = (int)lw;
+            if (st == TP_OK && !(work = tp_malloc((size_t)lwork * sizeof(double)))) st = TP_ERR_NOMEM;
+            if (st == TP_OK) pdgeqrf_(&m, &nn, a, &one, &one, A->desc, tau, work, &lwork, &info);
+        }
+    }
+    free(work), free(tau);
+    work = NULL;
+    if ((st = dist_agree(comm, st, "pca")) != TP_OK) return st;
+    TP_CHECK(agree_info(comm, "pdgeqrf", info));
+    /* R: the upper triangle of A's first d rows (below it, Householder vectors) */
+    r = tp_malloc((size_t)d * (size_t)d * sizeof(double));
+    TP_CHECK(dist_agree(comm, r ? TP_OK : TP_ERR_NOMEM, "pca"));
+    st = blacs_gather_replicated(g, A, a, 0, (int)d, 0, (int)d, r);
+    if (st == TP_OK && rank == 0) {
+        for (int64_t j = 0; j < d; j++)
+            for (int64_t i = j + 1; i < d; i++) r[(size_t)j * (size_t)d + (size_t)i] = 0;
+        vt = tp_malloc((size_t)d * (size_t)d * sizeof(double));
+        if (!vt) st = TP_ERR_NOMEM;
+        else {
+            /* jobz 'O': U overwrites R (not used), VT returned */
+            info = (int)LAPACKE_dgesdd(LAPACK_COL_MAJOR, k > 0 ? 'O' : 'N', (lapack_int)d, (lapack_int)d, r,
+                                       (lapack_int)d, s_val, NULL, (lapack_int)d, vt, (lapack_int)d);
+            if (info != 0) st = tp_err(TP_ERR_INTERNAL, "dgesdd of R (%lld x %lld) failed: info %d", (long long)d,
+                                       (long long)d, info);
+            for (int64_t c = 0; st == TP_OK && c < k; c++)
+                for (int64_t j = 0; j < d; j++) cols[(size_t)j * (size_t)k + (size_t)c] = vt[(size_t)j * (size_t)d + (size_t)c];
+        }
+    }
+    free(r), free(vt);
+    TP_CHECK(dist_agree(comm, st, "pca svd"));
+    if (MPI_Bcast(s_val, (int)d, MPI_DOUBLE, 0, comm) != MPI_SUCCESS ||
+        (k > 0 && MPI_Bcast(cols, (int)(d * k), MPI_DOUBLE, 0, comm) != MPI_SUCCESS))
+        return tp_err(TP_ERR_MPI, "pca svd: MPI_Bcast of the singular values and vectors failed");
+    return TP_OK;
+}
+
 static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
                          const pca_options *opt, pca_result *out)
 {
@@ -565,6 +620,15 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
     if ((st = dist_agree(comm, st, "pca")) != TP_OK) goto done;
     if ((st = redistribute_rows(g, &A, rows, n_local, row0_of, out->mean, a)) != TP_OK) goto done;
 
+    if (n >= d) {
+        /* Tall (the usual case: more rows than columns): A = QR by pdgeqrf, then R's
+         * SVD, which has A's singular values and right vectors, by LAPACK's
+         * divide-and-conquer dgesdd on rank 0. pdgesvd on A itself bidiagonalises all
+         * n rows and accumulates V by QR iteration: ~50x slower (docs/geometry.md). */
+        st = svd_by_qr(g, &A, a, n, d, opt->k, s_val, cols, comm);
+        if (st != TP_OK) goto done;
+        goto have_svd;
+    }
     if (g->in_grid) {
         int one = 1, query = -1, m = (int)n, nn = (int)d;
         double wq = 0;
@@ -587,8 +651,9 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
         st = tp_err(TP_ERR_MPI, "pca svd: MPI_Bcast of the singular values failed");
         goto done;
     }
+    if (opt->k > 0 && (st = blacs_gather_replicated(g, &VT, vt, 0, (int)opt->k, 0, (int)d, cols)) != TP_OK) goto done;
+have_svd:;
     const int k = (int)opt->k;
-    if (k > 0 && (st = blacs_gather_replicated(g, &VT, vt, 0, k, 0, (int)d, cols)) != TP_OK) goto done;
     for (int64_t i = 0; i < mn; i++) out->eigenvalues[i] = s_val[i] * s_val[i] / (double)(n - 1);
     for (int c = 0; c < k; c++)
         for (int64_t j = 0; j < d; j++) out->components[(size_t)c * d + j] = cols[(size_t)j * k + c];
