@@ -1,4 +1,4 @@
-/* MPI: distributed PCA (cov: f64 Gram + pdsyevd; svd: pdgesvd) against NumPy/LAPACK
+/* MPI: distributed PCA (cov: f64 Gram + pdsyevd; svd: pdgeqrf + dgesdd of R, pdgesvd when n < d) against NumPy/LAPACK
  * goldens made by tools/reference/make_golden_pca.py, and the BLACS grid helpers.
  * Each rank takes a contiguous, uneven slice of the 600 × 48 rows (with 4 ranks,
  * rank 2 has none). Run by ctest with 2 and 4 ranks: default grids 1×2 and 2×2;
