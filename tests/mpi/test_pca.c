@@ -272,6 +272,35 @@ START_TEST(test_svd_default_grid)
 }
 END_TEST
 
+/* Fewer rows than columns (up to 40 < d = 48): the svd method takes pdgesvd instead of
+ * the QR path; checked against the cov method (f64 Gram + pdsyevd) on the same rows,
+ * top 5 eigenvalues and components. */
+START_TEST(test_svd_wide)
+{
+    const int size = dist_size(), rank = dist_rank();
+    int64_t take = 40 / size + (rank < 40 % size ? 1 : 0);
+    if (take > my_rows) take = my_rows;
+    pca_options o = pca_options_default();
+    o.k = 5;
+    o.nb = 8;
+    pca_result rc, rs;
+    o.method = PCA_METHOD_COV;
+    ck_assert_msg(pca_fit_distributed(my_x(), take, G.d, MPI_COMM_WORLD, &o, &rc) == TP_OK, "%s", tp_err_msg());
+    o.method = PCA_METHOD_SVD;
+    ck_assert_msg(pca_fit_distributed(my_x(), take, G.d, MPI_COMM_WORLD, &o, &rs) == TP_OK, "%s", tp_err_msg());
+    ck_assert(rs.n == rc.n && rs.n < G.d && rs.n >= 10);   /* a rank may hold fewer rows than its share */
+    double el = 0, ec = 0;
+    for (int i = 0; i < 5; i++) {
+        el = fmax(el, relerr(rs.eigenvalues[i], rc.eigenvalues[i]));
+        for (int64_t j = 0; j < G.d; j++) ec = fmax(ec, fabs(rs.components[i * G.d + j] - rc.components[i * G.d + j]));
+    }
+    ck_assert_msg(el <= 1e-8 && ec <= 1e-6, "n < d: svd vs cov: eigenvalues rel %.3e, components %.3e", el, ec);
+    if (rank == 0) fprintf(stderr, "pca svd n=%lld < d (pdgesvd) vs cov  np=%d  eigenvalues %.1e  components %.1e\n", (long long)rs.n, size, el, ec);
+    pca_result_free(&rc);
+    pca_result_free(&rs);
+}
+END_TEST
+
 /* Non-default shapes: 1×P and P×1 (1×4 with 4 ranks), and 1×1, which leaves
  * every rank but 0 outside the grid. */
 START_TEST(test_other_grids)
@@ -406,6 +435,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_summarise);
     tcase_add_test(tc, test_cov_default_grid);
     tcase_add_test(tc, test_svd_default_grid);
+    tcase_add_test(tc, test_svd_wide);
     tcase_add_test(tc, test_other_grids);
     tcase_add_test(tc, test_accum_streaming);
     tcase_add_test(tc, test_errors);
