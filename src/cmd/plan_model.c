@@ -257,22 +257,24 @@ static void plan_geometry(ctx *c, plan_phase *p)
          * eigendecomposition (pdsyevd); svd: pdgesvd of the rows, ~4 n d² at the f64 rate */
         double pca = in->pca_svd ? 4.0 * keep * d * d / (f64 * R) + 9.0 * d * d * d / f64
                                  : n_unm * d * d / (geo_at(rt->geo_cov_rate, d) * sp * R) +
-                                       d * d * d / (geo_at(rt->geo_eig_rate, d) * sp);
-        /* MLE + TwoNN: one k-NN search of the query sample against the rows in memory
-         * (each rank its slice); then per query the gather and the merge. Local
-         * geometry: the same for its sample plus a local PCA per point. */
+                                       d * d * d / (geo_at(rt->geo_eig_rate, d) * sp * R);
+        /* Every stage below splits over the ranks (measured on the 1B-shaped check: 2
+         * ranks of 1 thread ran each stage 1.6-2x faster than 1 rank of 2 threads):
+         * pdsyevd is distributed, the kNN searches split the rows, the silhouette the
+         * rows of its distance matrix. MLE + TwoNN: one k-NN search of the query
+         * sample against the rows in memory, plus a cost per query (gather, merge).
+         * Local geometry: the same for its sample plus a local PCA per point. */
         double qid = (double)(in->id_sample && in->id_sample < keep ? in->id_sample : (int64_t)keep);
         double qloc = (double)(in->local_sample && in->local_sample < keep ? in->local_sample : (int64_t)keep);
-        double id = qid * (keep / R * d / (geo_at(rt->geo_id_rate, d) * sp) + geo_at(rt->geo_id_query_s, d) / sp);
-        double local = qloc * (keep / R * d / (geo_at(rt->geo_local_rate, d) * sp) + geo_at(rt->geo_local_query_s, d) / sp);
+        double id = qid / R * (keep * d / (geo_at(rt->geo_id_rate, d) * sp) + geo_at(rt->geo_id_query_s, d) / sp);
+        double local = qloc / R * (keep * d / (geo_at(rt->geo_local_rate, d) * sp) + geo_at(rt->geo_local_query_s, d) / sp);
         /* k-means: k-means++ on its sample, Lloyd iterations over the rows, then the
-         * rows nearest each centre (one more pass); silhouette among its sample only
-         * (rank 0). */
+         * rows nearest each centre (one more pass); silhouette among its sample only. */
         double init = (double)(in->kmeans_init_sample && in->kmeans_init_sample < keep ? in->kmeans_init_sample : (int64_t)keep);
-        double km = (iters * keep / R / geo_at(rt->geo_kmeans_rate, d) + (init + keep / R) / geo_at(rt->geo_kmeans_init_rate, d)) *
-                    (double)in->kmeans_k * d / sp;
+        double km = (iters * keep / geo_at(rt->geo_kmeans_rate, d) + (init + keep) / geo_at(rt->geo_kmeans_init_rate, d)) *
+                    (double)in->kmeans_k * d / (sp * R);
         double ss = (double)(in->sil_sample && in->sil_sample < keep ? in->sil_sample : (int64_t)keep);
-        double sil = ss * ss * d / (geo_at(rt->geo_sil_rate, d) * sp);
+        double sil = ss * ss * d / (geo_at(rt->geo_sil_rate, d) * sp * R);
         /* norm statistics: a few passes over the rows in memory */
         double norms = keep / R * d * 40.0 / (2e9 * sp);
         comp += pca + id + local + km + sil + norms;

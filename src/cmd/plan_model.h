@@ -8,13 +8,15 @@
  *
  * The formulas follow the phase drivers (docs/planning.md says which buffer each
  * term is):
- *   time    FLOPs / measured rate, per op kind: the linear layers (2 · params · tokens,
- *           in the weights' stored dtype), causal attention (2 · T · H·dh per token
- *           and layer), f64 GEMMs (covariance, neighbours, k-means), the SAE step
- *           (rows · d · d_sae per second, measured on the SAE code itself) and its
- *           per-step Adam pass; plus bytes / bandwidth for HDF5 writes and reads
- *           and for the gradient all-reduce. Ranks divide the work they share;
- *           rates scale with the cores each rank gets.
+ *   time    work / measured rate, per kernel the phase runs: the linear layers
+ *           (2 · params · tokens, in the weights' stored dtype), causal attention,
+ *           geometry's stages (timed through their own functions at d 256 and 2048,
+ *           split into a per-row and a per-query part), the SAE step and encoder
+ *           (rows · d · d_sae, and per parameter and step), the CE evaluation's
+ *           forwards and its log-sum-exp / KL over the vocabulary; plus bytes /
+ *           bandwidth for HDF5 writes and reads, the checkpoint's pages and the
+ *           gradient all-reduce; plus the process start. Ranks divide the work they
+ *           share; rates scale with the cores each rank gets.
  *   memory  peak resident set per rank: the process's base (MPI, HDF5, OpenBLAS,
  *           measured) + the weights it touches (mmap: shared by the ranks of a
  *           node, counted in every rank's RSS once) + the phase's buffers at its
