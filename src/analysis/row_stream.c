@@ -102,27 +102,28 @@ static int64_t doc_rows(const row_stream *rs, int64_t k)
 
 /* One domain's held-out documents: in a seeded order, each taken when it brings the
  * held-out rows nearer to the target (eval_fraction of the domain's rows); never
- * every document of the domain. held[k] = 1 for those taken. */
-static tp_status hold_out_domain(row_stream *rs, int dom, uint8_t *held)
+ * every document of the domain. held[k] = 1 for those taken. (row_stream.h) */
+tp_status row_stream_hold_out_domain(const int64_t *doc_rows, const int32_t *doc_domain, int64_t n_docs, int dom,
+                                     double eval_fraction, uint64_t seed, uint8_t *held)
 {
     int64_t nd = 0, rows = 0;
-    for (int64_t k = 0; k < rs->docs.n_docs; k++)
-        if (rs->docs.domain[k] == dom) nd++, rows += doc_rows(rs, k);
+    for (int64_t k = 0; k < n_docs; k++)
+        if (doc_domain[k] == dom) nd++, rows += doc_rows[k];
     if (nd < 2) return TP_OK;
     int64_t *list = tp_malloc((size_t)nd * sizeof *list);
     if (!list) return TP_ERR_NOMEM;
-    for (int64_t k = 0, j = 0; k < rs->docs.n_docs; k++)
-        if (rs->docs.domain[k] == dom) list[j++] = k;
-    uint64_t state = rs->opt.seed ^ 0x5eedE7A1ull ^ (0x9E3779B97F4A7C15ull * (uint64_t)(dom + 1));
+    for (int64_t k = 0, j = 0; k < n_docs; k++)
+        if (doc_domain[k] == dom) list[j++] = k;
+    uint64_t state = seed ^ 0x5eedE7A1ull ^ (0x9E3779B97F4A7C15ull * (uint64_t)(dom + 1));
     for (int64_t i = nd - 1; i > 0; i--) {
         int64_t j = (int64_t)(tp_splitmix64(&state) % (uint64_t)(i + 1)), t = list[i];
         list[i] = list[j], list[j] = t;
     }
-    double target = rs->opt.eval_fraction * (double)rows, held_rows = 0;
+    double target = eval_fraction * (double)rows, held_rows = 0;
     int64_t taken = 0, smallest = -1;
     for (int64_t i = 0; i < nd && taken < nd - 1; i++) {
-        double r = (double)doc_rows(rs, list[i]);
-        if (r > 0 && (smallest < 0 || r < (double)doc_rows(rs, list[smallest]))) smallest = i;
+        double r = (double)doc_rows[list[i]];
+        if (r > 0 && (smallest < 0 || r < (double)doc_rows[list[smallest]])) smallest = i;
         if (r == 0 || held_rows + r / 2 > target) continue;
         held[list[i]] = 1, held_rows += r, taken++;
     }
@@ -142,8 +143,13 @@ static tp_status hold_out(row_stream *rs)
     rs->held_docs = tp_malloc((size_t)(D ? D : 1) * sizeof *rs->held_docs);
     rs->held_domain = tp_malloc((size_t)(D ? D : 1) * sizeof *rs->held_domain);
     if (!held || !rs->dom || !rs->held_docs || !rs->held_domain) { free(held); return TP_ERR_NOMEM; }
+    int64_t *rows = tp_malloc((size_t)(D ? D : 1) * sizeof *rows);
+    if (!rows) { free(held); return TP_ERR_NOMEM; }
+    for (int64_t k = 0; k < D; k++) rows[k] = doc_rows(rs, k);
     tp_status st = TP_OK;
-    for (int d = 0; st == TP_OK && rs->opt.eval_fraction > 0 && d < rs->docs.n_domains; d++) st = hold_out_domain(rs, d, held);
+    for (int d = 0; st == TP_OK && rs->opt.eval_fraction > 0 && d < rs->docs.n_domains; d++)
+        st = row_stream_hold_out_domain(rows, rs->docs.domain, D, d, rs->opt.eval_fraction, rs->opt.seed, held);
+    free(rows);
     for (int d = 0; d < rs->docs.n_domains; d++) rs->dom[d].name = rs->docs.domain_names[d];
     for (int64_t k = 0; st == TP_OK && k < D; k++) {
         row_stream_domain *dm = &rs->dom[rs->docs.domain[k]];

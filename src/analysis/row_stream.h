@@ -90,4 +90,10 @@ tp_status row_stream_for_all(row_stream *rs, int act_i, row_stream_block_fn fn, 
 /* This rank's contiguous share [*lo, *hi) of a batch of n rows over `size` ranks. */
 void row_stream_share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
 
+/* The held-out documents of domain `dom` (the rule above, exposed so that `transpolmo
+ * plan` counts the same documents): doc_rows[k] unmasked rows and doc_domain[k] of
+ * each of n_docs documents; sets held[k] = 1 for those held out. */
+tp_status row_stream_hold_out_domain(const int64_t *doc_rows, const int32_t *doc_domain, int64_t n_docs, int dom,
+                                     double eval_fraction, uint64_t seed, uint8_t *held);
+
 #endif

@@ -2,7 +2,12 @@
 #define _GNU_SOURCE   /* gethostname in strict C11 */
 #include "cmd/plan_calib.h"
 
+#include "analysis/geometry/intrinsic_dim.h"
+#include "analysis/geometry/kmeans.h"
+#include "analysis/geometry/local_geometry.h"
+#include "analysis/geometry/pca.h"
 #include "analysis/sae/sae.h"
+#include "analysis/sae/sae_ce.h"
 #include "backend/backend.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -48,8 +53,9 @@ extern char **environ;
 
 /* Peak RSS (MiB) of a process of this binary that does nothing (`transpolmo version`):
  * what loading its libraries and exiting cost, the floor of every phase's peak. */
-static double noop_rss_mib(void)
+static double noop_rss_mib(double *wall_s)
 {
+    double t0 = tp_now();
     pid_t pid;
     char *argv[] = {"transpolmo", "version", NULL};
     posix_spawn_file_actions_t fa;
@@ -61,6 +67,7 @@ static double noop_rss_mib(void)
     int status;
     struct rusage ru;
     if (wait4(pid, &status, 0, &ru) != pid) return 0;
+    *wall_s = tp_now() - t0;
     return (double)ru.ru_maxrss / 1024.0;
 }
 
@@ -148,6 +155,121 @@ static tp_status time_gemm_f64(tp_backend *be, int64_t n, double *gflops)
     return st;
 }
 
+/* Geometry's stages, one rank (MPI_COMM_SELF), each through the phase's own function
+ * with the phase's defaults, on random rows of d columns (a few directions carry most
+ * of the variance, as in activations). The neighbour searches are timed at two row
+ * counts, n1 and 4·n1, which separates their cost per query and row from their cost
+ * per query alone (gathering the sample, merging candidate lists, the local PCA of
+ * each neighbourhood). Rates in the units of plan_rates' geo_* fields. */
+static tp_status time_geometry(int64_t n1, int64_t d, int slot, plan_rates *r)
+{
+    const int64_t n2 = 4 * n1;
+    float *X = random_floats((size_t)(n2 * d), 13, 1);
+    if (!X) return TP_ERR_NOMEM;
+    for (int64_t i = 0; i < n2; i++)
+        for (int64_t j = 0; j < 16 && j < d; j++) X[(size_t)(i * d + j)] *= 8.0f;
+    tp_status st = TP_OK;
+    pca_accum *acc = NULL;
+    pca_result pr = {0};
+    pca_options po = pca_options_default();
+    double t0 = tp_now();
+    TP_CHECK_GOTO(pca_accum_init(d, &acc), st, done);
+    TP_CHECK_GOTO(pca_accum_add(acc, X, n1), st, done);
+    double t1 = tp_now();
+    r->geo_cov_rate[slot] = (double)n1 * d * d / (t1 - t0);
+    TP_CHECK_GOTO(pca_accum_finish(acc, MPI_COMM_SELF, &po, &pr), st, done);
+    r->geo_eig_rate[slot] = (double)d * d * d / (tp_now() - t1);
+    double t_id[2], t_loc[2], q_id = 256, q_loc = 64;
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t n = pass ? n2 : n1;
+        intrinsic_dim_options io = intrinsic_dim_options_default();
+        io.sample = (int64_t)q_id;
+        intrinsic_dim_result idr = {0};
+        double ta = tp_now();
+        st = intrinsic_dim_estimate(X, n, d, MPI_COMM_SELF, &io, &idr);
+        t_id[pass] = tp_now() - ta;
+        intrinsic_dim_result_free(&idr);
+        TP_CHECK_GOTO(st, st, done);
+        local_geometry_options lo = local_geometry_options_default();
+        lo.sample = (int64_t)q_loc;
+        local_geometry_result lg = {0};
+        ta = tp_now();
+        st = local_geometry_estimate(X, n, d, MPI_COMM_SELF, &lo, &lg);
+        t_loc[pass] = tp_now() - ta;
+        local_geometry_result_free(&lg);
+        TP_CHECK_GOTO(st, st, done);
+    }
+    /* t = q · (per_query + rows · d / rate) */
+    double span = (double)(n2 - n1) * d;
+    r->geo_id_rate[slot] = q_id * span / fmax(t_id[1] - t_id[0], 1e-6);
+    r->geo_id_query_s[slot] = fmax(t_id[0] / q_id - (double)n1 * d / r->geo_id_rate[slot], 0);
+    r->geo_local_rate[slot] = q_loc * span / fmax(t_loc[1] - t_loc[0], 1e-6);
+    r->geo_local_query_s[slot] = fmax(t_loc[0] / q_loc - (double)n1 * d / r->geo_local_rate[slot], 0);
+    /* k-means: one Lloyd iteration, then six; the difference is the iterations' cost,
+     * the rest k-means++ on its sample and the final pass over the rows */
+    kmeans_options ko = kmeans_options_default();
+    ko.k = 8, ko.max_iter = 1, ko.init_sample = n1;
+    kmeans_result kr = {0};
+    double t5 = tp_now();
+    TP_CHECK_GOTO(kmeans_fit_distributed(X, n2, d, MPI_COMM_SELF, &ko, &kr), st, done);
+    double t_one = tp_now() - t5;
+    int it_one = kr.iterations;
+    kmeans_result_free(&kr);
+    ko.max_iter = 6;
+    t5 = tp_now();
+    TP_CHECK_GOTO(kmeans_fit_distributed(X, n2, d, MPI_COMM_SELF, &ko, &kr), st, done);
+    double t_six = tp_now() - t5;
+    r->geo_kmeans_rate[slot] = (double)(kr.iterations - it_one) * n2 * ko.k * d / fmax(t_six - t_one, 1e-6);
+    r->geo_kmeans_init_rate[slot] =
+        ((double)n1 + (double)n2) * ko.k * d / fmax(t_one - it_one * n2 * ko.k * d / r->geo_kmeans_rate[slot], 1e-6);
+    double t6 = tp_now();
+    double sil = 0;
+    int64_t ss = 2048;
+    st = kmeans_silhouette_distributed(X, kr.assign, n2, d, ko.k, ss, 3, MPI_COMM_SELF, &sil);
+    if (st == TP_ERR_RANGE) st = TP_OK;   /* an undefined score took the same time */
+    r->geo_sil_rate[slot] = (double)ss * ss * d / (tp_now() - t6);
+    kmeans_result_free(&kr);
+done:
+    pca_result_free(&pr);
+    pca_accum_free(acc);
+    free(X);
+    return st;
+}
+
+/* ns per logit of the CE evaluation's log Σ exp and KL passes (sae_ce.h), rows of
+ * the 1B's vocabulary. */
+static tp_status time_ce_softmax(double *lse_ns, double *kl_ns)
+{
+    const int V = 100352, rows = 16;
+    float *zc = random_floats((size_t)V * rows, 17, 8), *zo = random_floats((size_t)V * rows, 19, 8);
+    if (!zc || !zo) { free(zc), free(zo); return TP_ERR_NOMEM; }
+    volatile double sink = 0;
+    double t0 = tp_now();
+    for (int i = 0; i < rows; i++) sink += sae_ce_row_lse(zc + (size_t)i * V, V);
+    double t1 = tp_now();
+    for (int i = 0; i < rows; i++) sink += sae_ce_row_kl(zc + (size_t)i * V, 1.0, zo + (size_t)i * V, 1.0, V);
+    double t2 = tp_now();
+    (void)sink;
+    *lse_ns = (t1 - t0) / ((double)V * rows) * 1e9, *kl_ns = (t2 - t1) / ((double)V * rows) * 1e9;
+    free(zc), free(zo);
+    return TP_OK;
+}
+
+/* GFLOP/s of be_gemm_f32 at the catalog's logit-attribution shape: a block of 512
+ * feature directions against 2048 vocabulary rows of d. */
+static tp_status time_gemm_f32(tp_backend *be, int64_t d, double *gflops)
+{
+    int64_t m = 512, n = 2048;
+    float *a = random_floats((size_t)(m * d), 21, 1), *b = random_floats((size_t)(n * d), 23, 1),
+          *c = tp_malloc((size_t)(m * n) * sizeof *c);
+    tp_status st = a && b && c ? TP_OK : TP_ERR_NOMEM;
+    double best = INFINITY;
+    if (st == TP_OK) TIME_BEST(best, 3, be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, m, n, d, 1.0f, a, d, b, d, 0.0f, c, n));
+    *gflops = st == TP_OK ? 2.0 * (double)m * n * d / best / 1e9 : 0;
+    free(a), free(b), free(c);
+    return st;
+}
+
 /* Seconds per SAE step of B rows (one process, no MPI). */
 static tp_status time_sae_step(sae_arch arch, int64_t d, int64_t F, int64_t B, double *sec)
 {
@@ -166,6 +288,41 @@ static tp_status time_sae_step(sae_arch arch, int64_t d, int64_t F, int64_t B, d
     free(x);
     sae_free(&m);
     return st;
+}
+
+/* Seconds to encode B rows (sae_encode: what the held-out evaluation and the features
+ * catalog run on every row). */
+static tp_status time_sae_encode(int64_t d, int64_t F, int64_t B, double *sec)
+{
+    sae_config c = sae_config_default(SAE_TOPK, d, F);
+    sae_model m;
+    TP_CHECK(sae_init(&m, &c, B));
+    float *x = random_floats((size_t)(B * d), 7, 2), *codes = tp_malloc((size_t)(B * F) * sizeof *codes);
+    tp_status st = x && codes ? sae_init_weights(&m, 1) : TP_ERR_NOMEM;
+    double best = INFINITY;
+    if (st == TP_OK) TIME_BEST(best, 3, sae_encode(&m, x, B, codes));
+    *sec = best;
+    free(x), free(codes);
+    sae_free(&m);
+    return st;
+}
+
+/* The SAE step's per-row and per-step parts at the phase's shapes (d, d_sae = F),
+ * from two batch sizes; and the encoder alone. */
+static tp_status time_sae_shape(int64_t d, int64_t F, int slot, plan_rates *r)
+{
+    int64_t B1 = 128, B2 = 512;
+    double s1, s2, e;
+    TP_CHECK(time_sae_step(SAE_TOPK, d, F, B1, &s1));
+    TP_CHECK(time_sae_step(SAE_TOPK, d, F, B2, &s2));
+    double per_row = (s2 - s1) / (double)(B2 - B1), per_step = s1 - per_row * (double)B1;
+    if (per_row <= 0) per_row = s2 / (double)B2, per_step = 0;
+    if (per_step < 0) per_step = 0;
+    r->sae_step_rate[slot] = (double)d * (double)F / per_row;
+    r->sae_step_param_ns[slot] = per_step / (2.0 * d * F) * 1e9;
+    TP_CHECK(time_sae_encode(d, F, B2, &e));
+    r->sae_encode_rate[slot] = (double)B2 * d * F / e;
+    return TP_OK;
 }
 
 /* HDF5 write of ~bytes (chunked f32 [rows, 1024], like the store), closed and
@@ -224,8 +381,11 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     plan_rates r;
     plan_rates_default(&r);
     r.base_rss_mib = peak_rss_mib();
-    r.exit_rss_mib = dist_rank() == 0 ? noop_rss_mib() : 0;
+    /* twice: the first start may find the libraries' pages not yet cached */
+    r.exit_rss_mib = dist_rank() == 0 ? noop_rss_mib(&r.startup_s) : 0;
+    if (dist_rank() == 0) (void)noop_rss_mib(&r.startup_s);
     MPI_CHECK(MPI_Bcast(&r.exit_rss_mib, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Bcast(&r.startup_s, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
     if (r.exit_rss_mib <= 0) r.exit_rss_mib = r.base_rss_mib;
     tp_backend *be = backend_cpu();
     tp_backend_info bi;
@@ -250,6 +410,35 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     tp_log_info("plan --calibrate: attention %.1f GFLOP/s (T=128, 8x32), %.1f (T=512, 16x128)", a1, a2);
     TP_CHECK(time_gemm_f64(be, 512, &r.gemm_f64_gflops));
     tp_log_info("plan --calibrate: f64 GEMM %.1f GFLOP/s (512^3)", r.gemm_f64_gflops);
+    TP_CHECK(time_gemm_f32(be, 2048, &r.gemm_f32_gflops));
+    /* the first call pays ScaLAPACK's and the pools' set-up: once, untimed */
+    TP_CHECK(time_geometry(512, 64, 0, &r));
+    /* twice each, the better of the two kept: a single run is at the mercy of whatever
+     * else the machine does */
+    for (int slot = 0; slot < 2; slot++) {
+        plan_rates a = r, b = r;
+        TP_CHECK(time_geometry(slot ? 2048 : 4096, slot ? 2048 : 256, slot, &a));
+        TP_CHECK(time_geometry(slot ? 2048 : 4096, slot ? 2048 : 256, slot, &b));
+        double *ra[] = {a.geo_cov_rate, a.geo_eig_rate, a.geo_id_rate, a.geo_local_rate, a.geo_kmeans_rate,
+                        a.geo_kmeans_init_rate, a.geo_sil_rate},
+               *rb[] = {b.geo_cov_rate, b.geo_eig_rate, b.geo_id_rate, b.geo_local_rate, b.geo_kmeans_rate,
+                        b.geo_kmeans_init_rate, b.geo_sil_rate},
+               *rr[] = {r.geo_cov_rate, r.geo_eig_rate, r.geo_id_rate, r.geo_local_rate, r.geo_kmeans_rate,
+                        r.geo_kmeans_init_rate, r.geo_sil_rate};
+        for (int i = 0; i < 7; i++) rr[i][slot] = fmax(ra[i][slot], rb[i][slot]);
+        r.geo_id_query_s[slot] = fmin(a.geo_id_query_s[slot], b.geo_id_query_s[slot]);
+        r.geo_local_query_s[slot] = fmin(a.geo_local_query_s[slot], b.geo_local_query_s[slot]);
+    }
+    tp_log_info("plan --calibrate: geometry (d 256 / 2048): covariance %.3g / %.3g rows*d^2/s, eigen %.3g / %.3g d^3/s, "
+                "MLE+TwoNN %.3g / %.3g queries*rows*d/s + %.2g / %.2g s per query, local %.3g / %.3g + %.2g / %.2g s, "
+                "k-means %.3g / %.3g per iteration + init %.3g / %.3g, silhouette %.3g / %.3g", r.geo_cov_rate[0], r.geo_cov_rate[1], r.geo_eig_rate[0],
+                r.geo_eig_rate[1], r.geo_id_rate[0], r.geo_id_rate[1], r.geo_id_query_s[0], r.geo_id_query_s[1],
+                r.geo_local_rate[0], r.geo_local_rate[1], r.geo_local_query_s[0], r.geo_local_query_s[1],
+                r.geo_kmeans_rate[0], r.geo_kmeans_rate[1], r.geo_kmeans_init_rate[0], r.geo_kmeans_init_rate[1],
+                r.geo_sil_rate[0], r.geo_sil_rate[1]);
+    TP_CHECK(time_ce_softmax(&r.lse_ns, &r.kl_ns));
+    tp_log_info("plan --calibrate: CE log-sum-exp %.2f ns, KL %.2f ns per logit; f32 GEMM %.1f GFLOP/s; start of a "
+                "process %.2f s", r.lse_ns, r.kl_ns, r.gemm_f32_gflops, r.startup_s);
     /* SAE: two batch sizes separate the per-row cost from the per-step one */
     int64_t d = 512, F = 4096, B1 = 256, B2 = 1024;
     double s1, s2, r1, r2;
@@ -266,6 +455,12 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     r.sae_relu_rate = (double)d * (double)F / (per_row_relu > 0 ? per_row_relu : r2 / (double)B2);
     tp_log_info("plan --calibrate: SAE step (d %lld, d_sae %lld): topk %.3g rows*d*d_sae/s + %.2f ns/param/step; "
                 "relu %.3g", (long long)d, (long long)F, r.sae_topk_rate, r.sae_param_ns, r.sae_relu_rate);
+    TP_CHECK(time_sae_shape(256, 2048, 0, &r));
+    TP_CHECK(time_sae_shape(2048, 4096, 1, &r));
+    tp_log_info("plan --calibrate: SAE topk (d 256, d_sae 2048 / d 2048, d_sae 4096): step %.3g / %.3g rows*d*d_sae/s "
+                "+ %.2f / %.2f ns/param/step; encode %.3g / %.3g rows*d*d_sae/s", r.sae_step_rate[0],
+                r.sae_step_rate[1], r.sae_step_param_ns[0], r.sae_step_param_ns[1], r.sae_encode_rate[0],
+                r.sae_encode_rate[1]);
     if (rank == 0) {
         TP_CHECK(fs_mkdir_p(dir));
         st = time_hdf5(dir, 256.0 * 1024 * 1024, &r.write_mib_s, &r.read_mib_s);
@@ -293,10 +488,20 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     }
     /* the slowest rank's rates: what a phase waits for */
     double *v[] = {&r.linear_f32_gflops, &r.linear_bf16_gflops, &r.attention_gflops, &r.gemm_f64_gflops,
-                   &r.sae_topk_rate, &r.sae_relu_rate};
+                   &r.sae_topk_rate, &r.sae_relu_rate, &r.gemm_f32_gflops, &r.sae_step_rate[0], &r.sae_step_rate[1],
+                   &r.sae_encode_rate[0], &r.sae_encode_rate[1],
+                   &r.geo_cov_rate[0], &r.geo_cov_rate[1], &r.geo_eig_rate[0], &r.geo_eig_rate[1],
+                   &r.geo_id_rate[0], &r.geo_id_rate[1], &r.geo_local_rate[0], &r.geo_local_rate[1],
+                   &r.geo_kmeans_rate[0], &r.geo_kmeans_rate[1], &r.geo_kmeans_init_rate[0], &r.geo_kmeans_init_rate[1],
+                   &r.geo_sil_rate[0], &r.geo_sil_rate[1]};
+    double *w[] = {&r.sae_step_param_ns[0], &r.sae_step_param_ns[1], &r.geo_id_query_s[0], &r.geo_id_query_s[1], &r.geo_local_query_s[0], &r.geo_local_query_s[1]};
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, w[i], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     for (size_t i = 0; i < sizeof v / sizeof *v; i++)
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v[i], 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD));
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &r.sae_param_ns, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &r.lse_ns, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &r.kl_ns, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     MPI_CHECK(MPI_Bcast(&r.write_mib_s, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
     MPI_CHECK(MPI_Bcast(&r.read_mib_s, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
     char host[128] = "";
@@ -316,10 +521,14 @@ static const struct {
     size_t off;
 } fields[] = {
 #define F(x) {#x, offsetof(plan_rates, x)}
+#define G(x) {#x "_d256", offsetof(plan_rates, x[0])}, {#x "_d2048", offsetof(plan_rates, x[1])}
     F(linear_f32_gflops), F(linear_bf16_gflops), F(attention_gflops), F(gemm_f64_gflops), F(sae_topk_rate),
     F(sae_relu_rate), F(sae_param_ns), F(write_mib_s), F(read_mib_s), F(allreduce_mib_s), F(tokenize_rows_s),
     F(base_rss_mib), F(exit_rss_mib), F(gpu_linear_gflops), F(gpu_sae_rate), F(gpu_mem_gib),
+    G(sae_step_rate), G(sae_step_param_ns), G(sae_encode_rate), G(geo_cov_rate), G(geo_eig_rate), G(geo_id_rate), G(geo_local_rate), G(geo_id_query_s), G(geo_local_query_s), G(geo_kmeans_rate), G(geo_kmeans_init_rate), G(geo_sil_rate),
+    F(lse_ns), F(kl_ns), F(gemm_f32_gflops), F(startup_s),
 #undef F
+#undef G
 };
 
 tp_status plan_calib_save(const char *path, const plan_rates *r)

@@ -3,12 +3,14 @@
  *
  * Where: --calibration FILE, else $TP_CALIBRATION, else
  * $XDG_CACHE_HOME/transpolmo/calibration.json (~/.cache/transpolmo/calibration.json).
- * What it times (each a few tenths of a second): the backend's linear op at the
- * shapes of a forward (f32 and bf16 weights), the attention op, f64 GEMM, an SAE
- * training step at two batch sizes (the per-row and the per-step parts), an HDF5
- * write made durable in the run directory and its read back, MPI_Allreduce of
- * 64 MiB (with several ranks; else the file keeps the default), the tokenizer, and
- * the peak RSS of this process before any of it (the base every phase pays).
+ * What it times, each through the project's own function: the backend's linear op at
+ * the shapes of a forward (f32 and bf16 weights), the attention op, f64 and f32 GEMM,
+ * the SAE training step (two batch sizes: per-row and per-step parts) and encoder at
+ * d 256 and 2048, geometry's stages (PCA, the kNN estimators at two row counts,
+ * k-means at two iteration counts, silhouette) at d 256 and 2048, the CE evaluation's
+ * log-sum-exp and KL rows, an HDF5 write made durable in the run directory and its
+ * read back, MPI_Allreduce of 64 MiB (with several ranks; else the file keeps the
+ * default), and the start and peak RSS of a process of this binary.
  * Collective: every rank measures (the GEMMs with the threads a rank gets), rank 0
  * writes.
  */

@@ -10,6 +10,7 @@
 #include "analysis/capture/capture_phase.h"
 #include "analysis/geometry/geometry_phase.h"
 #include "analysis/hook_select.h"
+#include "analysis/row_stream.h"
 #include "analysis/sae/sae_phase.h"
 #include "core/dtype.h"
 #include "core/fsutil.h"
@@ -193,9 +194,53 @@ static void select_points(const hook_request *req, const plan_input *in, char na
     }
 }
 
+/* The held-out documents the SAE phase will take (row_stream's rule, on each
+ * document's rows less the first of each sequence, which capture masks): their
+ * unmasked rows, and the tokens of the first sae.eval.num_samples of them in the
+ * phase's round-robin order over the domains (the CE evaluation's text). Leaves the
+ * fields at 0 (the model then uses eval_fraction) when the domains cannot be read. */
+static void count_held_out(const tp_dataset *ds, const sae_settings *ss, plan_input *in)
+{
+    const tp_sequences *q = &ds->seqs;
+    int64_t D = (int64_t)q->n_docs, *rows = tp_malloc((size_t)(D ? D : 1) * sizeof *rows);
+    int32_t *dom = tp_malloc((size_t)(D ? D : 1) * sizeof *dom);
+    uint8_t *held = tp_calloc((size_t)(D ? D : 1), 1);
+    char **names = NULL;
+    int nn = 0;
+    if (!rows || !dom || !held || D != (int64_t)ds->ndocs || dataset_domains(ds, dom, &names, &nn) != TP_OK) {
+        tp_err_clear();
+        goto done;
+    }
+    for (int64_t k = 0; k < D; k++) {
+        int64_t t = (int64_t)(q->doc_start[k + 1] - q->doc_start[k]);
+        rows[k] = t - (t + ds->seq_len - 1) / ds->seq_len;
+    }
+    for (int d = 0; ss->eval_fraction > 0 && d < nn; d++)
+        if (row_stream_hold_out_domain(rows, dom, D, d, ss->eval_fraction, ss->seed, held) != TP_OK) goto done;
+    int64_t taken = 0;
+    for (int64_t round = 0, added = 1; added; round++) {
+        added = 0;
+        for (int d = 0; d < nn; d++) {
+            int64_t seen = 0;
+            for (int64_t k = 0; k < D; k++) {
+                if (!held[k] || dom[k] != d || seen++ != round) continue;
+                if (taken++ < ss->eval_num_samples)
+                    in->ce_tokens += (int64_t)(q->doc_start[k + 1] - q->doc_start[k]);
+                added = 1;
+                break;
+            }
+        }
+    }
+    for (int64_t k = 0; k < D; k++) in->eval_rows += held[k] ? rows[k] : 0;
+done:
+    dataset_free_domains(names, nn);
+    free(rows), free(dom), free(held);
+}
+
 /* The sample's rows: counted by tokenizing it (the model's tokenizer, else the
  * bundled model's), else num_samples x seq_len. */
-static void count_rows(const tp_settings *set, plan_input *in, int64_t rows_given, char *origin, size_t on)
+static void count_rows(const tp_settings *set, const sae_settings *ss, plan_input *in, int64_t rows_given, char *origin,
+                       size_t on)
 {
     in->seq_len = set->data.seq_len, in->batch = set->batch_size;
     if (rows_given > 0) {
@@ -214,6 +259,7 @@ static void count_rows(const tp_settings *set, plan_input *in, int64_t rows_give
         if (st == TP_OK) {
             in->rows = (int64_t)ds.seqs.n_tokens, in->seqs = (int64_t)ds.seqs.n_seqs, in->docs = (int64_t)ds.ndocs;
             in->tokenizer_vocab = tokenizer_vocab_size(tok);
+            count_held_out(&ds, ss, in);
             snprintf(origin, on, "counted: %lld documents of %s tokenized with %s/tokenizer.json in %.1f s%s",
                      (long long)ds.ndocs, set->data.corpus, dirs[i], tp_now() - t0,
                      i ? " (not the model's own tokenizer: its counts may differ)" : "");
@@ -377,7 +423,7 @@ tp_status plan_cmd_run(tp_cli *cli)
     in.store_dtype_bytes = (double)tp_dtype_size(cs.dtype);
     select_points(&gs.hooks, &in, names, in.point_geo);
     select_points(&ss.hooks, &in, names, in.point_sae);
-    count_rows(set, &in, rows, rows_origin, sizeof rows_origin);
+    count_rows(set, &ss, &in, rows, rows_origin, sizeof rows_origin);
     in.geo_max_rows = gs.max_rows, in.geo_components = gs.pca_components, in.id_sample = gs.id_sample;
     in.id_k = gs.id_k, in.local_sample = gs.local_sample, in.local_k = gs.local_k, in.kmeans_k = gs.kmeans_k;
     in.kmeans_max_iter = gs.kmeans_max_iter, in.kmeans_init_sample = gs.kmeans_init_sample;

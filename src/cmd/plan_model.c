@@ -27,6 +27,23 @@ void plan_rates_default(plan_rates *r)
         .allreduce_mib_s = 1000,
         .tokenize_rows_s = 1.0e6,
         .base_rss_mib = 180,
+        /* geometry, CE softmax, f32 GEMM, start: about half what the development VM measured */
+        .geo_cov_rate = {2e10, 3e10},
+        .geo_eig_rate = {1.5e9, 5e9},
+        .geo_id_rate = {1e10, 1e10},
+        .geo_local_rate = {5e9, 5e9},
+        .geo_id_query_s = {5e-5, 4e-4},
+        .geo_local_query_s = {6e-4, 4e-3},
+        .geo_kmeans_rate = {1.2e9, 3e9},
+        .geo_kmeans_init_rate = {1e9, 1e9},
+        .geo_sil_rate = {1e10, 1e10},
+        .lse_ns = 11,
+        .kl_ns = 11,
+        .gemm_f32_gflops = 40,
+        .startup_s = 0.3,
+        .sae_step_rate = {1.5e10, 3e10},
+        .sae_step_param_ns = {5, 5},
+        .sae_encode_rate = {4e10, 6e10},
         .exit_rss_mib = 240,
         .gpu_linear_gflops = 100000,
         .gpu_sae_rate = 2.0e13,
@@ -186,7 +203,11 @@ static void plan_capture(ctx *c, plan_phase *p)
     p->disk_bytes = (double)in->rows * cols * in->store_dtype_bytes + (double)in->rows * 13.0 + (double)in->docs * 20.0 +
                     (double)mc->vocab_size * 16.0;
     p->io_s = p->disk_bytes / (c->rt->write_mib_s * MIB * in->nodes);
-    double startup = 0.3 + (double)in->rows / c->rt->tokenize_rows_s + mc->vocab_size / 2e6;
+    /* the process started, the model opened (every page of the checkpoint read once
+     * through the mmap), the tokenizer loaded (~2 M vocabulary entries a second) and
+     * the sample tokenized */
+    double startup = c->rt->startup_s + checkpoint_elems(mc) * in->weight_bytes / (c->rt->read_mib_s * MIB) +
+                     (double)in->rows / c->rt->tokenize_rows_s + mc->vocab_size / 2e6;
     p->time_s = p->compute_s + p->io_s + startup;
     p->comm_bytes = 0;   /* barriers at flush points; every rank writes its own rows */
     /* memory */
@@ -207,40 +228,71 @@ static void plan_capture(ctx *c, plan_phase *p)
              in->store_dtype_bytes, in->last_layer);
 }
 
+/* A geometry rate at width d: measured at d = 256 and 2048 (plan_calib.c), log-linear
+ * between them, the nearer one outside. */
+static double geo_at(const double v[2], double d)
+{
+    double t = (log(d) - log(256.0)) / (log(2048.0) - log(256.0));
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    return exp((1 - t) * log(v[0]) + t * log(v[1]));
+}
+
 static void plan_geometry(ctx *c, plan_phase *p)
 {
     const plan_input *in = c->in;
+    const plan_rates *rt = c->rt;
     double R = c->R, N = (double)in->rows, n_unm = c->unmasked;
     double keep = in->geo_max_rows > 0 && in->geo_max_rows < n_unm ? (double)in->geo_max_rows : n_unm;
-    double f64 = c->rt->gemm_f64_gflops * 1e9 * c->speed, peak_extra = 0, x_max = 0, comm = 0, comp = 0, io = 0;
+    double f64 = rt->gemm_f64_gflops * 1e9 * c->speed, peak_extra = 0, x_max = 0, comm = 0, comp = 0, io = 0;
     int npts = 0;
-    double iters = in->kmeans_max_iter < 40 ? (double)in->kmeans_max_iter : 40;   /* Lloyd converges early */
+    /* Lloyd stops when the assignment stops changing: 13-100 iterations were seen on
+     * the checked runs (docs/planning.md); the plan takes 40, or max_iter if lower. */
+    double iters = in->kmeans_max_iter < 40 ? (double)in->kmeans_max_iter : 40;
     for (int i = 0; i < in->n_points; i++) {
         if (!in->point_geo[i]) continue;
         npts++;
-        double d = (double)in->point_cols[i];
-        io += N * d * in->store_dtype_bytes / (c->rt->read_mib_s * MIB * in->nodes);
-        double cov = in->pca_svd ? 4.0 * keep * d * d : n_unm * d * d;
-        double eig = 9.0 * d * d * d;
-        double id = 2.0 * (double)(in->id_sample ? in->id_sample : (int64_t)keep) * keep * d;
-        double local = 2 * 2.0 * (double)(in->local_sample ? in->local_sample : (int64_t)keep) * keep * d;
-        double km = iters * 2.0 * keep * (double)in->kmeans_k * d +
-                    2.0 * (double)in->kmeans_k * (double)(in->kmeans_init_sample ? in->kmeans_init_sample : (int64_t)keep) * d;
-        double sil = 2.0 * (double)(in->sil_sample ? in->sil_sample : (int64_t)keep) * keep * d;
-        comp += (cov + id + local + km + sil) / (f64 * R) + eig / f64 + keep / R * d * 40.0 / (2e9 * c->speed);
+        double d = (double)in->point_cols[i], sp = c->speed;
+        io += N * d * in->store_dtype_bytes / (rt->read_mib_s * MIB * in->nodes);
+        /* PCA: the covariance over every unmasked row (rows split over the ranks) and its
+         * eigendecomposition (pdsyevd); svd: pdgesvd of the rows, ~4 n d² at the f64 rate */
+        double pca = in->pca_svd ? 4.0 * keep * d * d / (f64 * R) + 9.0 * d * d * d / f64
+                                 : n_unm * d * d / (geo_at(rt->geo_cov_rate, d) * sp * R) +
+                                       d * d * d / (geo_at(rt->geo_eig_rate, d) * sp * R);
+        /* Every stage below splits over the ranks (measured on the 1B-shaped check: 2
+         * ranks of 1 thread ran each stage 1.6-2x faster than 1 rank of 2 threads):
+         * pdsyevd is distributed, the kNN searches split the rows, the silhouette the
+         * rows of its distance matrix. MLE + TwoNN: one k-NN search of the query
+         * sample against the rows in memory, plus a cost per query (gather, merge).
+         * Local geometry: the same for its sample plus a local PCA per point. */
+        double qid = (double)(in->id_sample && in->id_sample < keep ? in->id_sample : (int64_t)keep);
+        double qloc = (double)(in->local_sample && in->local_sample < keep ? in->local_sample : (int64_t)keep);
+        double id = qid / R * (keep * d / (geo_at(rt->geo_id_rate, d) * sp) + geo_at(rt->geo_id_query_s, d) / sp);
+        double local = qloc / R * (keep * d / (geo_at(rt->geo_local_rate, d) * sp) + geo_at(rt->geo_local_query_s, d) / sp);
+        /* k-means: k-means++ on its sample, Lloyd iterations over the rows, then the
+         * rows nearest each centre (one more pass); silhouette among its sample only. */
+        double init = (double)(in->kmeans_init_sample && in->kmeans_init_sample < keep ? in->kmeans_init_sample : (int64_t)keep);
+        double km = (iters * keep / geo_at(rt->geo_kmeans_rate, d) + (init + keep) / geo_at(rt->geo_kmeans_init_rate, d)) *
+                    (double)in->kmeans_k * d / (sp * R);
+        double ss = (double)(in->sil_sample && in->sil_sample < keep ? in->sil_sample : (int64_t)keep);
+        double sil = ss * ss * d / (geo_at(rt->geo_sil_rate, d) * sp * R);
+        /* norm statistics: a few passes over the rows in memory */
+        double norms = keep / R * d * 40.0 / (2e9 * sp);
+        comp += pca + id + local + km + sil + norms;
         comm += 8.0 * d * d * 2 + iters * in->kmeans_k * d * 8.0 + (double)(in->id_sample + in->local_sample) * d * 4.0;
         /* memory: X held, the read block, covariance and ScaLAPACK pieces, then the
          * largest of the sampled stages (queries replicated on every rank). */
         double X = keep / R * d * 4.0;
-        double pca = 8.0 * d * d * (1.0 + 3.0 / R) + 4096.0 * d * 4.0;
-        double stage = fmax(fmax(2.0 * (double)in->local_sample * d * 4.0 + 2 * 64.0 * (in->local_k + 2) * d * 4.0,
-                                 (double)in->id_sample * d * 4.0),
-                            fmax((double)in->kmeans_init_sample * d * 4.0, (double)in->sil_sample * d * 4.0));
-        if (X + pca + stage > x_max + peak_extra) x_max = X, peak_extra = pca + stage;
+        double pca_mem = 8.0 * d * d * (1.0 + 3.0 / R) + 4096.0 * d * 4.0;
+        /* each sample is at most the rows there are (a sample of 10000 from 6366 rows
+         * is every row: 0.4x less than the setting on the 1B-shaped check) */
+        double stage = fmax(fmax(2.0 * qloc * d * 4.0 + 2 * 64.0 * (in->local_k + 2) * d * 4.0, qid * d * 4.0),
+                            fmax(init * d * 4.0, ss * d * 4.0));
+        if (X + pca_mem + stage > x_max + peak_extra) x_max = X, peak_extra = pca_mem + stage;
     }
     p->compute_s = comp, p->io_s = io;
     p->comm_s = R > 1 ? comm / (c->rt->allreduce_mib_s * MIB) : 0;
-    p->time_s = comp + io + p->comm_s + 0.5;
+    /* the process: start, MPI, the store opened and its row index read */
+    p->time_s = comp + io + p->comm_s + rt->startup_s;
     p->comm_bytes = R > 1 ? comm : 0;
     double masks = N / R * 2.0 + keep / R * 8.0;
     p->rss_bytes = c->base + x_max + peak_extra + masks;
@@ -259,14 +311,19 @@ static void plan_sae(ctx *c, plan_phase *p)
         p->rss_bytes = 0;
         return;
     }
-    double sum_d = 0, dmax = 0, P_all = 0, work = 0, jobs_mem = 0, F_max = 0;
+    double sum_d = 0, dmax = 0, P_all = 0, work = 0, jobs_mem = 0, F_max = 0, encode = 0, logit_attr = 0;
     double B = (double)in->sae_batch, b_local = ceil(B / R);
-    double train = n_unm * (1.0 - in->eval_fraction), eval = n_unm - train;
+    /* held-out rows: as the phase will choose them when plan counted the documents
+     * (row_stream_hold_out_domain), else the eval_fraction share */
+    double eval = in->eval_rows > 0 ? (double)in->eval_rows : n_unm * in->eval_fraction, train = n_unm - eval;
     double window = (double)in->window_chunks * in->chunk_rows;
     /* windows of window_chunks chunks; a window's rows are cut into batches of B */
     double W = ceil(fmax(train, 1.0) / window), last = train - (W - 1) * window;
     double steps = (double)in->sae_epochs * ((W - 1) * ceil(window / B) + ceil(fmax(last, 1.0) / B));
-    double rate = (in->gpus_per_rank > 0 ? c->rt->gpu_sae_rate : (in->sae_relu ? c->rt->sae_relu_rate : c->rt->sae_topk_rate) * c->speed);
+    bool gpu = in->gpus_per_rank > 0;
+    /* relu: the topk rates scaled by what relu/topk measured at d 512 */
+    double relu = in->sae_relu ? c->rt->sae_relu_rate / c->rt->sae_topk_rate : 1.0;
+    double V = (double)mc->vocab_size, elem_bps = 2e9 * c->speed * c->rt->threads;
     int njobs = 0;
     for (int i = 0; i < in->n_points; i++) {
         if (!in->point_sae[i]) continue;
@@ -276,27 +333,50 @@ static void plan_sae(ctx *c, plan_phase *p)
         double P = 2 * F * d + F + d;
         F_max = fmax(F_max, F);
         sum_d += d, dmax = fmax(dmax, d), P_all += P;
-        /* training rows, then encoding for the held-out evaluation and the catalog
-         * (every unmasked row, shared by the ranks; half a training row's work). */
-        work += steps * b_local * d * F / rate + steps * P * c->rt->sae_param_ns * 1e-9 / c->speed +
-                (eval + n_unm) / R * d * F / rate * 0.5;
+        /* training: every step, this rank's rows of the batch (rows · d · d_sae at the
+         * step rate measured nearest this width) and the per-step part per parameter */
+        double rate = gpu ? c->rt->gpu_sae_rate : geo_at(c->rt->sae_step_rate, d) * relu * c->speed;
+        work += steps * (b_local * d * F / rate + P * geo_at(c->rt->sae_step_param_ns, d) * 1e-9 / c->speed);
+        /* after training: the held-out rows encoded and reconstructed (two encoder
+         * passes), then every unmasked row encoded for the catalog; ranks share both */
+        double enc = gpu ? c->rt->gpu_sae_rate : geo_at(c->rt->sae_encode_rate, d) * c->speed;
+        encode += (2.0 * eval + n_unm) / R * d * F / enc;
+        /* rank 0's catalog merge: the logit attribution of the detailed latents, W_U and
+         * W_E against their decoder / encoder directions (be_gemm_f32, blocks of
+         * vocabulary rows converted to f32 once per block of 512 latents), and three
+         * heaps offered every (latent, token) score */
+        if (mc->hidden_size == (int)d) {
+            double det = fmin(F, in->catalog_max_detailed > 0 ? (double)in->catalog_max_detailed : F);
+            logit_attr += 2.0 * 2.0 * det * V * d / (c->rt->gemm_f32_gflops * 1e9 * c->speed) +
+                          2.0 * ceil(det / 512) * V * d * 4.0 / elem_bps + 3.0 * det * V * 4.0 / elem_bps;
+        }
         double ws = b_local * (F * (in->sae_relu ? 2 : 1) + 4 * d + 2.0 * (in->sae_k + in->sae_aux_k)) * 4.0 + F * 32.0;
         jobs_mem += 4.0 * P * 4.0 + ws;
     }
     c->out->sae_steps = (int64_t)steps;
     c->out->sae_d_sae = (int64_t)F_max;
-    /* the windows every rank reads whole, once per epoch */
-    p->io_s = (double)in->sae_epochs * n_unm * sum_d * 4.0 / (c->rt->read_mib_s * MIB);
+    /* the windows every rank reads whole, once per epoch; the held-out and catalog passes read every row again */
+    p->io_s = ((double)in->sae_epochs + 1) * n_unm * sum_d * 4.0 / (c->rt->read_mib_s * MIB);
     double ar = 2.0 * (R - 1) / R * 4.0 * P_all;   /* ring all-reduce, per step and rank */
     p->comm_bytes = R > 1 ? steps * ar : 0;
     p->comm_s = R > 1 ? steps * (4.0 * P_all / (c->rt->allreduce_mib_s * MIB) + 30e-6) : 0;
-    /* CE evaluation: held-out documents through the whole model three times (clean,
-     * zero-ablated, SAE spliced) per SAE, all logits. */
+    /* CE evaluation (sae_ce.c), per SAE: the held-out documents through the whole model
+     * three times (clean, zero-ablated, SAE spliced; the clean pass is redone for each
+     * SAE), all logits; on each row log Σ exp three times and the KL twice, over the
+     * vocabulary, in f64. Ranks split the documents. */
     double T = in->seqs > 0 ? (double)in->rows / in->seqs : in->seq_len;
-    double ce_tokens = in->docs > 0 ? (double)in->sae_eval_docs * (double)in->rows / in->docs : 0;
-    double ce = njobs && in->sae_eval_docs ? (1 + 2.0 * njobs) * forward_time(c, ce_tokens / R, T, mc->num_layers - 1, true) : 0;
-    p->compute_s = work + ce;
-    p->time_s = p->compute_s + p->io_s + p->comm_s + 1.0;
+    double ce_tokens = in->ce_tokens > 0 ? (double)in->ce_tokens
+                       : in->docs > 0 ? fmin((double)in->sae_eval_docs, fmax(1.0, in->docs * in->eval_fraction)) *
+                                            (double)in->rows / in->docs : 0;
+    double ce = njobs && in->sae_eval_docs
+                    ? njobs * (3.0 * forward_time(c, ce_tokens / R, T, mc->num_layers - 1, true) +
+                               ce_tokens / R * V * (3.0 * c->rt->lse_ns + 2.0 * c->rt->kl_ns) * 1e-9 / c->speed)
+                    : 0;
+    /* the model opened (every page of the checkpoint read once through the mmap) for
+     * the CE evaluation and the catalog's logit attribution and token text */
+    double open = checkpoint_elems(mc) * in->weight_bytes / (c->rt->read_mib_s * MIB);
+    p->compute_s = work + encode + ce + logit_attr;
+    p->time_s = p->compute_s + p->io_s + p->comm_s + open + c->rt->startup_s;
     /* memory: the window (every capture point's rows) and every SAE with its Adam
      * state live throughout; the CE evaluation adds the whole model, a forward and
      * two [rows, vocab] logit buffers. */
@@ -319,8 +399,8 @@ static void plan_sae(ctx *c, plan_phase *p)
     add_peak(p->peak, sizeof p->peak, "window", win);
     add_peak(p->peak, sizeof p->peak, "SAEs+Adam", jobs_mem);
     add_peak(p->peak, sizeof p->peak, ce_mem >= catalog ? "CE eval (model+logits)" : "catalog", stage);
-    snprintf(p->note, sizeof p->note, "%d SAE(s), d_sae %.0f, %.0f steps of %.0f rows; all-reduce %.1f MiB/step", njobs,
-             F_max, steps, B, 4.0 * P_all / MIB);
+    snprintf(p->note, sizeof p->note, "%d SAE(s), d_sae %.0f, %.0f steps of %.0f rows; all-reduce %.1f MiB/step; CE on "
+             "%.0f tokens", njobs, F_max, steps, B, 4.0 * P_all / MIB, ce_tokens);
 }
 
 static void plan_small(ctx *c, plan_phase *p, const char *note)

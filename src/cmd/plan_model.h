@@ -8,13 +8,15 @@
  *
  * The formulas follow the phase drivers (docs/planning.md says which buffer each
  * term is):
- *   time    FLOPs / measured rate, per op kind: the linear layers (2 · params · tokens,
- *           in the weights' stored dtype), causal attention (2 · T · H·dh per token
- *           and layer), f64 GEMMs (covariance, neighbours, k-means), the SAE step
- *           (rows · d · d_sae per second, measured on the SAE code itself) and its
- *           per-step Adam pass; plus bytes / bandwidth for HDF5 writes and reads
- *           and for the gradient all-reduce. Ranks divide the work they share;
- *           rates scale with the cores each rank gets.
+ *   time    work / measured rate, per kernel the phase runs: the linear layers
+ *           (2 · params · tokens, in the weights' stored dtype), causal attention,
+ *           geometry's stages (timed through their own functions at d 256 and 2048,
+ *           split into a per-row and a per-query part), the SAE step and encoder
+ *           (rows · d · d_sae, and per parameter and step), the CE evaluation's
+ *           forwards and its log-sum-exp / KL over the vocabulary; plus bytes /
+ *           bandwidth for HDF5 writes and reads, the checkpoint's pages and the
+ *           gradient all-reduce; plus the process start. Ranks divide the work they
+ *           share; rates scale with the cores each rank gets.
  *   memory  peak resident set per rank: the process's base (MPI, HDF5, OpenBLAS,
  *           measured) + the weights it touches (mmap: shared by the ranks of a
  *           node, counted in every rank's RSS once) + the phase's buffers at its
@@ -49,6 +51,26 @@ typedef struct {
     double tokenize_rows_s;      /* corpus tokens per second (dataset open) */
     double base_rss_mib;         /* RSS of a running process before a phase's own buffers */
     double exit_rss_mib;         /* peak RSS of a process that does nothing (libraries load and unload) */
+    /* the SAE (topk) at the phase's shapes: d 256, d_sae 2048 [0] and d 2048, d_sae 4096 [1] */
+    double sae_step_rate[2];     /* sae_train_step: rows · d · d_sae per second */
+    double sae_step_param_ns[2]; /* its per-step part: ns per parameter (Adam, the decoder's renorm ...) */
+    double sae_encode_rate[2];   /* sae_encode: rows · d · d_sae per second */
+    /* geometry's kernels, timed through the phase's own functions on random rows
+     * (one rank, MPI_COMM_SELF) at d = 256 and d = 2048 ([0], [1]); the plan
+     * interpolates in log d. Units, per second: */
+    double geo_cov_rate[2];      /* pca_accum_add: rows · d² */
+    double geo_eig_rate[2];      /* pca_accum_finish (pdsyevd): d³ */
+    double geo_id_rate[2];       /* intrinsic_dim_estimate: queries · rows · d */
+    double geo_local_rate[2];    /* local_geometry_estimate: sampled points · rows · d */
+    double geo_id_query_s[2];    /* intrinsic_dim_estimate: seconds per query beyond its rows · d */
+    double geo_local_query_s[2]; /* local_geometry_estimate: seconds per point beyond its rows · d (local PCA) */
+    double geo_kmeans_rate[2];   /* kmeans_fit_distributed's Lloyd iterations: iterations · rows · k · d */
+    double geo_kmeans_init_rate[2]; /* the rest of it: k-means++ on its sample and the final pass, (sample + rows) · k · d */
+    double geo_sil_rate[2];      /* kmeans_silhouette_distributed: sample² · d (distances among the sample) */
+    double lse_ns;               /* sae_ce: log Σ exp over one logit, ns */
+    double kl_ns;                /* sae_ce: KL term of one logit, ns */
+    double gemm_f32_gflops;      /* be_gemm_f32 at the catalog's [512, d] x [2048, d]^T shape (logit attribution) */
+    double startup_s;            /* a process of this binary started and ended (`transpolmo version`) */
     double gpu_linear_gflops;    /* --gpus-per-rank: built-in guesses, never measured here */
     double gpu_sae_rate;
     double gpu_mem_gib;
@@ -91,6 +113,8 @@ typedef struct {
     int64_t sae_expansion, sae_hidden, sae_k, sae_aux_k, sae_epochs, sae_batch;
     int64_t chunk_rows, window_chunks, sae_eval_docs, catalog_top_k, catalog_context, catalog_max_detailed;
     double eval_fraction;
+    int64_t eval_rows;           /* held-out unmasked rows as the phase will choose them (0: unknown) */
+    int64_t ce_tokens;           /* tokens of the documents the CE evaluation reads (0: unknown) */
     /* machine */
     int ranks, nodes, gpus_per_rank;
     int cores_per_node;

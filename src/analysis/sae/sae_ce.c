@@ -72,7 +72,7 @@ static tp_status splice_hook(const tp_hook_info *info, float *data, void *user)
 /* ---- log-softmax pieces, f64 from f32 ---- */
 
 /* log Σ exp(z): m + log Σ exp(z − m), as lm_loss computes it (same bits). */
-static double row_lse(const float *restrict z, int V)
+double sae_ce_row_lse(const float *restrict z, int V)
 {
     double mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
@@ -82,7 +82,7 @@ static double row_lse(const float *restrict z, int V)
 }
 
 /* KL(p_c ‖ p_o) = Σ_v p_c(v) (log p_c(v) − log p_o(v)); exactly 0 when zc == zo. */
-static double row_kl(const float *restrict zc, double lse_c, const float *restrict zo, double lse_o, int V)
+double sae_ce_row_kl(const float *restrict zc, double lse_c, const float *restrict zo, double lse_o, int V)
 {
     double kl = 0;
     for (int i = 0; i < V; i++) {
@@ -200,7 +200,7 @@ static tp_status run_batches(tp_forward *f, const tp_sequences *seqs, const size
             double seq_ce = 0;   /* per sequence first, as lm_loss_sequences sums */
             for (size_t t = 0; t + 1 < T; t++) {
                 size_t row = (size_t)b * T + t;
-                lse_c[row] = row_lse(zc + row * (size_t)V, V);
+                lse_c[row] = sae_ce_row_lse(zc + row * (size_t)V, V);
                 seq_ce += lse_c[row] - (double)zc[row * (size_t)V + (size_t)ids[row + 1]];
             }
             ce += seq_ce;
@@ -225,9 +225,9 @@ static tp_status run_batches(tp_forward *f, const tp_sequences *seqs, const size
                 for (size_t t = 0; t + 1 < T; t++) {
                     size_t row = (size_t)b * T + t;
                     const float *zo = z + row * (size_t)V;
-                    double lse_o = row_lse(zo, V);
+                    double lse_o = sae_ce_row_lse(zo, V);
                     seq_ce += lse_o - (double)zo[ids[row + 1]];
-                    seq_kl += row_kl(zc + row * (size_t)V, lse_c[row], zo, lse_o, V);
+                    seq_kl += sae_ce_row_kl(zc + row * (size_t)V, lse_c[row], zo, lse_o, V);
                 }
                 ce += seq_ce, kl += seq_kl;
             }

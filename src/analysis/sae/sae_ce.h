@@ -96,4 +96,10 @@ tp_status sae_ce_evaluate_with(tp_forward *f, const tp_sequences *seqs, int batc
                                sae_ce_replace_fn replace, void *user, int skip_first, int32_t bos_id,
                                MPI_Comm comm, sae_ce_result *out);
 
+/* The per-row pieces of the passes above, f64 from f32 (exposed for plan --calibrate,
+ * which times them): log Σ_v exp z_v, and KL(p_c ‖ p_o) from two rows and their
+ * log Σ exp. */
+double sae_ce_row_lse(const float *z, int V);
+double sae_ce_row_kl(const float *zc, double lse_c, const float *zo, double lse_o, int V);
+
 #endif
