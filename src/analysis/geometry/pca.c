@@ -559,6 +559,42 @@ static tp_status svd_by_qr(const blacs_grid *g, const blacs_matrix *A, double *a
     return TP_OK;
 }
 
+/* The same for n < d, by pdgesvd on A (U not computed; VT distributed, its first k
+ * rows gathered into cols). */
+static tp_status svd_by_pdgesvd(const blacs_grid *g, const blacs_matrix *A, double *a, int64_t n, int64_t d,
+                                int64_t k, double *s_val, double *cols, MPI_Comm comm)
+{
+    const int64_t mn = n < d ? n : d;
+    blacs_matrix VT;
+    double *vt = NULL, *work = NULL, dummy_u = 0;
+    int info = 0;
+    tp_status st = blacs_matrix_init(g, (int)mn, (int)d, &VT);
+    if (st == TP_OK && !(vt = tp_calloc(blacs_matrix_local_size(&VT), sizeof(double)))) st = TP_ERR_NOMEM;
+    if (st == TP_OK && g->in_grid) {
+        int one = 1, query = -1, m = (int)n, nn = (int)d;
+        double wq = 0;
+        /* JOBU = 'N': U is not referenced; VT's descriptor stands in for its own. */
+        pdgesvd_("N", "V", &m, &nn, a, &one, &one, A->desc, s_val, &dummy_u, &one, &one, VT.desc, vt, &one,
+                 &one, VT.desc, &wq, &query, &info, 1, 1);
+        if (info == 0) {
+            double lw = wq * 1.01 + 1024;   /* slack, as for pdsyevd */
+            if (lw > INT_MAX) st = tp_err(TP_ERR_RANGE, "pdgesvd: workspace of %.0f doubles is too large", lw);
+            int lwork = (int)lw;
+            if (st == TP_OK && !(work = tp_malloc((size_t)lwork * sizeof(double)))) st = TP_ERR_NOMEM;
+            if (st == TP_OK)
+                pdgesvd_("N", "V", &m, &nn, a, &one, &one, A->desc, s_val, &dummy_u, &one, &one, VT.desc, vt,
+                         &one, &one, VT.desc, work, &lwork, &info, 1, 1);
+        }
+    }
+    free(work);
+    if ((st = dist_agree(comm, st, "pca")) == TP_OK) st = agree_info(comm, "pdgesvd", info);
+    if (st == TP_OK && MPI_Bcast(s_val, (int)mn, MPI_DOUBLE, g->rank_of[0], comm) != MPI_SUCCESS)
+        st = tp_err(TP_ERR_MPI, "pca svd: MPI_Bcast of the singular values failed");
+    if (st == TP_OK && k > 0) st = blacs_gather_replicated(g, &VT, vt, 0, (int)k, 0, (int)d, cols);
+    free(vt);
+    return st;
+}
+
 static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
                          const pca_options *opt, pca_result *out)
 {
@@ -579,10 +615,9 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
     for (int s = 0; s < size; s++) row0_of[s + 1] += row0_of[s];
     const int64_t n = row0_of[size];
     const int64_t mn = n < d ? n : d;
-    double *a = NULL, *s_val = NULL, *vt = NULL, *work = NULL, *cols = NULL, dummy_u = 0;
+    double *a = NULL, *s_val = NULL, *cols = NULL;
     blacs_grid own = {.ctxt = -1, .sys_handle = -1};
     const blacs_grid *g = NULL;
-    int info = 0;
     if (n < 2) {
         st = tp_err(TP_ERR_RANGE, "pca: %lld rows in all; a covariance needs at least 2", (long long)n);
         goto done;
@@ -607,62 +642,33 @@ static tp_status fit_svd(const float *rows, int64_t n_local, int64_t d, MPI_Comm
     for (int64_t j = 0; j < d; j++) out->mean[j] /= (double)n;
 
     if ((st = dist_agree(comm, grid_get(comm, opt, &own, &g), "pca")) != TP_OK) goto done;
-    blacs_matrix A, VT;
+    blacs_matrix A;
     st = blacs_matrix_init(g, (int)n, (int)d, &A);
-    if (st == TP_OK) st = blacs_matrix_init(g, (int)mn, (int)d, &VT);
     if (st == TP_OK) {
         a = tp_calloc(blacs_matrix_local_size(&A), sizeof(double));
-        vt = tp_calloc(blacs_matrix_local_size(&VT), sizeof(double));
         s_val = tp_calloc((size_t)mn, sizeof(double));
         cols = tp_malloc((size_t)d * (size_t)(opt->k > 0 ? opt->k : 1) * sizeof(double));
-        if (!a || !vt || !s_val || !cols) st = TP_ERR_NOMEM;
+        if (!a || !s_val || !cols) st = TP_ERR_NOMEM;
     }
     if ((st = dist_agree(comm, st, "pca")) != TP_OK) goto done;
     if ((st = redistribute_rows(g, &A, rows, n_local, row0_of, out->mean, a)) != TP_OK) goto done;
-
-    if (n >= d) {
-        /* Tall (the usual case: more rows than columns): A = QR by pdgeqrf, then R's
-         * SVD, which has A's singular values and right vectors, by LAPACK's
-         * divide-and-conquer dgesdd on rank 0. pdgesvd on A itself bidiagonalises all
-         * n rows and accumulates V by QR iteration: ~50x slower (docs/geometry.md). */
-        st = svd_by_qr(g, &A, a, n, d, opt->k, s_val, cols, comm);
-        if (st != TP_OK) goto done;
-        goto have_svd;
-    }
-    if (g->in_grid) {
-        int one = 1, query = -1, m = (int)n, nn = (int)d;
-        double wq = 0;
-        /* JOBU = 'N': U is not referenced; VT's descriptor stands in for its own. */
-        pdgesvd_("N", "V", &m, &nn, a, &one, &one, A.desc, s_val, &dummy_u, &one, &one, VT.desc, vt, &one,
-                 &one, VT.desc, &wq, &query, &info, 1, 1);
-        if (info == 0) {
-            double lw = wq * 1.01 + 1024;   /* slack, as for pdsyevd */
-            if (lw > INT_MAX) st = tp_err(TP_ERR_RANGE, "pdgesvd: workspace of %.0f doubles is too large", lw);
-            int lwork = (int)lw;
-            if (st == TP_OK && !(work = tp_malloc((size_t)lwork * sizeof(double)))) st = TP_ERR_NOMEM;
-            if (st == TP_OK)
-                pdgesvd_("N", "V", &m, &nn, a, &one, &one, A.desc, s_val, &dummy_u, &one, &one, VT.desc, vt,
-                         &one, &one, VT.desc, work, &lwork, &info, 1, 1);
-        }
-    }
-    if ((st = dist_agree(comm, st, "pca")) != TP_OK) goto done;
-    if ((st = agree_info(comm, "pdgesvd", info)) != TP_OK) goto done;
-    if (MPI_Bcast(s_val, (int)mn, MPI_DOUBLE, g->rank_of[0], comm) != MPI_SUCCESS) {
-        st = tp_err(TP_ERR_MPI, "pca svd: MPI_Bcast of the singular values failed");
-        goto done;
-    }
-    if (opt->k > 0 && (st = blacs_gather_replicated(g, &VT, vt, 0, (int)opt->k, 0, (int)d, cols)) != TP_OK) goto done;
-have_svd:;
+    /* Tall (the usual case: more rows than columns): A = QR by pdgeqrf, then R's SVD,
+     * which has A's singular values and right vectors, by LAPACK's divide-and-conquer
+     * dgesdd on rank 0. pdgesvd on A itself bidiagonalises all n rows and accumulates
+     * V by QR iteration: ~15x slower at 5000 x 2048 (BENCHMARKS.md). */
+    st = n >= d ? svd_by_qr(g, &A, a, n, d, opt->k, s_val, cols, comm)
+                : svd_by_pdgesvd(g, &A, a, n, d, opt->k, s_val, cols, comm);
+    if (st != TP_OK) goto done;
     const int k = (int)opt->k;
     for (int64_t i = 0; i < mn; i++) out->eigenvalues[i] = s_val[i] * s_val[i] / (double)(n - 1);
     for (int c = 0; c < k; c++)
         for (int64_t j = 0; j < d; j++) out->components[(size_t)c * d + j] = cols[(size_t)j * k + c];
-    if ((st = check_unit_rows(out->components, k, d, "pdgesvd")) != TP_OK) goto done;
+    if ((st = check_unit_rows(out->components, k, d, n >= d ? "dgesdd" : "pdgesvd")) != TP_OK) goto done;
     fix_signs(out->components, out->k, d);
     pca_summarise(out);
 done:
     if (g == &own) blacs_grid_free(&own);
-    free(row0_of), free(a), free(vt), free(s_val), free(work), free(cols);
+    free(row0_of), free(a), free(s_val), free(cols);
     if (st != TP_OK) pca_result_free(out);
     return st;
 }
