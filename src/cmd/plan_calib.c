@@ -9,6 +9,7 @@
 #include "analysis/sae/sae.h"
 #include "analysis/sae/sae_ce.h"
 #include "backend/backend.h"
+#include "backend/cpu/pool.h"   /* cpu_set_threads: geometry timed at 1 thread too */
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -416,9 +417,25 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     /* twice each, the better of the two kept: a single run is at the mercy of whatever
      * else the machine does */
     for (int slot = 0; slot < 2; slot++) {
-        plan_rates a = r, b = r;
-        TP_CHECK(time_geometry(slot ? 2048 : 4096, slot ? 2048 : 256, slot, &a));
-        TP_CHECK(time_geometry(slot ? 2048 : 4096, slot ? 2048 : 256, slot, &b));
+        plan_rates a = r, b = r, c = r;
+        int64_t n = slot ? 2048 : 4096, d = slot ? 2048 : 256;
+        double t0 = tp_now();
+        TP_CHECK(time_geometry(n, d, slot, &a));
+        double t1 = tp_now();
+        TP_CHECK(time_geometry(n, d, slot, &b));
+        double t_many = fmin(t1 - t0, tp_now() - t1), t_one = t_many;
+        /* and at 1 thread, for ranks that get one (geo_thread_gain) */
+        if (r.threads > 1) {
+            cpu_set_threads(1);
+            t0 = tp_now();
+            st = time_geometry(n, d, slot, &c);
+            t1 = tp_now();
+            if (st == TP_OK) st = time_geometry(n, d, slot, &c);
+            t_one = fmin(t1 - t0, tp_now() - t1);
+            cpu_set_threads(r.threads);
+            TP_CHECK(st);
+        }
+        r.geo_thread_gain[slot] = t_one / t_many;
         double *ra[] = {a.geo_cov_rate, a.geo_eig_rate, a.geo_id_rate, a.geo_local_rate, a.geo_kmeans_rate,
                         a.geo_kmeans_init_rate, a.geo_sil_rate},
                *rb[] = {b.geo_cov_rate, b.geo_eig_rate, b.geo_id_rate, b.geo_local_rate, b.geo_kmeans_rate,
@@ -431,11 +448,12 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     }
     tp_log_info("plan --calibrate: geometry (d 256 / 2048): covariance %.3g / %.3g rows*d^2/s, eigen %.3g / %.3g d^3/s, "
                 "MLE+TwoNN %.3g / %.3g queries*rows*d/s + %.2g / %.2g s per query, local %.3g / %.3g + %.2g / %.2g s, "
-                "k-means %.3g / %.3g per iteration + init %.3g / %.3g, silhouette %.3g / %.3g", r.geo_cov_rate[0], r.geo_cov_rate[1], r.geo_eig_rate[0],
+                "k-means %.3g / %.3g per iteration + init %.3g / %.3g, silhouette %.3g / %.3g; 1 thread takes %.2f / %.2f "
+                "x the time of %d", r.geo_cov_rate[0], r.geo_cov_rate[1], r.geo_eig_rate[0],
                 r.geo_eig_rate[1], r.geo_id_rate[0], r.geo_id_rate[1], r.geo_id_query_s[0], r.geo_id_query_s[1],
                 r.geo_local_rate[0], r.geo_local_rate[1], r.geo_local_query_s[0], r.geo_local_query_s[1],
                 r.geo_kmeans_rate[0], r.geo_kmeans_rate[1], r.geo_kmeans_init_rate[0], r.geo_kmeans_init_rate[1],
-                r.geo_sil_rate[0], r.geo_sil_rate[1]);
+                r.geo_sil_rate[0], r.geo_sil_rate[1], r.geo_thread_gain[0], r.geo_thread_gain[1], r.threads);
     TP_CHECK(time_ce_softmax(&r.lse_ns, &r.kl_ns));
     tp_log_info("plan --calibrate: CE log-sum-exp %.2f ns, KL %.2f ns per logit; f32 GEMM %.1f GFLOP/s; start of a "
                 "process %.2f s", r.lse_ns, r.kl_ns, r.gemm_f32_gflops, r.startup_s);
@@ -494,7 +512,8 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
                    &r.geo_id_rate[0], &r.geo_id_rate[1], &r.geo_local_rate[0], &r.geo_local_rate[1],
                    &r.geo_kmeans_rate[0], &r.geo_kmeans_rate[1], &r.geo_kmeans_init_rate[0], &r.geo_kmeans_init_rate[1],
                    &r.geo_sil_rate[0], &r.geo_sil_rate[1]};
-    double *w[] = {&r.sae_step_param_ns[0], &r.sae_step_param_ns[1], &r.geo_id_query_s[0], &r.geo_id_query_s[1], &r.geo_local_query_s[0], &r.geo_local_query_s[1]};
+    double *w[] = {&r.sae_step_param_ns[0], &r.sae_step_param_ns[1], &r.geo_id_query_s[0], &r.geo_id_query_s[1], &r.geo_local_query_s[0], &r.geo_local_query_s[1],
+                   &r.geo_thread_gain[0], &r.geo_thread_gain[1]};
     for (size_t i = 0; i < sizeof w / sizeof *w; i++)
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, w[i], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     for (size_t i = 0; i < sizeof v / sizeof *v; i++)
@@ -525,7 +544,7 @@ static const struct {
     F(linear_f32_gflops), F(linear_bf16_gflops), F(attention_gflops), F(gemm_f64_gflops), F(sae_topk_rate),
     F(sae_relu_rate), F(sae_param_ns), F(write_mib_s), F(read_mib_s), F(allreduce_mib_s), F(tokenize_rows_s),
     F(base_rss_mib), F(exit_rss_mib), F(gpu_linear_gflops), F(gpu_sae_rate), F(gpu_mem_gib),
-    G(sae_step_rate), G(sae_step_param_ns), G(sae_encode_rate), G(geo_cov_rate), G(geo_eig_rate), G(geo_id_rate), G(geo_local_rate), G(geo_id_query_s), G(geo_local_query_s), G(geo_kmeans_rate), G(geo_kmeans_init_rate), G(geo_sil_rate),
+    G(sae_step_rate), G(sae_step_param_ns), G(sae_encode_rate), G(geo_cov_rate), G(geo_eig_rate), G(geo_id_rate), G(geo_local_rate), G(geo_id_query_s), G(geo_local_query_s), G(geo_kmeans_rate), G(geo_kmeans_init_rate), G(geo_sil_rate), G(geo_thread_gain),
     F(lse_ns), F(kl_ns), F(gemm_f32_gflops), F(startup_s),
 #undef F
 #undef G

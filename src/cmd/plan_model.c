@@ -37,6 +37,7 @@ void plan_rates_default(plan_rates *r)
         .geo_kmeans_rate = {1.2e9, 3e9},
         .geo_kmeans_init_rate = {1e9, 1e9},
         .geo_sil_rate = {1e10, 1e10},
+        .geo_thread_gain = {2, 2},   /* as if the stages scaled with threads */
         .lse_ns = 11,
         .kl_ns = 11,
         .gemm_f32_gflops = 40,
@@ -130,6 +131,7 @@ typedef struct {
     plan_result *out;
     double R;                    /* ranks */
     double speed;                /* this rank's rate / the calibrated rate */
+    double threads;              /* this rank's threads */
     double base;                 /* bytes */
     double unmasked;
 } ctx;
@@ -237,6 +239,18 @@ static double geo_at(const double v[2], double d)
     return exp((1 - t) * log(v[0]) + t * log(v[1]));
 }
 
+/* Geometry's rate for a rank of c->threads threads, as a multiple of the calibrated
+ * (rt->threads) rates at width d: from the measured 1-thread / calibrated time ratio
+ * g, 1/g at 1 thread, 1 at the calibrated count, linear between, proportional
+ * beyond (plan_model.h, geo_thread_gain). */
+static double geo_speed(const ctx *c, double d)
+{
+    double T = c->rt->threads > 0 ? c->rt->threads : 1, t = c->threads;
+    if (T <= 1 || t >= T) return t / T;
+    double g = geo_at(c->rt->geo_thread_gain, d);
+    return (1.0 + (g - 1.0) * (t - 1.0) / (T - 1.0)) / g;
+}
+
 static void plan_geometry(ctx *c, plan_phase *p)
 {
     const plan_input *in = c->in;
@@ -251,7 +265,7 @@ static void plan_geometry(ctx *c, plan_phase *p)
     for (int i = 0; i < in->n_points; i++) {
         if (!in->point_geo[i]) continue;
         npts++;
-        double d = (double)in->point_cols[i], sp = c->speed;
+        double d = (double)in->point_cols[i], sp = geo_speed(c, d);
         io += N * d * in->store_dtype_bytes / (rt->read_mib_s * MIB * in->nodes);
         /* PCA: the covariance over every unmasked row (rows split over the ranks) and its
          * eigendecomposition (pdsyevd); svd: pdgesvd of the rows, ~4 n d² at the f64 rate */
@@ -422,7 +436,7 @@ void plan_estimate(const plan_input *in, const plan_rates *rt, plan_result *out)
     /* several ranks: Open MPI's shared-memory transport maps its segments into each
      * (measured: +30-35 MiB per rank on the development VM) */
     ctx c = {.in = in, .rt = rt, .out = out, .R = in->ranks, .base = (rt->base_rss_mib + (in->ranks > 1 ? 32 : 0)) * MIB,
-             .speed = out->threads_per_rank / (rt->threads > 0 ? rt->threads : 1)};
+             .speed = out->threads_per_rank / (rt->threads > 0 ? rt->threads : 1), .threads = out->threads_per_rank};
     /* masked rows: the first position of every sequence (capture.mask_first) */
     c.unmasked = (double)(in->rows - in->seqs);
     for (int i = 0; i < PLAN_NPHASES; i++) out->ph[i].name = phase_names[i], out->ph[i].modelled = true;

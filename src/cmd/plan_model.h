@@ -67,6 +67,12 @@ typedef struct {
     double geo_kmeans_rate[2];   /* kmeans_fit_distributed's Lloyd iterations: iterations · rows · k · d */
     double geo_kmeans_init_rate[2]; /* the rest of it: k-means++ on its sample and the final pass, (sample + rows) · k · d */
     double geo_sil_rate[2];      /* kmeans_silhouette_distributed: sample² · d (distances among the sample) */
+    /* the same stages' time at 1 thread / their time at `threads` (measured: the kNN,
+     * local PCA and k-means loops gain little from a second thread, and 2 ranks of 1
+     * thread ran geometry 1.3-2.5x faster than 1 rank of 2). A rank given t threads
+     * runs geometry at the 1-thread rates when t = 1, at the `threads` rates when t =
+     * threads, linearly between, and t / threads of the latter beyond. */
+    double geo_thread_gain[2];
     double lse_ns;               /* sae_ce: log Σ exp over one logit, ns */
     double kl_ns;                /* sae_ce: KL term of one logit, ns */
     double gemm_f32_gflops;      /* be_gemm_f32 at the catalog's [512, d] x [2048, d]^T shape (logit attribution) */

@@ -4,9 +4,13 @@
 # end), the small configuration of test_pipeline.sh with 2 tasks.
 #   - `submit --dry-run`: a script per phase of `transpolmo phases`, chained sbatch
 #     lines, srun --mpi=pmix, --requeue, --signal=B:USR1@<grace>; nothing written.
-#   - a chain whose SAE job gets SIGUSR1 (its warning before the time limit, sent by
-#     hand: `scancel --signal=USR1 --batch`) while rank 0 waits at step 3: the SAE
-#     checkpoints, exits 75, the job requeues itself and its next run resumes.
+#   - a chain (`--grace 30`) whose SAE job is given a real time limit of 1 minute
+#     (`scontrol update TimeLimit=1` while it waits for its dependency; the other
+#     phases have none, so a slow machine cannot make them hit it) and waits at step 3
+#     (rank 0) until Slurm itself sends the warning before the limit (SIGUSR1, 30-60 s
+#     into the job: slurmctld checks the limits every 30 s): the SAE checkpoints,
+#     exits 75, the job requeues itself and its next run resumes; no job is killed
+#     by the limit.
 #   - a chain whose capture job is cancelled half-way (`scancel`, rank 0 waiting after
 #     its second unit), then requeued (`scontrol requeue`, and the next job's
 #     dependency set again: Slurm marks it never satisfied when a job it waits for is
@@ -14,6 +18,9 @@
 #   Both end with the results of a plain `mpirun -np 2 transpolmo run` (JSON under
 #   results/ and docs/, timings aside) and the same activation store: nothing lost or
 #   duplicated.
+#   - the watchdog of a phase without safe points (geometry's script, outside Slurm,
+#     with stand-ins for srun and scontrol): still running 3/4 of the grace after
+#     SIGUSR1, its job is requeued.
 #   - the local chain (jobs/chain.sh): skips complete phases, reruns a missing one, and
 #     stops at the first phase that fails.
 # Exit 77 (skipped) when Slurm is not installed or does not start here.
@@ -84,10 +91,12 @@ expect_ok "reference: mpirun -np 2 transpolmo run" -- \
   timeout -s KILL 400 "$MPIRUN" -np 2 "$BIN" run "${small[@]}" --out "$TMP/ref"
 echo "     (reference run: $((SECONDS - t0)) s since the start)"
 
-# submit_chain OUT [ENV...]: submits, leaves "<phase> <job id>" lines in OUT.ids
+# submit_chain OUT [ENV...]: submits (with the options in ${extra[@]}), leaves
+# "<phase> <job id>" lines in OUT.ids
+extra=()
 submit_chain() {
   local out=$1; shift
-  env "$@" "$BIN" submit "${small[@]}" --out "$out" --ntasks-per-node 2 > "$out.ids" 2> "$out.submit.log"
+  env "$@" "$BIN" submit "${small[@]}" --out "$out" --ntasks-per-node 2 "${extra[@]}" > "$out.ids" 2> "$out.submit.log"
 }
 job_of() { awk -v p="$2" '$1 == p { print $2 }' "$1.ids"; }
 # wait_log FILE-GLOB TEXT: until a job log says TEXT (90 s at most)
@@ -99,11 +108,11 @@ wait_log() {
   done
   echo "     timed out waiting for '$2' in $1"; return 1
 }
-# wait_chain OUT: until none of its jobs is pending or running (300 s at most)
+# wait_chain OUT: until none of its jobs is pending or running (600 s at most)
 wait_chain() {
   local ids i
   ids=$(awk '{ print $2 }' "$1.ids" | paste -sd,)
-  for i in $(seq 1 300); do
+  for i in $(seq 1 600); do
     [ -z "$(squeue -h -j "$ids" 2> /dev/null)" ] && return 0
     sleep 1
   done
@@ -122,21 +131,26 @@ same_as_reference() {
   $PY "$SRC/tests/cli/same_results.py" "$TMP/ref" "$1" && "$STORE_COMPARE" "$TMP/ref/activations.h5" "$1/activations.h5"
 }
 
-# --- chain 1: SIGUSR1 to the SAE job, which checkpoints, requeues and resumes --------
+# --- chain 1: a real time limit; the SAE checkpoints on Slurm's warning, requeues --
 c1=$TMP/c1
+extra=(--grace 30)
 submit_chain "$c1" TP_FAULT=sae.step@3/pause
+extra=()
 check "submit: a job per phase, in order ($(awk '{print $1}' "$c1.ids" | paste -sd' '))" \
   test "$(awk '{print $1}' "$c1.ids" | paste -sd' ')" = "${phases[*]}"
 check "jobs/submitted.tsv lists them" test "$(cut -f2 "$c1/jobs/submitted.tsv" 2> /dev/null | paste -sd' ')" = "$(awk '{print $2}' "$c1.ids" | paste -sd' ')"
 sae=$(job_of "$c1" sae)
+check "the scripts carry the warning" grep -q "^#SBATCH --signal=B:USR1@30$" "$c1/jobs/4-sae.sbatch"
+check "the SAE job gets a 1-minute time limit" bash -c "scontrol update jobid=$sae TimeLimit=1 && scontrol show job $sae | grep -q 'TimeLimit=00:01:00'"
 check "the SAE job reaches step 3 (rank 0 waits there)" wait_log "$c1/jobs/logs/4-sae-*.out" "waits for a signal"
-scancel --signal=USR1 --batch "$sae"
+check "Slurm sends the warning before the time limit (SIGUSR1)" wait_log "$c1/jobs/logs/4-sae-*.out" "SIGUSR1: sae stops at its next safe point"
 check "chain 1 ends" wait_chain "$c1"
 check "chain 1: every job completed" all_completed "$c1"
 sae_log=$(cat "$c1"/jobs/logs/4-sae-*.out 2> /dev/null)
 check "SIGUSR1: the SAE stops at the next step with a checkpoint" grep -q "sae stopped on SIGUSR1 at step 4 of .* (checkpoint written)" <<< "$sae_log"
 check "SIGUSR1: the job requeues itself" grep -q "stopped at a safe point: requeued" <<< "$sae_log"
 check "SIGUSR1: its next run (restart 1) resumes at step 4" bash -c "grep -q \"phase sae, job $sae, restart 1\" <<< \"\$1\" && grep -q \"resuming at step 4 of\" <<< \"\$1\"" _ "$sae_log"
+check "no job of chain 1 hit the time limit" bash -c "! grep -qs 'DUE TO TIME LIMIT' $c1/jobs/logs/*"
 check "chain 1: the results of a plain mpirun run" same_as_reference "$c1"
 echo "     (chain 1 done: $((SECONDS - t0)) s since the start)"
 
@@ -158,6 +172,22 @@ check "chain 2: every job completed" all_completed "$c2"
 check "requeued capture resumes from its complete units" grep -Eq "resuming .*: [1-9][0-9]* of [0-9]+ units already complete" "$c2"/jobs/logs/2-capture-*.out
 check "chain 2: the results and the store of a plain mpirun run" same_as_reference "$c2"
 echo "     (chain 2 done: $((SECONDS - t0)) s since the start)"
+
+# --- the watchdog: a phase without safe points still running after the warning --------
+# Chain 1's geometry script, run outside Slurm with stand-ins for srun (a step that
+# ignores SIGUSR1 and runs on) and scontrol (records what it is asked and ends the
+# step, as Slurm's requeue would), its grace shortened to 4 s in a copy.
+fake=$TMP/fakebin; mkdir -p "$fake"
+printf '#!/bin/bash\ntrap "" USR1\nsleep 60 &\necho $! > "%s"\nwait\n' "$TMP/step.pid" > "$fake/srun"
+printf '#!/bin/bash\necho "$*" >> "%s"\nkill "$(cat "%s")"\n' "$TMP/scontrol.log" "$TMP/step.pid" > "$fake/scontrol"
+chmod +x "$fake/srun" "$fake/scontrol"
+sed 's/^grace=30$/grace=4/' "$c1/jobs/3-geometry.sbatch" > "$TMP/geo.sh"
+PATH=$fake:$PATH SLURM_JOB_ID=4242 bash "$TMP/geo.sh" > "$TMP/geo.log" 2>&1 &
+geo_pid=$!
+sleep 1; kill -USR1 $geo_pid
+wait $geo_pid
+check "watchdog: a step still running 3/4 of the grace after SIGUSR1 gets its job requeued" \
+  bash -c "grep -q 'geometry still running: requeued' '$TMP/geo.log' && grep -qx 'requeue 4242' '$TMP/scontrol.log'"
 
 # --- nothing left to submit; the local chain ----------------------------------------
 "$BIN" submit "${small[@]}" --out "$c1" --ntasks-per-node 2 > "$TMP/again.ids" 2> "$TMP/again.log"
