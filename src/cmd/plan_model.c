@@ -268,10 +268,13 @@ static void plan_geometry(ctx *c, plan_phase *p)
         double d = (double)in->point_cols[i], sp = geo_speed(c, d);
         io += N * d * in->store_dtype_bytes / (rt->read_mib_s * MIB * in->nodes);
         /* PCA: the covariance over every unmasked row (rows split over the ranks) and its
-         * eigendecomposition (pdsyevd); svd: pdgesvd of the rows, ~4 n d² at the f64 rate */
-        double pca = in->pca_svd ? 4.0 * keep * d * d / (f64 * R) + 9.0 * d * d * d / f64
-                                 : n_unm * d * d / (geo_at(rt->geo_cov_rate, d) * sp * R) +
-                                       d * d * d / (geo_at(rt->geo_eig_rate, d) * sp * R);
+         * eigendecomposition (pdsyevd). svd with n >= d: pdgeqrf of the rows (2 n d²,
+         * split) and dgesdd of the d x d R on one rank (~20 d³ with both vector sets:
+         * 5000 x 2048 took 7.8 s, BENCHMARKS.md); n < d: pdgesvd, ~4 n d² + 9 d³. */
+        double pca = !in->pca_svd ? n_unm * d * d / (geo_at(rt->geo_cov_rate, d) * sp * R) +
+                                        d * d * d / (geo_at(rt->geo_eig_rate, d) * sp * R)
+                     : keep >= d ? 2.0 * keep * d * d / (f64 * R) + 20.0 * d * d * d / f64
+                                 : 4.0 * keep * d * d / (f64 * R) + 9.0 * d * d * d / f64;
         /* Every stage below splits over the ranks (measured on the 1B-shaped check: 2
          * ranks of 1 thread ran each stage 1.6-2x faster than 1 rank of 2 threads):
          * pdsyevd is distributed, the kNN searches split the rows, the silhouette the
@@ -297,6 +300,9 @@ static void plan_geometry(ctx *c, plan_phase *p)
          * largest of the sampled stages (queries replicated on every rank). */
         double X = keep / R * d * 4.0;
         double pca_mem = 8.0 * d * d * (1.0 + 3.0 / R) + 4096.0 * d * 4.0;
+        /* svd: the rows in f64, block-cyclic, plus the redistribution's send and receive
+         * buffers, and R and Vᵀ (d x d) on one rank */
+        if (in->pca_svd) pca_mem += 2.0 * 8.0 * keep / R * d + 2.0 * 8.0 * d * d;
         /* each sample is at most the rows there are (a sample of 10000 from 6366 rows
          * is every row: 0.4x less than the setting on the 1B-shaped check) */
         double stage = fmax(fmax(2.0 * qloc * d * 4.0 + 2 * 64.0 * (in->local_k + 2) * d * 4.0, qid * d * 4.0),
