@@ -5,8 +5,7 @@
  * Ops are queued on the context's non-blocking stream and return at once; upload
  * and download are ordered after the queued work and return when the copy is done
  * (the host buffer may be reused at once); download and sync are where a failure of
- * queued work is reported. Slots without a kernel yet are NULL, so be_<slot> fails
- * with "op <slot> is not available on cuda".
+ * queued work is reported. Every slot of the table is filled.
  */
 #include "backend/cuda/cuda_backend.h"
 
@@ -91,6 +90,30 @@ static void cuda_info(const tp_backend *be, tp_backend_info *out)
     out->linear_gemm = "cublas";
 }
 
+tp_status cuda_scratch(struct cuda_ctx *c, int slot, size_t bytes, void **p)
+{
+    *p = NULL;
+    if (c->scratch[slot].bytes >= bytes) {
+        *p = c->scratch[slot].ptr;
+        return TP_OK;
+    }
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));   /* queued work may still read the old block */
+    CUDA_CHECK(cudaFree(c->scratch[slot].ptr));
+    c->scratch[slot].ptr = NULL, c->scratch[slot].bytes = 0;
+    cudaError_t e = cudaMalloc(&c->scratch[slot].ptr, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        c->scratch[slot].ptr = NULL;
+        return tp_err(TP_ERR_NOMEM, "cuda: out of GPU memory allocating %zu bytes of scratch on device %d (%s)",
+                      bytes, c->device, c->device_name);
+    }
+    CUDA_CHECK(e);
+    c->scratch[slot].bytes = bytes;
+    *p = c->scratch[slot].ptr;
+    return TP_OK;
+}
+
 /* ---- the table ------------------------------------------------------------------- */
 
 static const tp_backend_i cuda_iface = {
@@ -102,19 +125,19 @@ static const tp_backend_i cuda_iface = {
     .sync = cuda_sync,
     .info = cuda_info,
 
-    .linear = NULL,          /* issue 19: bf16 cuBLASLt with weights uploaded once */
-    .linear_bwd = NULL,      /* backward ops: not written for the GPU yet */
+    .linear = cuda_linear,
+    .linear_bwd = cuda_linear_bwd,
     .rmsnorm = cuda_rmsnorm,
-    .rmsnorm_bwd = NULL,
+    .rmsnorm_bwd = cuda_rmsnorm_bwd,
     .rope = cuda_rope,
-    .rope_bwd = NULL,
-    .attention = NULL,       /* no kernel yet: batched Q·Kᵀ / P·V around kernels/softmax.cu, GQA, offsets */
-    .attention_bwd = NULL,
+    .rope_bwd = cuda_rope_bwd,
+    .attention = cuda_attention,
+    .attention_bwd = cuda_attention_bwd,
     .silu_mul = cuda_silu_mul,
-    .silu_mul_bwd = NULL,
+    .silu_mul_bwd = cuda_silu_mul_bwd,
     .add = cuda_add,
     .embed = cuda_embed,
-    .embed_bwd = NULL,
+    .embed_bwd = cuda_embed_bwd,
 
     .gemm_f32 = cuda_gemm_f32,
     .gemm_f64 = cuda_gemm_f64,
@@ -142,6 +165,7 @@ static void cuda_release(tp_backend *be)
         (void)cudaSetDevice(c->device);
         if (c->stream) (void)cudaStreamSynchronize(c->stream);
         if (c->bad_row) (void)cudaFree(c->bad_row);
+        for (int i = 0; i < CUDA_SCRATCH_N; i++) (void)cudaFree(c->scratch[i].ptr);
         if (c->blas) (void)cublasDestroy(c->blas);
         if (c->stream) (void)cudaStreamDestroy(c->stream);
         free(c);
