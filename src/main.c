@@ -269,8 +269,8 @@ static int threads_for_rank(const tp_settings *s, int *allowed, int *online)
 }
 
 /* --device cuda: the CUDA backend (no GPU: its reason), made the default only when
- * it runs every op of the forward pass; today it lacks linear and attention (the
- * model's weights are not uploaded yet), which the message names. */
+ * it runs every op of the forward pass (a guard for a table with a slot left NULL);
+ * models opened after this upload their weights to it (model_open). */
 static tp_status open_device(const tp_backend_options *opt)
 {
     tp_backend *be;

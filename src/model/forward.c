@@ -115,10 +115,14 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
                     "positions past it are beyond what the model was trained on", max_seq,
                     c->max_position_embeddings, m->dir);
     }
+    if (!model_weights(m, backend_default()))
+        return tp_err(TP_ERR_INTERNAL, "forward: the weights of %s are not on backend %s (model_open uploads them "
+                      "to the default backend of that time)", m->dir, backend_default()->name);
     tp_forward *f = tp_calloc(1, sizeof *f);
     if (!f) return TP_ERR_NOMEM;
     f->m = m;
     f->be = backend_default();
+    f->w = model_weights(m, f->be);
     f->max_batch = max_batch;
     f->max_seq = max_seq;
     f->max_rows = (int64_t)max_batch * max_seq;

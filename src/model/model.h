@@ -10,6 +10,7 @@
 #ifndef TP_MODEL_H
 #define TP_MODEL_H
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -36,7 +37,9 @@ typedef struct {
 
 typedef enum { TP_CONVERT_PER_MATRIX = 0, TP_CONVERT_UPFRONT } tp_convert_mode;
 
-typedef struct {
+typedef struct tp_model tp_model;
+
+struct tp_model {
     char dir[4096];            /* TP_PATH_MAX (core/fsutil.h) */
     tp_model_config cfg;
     st_file *st;
@@ -49,10 +52,31 @@ typedef struct {
     int64_t n_params;
     tp_dtype weight_dtype;    /* dtype of the largest matrix as stored */
     tp_convert_mode convert;
-} tp_model;
+    /* On a device backend (model_upload): the weights as that backend reads them, a
+     * view of this model whose matrix and norm pointers point into one device block.
+     * NULL on the CPU. */
+    tp_model *on_device;
+    tp_backend *device_be;
+    void *device_block;
+    size_t device_bytes;
+};
 
+/* Opens the model; when backend_default() is a device backend (main chose one with
+ * --device), its weights are uploaded to it once here (model_upload). */
 tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out);
 void model_close(tp_model *m);
+
+/* model_device.c. Uploads every matrix (in its stored dtype: BF16 stays BF16) and the
+ * norm vectors to `be` once, in one block; a no-op on a host-memory backend or when
+ * done already. A model that does not fit is TP_ERR_NOMEM (layer-wise streaming is
+ * not written yet: docs/cuda.md). */
+tp_status model_upload(tp_model *m, tp_backend *be);
+/* The weights as `be` reads them: m itself on a host-memory backend, the uploaded
+ * view on the device backend it was uploaded to, else NULL. Only the pointers
+ * differ; a device view's pointers are not to be read on the host. */
+const tp_model *model_weights(const tp_model *m, const tp_backend *be);
+/* Frees the device copy (model_close does). */
+void model_device_free(tp_model *m);
 
 /* Checks a user's layer list (config key `layers`) against the model; the error
  * names where the list came from. */

@@ -483,6 +483,12 @@ START_TEST(test_forward_on_device)
     fake.iface.upload = counting_upload;
     fake.iface.download = counting_download;
     backend_set_default(&fake);
+    /* model_open uploads to the default backend of its time (the CPU: nothing); a
+     * model opened before the switch uploads its weights explicitly */
+    ck_assert_ptr_null(model_weights(m, &fake));
+    ck_assert_msg(model_upload(m, &fake) == TP_OK, "%s", tp_err_msg());
+    ck_assert_ptr_eq(model_weights(m, &fake), m->on_device);
+    ck_assert_ptr_ne(m->on_device->layers[0].q.data, m->layers[0].q.data);
     float *got = run_hooked(m, ids, B, T, dev);
     backend_set_default(NULL);
     ck_assert_ptr_eq(backend_default(), backend_cpu());
