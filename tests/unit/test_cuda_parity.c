@@ -3,7 +3,8 @@
  * with GQA and per-sequence offsets, attention_bwd with and without an edited pattern,
  * rmsnorm_bwd, rope_bwd, silu_mul_bwd, embed_bwd), the SAE kernels (TopK select and
  * decode) against a host reference, and whole forward passes (logits, and a pattern
- * hook) on the bundled models with the weights uploaded by model_open.
+ * hook) and backward passes (d/d embeddings, through an edited pattern) on the
+ * bundled models with the weights uploaded by model_open.
  *
  * Not built (no nvcc, or -DTP_CUDA=OFF): prints "skipped: CUDA backend not built".
  * No GPU: prints "<test>: skipped: no GPU" for each test, then "skipped: no GPU
@@ -38,6 +39,7 @@ int main(void)
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
 #include "core/dtype.h"
+#include "model/backward.h"
 #include "model/forward.h"
 #include "model/hooks.h"
 #include "model/model.h"
@@ -475,6 +477,15 @@ typedef struct {
     size_t filled, cap;
 } capture;
 
+static tp_status halve_cb(const tp_hook_info *info, float *data, void *user)
+{
+    size_t n = 1;
+    for (int i = 0; i < info->ndim; i++) n *= (size_t)info->shape[i];
+    for (size_t i = 0; i < n; i++) data[i] *= 0.5f;
+    (void)user;
+    return TP_OK;
+}
+
 static tp_status capture_cb(const tp_hook_info *info, float *data, void *user)
 {
     capture *c = user;
@@ -522,7 +533,7 @@ static void check_forward(const char *dir, double tol)
     enum { B = 2, T = 13 };
     int32_t ids[B * T];
     int lens[3] = {5, 13, 8};
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next() % 200);
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(rng_next() % 150);   /* the test models have 160 tokens */
     size_t cap = (size_t)B * 64 * T * T;
     capture pc = {calloc(cap, 4), 0, cap}, pg = {calloc(cap, 4), 0, cap};
     size_t nc, ng;
@@ -551,6 +562,56 @@ START_TEST(test_forward_parity)
 }
 END_TEST
 
+/* d loss / d embeddings (the gradient at hook_embed) of one backward pass on `b`,
+ * with layer 0's pattern halved by a forward hook (the edited-pattern path). */
+static float *run_backward(tp_backend *b, const char *dir, const int32_t *ids, const int *lens, int nseq,
+                           size_t *n_out)
+{
+    backend_set_default(b);
+    tp_model *m = NULL;
+    OK(model_open(dir, TP_CONVERT_PER_MATRIX, &m));
+    size_t rows = 0, V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.hidden_size;
+    for (int s = 0; s < nseq; s++) rows += (size_t)lens[s];
+    tp_backward *bw;
+    OK(backward_new(m, nseq, 16, &bw));
+    tp_hooks *fh, *gh;
+    OK(hooks_new(m->cfg.num_layers, &fh));
+    OK(hooks_new(m->cfg.num_layers, &gh));
+    OK(hooks_add(fh, 0, TP_HOOK_PATTERN, halve_cb, NULL));
+    capture g = {calloc(rows * d, sizeof(float)), 0, rows * d};
+    OK(hooks_add_reader(gh, -1, TP_HOOK_EMBED, capture_cb, &g));
+    const float *logits;
+    OK(backward_forward(bw, ids, lens, nseq, fh, &logits));
+    uint64_t st = 77;   /* the same dlogits on both backends */
+    float *dl = tp_test_rand_f32(&st, rows * V, -1, 1);
+    OK(backward_run(bw, dl, gh));
+    ck_assert_uint_eq(g.filled, rows * d);
+    free(dl);
+    hooks_free(fh), hooks_free(gh);
+    backward_free(bw);
+    model_close(m);
+    backend_set_default(cpu);
+    *n_out = rows * d;
+    return g.data;
+}
+
+START_TEST(test_backward_parity)
+{
+    int32_t ids[24];
+    int lens[2] = {9, 15};
+    for (int i = 0; i < 24; i++) ids[i] = (int32_t)(rng_next() % 150);   /* the test models have 160 tokens */
+    const char *dirs[2] = {tp_test_data("models/olmo2-mha-f32"), tp_test_data("models/llama-gqa-tied")};
+    for (int i = 0; i < 2; i++) {
+        size_t nc, ng;
+        float *gc = run_backward(cpu, dirs[i], ids, lens, 2, &nc), *gg = run_backward(gpu, dirs[i], ids, lens, 2, &ng);
+        ck_assert_uint_eq(nc, ng);
+        double e = tp_test_rel_err(gg, gc, nc);
+        ck_assert_msg(e <= TOL_ATTN_BWD, "%s: d/d embeddings rel err %g", dirs[i], e);
+        free(gc), free(gg);
+    }
+}
+END_TEST
+
 int main(void)
 {
     int n_gpus = 0;
@@ -558,7 +619,8 @@ int main(void)
     char reason[1024];
     snprintf(reason, sizeof reason, "%s", tp_err_msg());
     const TTest *tests[] = {test_linear,       test_attention, test_attention_bwd, test_rmsnorm_bwd,   test_rope_bwd,
-                            test_silu_mul_bwd, test_embed_bwd, test_sae_topk,      test_forward_parity};
+                            test_silu_mul_bwd, test_embed_bwd, test_sae_topk,      test_forward_parity,
+                            test_backward_parity};
     size_t n = sizeof tests / sizeof *tests;
     if (s != TP_OK) {
         if (s != TP_ERR_NO_DEVICE) {
