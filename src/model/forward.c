@@ -312,6 +312,7 @@ static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *re
     else TP_CHECK(fwd_embed(f, be_ids));
     int trim = resid && mode == TP_LOGITS_LAST && !layer_watched(hooks, c->num_layers - 1);
     for (int L = first; L <= stop; L++) {
+        TP_CHECK(model_weights_need(f->m, f->be, L, L < stop ? L + 1 : -1));
         f->last_only = trim && L == c->num_layers - 1;
         tp_status st = blocks[c->arch](f, L);
         f->last_only = 0;

@@ -210,6 +210,7 @@ tp_status backward_attention_head_input_grad(tp_backward *b, int L, int h, const
         return tp_err(TP_ERR_RANGE, "backward_attention_head_input_grad: layer %d head %d out of range (%d layers, "
                       "%d heads)", L, h, c->num_layers, c->num_heads);
     int64_t rows = b->f->rows, d = c->hidden_size, dh = c->head_dim, qd = (int64_t)c->num_heads * dh;
+    TP_CHECK(model_weights_need(b->m, b->be, L, -1));
     TP_CHECK(stage_reserve(b, (size_t)(rows * (qd > d ? qd : d))));
     memset(b->stage, 0, (size_t)(rows * qd) * sizeof(float));
     for (int64_t r = 0; r < rows; r++)   /* dz masked to head h's columns */

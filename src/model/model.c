@@ -261,7 +261,7 @@ tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out)
     m->weight_dtype = m->layers[0].gate.dtype;
     report_unused(&ld);
     if (convert == TP_CONVERT_UPFRONT) TP_CHECK_GOTO(convert_upfront(m), st, fail);
-    TP_CHECK_GOTO(model_upload(m, backend_default()), st, fail);
+    TP_CHECK_GOTO(model_upload(m, backend_default(), TP_UPLOAD_AUTO), st, fail);
     free(ld.used);
     *out = m;
     return TP_OK;

@@ -73,10 +73,34 @@ static tp_status cuda_copy(tp_backend *be, void *dst, const void *src, size_t by
     return TP_OK;
 }
 
+/* After the compute stream's queued work (an event it records, the copy stream waits
+ * for), on the copy stream. From pageable memory (the mmap) cudaMemcpyAsync returns
+ * once the source is staged; the DMA still overlaps the compute stream's kernels. */
+static tp_status cuda_prefetch(tp_backend *be, void *dst, const void *host_src, size_t bytes)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    if (bytes == 0) return TP_OK;
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaEventRecord(c->compute_done, c->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, c->compute_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->copy_stream));
+    return TP_OK;
+}
+
+static tp_status cuda_prefetch_wait(tp_backend *be)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaEventRecord(c->copies_done, c->copy_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->stream, c->copies_done, 0));
+    return TP_OK;
+}
+
 static tp_status cuda_sync(tp_backend *be)
 {
     struct cuda_ctx *c = cuda_ctx_of(be);
     CUDA_ENTER(c);
+    CUDA_CHECK(cudaStreamSynchronize(c->copy_stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return TP_OK;
 }
@@ -124,6 +148,8 @@ static const tp_backend_i cuda_iface = {
     .copy = cuda_copy,
     .sync = cuda_sync,
     .info = cuda_info,
+    .prefetch = cuda_prefetch,
+    .prefetch_wait = cuda_prefetch_wait,
 
     .linear = cuda_linear,
     .linear_bwd = cuda_linear_bwd,
@@ -163,11 +189,15 @@ static void cuda_release(tp_backend *be)
     struct cuda_ctx *c = cuda_ctx_of(be);
     if (c) {
         (void)cudaSetDevice(c->device);
+        if (c->copy_stream) (void)cudaStreamSynchronize(c->copy_stream);
         if (c->stream) (void)cudaStreamSynchronize(c->stream);
         if (c->bad_row) (void)cudaFree(c->bad_row);
         for (int i = 0; i < CUDA_SCRATCH_N; i++) (void)cudaFree(c->scratch[i].ptr);
         if (c->blas) (void)cublasDestroy(c->blas);
         if (c->stream) (void)cudaStreamDestroy(c->stream);
+        if (c->copy_stream) (void)cudaStreamDestroy(c->copy_stream);
+        if (c->compute_done) (void)cudaEventDestroy(c->compute_done);
+        if (c->copies_done) (void)cudaEventDestroy(c->copies_done);
         free(c);
     }
     free(be);
@@ -200,6 +230,10 @@ tp_status backend_cuda_open(const tp_backend_options *opt, tp_backend **out)
     /* Non-blocking: our stream never serialises with the legacy default stream that
      * other libraries may use. */
     CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
+    CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking), st, fail);
+    /* ordering only: no timing, so the events cost no timestamps */
+    CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->compute_done, cudaEventDisableTiming), st, fail);
+    CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->copies_done, cudaEventDisableTiming), st, fail);
     cublasStatus_t bs = cublasCreate(&c->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;

@@ -26,6 +26,9 @@ enum { CUDA_SCRATCH_GEMM = 0, CUDA_SCRATCH_ATTN, CUDA_SCRATCH_ROWS, CUDA_SCRATCH
 struct cuda_ctx {
     int device;
     cudaStream_t stream;           /* non-blocking: never serialises with the legacy stream */
+    /* prefetch's lane: copies overlap the compute stream; events order the two */
+    cudaStream_t copy_stream;
+    cudaEvent_t compute_done, copies_done;
     cublasHandle_t blas;           /* bound to stream, pointer mode host */
     bool tf32;
     unsigned long long *bad_row;   /* device: first row of the last embed with a bad id */
