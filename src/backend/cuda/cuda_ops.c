@@ -213,13 +213,21 @@ tp_status cuda_attention_bwd(tp_backend *be, const tp_attn_shape *a, const tp_at
     TP_CHECK(check_attn("attention_bwd", a, seqs, nseq, 0));
     int64_t nq_max = 0;
     for (int s = 0; s < nseq; s++) nq_max = seqs[s].nq > nq_max ? seqs[s].nq : nq_max;
-    if (nq_max == 0) return TP_OK;
     CUDA_ENTER(c);
-    void *stats;
-    TP_CHECK(cuda_scratch(c, CUDA_SCRATCH_ATTN, 3 * (size_t)a->H * (size_t)nq_max * sizeof(float), &stats));
+    void *stats = NULL;
+    if (nq_max > 0)
+        TP_CHECK(cuda_scratch(c, CUDA_SCRATCH_ATTN, 3 * (size_t)a->H * (size_t)nq_max * sizeof(float), &stats));
     for (int s = 0; s < nseq; s++) {
         const tp_attn_seq *q = &seqs[s];
         const tp_attn_grad *g = &grads[s];
+        if (q->nq == 0) {   /* no query reads the prefix's keys: their gradients are 0 */
+            size_t pitch = (size_t)a->ldk * sizeof(float), width = (size_t)a->K * (size_t)a->dh * sizeof(float);
+            if (q->off > 0) {
+                CUDA_CHECK(cudaMemset2DAsync(g->dk, pitch, 0, width, (size_t)q->off, c->stream));
+                CUDA_CHECK(cudaMemset2DAsync(g->dv, pitch, 0, width, (size_t)q->off, c->stream));
+            }
+            continue;
+        }
         CUDA_CHECK(kern_attention_bwd(c->stream, q->q, q->k, q->v, q->p, g->dz, g->dq, g->dk, g->dv, g->dp, stats,
                                       q->nq, q->off, a->H, a->K, a->dh, a->ldq, a->ldk, a->ldz, a->scale));
     }
