@@ -40,6 +40,50 @@ cudaError_t kern_add(cudaStream_t stream, float *y, const float *x, size_t n);
 /* elementwise.cu: out[i] = (float)in[i] for bf16 bit patterns (exact). */
 cudaError_t kern_bf16_to_f32(cudaStream_t stream, float *out, const uint16_t *in, size_t n);
 
+/* elementwise.cu: dst [rows, cols] packed = src [rows, cols] (row stride ld) rounded
+ * to bf16 or f16 (dt KERN_BF16 / KERN_F16), nearest even. */
+cudaError_t kern_f32_to_half(cudaStream_t stream, void *dst, kern_dtype dt, const float *src, int64_t rows,
+                             int64_t cols, int64_t ld);
+
+/* attention.cu: causal attention of one sequence (backend.h, tp_attn_seq): nq queries
+ * at positions off.., keys / values from position 0; query head h reads kv head
+ * h / (H/K). mode 0 FUSED (z), 1 PATTERN (p [H, nq, off+nq], masked entries 0), 2 PV
+ * (z from p). H <= 65535, dh <= 1024, nq <= INT_MAX. */
+cudaError_t kern_attention(cudaStream_t stream, int mode, const float *q, const float *k, const float *v,
+                           float *z, float *p, int64_t nq, int64_t off, int H, int K, int dh, int64_t ldq,
+                           int64_t ldk, int64_t ldz, float scale);
+/* attention.cu: its backward (backend.h, attention_bwd) for one sequence: dq, dk, dv
+ * written (dk, dv rows 0..off+nq-1, row stride ldk), dp [H, nq, off+nq] when not NULL;
+ * p the edited pattern (NULL: the recomputed one). stats: device scratch of
+ * 3 * H * nq floats. */
+cudaError_t kern_attention_bwd(cudaStream_t stream, const float *q, const float *k, const float *v,
+                               const float *p, const float *dz, float *dq, float *dk, float *dv, float *dp,
+                               float *stats, int64_t nq, int64_t off, int H, int K, int dh, int64_t ldq,
+                               int64_t ldk, int64_t ldz, float scale);
+
+/* backward.cu (formulas: backend.h): rmsnorm_bwd (dw NULL: not wanted; inv_scratch
+ * [rows] device floats when dw is wanted; dx may alias dout), silu_mul_bwd (either
+ * output may alias dout), embed_bwd (accumulates; rows with a bad id are skipped) and
+ * the id check both embed ops need (first bad row folded into *bad_row by atomicMin,
+ * as kern_embed). */
+cudaError_t kern_rmsnorm_bwd(cudaStream_t stream, float *dx, float *dw, float *inv_scratch, const float *dout,
+                             const float *x, const float *w, int64_t rows, int64_t d, float eps);
+cudaError_t kern_silu_mul_bwd(cudaStream_t stream, float *dgate, float *dup, const float *dout, const float *gate,
+                              const float *up, size_t n);
+cudaError_t kern_ids_check(cudaStream_t stream, const int32_t *ids, int64_t rows, int64_t vocab,
+                           unsigned long long *bad_row);
+cudaError_t kern_embed_bwd(cudaStream_t stream, float *dtable, const float *dout, int64_t vocab, int64_t d,
+                           const int32_t *ids, int64_t rows);
+
+/* sae.cu: the k largest of each row of x [rows, F] (row stride ld), best first, ties
+ * to the lower index (the CPU's select_topk), into vals / idx [rows, k]; and the
+ * decode out[r, :] = bias + Σ_t vals[r,t] W[idx[r,t], :] over positive vals (W [F, d],
+ * bias may be NULL). */
+cudaError_t kern_topk_rows(cudaStream_t stream, const float *x, int64_t rows, int64_t F, int64_t ld, int k,
+                           float *vals, int32_t *idx);
+cudaError_t kern_topk_decode(cudaStream_t stream, float *out, int64_t ldo, const float *vals, const int32_t *idx,
+                             int64_t rows, int k, const float *W, int64_t d, const float *bias);
+
 /* softmax.cu: row i of s[T, ld]: scale, softmax over columns 0..i, columns
  * i+1..T-1 set to 0 (T <= INT_MAX, ld >= T). */
 cudaError_t kern_softmax_causal(cudaStream_t stream, float *s, int64_t T, int64_t ld, float scale);
@@ -49,6 +93,9 @@ cudaError_t kern_softmax_causal(cudaStream_t stream, float *s, int64_t T, int64_
  * even; the caller guarantees 0 <= pos[r] < max_pos. */
 cudaError_t kern_rope(cudaStream_t stream, float *x, int64_t rows, int nh, int dh, const int32_t *pos,
                       const float *cos, const float *sin);
+/* rope.cu: its backward, in place on dx: the rotation by the negative angle. */
+cudaError_t kern_rope_bwd(cudaStream_t stream, float *dx, int64_t rows, int nh, int dh, const int32_t *pos,
+                          const float *cos, const float *sin);
 
 /* embed.cu: out[r,:] = table[ids[r],:] widened to f32 (exactly: bf16 and f16 as
  * tp_bf16_to_f32 / tp_f16_to_f32 do, an f16 NaN made quiet). A row whose id is

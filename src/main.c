@@ -269,12 +269,16 @@ static int threads_for_rank(const tp_settings *s, int *allowed, int *online)
 }
 
 /* --device cuda: the CUDA backend (no GPU: its reason), made the default only when
- * it runs every op of the forward pass; today it lacks linear and attention (the
- * model's weights are not uploaded yet), which the message names. */
+ * it runs every op of the forward pass (a guard for a table with a slot left NULL);
+ * models opened after this upload their weights to it (model_open). */
 static tp_status open_device(const tp_backend_options *opt)
 {
+    /* one rank per GPU: the node's ranks take GPUs 0, 1, ... (more ranks than GPUs is
+     * backend_open's "device N out of range") */
+    tp_backend_options o = *opt;
+    o.device = dist_local_rank();
     tp_backend *be;
-    TP_CHECK(backend_open("cuda", opt, &be));
+    TP_CHECK(backend_open("cuda", &o, &be));
     const char *missing = !be->iface.linear ? "linear" : !be->iface.attention ? "attention" : !be->iface.embed ? "embed" : NULL;
     if (missing) {
         backend_close(be);

@@ -124,6 +124,14 @@ typedef struct {
     tp_status (*copy)(tp_backend *be, void *dst, const void *src, size_t bytes);
     tp_status (*sync)(tp_backend *be);
     void (*info)(const tp_backend *be, tp_backend_info *out);
+    /* Weight streaming (model/model_device.c). prefetch queues dst = host_src on a copy
+     * lane of its own, after the work queued so far (so a buffer the queued ops still
+     * read is overwritten only when they are done), and returns without waiting for
+     * the copy; host_src must stay valid and unchanged until a prefetch_wait or sync.
+     * prefetch_wait makes the ops queued after it wait for every prefetch queued
+     * before it. On the CPU a memcpy and nothing. */
+    tp_status (*prefetch)(tp_backend *be, void *dst, const void *host_src, size_t bytes);
+    tp_status (*prefetch_wait)(tp_backend *be);
 
     /* forward-pass ops (and their backward beside them) */
 
@@ -247,6 +255,7 @@ tp_status backend_unsupported(const tp_backend *be, const char *op);
 #define be_upload(be, ...) TP_BE_CALL(be, upload, __VA_ARGS__)
 #define be_download(be, ...) TP_BE_CALL(be, download, __VA_ARGS__)
 #define be_copy(be, ...) TP_BE_CALL(be, copy, __VA_ARGS__)
+#define be_prefetch(be, ...) TP_BE_CALL(be, prefetch, __VA_ARGS__)
 #define be_linear(be, ...) TP_BE_CALL(be, linear, __VA_ARGS__)
 #define be_linear_bwd(be, ...) TP_BE_CALL(be, linear_bwd, __VA_ARGS__)
 #define be_rmsnorm(be, ...) TP_BE_CALL(be, rmsnorm, __VA_ARGS__)
@@ -273,6 +282,10 @@ tp_status backend_unsupported(const tp_backend *be, const char *op);
 static inline tp_status be_sync(tp_backend *be)
 {
     return be->iface.sync ? be->iface.sync(be) : TP_OK;
+}
+static inline tp_status be_prefetch_wait(tp_backend *be)
+{
+    return be->iface.prefetch_wait ? be->iface.prefetch_wait(be) : TP_OK;
 }
 static inline void be_free(tp_backend *be, void *ptr)
 {

@@ -1,6 +1,7 @@
 #include "dist/world.h"
 
 #include "core/log.h"
+#include "dist/grad_allreduce.h"   /* dist_grad_allreduce_close */
 #include "dist/mpi_check.h"
 
 #include <mpi.h>
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int g_rank = 0, g_size = 1, g_inited = 0, g_local = 1;
+static int g_rank = 0, g_size = 1, g_inited = 0, g_local = 1, g_local_rank = 0;
 
 tp_status dist_init(int *argc, char ***argv)
 {
@@ -28,6 +29,7 @@ tp_status dist_init(int *argc, char ***argv)
     MPI_Comm node;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
         MPI_Comm_size(node, &g_local);
+        MPI_Comm_rank(node, &g_local_rank);
         MPI_Comm_free(&node);
     }
     return TP_OK;
@@ -37,10 +39,14 @@ void dist_finalize(void)
 {
     int fin = 0;
     MPI_Finalized(&fin);
-    if (g_inited && !fin) MPI_Finalize();
+    if (g_inited && !fin) {
+        dist_grad_allreduce_close();   /* the NCCL communicator, if SAE training made one */
+        MPI_Finalize();
+    }
 }
 
 int dist_local_size(void) { return g_local; }
+int dist_local_rank(void) { return g_local_rank; }
 
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }

@@ -31,6 +31,8 @@ tp_status dist_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t n);
 /* Ranks of this job on this node (MPI_COMM_TYPE_SHARED, found by dist_init), this
  * rank included. Local: no communication. */
 int dist_local_size(void);
+/* This rank's index among them, 0..dist_local_size()-1 (one rank per GPU: its GPU). */
+int dist_local_rank(void);
 
 /* MPI library version string (for versions.json). */
 const char *dist_library_version(char *buf, size_t n);

@@ -174,7 +174,10 @@ tp_status backward_run(tp_backward *b, const float *dlogits, const tp_hooks *gra
     const tp_model_config *c = &b->m->cfg;
     b->grad_hooks = grad_hooks;
     tp_status st = bwd_head(b, dlogits);
-    for (int L = c->num_layers - 1; st == TP_OK && L >= 0; L--) st = archs[c->arch].run(b, L);
+    for (int L = c->num_layers - 1; st == TP_OK && L >= 0; L--) {
+        st = model_weights_need(b->m, b->be, L, L - 1);
+        if (st == TP_OK) st = archs[c->arch].run(b, L);
+    }
     if (st == TP_OK) st = bwd_fire(b, -1, TP_HOOK_EMBED, b->g);
     b->grad_hooks = NULL;
     return st;

@@ -115,10 +115,14 @@ tp_status forward_new(const tp_model *m, int max_batch, int max_seq, tp_forward 
                     "positions past it are beyond what the model was trained on", max_seq,
                     c->max_position_embeddings, m->dir);
     }
+    if (!model_weights(m, backend_default()))
+        return tp_err(TP_ERR_INTERNAL, "forward: the weights of %s are not on backend %s (model_open uploads them "
+                      "to the default backend of that time)", m->dir, backend_default()->name);
     tp_forward *f = tp_calloc(1, sizeof *f);
     if (!f) return TP_ERR_NOMEM;
     f->m = m;
     f->be = backend_default();
+    f->w = model_weights(m, f->be);
     f->max_batch = max_batch;
     f->max_seq = max_seq;
     f->max_rows = (int64_t)max_batch * max_seq;
@@ -308,6 +312,7 @@ static tp_status forward_impl(tp_forward *f, const int32_t *ids, const float *re
     else TP_CHECK(fwd_embed(f, be_ids));
     int trim = resid && mode == TP_LOGITS_LAST && !layer_watched(hooks, c->num_layers - 1);
     for (int L = first; L <= stop; L++) {
+        TP_CHECK(model_weights_need(f->m, f->be, L, L < stop ? L + 1 : -1));
         f->last_only = trim && L == c->num_layers - 1;
         tp_status st = blocks[c->arch](f, L);
         f->last_only = 0;

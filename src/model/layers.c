@@ -106,7 +106,7 @@ tp_status fwd_fire(tp_forward *f, int L, tp_hook_point pt, float *data)
 
 tp_status fwd_embed(tp_forward *f, const int32_t *ids)
 {
-    const tp_mat *E = &f->m->embed;
+    const tp_mat *E = &f->w->embed;
     TP_CHECK(be_embed(f->be, f->x, E->data, E->dtype, E->rows, E->cols, ids, f->rows));
     return fwd_fire(f, -1, TP_HOOK_EMBED, f->x);
 }
@@ -116,7 +116,7 @@ tp_status fwd_embed(tp_forward *f, const int32_t *ids)
 static tp_status qkv(tp_forward *f, int L, const float *in)
 {
     const tp_model_config *c = &f->m->cfg;
-    const tp_layer *l = &f->m->layers[L];
+    const tp_layer *l = &f->w->layers[L];
     int64_t rows = f->rows, qd = (int64_t)c->num_heads * c->head_dim, kd = (int64_t)c->num_kv_heads * c->head_dim;
     float eps = (float)c->rms_norm_eps;
     const tp_mat *W[3] = {&l->q, &l->k, &l->v};
@@ -235,7 +235,7 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
     else TP_CHECK(be_attention(f->be, &shape, f->aseq, f->nseq, TP_ATTN_FUSED));
     if (f->last_only) TP_CHECK(keep_last_rows(f, qd));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_Z, f->z));
-    TP_CHECK(fwd_linear(f, &f->m->layers[L].o, f->z, f->rows, f->ao));
+    TP_CHECK(fwd_linear(f, &f->w->layers[L].o, f->z, f->rows, f->ao));
     TP_CHECK(fwd_fire(f, L, TP_HOOK_ATTN_O, f->ao));
     return fwd_tape_save(f, L, TAPE_ATTN_O, f->ao, c->hidden_size);
 }
@@ -244,7 +244,7 @@ tp_status fwd_attention(tp_forward *f, int L, const float *in)
 
 tp_status fwd_mlp(tp_forward *f, int L, const float *in)
 {
-    const tp_layer *l = &f->m->layers[L];
+    const tp_layer *l = &f->w->layers[L];
     int64_t rows = f->rows, F = f->m->cfg.intermediate_size;
     const tp_mat *W[2] = {&l->gate, &l->up};
     float *y[2] = {f->gate, f->up};
@@ -294,7 +294,7 @@ static tp_status logits_last(tp_forward *f)
         if (src != b)
             TP_CHECK(be_copy(f->be, f->xn + (size_t)b * d, f->xn + (size_t)src * d, (size_t)d * sizeof(float)));
     }
-    return fwd_linear(f, &m->lm_head, f->xn, f->nseq, f->logits);
+    return fwd_linear(f, &f->w->lm_head, f->xn, f->nseq, f->logits);
 }
 
 tp_status fwd_head(tp_forward *f, tp_logits_mode mode, const float **logits)
@@ -303,7 +303,7 @@ tp_status fwd_head(tp_forward *f, tp_logits_mode mode, const float **logits)
     const tp_model_config *c = &m->cfg;
     int64_t rows = f->rows;
     TP_CHECK(fwd_tape_save(f, -1, TAPE_SLOTS, f->x, c->hidden_size));
-    TP_CHECK(be_rmsnorm(f->be, f->xn, f->x, m->final_norm, rows, c->hidden_size, (float)c->rms_norm_eps));
+    TP_CHECK(be_rmsnorm(f->be, f->xn, f->x, f->w->final_norm, rows, c->hidden_size, (float)c->rms_norm_eps));
     TP_CHECK(fwd_fire(f, -1, TP_HOOK_LN_FINAL, f->xn));
     if (mode == TP_LOGITS_NONE) {
         if (logits) *logits = NULL;
@@ -311,7 +311,7 @@ tp_status fwd_head(tp_forward *f, tp_logits_mode mode, const float **logits)
     }
     size_t out_rows = mode == TP_LOGITS_ALL ? (size_t)rows : (size_t)f->nseq;
     TP_CHECK(ensure_logits(f, out_rows));
-    if (mode == TP_LOGITS_ALL) TP_CHECK(fwd_linear(f, &m->lm_head, f->xn, rows, f->logits));
+    if (mode == TP_LOGITS_ALL) TP_CHECK(fwd_linear(f, &f->w->lm_head, f->xn, rows, f->logits));
     else TP_CHECK(logits_last(f));
     const float *out = f->logits;
     if (!f->be->host_memory) {

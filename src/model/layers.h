@@ -51,6 +51,10 @@ typedef struct {
 /* [be]: memory of f->be; everything else is host memory. */
 struct tp_forward {
     const tp_model *m;
+    /* The weights as f->be reads them (model_weights): m itself on the CPU, the
+     * uploaded device view on a GPU. Every op reads its weights from here; m stays
+     * for the config and for host-side readers. */
+    const tp_model *w;
     tp_backend *be;
     int max_batch, max_seq;
     int64_t max_rows;          /* max_batch * max_seq */

@@ -121,7 +121,7 @@ static tp_status bwd_attention_from_dz(tp_backward *b, int L, float *d_in);
 
 tp_status bwd_attention(tp_backward *b, int L, float *d_o, float *d_in)
 {
-    const tp_layer *l = &b->m->layers[L];
+    const tp_layer *l = &b->f->w->layers[L];
     TP_CHECK(bwd_fire(b, L, TP_HOOK_ATTN_O, d_o));
     TP_CHECK(bwd_linear(b, &l->o, d_o, b->dz));
     TP_CHECK(bwd_fire(b, L, TP_HOOK_Z, b->dz));
@@ -133,7 +133,7 @@ tp_status bwd_attention(tp_backward *b, int L, float *d_o, float *d_in)
 static tp_status bwd_attention_from_dz(tp_backward *b, int L, float *d_in)
 {
     const tp_model_config *c = &b->m->cfg;
-    const tp_layer *l = &b->m->layers[L];
+    const tp_layer *l = &b->f->w->layers[L];
     const tp_forward *f = b->f;
     int H = c->num_heads, K = c->num_kv_heads, dh = c->head_dim;
     int64_t rows = f->rows, qd = (int64_t)H * dh, kd = (int64_t)K * dh;
@@ -165,7 +165,7 @@ static tp_status bwd_attention_from_dz(tp_backward *b, int L, float *d_in)
 
 tp_status bwd_mlp(tp_backward *b, int L, float *d_o, float *d_in)
 {
-    const tp_layer *l = &b->m->layers[L];
+    const tp_layer *l = &b->f->w->layers[L];
     int64_t rows = b->f->rows, F = b->m->cfg.intermediate_size;
     float *const *tape = b->tape.slot[L];
 
@@ -194,9 +194,9 @@ tp_status bwd_head(tp_backward *b, const float *dlogits)
         TP_CHECK(be_upload(b->be, b->dlogits, dlogits, (size_t)rows * (size_t)c->vocab_size * sizeof(float)));
         dl = b->dlogits;
     }
-    TP_CHECK(bwd_linear(b, &m->lm_head, dl, b->t1));
+    TP_CHECK(bwd_linear(b, &b->f->w->lm_head, dl, b->t1));
     TP_CHECK(bwd_fire(b, -1, TP_HOOK_LN_FINAL, b->t1));
-    return be_rmsnorm_bwd(b->be, b->g, NULL, b->t1, b->tape.final, m->final_norm, rows, c->hidden_size,
+    return be_rmsnorm_bwd(b->be, b->g, NULL, b->t1, b->tape.final, b->f->w->final_norm, rows, c->hidden_size,
                           (float)c->rms_norm_eps);
 }
 
@@ -210,6 +210,7 @@ tp_status backward_attention_head_input_grad(tp_backward *b, int L, int h, const
         return tp_err(TP_ERR_RANGE, "backward_attention_head_input_grad: layer %d head %d out of range (%d layers, "
                       "%d heads)", L, h, c->num_layers, c->num_heads);
     int64_t rows = b->f->rows, d = c->hidden_size, dh = c->head_dim, qd = (int64_t)c->num_heads * dh;
+    TP_CHECK(model_weights_need(b->m, b->be, L, -1));
     TP_CHECK(stage_reserve(b, (size_t)(rows * (qd > d ? qd : d))));
     memset(b->stage, 0, (size_t)(rows * qd) * sizeof(float));
     for (int64_t r = 0; r < rows; r++)   /* dz masked to head h's columns */
@@ -219,7 +220,7 @@ tp_status backward_attention_head_input_grad(tp_backward *b, int L, int h, const
     b->grad_hooks = NULL;   /* no gradient hook fires for a partial gradient */
     tp_status st = bwd_attention_from_dz(b, L, b->t1);
     if (st == TP_OK && c->arch == TP_ARCH_LLAMA)   /* the pre-norm: input_layernorm */
-        st = be_rmsnorm_bwd(b->be, b->t2, NULL, b->t1, b->tape.slot[L][TAPE_RESID_PRE], b->m->layers[L].norm1, rows,
+        st = be_rmsnorm_bwd(b->be, b->t2, NULL, b->t1, b->tape.slot[L][TAPE_RESID_PRE], b->f->w->layers[L].norm1, rows,
                             d, (float)c->rms_norm_eps);
     b->grad_hooks = saved;
     TP_CHECK(st);

@@ -14,7 +14,7 @@ const unsigned llama_tape_slots = 1u << TAPE_RESID_PRE | 1u << TAPE_ROT_Q | 1u <
 
 tp_status llama_block(tp_forward *f, int L)
 {
-    const tp_layer *l = &f->m->layers[L];
+    const tp_layer *l = &f->w->layers[L];
     const tp_model_config *c = &f->m->cfg;
     int64_t rows = f->rows, d = c->hidden_size;
     float eps = (float)c->rms_norm_eps;
@@ -38,7 +38,7 @@ tp_status llama_block(tp_forward *f, int L)
 
 tp_status llama_block_bwd(tp_backward *b, int L)
 {
-    const tp_layer *l = &b->m->layers[L];
+    const tp_layer *l = &b->f->w->layers[L];
     const tp_model_config *c = &b->m->cfg;
     float *const *tape = b->tape.slot[L];
     int64_t rows = b->f->rows, d = c->hidden_size;

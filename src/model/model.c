@@ -261,6 +261,7 @@ tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out)
     m->weight_dtype = m->layers[0].gate.dtype;
     report_unused(&ld);
     if (convert == TP_CONVERT_UPFRONT) TP_CHECK_GOTO(convert_upfront(m), st, fail);
+    TP_CHECK_GOTO(model_upload(m, backend_default(), TP_UPLOAD_AUTO), st, fail);
     free(ld.used);
     *out = m;
     return TP_OK;
@@ -273,6 +274,7 @@ fail:
 void model_close(tp_model *m)
 {
     if (!m) return;
+    model_device_free(m);
     st_close(m->st);
     free(m->norm_storage);
     free(m->layers);

@@ -10,6 +10,7 @@
 #ifndef TP_MODEL_H
 #define TP_MODEL_H
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -36,7 +37,10 @@ typedef struct {
 
 typedef enum { TP_CONVERT_PER_MATRIX = 0, TP_CONVERT_UPFRONT } tp_convert_mode;
 
-typedef struct {
+typedef struct tp_model tp_model;
+struct tp_weight_stream;   /* model_device.c */
+
+struct tp_model {
     char dir[4096];            /* TP_PATH_MAX (core/fsutil.h) */
     tp_model_config cfg;
     st_file *st;
@@ -49,10 +53,40 @@ typedef struct {
     int64_t n_params;
     tp_dtype weight_dtype;    /* dtype of the largest matrix as stored */
     tp_convert_mode convert;
-} tp_model;
+    /* On a device backend (model_upload): the weights as that backend reads them, a
+     * view of this model whose matrix and norm pointers point into one device block.
+     * NULL on the CPU. */
+    tp_model *on_device;
+    tp_backend *device_be;
+    void *device_block;
+    size_t device_bytes;
+    struct tp_weight_stream *stream;   /* layer streaming state, NULL when resident */
+};
 
+/* Opens the model; when backend_default() is a device backend (main chose one with
+ * --device), its weights are uploaded to it once here (model_upload). */
 tp_status model_open(const char *dir, tp_convert_mode convert, tp_model **out);
 void model_close(tp_model *m);
+
+/* model_device.c. Puts the weights on `be` (a no-op on a host-memory backend or when
+ * done already), matrices in their stored dtype (BF16 stays BF16), norms in f32:
+ *   RESIDENT: everything, once, in one block (TP_ERR_NOMEM when it does not fit);
+ *   STREAM: norms, embedding and lm_head once, and two layer slots that
+ *     model_weights_need fills layer by layer (prefetching the next while one runs);
+ *   AUTO: RESIDENT, or STREAM when that does not fit (model_open's choice). */
+typedef enum { TP_UPLOAD_AUTO = 0, TP_UPLOAD_RESIDENT, TP_UPLOAD_STREAM } tp_upload_mode;
+tp_status model_upload(tp_model *m, tp_backend *be, tp_upload_mode mode);
+/* Before the ops of layer L are queued on be: makes L's weights resident there (and
+ * the ops queued after this call wait for their copy), then starts copying layer
+ * `next` (-1: none; it must be L ± 1) into the other slot, overlapping L's compute.
+ * A no-op unless m streams its layers on be. */
+tp_status model_weights_need(const tp_model *m, tp_backend *be, int L, int next);
+/* The weights as `be` reads them: m itself on a host-memory backend, the uploaded
+ * view on the device backend it was uploaded to, else NULL. Only the pointers
+ * differ; a device view's pointers are not to be read on the host. */
+const tp_model *model_weights(const tp_model *m, const tp_backend *be);
+/* Frees the device copy (model_close does). */
+void model_device_free(tp_model *m);
 
 /* Checks a user's layer list (config key `layers`) against the model; the error
  * names where the list came from. */

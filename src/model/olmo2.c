@@ -17,7 +17,7 @@ const unsigned olmo2_tape_slots = 1u << TAPE_Q_PROJ | 1u << TAPE_K_PROJ | 1u << 
 
 tp_status olmo2_block(tp_forward *f, int L)
 {
-    const tp_layer *l = &f->m->layers[L];
+    const tp_layer *l = &f->w->layers[L];
     const tp_model_config *c = &f->m->cfg;
     int64_t rows = f->rows, d = c->hidden_size;
     float eps = (float)c->rms_norm_eps;
@@ -39,7 +39,7 @@ tp_status olmo2_block(tp_forward *f, int L)
 
 tp_status olmo2_block_bwd(tp_backward *b, int L)
 {
-    const tp_layer *l = &b->m->layers[L];
+    const tp_layer *l = &b->f->w->layers[L];
     const tp_model_config *c = &b->m->cfg;
     float *const *tape = b->tape.slot[L];
     int64_t rows = b->f->rows, d = c->hidden_size;

@@ -142,3 +142,20 @@ char *tp_test_read_file(const char *path, size_t *n)
     if (n) *n = (size_t)len;
     return b;
 }
+
+uint64_t tp_test_rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float *tp_test_rand_f32(uint64_t *state, size_t n, float lo, float hi)
+{
+    float *a = malloc((n ? n : 1) * sizeof *a);
+    if (!a) abort();
+    for (size_t i = 0; i < n; i++)
+        a[i] = lo + (hi - lo) * (float)((double)(tp_test_rng_next(state) >> 11) / 9007199254740992.0);
+    return a;
+}

@@ -3,7 +3,8 @@
  * tp_test_data(rel) gives an absolute path under tests/data (TP_TEST_DATA);
  * tp_test_tmpdir() makes a fresh temporary directory and tp_test_tmp_path() names a
  * file in it; TP_ASSERT_ERR_HAS / TP_ASSERT_FAILS check error messages;
- * tp_test_rel_err compares arrays; tp_test_run_suite runs one suite and returns the
+ * tp_test_rel_err compares arrays; tp_test_rng_next / tp_test_rand_f32 make
+ * reproducible random data; tp_test_run_suite runs one suite and returns the
  * process exit code. Every test file uses these instead of its own copy.
  */
 #ifndef TP_TEST_H
@@ -23,6 +24,10 @@ const char *tp_test_tmp_path(const char *name);
 /* Max |a − ref| / max |ref| over n values (NaN in a gives NaN: a failure). */
 double tp_test_rel_err(const float *a, const float *ref, size_t n);
 double tp_test_rel_err_f64(const double *a, const double *ref, size_t n);
+/* splitmix64 on *state: deterministic, so a failure reproduces. */
+uint64_t tp_test_rng_next(uint64_t *state);
+/* n floats uniform in [lo, hi) from *state, malloc'ed (aborts when out of memory). */
+float *tp_test_rand_f32(uint64_t *state, size_t n, float lo, float hi);
 
 /* The last error message contains `needle` and is one line. */
 #define TP_ASSERT_ERR_HAS(needle)                                                               \

@@ -18,12 +18,14 @@
 #include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable */
 #include "core/dtype.h"
 #include "core/error.h"
+#include "model/backward.h"
 #include "model/forward.h"
 #include "model/hooks.h"
 #include "model/model.h"
 #include "tp_test.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +80,7 @@ START_TEST(test_cpu_slots)
     const tp_backend *be = backend_cpu();
     const slot slots[] = {
         SLOT(alloc), SLOT(free), SLOT(upload), SLOT(download), SLOT(copy), SLOT(sync), SLOT(info),
+        SLOT(prefetch), SLOT(prefetch_wait),
         SLOT(linear), SLOT(linear_bwd), SLOT(rmsnorm), SLOT(rmsnorm_bwd), SLOT(rope), SLOT(rope_bwd),
         SLOT(attention), SLOT(attention_bwd), SLOT(silu_mul), SLOT(silu_mul_bwd), SLOT(add), SLOT(embed),
         SLOT(embed_bwd), SLOT(gemm_f32), SLOT(gemm_f64), SLOT(gemv_f32), SLOT(syrk_f64), SLOT(syr_f64),
@@ -483,6 +486,15 @@ START_TEST(test_forward_on_device)
     fake.iface.upload = counting_upload;
     fake.iface.download = counting_download;
     backend_set_default(&fake);
+    /* model_open uploads to the default backend of its time (the CPU: nothing); a
+     * model opened before the switch uploads its weights explicitly: all of them, or
+     * (_i) streamed through two layer slots */
+    ck_assert_ptr_null(model_weights(m, &fake));
+    ck_assert_msg(model_upload(m, &fake, _i ? TP_UPLOAD_STREAM : TP_UPLOAD_RESIDENT) == TP_OK, "%s", tp_err_msg());
+    ck_assert_ptr_eq(model_weights(m, &fake), m->on_device);
+    ck_assert_ptr_ne(m->on_device->layers[0].q.data, m->layers[0].q.data);
+    ck_assert(_i ? m->stream != NULL : m->stream == NULL);
+    if (_i) ck_assert_ptr_ne(m->on_device->layers[0].q.data, m->on_device->layers[1].q.data);   /* two slots */
     float *got = run_hooked(m, ids, B, T, dev);
     backend_set_default(NULL);
     ck_assert_ptr_eq(backend_default(), backend_cpu());
@@ -504,6 +516,78 @@ START_TEST(test_forward_on_device)
 }
 END_TEST
 
+/* Streaming on a 4-layer model: each slot is refilled (layers 0, 2 share one) in the
+ * forward, in forward_run_from from layer 2 and in the backward (layers 3..0), and the
+ * results are the bits of the CPU's (the fake device runs the CPU's ops). */
+static float *streamed_run(tp_model *m, tp_backend *b, const int32_t *ids, int B, int T, float **dembed)
+{
+    backend_set_default(b);
+    size_t V = (size_t)m->cfg.vocab_size, d = (size_t)m->cfg.hidden_size, rows = (size_t)B * T;
+    tp_backward *bw;
+    ck_assert_msg(backward_new(m, B, T, &bw) == TP_OK, "%s", tp_err_msg());
+    int lens[2] = {T, T};
+    const float *logits;
+    ck_assert_msg(backward_forward(bw, ids, lens, B, NULL, &logits) == TP_OK, "%s", tp_err_msg());
+    float *out = dup(logits, rows * V * sizeof *out);
+    float *dl = calloc(rows * V, sizeof *dl);
+    ck_assert_ptr_nonnull(dl);
+    for (size_t i = 0; i < rows * V; i += 7) dl[i] = 1.0f;
+    tp_hooks *gh;
+    ck_assert(hooks_new(m->cfg.num_layers, &gh) == TP_OK);
+    seen g = {0};
+    ck_assert(hooks_add_reader(gh, -1, TP_HOOK_EMBED, read_cb, &g) == TP_OK);
+    ck_assert_msg(backward_run(bw, dl, gh) == TP_OK, "%s", tp_err_msg());
+    ck_assert_uint_eq(g.calls * g.n, rows * d);
+    *dembed = g.data;
+    /* from layer 2 on, the residual = the embeddings (any values do) */
+    float *resid = calloc(rows * d, sizeof *resid);
+    ck_assert_ptr_nonnull(resid);
+    for (size_t i = 0; i < rows * d; i++) resid[i] = (float)((i % 13) - 6) * 0.1f;
+    tp_forward *f;
+    ck_assert_msg(forward_new(m, B, T, &f) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(forward_run_from(f, 2, resid, lens, B, NULL, NULL, TP_LOGITS_LAST, &logits) == TP_OK, "%s",
+                  tp_err_msg());
+    out = realloc(out, (rows * V + (size_t)B * V) * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out + rows * V, logits, (size_t)B * V * sizeof *out);
+    forward_free(f);
+    free(resid), free(dl);
+    hooks_free(gh);
+    backward_free(bw);
+    backend_set_default(NULL);
+    return out;
+}
+
+START_TEST(test_forward_streamed)
+{
+    char dir[4096];
+    const char *src = getenv("TP_SOURCE_DIR");
+    snprintf(dir, sizeof dir, "%s/models/olmo2-tiny", src ? src : ".");
+    tp_model *m = NULL;
+    ck_assert_msg(model_open(dir, TP_CONVERT_PER_MATRIX, &m) == TP_OK, "%s", tp_err_msg());
+    ck_assert_int_ge(m->cfg.num_layers, 3);
+    const int B = 2, T = 6;
+    int32_t ids[12];
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((urand() + 1) / 2 * 500);
+    float *gc, *gd;
+    float *ref = streamed_run(m, backend_cpu(), ids, B, T, &gc);
+    tp_backend fake = *backend_cpu();
+    fake.name = "fake-device";
+    fake.host_memory = false;
+    ck_assert_msg(model_upload(m, &fake, TP_UPLOAD_STREAM) == TP_OK, "%s", tp_err_msg());
+    ck_assert_ptr_eq(m->on_device->layers[0].q.data, m->on_device->layers[2].q.data);
+    float *got = streamed_run(m, &fake, ids, B, T, &gd);
+    size_t n = (size_t)(B * T + B) * (size_t)m->cfg.vocab_size;
+    ck_assert_msg(!memcmp(got, ref, n * sizeof *got), "logits differ with streamed weights");
+    ck_assert_msg(!memcmp(gd, gc, (size_t)(B * T) * (size_t)m->cfg.hidden_size * sizeof *gd),
+                  "gradients differ with streamed weights");
+    /* layers out of order are refused: two slots hold consecutive layers only */
+    ck_assert_int_eq(model_weights_need(m, &fake, 1, 3), TP_ERR_INTERNAL);
+    free(ref), free(got), free(gc), free(gd);
+    model_close(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("backend");
@@ -519,7 +603,8 @@ int main(void)
     tcase_add_test(tc, test_linear_dispatch);
     tcase_add_test(tc, test_linear_blas_tiles);
     tcase_add_test(tc, test_embed);
-    tcase_add_test(tc, test_forward_on_device);
+    tcase_add_loop_test(tc, test_forward_on_device, 0, 2);
+    tcase_add_test(tc, test_forward_streamed);
     suite_add_tcase(s, tc);
     return tp_test_run_suite(s);
 }

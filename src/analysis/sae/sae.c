@@ -4,6 +4,7 @@
 #include "backend/multiversion.h"   /* TP_MULTIVERSION */
 #include "core/rng.h"
 
+#include "dist/grad_allreduce.h"   /* dist_grad_allreduce: MPI or NCCL */
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
@@ -820,16 +821,6 @@ tp_status sae_apply_step(sae_model *m, sae_metrics *out)
     return TP_OK;
 }
 
-static tp_status allreduce_f32(MPI_Comm comm, float *buf, size_t n)
-{
-    const size_t chunk = (size_t)1 << 28;
-    for (size_t off = 0; off < n; off += chunk) {
-        int cnt = (int)(n - off < chunk ? n - off : chunk);
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, comm));
-    }
-    return TP_OK;
-}
-
 tp_status sae_train_step(sae_model *m, const float *rows, int64_t n_local, MPI_Comm comm, sae_metrics *out)
 {
     int64_t n_global = n_local;
@@ -848,7 +839,8 @@ tp_status sae_train_step(sae_model *m, const float *rows, int64_t n_local, MPI_C
     if (st == TP_OK) st = sae_backward(m);
     if (comm != MPI_COMM_NULL) {
         TP_CHECK(dist_agree(comm, st, "sae step"));
-        TP_CHECK(allreduce_f32(comm, m->grad, (size_t)m->n_params));
+        /* MPI on CPU ranks, NCCL when the gradients are device memory */
+        TP_CHECK(dist_grad_allreduce(comm, m->ws->be, m->grad, (size_t)m->n_params));
         TP_CHECK(dist_allreduce_sum_f64(comm, m->ws->stats, m->ws->n_stats));
     } else {
         TP_CHECK(st);

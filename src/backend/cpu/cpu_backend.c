@@ -221,6 +221,8 @@ static tp_backend cpu_backend = {
         .copy = cpu_be_copy,
         .sync = cpu_be_sync,
         .info = cpu_be_info,
+        .prefetch = cpu_be_copy,   /* nothing is queued: a memcpy, done on return */
+        .prefetch_wait = cpu_be_sync,
 
         .linear = cpu_be_linear,
         .linear_bwd = cpu_be_linear_bwd,

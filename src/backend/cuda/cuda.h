@@ -13,6 +13,8 @@
 
 #include "core/error.h"
 
+struct tp_backend;
+
 #include <stddef.h>
 
 /* Number of GPUs and the name of device 0 (name may be NULL). No GPU, or a driver
@@ -23,5 +25,21 @@ tp_status cuda_probe(int *n_devices, char *name, size_t n);
 /* The NCCL library's version code (e.g. 22809 for 2.28.9); needs no GPU.
  * TP_ERR_UNSUPPORTED when built without NCCL (TP_HAVE_NCCL). */
 tp_status cuda_nccl_version(int *version);
+
+/* NCCL for one rank per GPU (dist/grad_allreduce.c builds the communicator over MPI).
+ * Built with TP_HAVE_NCCL only. The id is ncclUniqueId's bytes, so callers need no
+ * NCCL header. */
+#ifdef TP_HAVE_NCCL
+typedef struct { char bytes[128]; } cuda_nccl_id;   /* NCCL_UNIQUE_ID_BYTES */
+typedef struct cuda_nccl cuda_nccl;
+/* ncclGetUniqueId: on one rank, then broadcast to the others. */
+tp_status cuda_nccl_unique_id(cuda_nccl_id *id);
+/* ncclCommInitRank on be's device: rank of nranks, all with the same id. */
+tp_status cuda_nccl_new(struct tp_backend *be, const cuda_nccl_id *id, int rank, int nranks, cuda_nccl **out);
+/* In place: buf (n floats of be's memory) = the sum over the ranks; queued on be's
+ * stream after its work, and waited for (the caller reads the result next). */
+tp_status cuda_nccl_sum_f32(cuda_nccl *nc, float *buf, size_t n);
+void cuda_nccl_free(cuda_nccl *nc);   /* NULL ok */
+#endif
 
 #endif

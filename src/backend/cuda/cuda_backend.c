@@ -5,8 +5,7 @@
  * Ops are queued on the context's non-blocking stream and return at once; upload
  * and download are ordered after the queued work and return when the copy is done
  * (the host buffer may be reused at once); download and sync are where a failure of
- * queued work is reported. Slots without a kernel yet are NULL, so be_<slot> fails
- * with "op <slot> is not available on cuda".
+ * queued work is reported. Every slot of the table is filled.
  */
 #include "backend/cuda/cuda_backend.h"
 
@@ -74,10 +73,34 @@ static tp_status cuda_copy(tp_backend *be, void *dst, const void *src, size_t by
     return TP_OK;
 }
 
+/* After the compute stream's queued work (an event it records, the copy stream waits
+ * for), on the copy stream. From pageable memory (the mmap) cudaMemcpyAsync returns
+ * once the source is staged; the DMA still overlaps the compute stream's kernels. */
+static tp_status cuda_prefetch(tp_backend *be, void *dst, const void *host_src, size_t bytes)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    if (bytes == 0) return TP_OK;
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaEventRecord(c->compute_done, c->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, c->compute_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, c->copy_stream));
+    return TP_OK;
+}
+
+static tp_status cuda_prefetch_wait(tp_backend *be)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaEventRecord(c->copies_done, c->copy_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->stream, c->copies_done, 0));
+    return TP_OK;
+}
+
 static tp_status cuda_sync(tp_backend *be)
 {
     struct cuda_ctx *c = cuda_ctx_of(be);
     CUDA_ENTER(c);
+    CUDA_CHECK(cudaStreamSynchronize(c->copy_stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return TP_OK;
 }
@@ -91,6 +114,30 @@ static void cuda_info(const tp_backend *be, tp_backend_info *out)
     out->linear_gemm = "cublas";
 }
 
+tp_status cuda_scratch(struct cuda_ctx *c, int slot, size_t bytes, void **p)
+{
+    *p = NULL;
+    if (c->scratch[slot].bytes >= bytes) {
+        *p = c->scratch[slot].ptr;
+        return TP_OK;
+    }
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));   /* queued work may still read the old block */
+    CUDA_CHECK(cudaFree(c->scratch[slot].ptr));
+    c->scratch[slot].ptr = NULL, c->scratch[slot].bytes = 0;
+    cudaError_t e = cudaMalloc(&c->scratch[slot].ptr, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        c->scratch[slot].ptr = NULL;
+        return tp_err(TP_ERR_NOMEM, "cuda: out of GPU memory allocating %zu bytes of scratch on device %d (%s)",
+                      bytes, c->device, c->device_name);
+    }
+    CUDA_CHECK(e);
+    c->scratch[slot].bytes = bytes;
+    *p = c->scratch[slot].ptr;
+    return TP_OK;
+}
+
 /* ---- the table ------------------------------------------------------------------- */
 
 static const tp_backend_i cuda_iface = {
@@ -101,20 +148,22 @@ static const tp_backend_i cuda_iface = {
     .copy = cuda_copy,
     .sync = cuda_sync,
     .info = cuda_info,
+    .prefetch = cuda_prefetch,
+    .prefetch_wait = cuda_prefetch_wait,
 
-    .linear = NULL,          /* issue 19: bf16 cuBLASLt with weights uploaded once */
-    .linear_bwd = NULL,      /* backward ops: not written for the GPU yet */
+    .linear = cuda_linear,
+    .linear_bwd = cuda_linear_bwd,
     .rmsnorm = cuda_rmsnorm,
-    .rmsnorm_bwd = NULL,
+    .rmsnorm_bwd = cuda_rmsnorm_bwd,
     .rope = cuda_rope,
-    .rope_bwd = NULL,
-    .attention = NULL,       /* no kernel yet: batched Q·Kᵀ / P·V around kernels/softmax.cu, GQA, offsets */
-    .attention_bwd = NULL,
+    .rope_bwd = cuda_rope_bwd,
+    .attention = cuda_attention,
+    .attention_bwd = cuda_attention_bwd,
     .silu_mul = cuda_silu_mul,
-    .silu_mul_bwd = NULL,
+    .silu_mul_bwd = cuda_silu_mul_bwd,
     .add = cuda_add,
     .embed = cuda_embed,
-    .embed_bwd = NULL,
+    .embed_bwd = cuda_embed_bwd,
 
     .gemm_f32 = cuda_gemm_f32,
     .gemm_f64 = cuda_gemm_f64,
@@ -140,10 +189,15 @@ static void cuda_release(tp_backend *be)
     struct cuda_ctx *c = cuda_ctx_of(be);
     if (c) {
         (void)cudaSetDevice(c->device);
+        if (c->copy_stream) (void)cudaStreamSynchronize(c->copy_stream);
         if (c->stream) (void)cudaStreamSynchronize(c->stream);
         if (c->bad_row) (void)cudaFree(c->bad_row);
+        for (int i = 0; i < CUDA_SCRATCH_N; i++) (void)cudaFree(c->scratch[i].ptr);
         if (c->blas) (void)cublasDestroy(c->blas);
         if (c->stream) (void)cudaStreamDestroy(c->stream);
+        if (c->copy_stream) (void)cudaStreamDestroy(c->copy_stream);
+        if (c->compute_done) (void)cudaEventDestroy(c->compute_done);
+        if (c->copies_done) (void)cudaEventDestroy(c->copies_done);
         free(c);
     }
     free(be);
@@ -176,6 +230,10 @@ tp_status backend_cuda_open(const tp_backend_options *opt, tp_backend **out)
     /* Non-blocking: our stream never serialises with the legacy default stream that
      * other libraries may use. */
     CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
+    CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking), st, fail);
+    /* ordering only: no timing, so the events cost no timestamps */
+    CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->compute_done, cudaEventDisableTiming), st, fail);
+    CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->copies_done, cudaEventDisableTiming), st, fail);
     cublasStatus_t bs = cublasCreate(&c->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;

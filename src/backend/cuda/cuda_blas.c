@@ -1,5 +1,6 @@
-/* cuda_blas.c — the dense linear algebra slots of the CUDA backend on cuBLAS
- * (contracts: backend/backend.h, row-major BLAS semantics).
+/* cuda_blas.c — the dense linear algebra slots of the CUDA backend on cuBLAS, and
+ * the model's `linear` / `linear_bwd` on F32, BF16 or F16 weights (contracts:
+ * backend/backend.h, row-major BLAS semantics).
  *
  * Row-major on a column-major library: a row-major X [r, c] with leading dimension
  * ld is, read column-major, Xᵀ [c, r] with the same ld. So row-major
@@ -14,6 +15,9 @@
  * math mode and moves f32 GEMMs by ~1e-3 relative; f64 is never affected.
  */
 #include "backend/cuda/cuda_ctx.h"
+
+// defines: kern_f32_to_half
+#include "kernels.h"
 
 static cublasOperation_t cublas_op(tp_trans t) { return t == TP_TRANS ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
@@ -145,5 +149,127 @@ tp_status cuda_scal_f64(tp_backend *be, int64_t n, double alpha, double *x)
     if (n < 0) return tp_err(TP_ERR_RANGE, "cuda scal_f64: n=%lld must be >= 0", (long long)n);
     CUDA_ENTER(c);
     CUBLAS_CHECK(cublasDscal_64(c->blas, n, &alpha, x, 1));
+    return TP_OK;
+}
+
+/* ---- linear ----------------------------------------------------------------------
+ * Y = X·Wᵀ row-major is, column-major, Yᵀ [n, m] = op_T(W) · Xᵀ: cuBLAS gets W first
+ * with op T, X second with op N (the same reading as the BLAS slots above).
+ * F32 weights: cublasSgemm in the handle's math mode (TF32 when the backend was opened
+ * with tf32). BF16 / F16 weights: X is rounded to the weights' type once per call
+ * into scratch (tensor cores take both inputs in one type) and cublasGemmEx
+ * accumulates in f32 (CUBLAS_COMPUTE_32F) into f32 Y. Rounding X to bf16 moves the
+ * result by ~2^-9 relative per input: that is the bf16 parity tolerance (1e-2 on
+ * logits), against the CPU, which widens W to f32 instead. */
+
+static tp_status linear_dtype(const char *op, tp_dtype dt, cudaDataType *out)
+{
+    switch (dt) {
+    case TP_DTYPE_F32: *out = CUDA_R_32F; return TP_OK;
+    case TP_DTYPE_BF16: *out = CUDA_R_16BF; return TP_OK;
+    case TP_DTYPE_F16: *out = CUDA_R_16F; return TP_OK;
+    default:
+        return tp_err(TP_ERR_UNSUPPORTED, "cuda %s: weight dtype %s (F32, BF16 or F16 expected)", op,
+                      tp_dtype_name(dt));
+    }
+}
+
+static tp_status check_linear(const char *op, int64_t m, int64_t k, int64_t ldx, const tp_linear_out *outs,
+                              int nout)
+{
+    if (m < 0 || k < 1 || ldx < k || nout < 1)
+        return tp_err(TP_ERR_RANGE, "cuda %s: m=%lld >= 0, k=%lld >= 1, ldx=%lld >= k and %d outputs >= 1 required",
+                      op, (long long)m, (long long)k, (long long)ldx, nout);
+    for (int i = 0; i < nout; i++) {
+        cudaDataType dt = CUDA_R_32F;
+        TP_CHECK(linear_dtype(op, outs[i].dtype, &dt));
+        if (outs[i].n < 0 || outs[i].ldw < k || outs[i].ldy < max1(outs[i].n))
+            return tp_err(TP_ERR_RANGE, "cuda %s: output %d: n=%lld >= 0, ldw=%lld >= k=%lld and ldy=%lld >= n required",
+                          op, i, (long long)outs[i].n, (long long)outs[i].ldw, (long long)k, (long long)outs[i].ldy);
+    }
+    return TP_OK;
+}
+
+/* src [rows, cols] (row stride ld) rounded to dt into packed scratch. */
+static tp_status to_half(struct cuda_ctx *c, tp_dtype dt, const float *src, int64_t rows, int64_t cols, int64_t ld,
+                         void **out)
+{
+    TP_CHECK(cuda_scratch(c, CUDA_SCRATCH_GEMM, (size_t)rows * (size_t)cols * 2, out));
+    CUDA_CHECK(kern_f32_to_half(c->stream, *out, dt == TP_DTYPE_BF16 ? KERN_BF16 : KERN_F16, src, rows, cols, ld));
+    return TP_OK;
+}
+
+/* C (col-major [M, N], ldc) = alpha · op(A) · B + beta · C with A of type dt and B
+ * already in dt: Sgemm for F32, GemmEx with f32 accumulation otherwise. */
+static tp_status gemm_typed(struct cuda_ctx *c, cublasOperation_t opa, int64_t M, int64_t N, int64_t K,
+                            const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc, tp_dtype dt)
+{
+    const float one = 1.0f;
+    if (dt == TP_DTYPE_F32) {
+        CUBLAS_CHECK(cublasSgemm_64(c->blas, opa, CUBLAS_OP_N, M, N, K, &one, A, lda, B, ldb, &beta, C, ldc));
+        return TP_OK;
+    }
+    cudaDataType t = CUDA_R_32F;
+    TP_CHECK(linear_dtype("linear", dt, &t));
+    CUBLAS_CHECK(cublasGemmEx_64(c->blas, opa, CUBLAS_OP_N, M, N, K, &one, A, t, lda, B, t, ldb, &beta, C,
+                                 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return TP_OK;
+}
+
+tp_status cuda_linear(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx, const tp_linear_out *outs,
+                      int nout)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(check_linear("linear", m, k, ldx, outs, nout));
+    if (m == 0) return TP_OK;
+    CUDA_ENTER(c);
+    const void *xh = NULL;   /* X in the 16-bit type of the last converted output */
+    tp_dtype xh_dt = TP_DTYPE_F32;
+    for (int i = 0; i < nout; i++) {
+        const tp_linear_out *o = &outs[i];
+        if (o->n == 0) continue;
+        const void *B = x;
+        int64_t ldb = ldx;
+        if (o->dtype != TP_DTYPE_F32) {
+            if (!xh || xh_dt != o->dtype) {
+                void *p;
+                TP_CHECK(to_half(c, o->dtype, x, m, k, ldx, &p));
+                xh = p, xh_dt = o->dtype;
+            }
+            B = xh, ldb = k;
+        }
+        TP_CHECK(gemm_typed(c, CUBLAS_OP_T, o->n, m, k, o->w, o->ldw, B, ldb, 0.0f, o->y, o->ldy, o->dtype));
+    }
+    return TP_OK;
+}
+
+/* dX = Σ_i dY_i · W_i: column-major dXᵀ [k, m] = W_i (stored [k, n] col-major, op N) ·
+ * dY_iᵀ [n, m], the first product written (beta 0), the rest added (beta 1). */
+tp_status cuda_linear_bwd(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
+                          const tp_linear_out *outs, int nout, const float *const *dy, float *dx)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    (void)x;   /* no weight gradient */
+    TP_CHECK(check_linear("linear_bwd", m, k, ldx, outs, nout));
+    if (m == 0) return TP_OK;
+    CUDA_ENTER(c);
+    float beta = 0.0f;
+    for (int i = 0; i < nout; i++) {
+        const tp_linear_out *o = &outs[i];
+        if (o->n == 0) continue;
+        const void *B = dy[i];
+        int64_t ldb = o->ldy;
+        if (o->dtype != TP_DTYPE_F32) {
+            void *p;
+            TP_CHECK(to_half(c, o->dtype, dy[i], m, o->n, o->ldy, &p));
+            B = p, ldb = o->n;
+        }
+        TP_CHECK(gemm_typed(c, CUBLAS_OP_N, k, m, o->n, o->w, o->ldw, B, ldb, beta, dx, ldx, o->dtype));
+        beta = 1.0f;
+    }
+    if (beta == 0.0f)   /* every output empty: dX = 0 */
+        CUDA_CHECK(cudaMemset2DAsync(dx, (size_t)ldx * sizeof(float), 0, (size_t)k * sizeof(float), (size_t)m,
+                                     c->stream));
     return TP_OK;
 }

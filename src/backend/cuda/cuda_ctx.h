@@ -15,13 +15,24 @@
 #include "backend/cuda/cuda_check.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+
+/* Device scratch an op needs for the length of its queued work (linear's bf16 / f16
+ * copy of X, attention_bwd's row statistics, rmsnorm_bwd's row scales). Grown on
+ * demand (after a stream sync, since queued work may still read the old block), freed
+ * at close; stream order keeps one op's use apart from the next one's. */
+enum { CUDA_SCRATCH_GEMM = 0, CUDA_SCRATCH_ATTN, CUDA_SCRATCH_ROWS, CUDA_SCRATCH_N };
 
 struct cuda_ctx {
     int device;
     cudaStream_t stream;           /* non-blocking: never serialises with the legacy stream */
+    /* prefetch's lane: copies overlap the compute stream; events order the two */
+    cudaStream_t copy_stream;
+    cudaEvent_t compute_done, copies_done;
     cublasHandle_t blas;           /* bound to stream, pointer mode host */
     bool tf32;
     unsigned long long *bad_row;   /* device: first row of the last embed with a bad id */
+    struct { void *ptr; size_t bytes; } scratch[CUDA_SCRATCH_N];
     char device_name[256];
     char arch[16];                 /* "sm_90" */
 };
@@ -30,6 +41,9 @@ static inline struct cuda_ctx *cuda_ctx_of(const tp_backend *be) { return (struc
 
 /* The device of ctx becomes the calling thread's current one. */
 #define CUDA_ENTER(ctx) CUDA_CHECK(cudaSetDevice((ctx)->device))
+
+/* cuda_backend.c: *p = scratch `slot` of at least `bytes` bytes (see above). */
+tp_status cuda_scratch(struct cuda_ctx *c, int slot, size_t bytes, void **p);
 
 /* cuda_ops.c */
 tp_status cuda_rmsnorm(tp_backend *be, float *out, const float *x, const float *w, int64_t rows, int64_t d,
@@ -40,8 +54,24 @@ tp_status cuda_silu_mul(tp_backend *be, float *gate, const float *up, size_t n);
 tp_status cuda_add(tp_backend *be, float *y, const float *x, size_t n);
 tp_status cuda_embed(tp_backend *be, float *out, const void *table, tp_dtype dt, int64_t vocab, int64_t d,
                      const int32_t *ids, int64_t rows);
+tp_status cuda_rmsnorm_bwd(tp_backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                           int64_t rows, int64_t d, float eps);
+tp_status cuda_rope_bwd(tp_backend *be, float *dx, int64_t rows, int nh, int dh, const int32_t *pos,
+                        const float *cos, const float *sin);
+tp_status cuda_silu_mul_bwd(tp_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, size_t n);
+tp_status cuda_embed_bwd(tp_backend *be, float *dtable, const float *dout, int64_t vocab, int64_t d,
+                         const int32_t *ids, int64_t rows);
+tp_status cuda_attention(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs, int nseq,
+                         tp_attn_mode mode);
+tp_status cuda_attention_bwd(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs,
+                             const tp_attn_grad *grads, int nseq);
 
 /* cuda_blas.c */
+tp_status cuda_linear(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx, const tp_linear_out *outs,
+                      int nout);
+tp_status cuda_linear_bwd(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx,
+                          const tp_linear_out *outs, int nout, const float *const *dy, float *dx);
 tp_status cuda_gemm_f32(tp_backend *be, tp_trans ta, tp_trans tb, int64_t m, int64_t n, int64_t k, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                         int64_t ldc);
