@@ -84,6 +84,30 @@ cudaError_t kern_topk_rows(cudaStream_t stream, const float *x, int64_t rows, in
 cudaError_t kern_topk_decode(cudaStream_t stream, float *out, int64_t ldo, const float *vals, const int32_t *idx,
                              int64_t rows, int k, const float *W, int64_t d, const float *bias);
 
+/* sae.cu, the training ops behind the backend's sae_* slots (contracts: backend.h;
+ * f64 sums are device memory, added to with atomics). kern_sae_topk writes k codes a
+ * row (ptr[r] = r·k, best first, padding ≤ 0 or idx −1) from the candidates cand
+ * (NULL: all F; increasing); the sparse backward zeroes grad first; the optimiser
+ * step is kern_sae_project (g −= (g·w)w per decoder row), kern_sae_sumsq (*out = Σx²),
+ * kern_sae_adam (g *= cf when clip, then Adam) and kern_sae_renorm (w /= ‖w‖). */
+cudaError_t kern_sae_encode_in(cudaStream_t stream, const float *x, int64_t n, int64_t d, float s, const float *b_dec,
+                               int sub_b_dec, float *u, float *xt, double *sum_u, double *sqnorm);
+cudaError_t kern_sae_topk(cudaStream_t stream, float *pre, int64_t n, int64_t F, const float *bias,
+                          const int32_t *cand, int64_t n_cand, int k, int64_t *ptr, int32_t *idx, float *val);
+cudaError_t kern_sae_decode(cudaStream_t stream, int64_t n, int64_t d, const int64_t *ptr, const int32_t *idx,
+                            const float *val, const float *W, const float *b, const float *u, float *out,
+                            double *fires, double *active, double *sqsum);
+cudaError_t kern_sae_sparse_bwd(cudaStream_t stream, int64_t n, int64_t d, int64_t F, const int64_t *ptr,
+                                const int32_t *idx, const float *val, const float *delta, float coef,
+                                const int64_t *aux_ptr, const int32_t *aux_idx, const float *aux_val,
+                                const float *adelta, float aux_coef, const float *xt, const float *W_enc,
+                                const float *W_dec, int sub_b_dec, float *grad);
+cudaError_t kern_sae_project(cudaStream_t stream, const float *W_dec, float *gW_dec, int64_t F, int64_t d);
+cudaError_t kern_sae_sumsq(cudaStream_t stream, const float *x, size_t n, double *out);
+cudaError_t kern_sae_adam(cudaStream_t stream, float *params, float *grad, float *m, float *v, size_t n, float cf,
+                          int clip, float step_size, float bc2, float eps, float w1, float b2, float w2);
+cudaError_t kern_sae_renorm(cudaStream_t stream, float *W_dec, int64_t F, int64_t d);
+
 /* softmax.cu: row i of s[T, ld]: scale, softmax over columns 0..i, columns
  * i+1..T-1 set to 0 (T <= INT_MAX, ld >= T). */
 cudaError_t kern_softmax_causal(cudaStream_t stream, float *s, int64_t T, int64_t ld, float scale);

@@ -91,6 +91,42 @@ typedef struct {
     float *dp;
 } tp_attn_grad;
 
+/* The SAE's sparse codes of n rows as CSR (analysis/sae/sae.h, TopK): row r's entries
+ * are [ptr[r], ptr[r+1]) of idx (latent) and val (its activation). An entry with
+ * val ≤ 0 is padding and is skipped by every op (the CPU writes only positive ones;
+ * a GPU writes k slots a row). */
+typedef struct {
+    const int64_t *ptr;
+    const int32_t *idx;
+    const float *val;
+} tp_sae_codes;
+
+/* Arguments of `sae_sparse_bwd`: the gradient of a TopK SAE's loss (sae.h) from one
+ * forward pass. grad [2Fd + F + d] in sae.h's layout (W_enc, W_dec, b_enc, b_dec) is
+ * written. For each row r, in row order, first its codes (residual gradient
+ * coef·delta[r]) then its AuxK codes (aux_coef·adelta[r]); aux.ptr NULL: none. */
+typedef struct {
+    int64_t n, d, F;
+    tp_sae_codes codes, aux;
+    const float *delta, *adelta;    /* [n, d]: x̂ − u, ê − e */
+    const float *xt;                /* [n, d]: the encoder's input */
+    const float *W_enc, *W_dec;     /* [F, d] */
+    float coef, aux_coef;           /* 2/N, 2α/N */
+    bool sub_b_dec;                 /* apply_b_dec_to_input: b_dec also reaches pre through x̃ */
+    float *grad;
+} tp_sae_bwd;
+
+/* Arguments of `sae_adam` (sae.h's optimiser steps 1–4): P parameters in sae.h's
+ * layout, W_dec at params + F·d (its gradient at grad + F·d). */
+typedef struct {
+    int64_t P, F, d;
+    float *params, *grad, *m, *v;
+    bool decoder_unit_norm;
+    double max_grad_norm;           /* 0: no clipping */
+    float step_size, bc2, eps;      /* lr_t/(1−β1^t), √(1−β2^t), ε */
+    float w1, b2, w2;               /* 1−β1, β2, 1−β2 */
+} tp_sae_adam;
+
 typedef enum { TP_NO_TRANS = 0, TP_TRANS = 1 } tp_trans;
 
 /* What a backend says about itself (versions.json, logs). */
@@ -215,6 +251,28 @@ typedef struct {
     tp_status (*axpy_f64)(tp_backend *be, int64_t n, double alpha, const double *x, double *y);
     tp_status (*nrm2_f64)(tp_backend *be, int64_t n, const double *x, double *out);
     tp_status (*scal_f64)(tp_backend *be, int64_t n, double alpha, double *x);
+
+    /* SAE training, TopK (analysis/sae/sae.h; the f64 sums are memory of this backend
+     * and are added to, so the caller zeroes them) */
+
+    /* u = s·x, x̃ = u − b_dec (sub_b_dec) or u; sum_u[j] += Σ_r u[r,j], *sqnorm += Σ‖u‖²
+     * (either NULL: not wanted). x, u, xt [n, d]. */
+    tp_status (*sae_encode_in)(tp_backend *be, const float *x, int64_t n, int64_t d, float s, const float *b_dec,
+                               bool sub_b_dec, float *u, float *xt, double *sum_u, double *sqnorm);
+    /* Per row r of pre [n, F]: pre[r] += bias (NULL: none), then the k largest of
+     * pre[r][cand[j]], j < n_cand (cand NULL: of all F), ties to the lower index,
+     * into codes (ptr [n+1], idx, val of room n·k); entries ≤ 0 dropped or padding. */
+    tp_status (*sae_topk)(tp_backend *be, float *pre, int64_t n, int64_t F, const float *bias, const int32_t *cand,
+                          int64_t n_cand, int64_t k, int64_t *ptr, int32_t *idx, float *val);
+    /* out [n, d]: (b − u when u is given, else out as it is) + Σ val·W[idx] over the
+     * row's codes; then fires[idx] += 1 and *active += 1 per code (fires NULL: not
+     * counted) and *sqsum += Σ out². */
+    tp_status (*sae_decode)(tp_backend *be, int64_t n, int64_t d, tp_sae_codes codes, const float *W,
+                            const float *b, const float *u, float *out, double *fires, double *active,
+                            double *sqsum);
+    tp_status (*sae_sparse_bwd)(tp_backend *be, const tp_sae_bwd *a);
+    /* Steps 1–4 of sae.h's optimiser step; *grad_norm (host) = ‖g‖₂ before clipping. */
+    tp_status (*sae_adam)(tp_backend *be, const tp_sae_adam *a, double *grad_norm);
 } tp_backend_i;
 
 struct tp_backend {
@@ -278,6 +336,11 @@ tp_status backend_unsupported(const tp_backend *be, const char *op);
 #define be_axpy_f64(be, ...) TP_BE_CALL(be, axpy_f64, __VA_ARGS__)
 #define be_nrm2_f64(be, ...) TP_BE_CALL(be, nrm2_f64, __VA_ARGS__)
 #define be_scal_f64(be, ...) TP_BE_CALL(be, scal_f64, __VA_ARGS__)
+#define be_sae_encode_in(be, ...) TP_BE_CALL(be, sae_encode_in, __VA_ARGS__)
+#define be_sae_topk(be, ...) TP_BE_CALL(be, sae_topk, __VA_ARGS__)
+#define be_sae_decode(be, ...) TP_BE_CALL(be, sae_decode, __VA_ARGS__)
+#define be_sae_sparse_bwd(be, ...) TP_BE_CALL(be, sae_sparse_bwd, __VA_ARGS__)
+#define be_sae_adam(be, ...) TP_BE_CALL(be, sae_adam, __VA_ARGS__)
 
 static inline tp_status be_sync(tp_backend *be)
 {

@@ -211,7 +211,8 @@ END_TEST
     X(alloc) X(free) X(upload) X(download) X(copy) X(sync) X(info) X(rmsnorm) X(rope) X(silu_mul) X(add) X(embed) \
     X(gemm_f32) X(gemm_f64) X(gemv_f32) X(syrk_f64) X(syr_f64) X(dot_f64) X(axpy_f64) X(nrm2_f64)         \
     X(scal_f64) X(linear) X(linear_bwd) X(rmsnorm_bwd) X(rope_bwd) X(attention) X(attention_bwd)         \
-    X(silu_mul_bwd) X(embed_bwd) X(prefetch) X(prefetch_wait)
+    X(silu_mul_bwd) X(embed_bwd) X(prefetch) X(prefetch_wait) X(sae_encode_in) X(sae_topk) X(sae_decode)        \
+    X(sae_sparse_bwd) X(sae_adam)
 
 /* The message, less its " (file:line)" suffix, is `want`. */
 static void check_msg(const char *want)

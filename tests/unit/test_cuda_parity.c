@@ -2,7 +2,8 @@
  * (linear and linear_bwd on F32 / BF16 / F16 weights, attention in its three modes
  * with GQA and per-sequence offsets, attention_bwd with and without an edited pattern,
  * rmsnorm_bwd, rope_bwd, silu_mul_bwd, embed_bwd), the SAE kernels (TopK select and
- * decode) against a host reference, and whole forward passes (logits, and a pattern
+ * decode) against a host reference, TopK SAE training steps against the CPU's, and
+ * whole forward passes (logits, and a pattern
  * hook) and backward passes (d/d embeddings, through an edited pattern) on the
  * bundled models with the weights uploaded by model_open.
  *
@@ -36,6 +37,7 @@ int main(void)
 
 #else
 
+#include "analysis/sae/sae.h"
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
 #include "core/dtype.h"
@@ -53,6 +55,13 @@ int main(void)
 #define TOL_F32 1e-5
 #define TOL_HALF 1e-2
 #define TOL_ATTN_BWD 1e-4
+/* SAE training, GPU against CPU: the loss 1e-4 relative per step (f32 sums in other
+ * orders, atomics in the backward: ~1e-6 per step, TopK picks equal away from ties);
+ * parameters after the steps 1e-3 relative to their largest: Adam's first steps move
+ * a parameter by ~lr whatever its gradient's size, so a gradient near 0 whose sign
+ * differs moves it by up to 2·lr (2e-4 here, ~1e-3 of the 0.35 weights at d = 64). */
+#define TOL_SAE_LOSS 1e-4
+#define TOL_SAE_PARAMS 1e-3
 
 static tp_backend *gpu, *cpu;
 
@@ -612,6 +621,45 @@ START_TEST(test_backward_parity)
 }
 END_TEST
 
+/* TopK SAE training on the GPU (sae_use_backend(gpu): parameters, moments and the
+ * workspace on the device, the backend's sae_* ops) against the CPU, AuxK on. */
+START_TEST(test_sae_train_parity)
+{
+    const int64_t d = 64, F = 256, N = 96;
+    sae_config c = sae_config_default(SAE_TOPK, d, F);
+    c.k = 8, c.aux_k = 16, c.dead_tokens = 2 * N, c.total_steps = 20;
+    float *x = rand_f32((size_t)(N * d), -1.0f, 1.0f);
+    for (int64_t q = 0; q < N * d; q++) x[q] += (q % 3 == 0) ? 0.5f : 0.0f;
+    sae_model a, b;
+    OK(sae_init(&a, &c, N));
+    OK(sae_init(&b, &c, N));
+    OK(sae_init_weights(&a, 7));
+    OK(sae_init_weights(&b, 7));
+    OK(sae_compute_input_scale(x, N, d, MPI_COMM_NULL, &a.input_scale));
+    b.input_scale = a.input_scale;
+    OK(sae_init_b_dec(&a, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0));
+    OK(sae_init_b_dec(&b, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0));
+    OK(sae_use_backend(&b, gpu));
+    double aux = 0;
+    for (int t = 0; t < 6; t++) {
+        sae_metrics ma, mb;
+        OK(sae_train_step(&a, x, N, MPI_COMM_NULL, &ma));
+        OK(sae_train_step(&b, x, N, MPI_COMM_NULL, &mb));
+        double e = fabs(mb.loss - ma.loss) / fabs(ma.loss);
+        ck_assert_msg(e <= TOL_SAE_LOSS, "step %d: loss %.9g (gpu) vs %.9g (cpu), rel %g", t, mb.loss, ma.loss, e);
+        ck_assert_msg(fabs(mb.grad_norm - ma.grad_norm) <= TOL_SAE_LOSS * ma.grad_norm, "step %d: grad norm %g vs %g",
+                      t, mb.grad_norm, ma.grad_norm);
+        aux += ma.aux;
+    }
+    ck_assert_msg(aux > 0, "AuxK never ran");
+    OK(sae_sync_host(&b));
+    double e = tp_test_rel_err(b.params, a.params, (size_t)a.n_params);
+    ck_assert_msg(e <= TOL_SAE_PARAMS, "parameters after 6 steps: rel err %g", e);
+    sae_free(&a), sae_free(&b);
+    free(x);
+}
+END_TEST
+
 int main(void)
 {
     int n_gpus = 0;
@@ -620,7 +668,7 @@ int main(void)
     snprintf(reason, sizeof reason, "%s", tp_err_msg());
     const TTest *tests[] = {test_linear,       test_attention, test_attention_bwd, test_rmsnorm_bwd,   test_rope_bwd,
                             test_silu_mul_bwd, test_embed_bwd, test_sae_topk,      test_forward_parity,
-                            test_backward_parity};
+                            test_backward_parity, test_sae_train_parity};
     size_t n = sizeof tests / sizeof *tests;
     if (s != TP_OK) {
         if (s != TP_ERR_NO_DEVICE) {

@@ -767,6 +767,87 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+/* ---- the training step on a device-like backend --------------------------------------- */
+
+/* TopK training on a "fake device" (the CPU's ops with host_memory = 0, so the SAE
+ * keeps its parameters, moments and workspace in buffers of its own and copies rows
+ * in and stats out as on a GPU) gives the CPU's bits: the same ops in the same order.
+ * AuxK on (dead_tokens small), b_dec changed on the host between steps (it must reach
+ * the device), a checkpoint-style read (sae_sync_host) after every step. */
+START_TEST(test_fake_device_training)
+{
+    const int64_t d = 8, F = 32, N = 16;
+    for (int apply = 0; apply <= 1; apply++) {
+        sae_config c = small_config(SAE_TOPK, d, F);
+        c.dead_tokens = 2 * N;   /* latents die after two steps: AuxK runs */
+        c.apply_b_dec_to_input = apply;
+        tp_backend fake = *backend_cpu();
+        fake.name = "fake-device";
+        fake.host_memory = false;
+        sae_model a, b;
+        float x[16 * 8];
+        ck_assert_int_eq(sae_init(&a, &c, N), TP_OK);
+        ck_assert_int_eq(sae_init(&b, &c, N), TP_OK);
+        ck_assert_int_eq(sae_use_backend(&b, &fake), TP_OK);
+        make_point(&a, x, N, 400 + (uint64_t)apply);
+        make_point(&b, x, N, 400 + (uint64_t)apply);
+        const size_t P = (size_t)a.n_params;
+        double aux_seen = 0;
+        for (int t = 0; t < 6; t++) {
+            if (t == 3) {   /* a host change between steps */
+                ck_assert_int_eq(sae_init_b_dec(&a, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0), TP_OK);
+                ck_assert_int_eq(sae_init_b_dec(&b, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0), TP_OK);
+            }
+            const int64_t n = t == 4 ? N / 2 : N;   /* a short batch */
+            sae_metrics ma, mb;
+            ck_assert_int_eq(sae_train_step(&a, x, n, MPI_COMM_NULL, &ma), TP_OK);
+            ck_assert_msg(sae_train_step(&b, x, n, MPI_COMM_NULL, &mb) == TP_OK, "%s", tp_err_msg());
+            ck_assert_msg(memcmp(&ma, &mb, sizeof ma) == 0, "step %d: metrics differ (loss %.9g vs %.9g)", t,
+                          ma.loss, mb.loss);
+            aux_seen += ma.aux;
+            ck_assert_int_eq(sae_sync_host(&b), TP_OK);
+            ck_assert_msg(memcmp(a.params, b.params, P * sizeof(float)) == 0, "step %d: parameters differ", t);
+            ck_assert(memcmp(a.adam_m, b.adam_m, P * sizeof(float)) == 0);
+            ck_assert(memcmp(a.adam_v, b.adam_v, P * sizeof(float)) == 0);
+            ck_assert(memcmp(a.since_fired, b.since_fired, (size_t)F * sizeof(int64_t)) == 0);
+        }
+        ck_assert(a.step == 6 && b.step == 6);
+        ck_assert_msg(aux_seen > 0, "AuxK never ran: the test does not cover it");
+        /* inference reads the host copy */
+        float *ca = malloc((size_t)(N * F) * sizeof *ca), *cb = malloc((size_t)(N * F) * sizeof *cb);
+        ck_assert(ca && cb);
+        ck_assert_int_eq(sae_encode(&a, x, N, ca), TP_OK);
+        ck_assert_int_eq(sae_encode(&b, x, N, cb), TP_OK);
+        ck_assert(memcmp(ca, cb, (size_t)(N * F) * sizeof *ca) == 0);
+        free(ca), free(cb);
+        /* back to the CPU: the device's state comes home */
+        ck_assert_int_eq(sae_use_backend(&b, backend_cpu()), TP_OK);
+        ck_assert_int_eq(sae_train_step(&a, x, N, MPI_COMM_NULL, NULL), TP_OK);
+        ck_assert_int_eq(sae_train_step(&b, x, N, MPI_COMM_NULL, NULL), TP_OK);
+        ck_assert(memcmp(a.params, b.params, P * sizeof(float)) == 0);
+        sae_free(&a), sae_free(&b);
+    }
+}
+END_TEST
+
+/* relu and batchtopk train on the CPU only: a device backend is refused by name. */
+START_TEST(test_device_arch_refused)
+{
+    tp_backend fake = *backend_cpu();
+    fake.name = "fake-device";
+    fake.host_memory = false;
+    for (int arch = SAE_RELU; arch <= SAE_BATCHTOPK; arch += 2) {
+        sae_config c = small_config((sae_arch)arch, 8, 16);
+        sae_model m;
+        ck_assert_int_eq(sae_init(&m, &c, 4), TP_OK);
+        ck_assert_int_eq(sae_use_backend(&m, &fake), TP_ERR_UNSUPPORTED);
+        TP_ASSERT_ERR_HAS(arch == SAE_RELU ? "architecture relu trains on the CPU only"
+                                           : "architecture batchtopk trains on the CPU only");
+        sae_free(&m);
+    }
+}
+END_TEST
+
 static Suite *sae_suite(void)
 {
     Suite *s = suite_create("sae");
@@ -791,6 +872,8 @@ static Suite *sae_suite(void)
     tcase_add_test(tm, test_checkpoint_round_trip);
     tcase_add_test(tm, test_schedules);
     tcase_add_test(tm, test_config_errors);
+    tcase_add_test(tm, test_fake_device_training);
+    tcase_add_test(tm, test_device_arch_refused);
     suite_add_tcase(s, tm);
     return s;
 }

@@ -1,7 +1,7 @@
 #include "analysis/sae/sae.h"
 
-#include "backend/backend.h"        /* be_gemm_f32, be_gemv_f32 */
-#include "backend/multiversion.h"   /* TP_MULTIVERSION */
+#include "backend/backend.h"        /* be_gemm_f32, be_gemv_f32, be_sae_* */
+#include "backend/cpu/sae_ops.h"    /* sae_cpu_select_topk, sae_cpu_dotf, sae_cpu_axpyf */
 #include "core/rng.h"
 
 #include "dist/grad_allreduce.h"   /* dist_grad_allreduce: MPI or NCCL */
@@ -13,8 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Where training runs (sae_use_backend): on a host-memory backend these are views of
+ * the host buffers below and of sae_model's; on a device, buffers of its own (owned),
+ * with the host's parameters and moments as the copy that checkpoints and exports
+ * read (sae_sync_host). TopK trains here; relu and batchtopk use only the host side. */
+typedef struct {
+    float *params, *grad, *adam_m, *adam_v;   /* [P] */
+    float *x;                                 /* [cap, d] the step's rows (device only) */
+    float *u, *xt, *pre, *delta, *adelta;
+    int64_t *act_ptr, *aux_ptr;
+    int32_t *act_idx, *aux_idx, *dead;
+    float *act_val, *aux_val;
+    double *stats;
+    int owned;           /* allocated on the training backend */
+    int fresh;           /* the device holds the host's parameters and moments */
+    int host_stale;      /* the host's are behind the device's */
+} sae_device;
+
 struct sae_workspace {
-    tp_backend *be;      /* the dense products (backend_cpu(): every buffer here is host memory) */
+    tp_backend *be;      /* the host-side dense products (backend_cpu(): inference, relu, batchtopk) */
+    tp_backend *tb;      /* training backend (TopK's step and every arch's optimiser step) */
+    sae_device dev;
     float *u;            /* [cap, d] scaled rows s·x */
     float *xt;           /* [cap, d] encoder input x̃ (u − b_dec, or a copy of u) */
     float *pre;          /* [cap, F] pre-activations; relu: f in place */
@@ -31,7 +50,7 @@ struct sae_workspace {
     int32_t *aux_idx;    /* [cap · aux_k] */
     float *aux_val;
     int32_t *dead;       /* [F] dead latents before this step */
-    int64_t n_dead;
+    int64_t n_dead, n_aux;   /* dead latents, AuxK latents a row (0: no AuxK term) */
     float *dec_norm;     /* [F] ‖w_i‖ (relu) */
     float *colsum;       /* [F] */
     float *heap_v;       /* [max(k, aux_k)] */
@@ -141,11 +160,37 @@ double sae_lr_at(const sae_config *c, int64_t t)
 
 /* ---- allocation ------------------------------------------------------------------- */
 
+/* The training side as views of the host buffers (a host-memory backend). */
+static void device_views(sae_model *m, tp_backend *be)
+{
+    sae_workspace *w = m->ws;
+    w->tb = be;
+    w->dev = (sae_device){
+        .params = m->params, .grad = m->grad, .adam_m = m->adam_m, .adam_v = m->adam_v, .u = w->u, .xt = w->xt,
+        .pre = w->pre, .delta = w->delta, .adelta = w->adelta, .act_ptr = w->act_ptr, .aux_ptr = w->aux_ptr,
+        .act_idx = w->act_idx, .aux_idx = w->aux_idx, .dead = w->dead, .act_val = w->act_val,
+        .aux_val = w->aux_val, .stats = w->stats, .fresh = 1,
+    };
+}
+
+static void device_free(sae_workspace *w)
+{
+    sae_device *D = &w->dev;
+    if (D->owned) {
+        void *bufs[] = {D->params, D->grad,    D->adam_m,  D->adam_v,  D->x,       D->u,
+                        D->xt,     D->pre,     D->delta,   D->adelta,  D->act_ptr, D->aux_ptr,
+                        D->act_idx, D->aux_idx, D->dead,   D->act_val, D->aux_val, D->stats};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be_free(w->tb, bufs[i]);
+    }
+    memset(D, 0, sizeof *D);
+}
+
 void sae_free(sae_model *m)
 {
     if (!m) return;
     sae_workspace *w = m->ws;
     if (w) {
+        device_free(w);
         free(w->u), free(w->xt), free(w->pre), free(w->G), free(w->delta), free(w->adelta);
         free(w->act_ptr), free(w->act_idx), free(w->act_val);
         free(w->aux_ptr), free(w->aux_idx), free(w->aux_val), free(w->dead);
@@ -217,10 +262,105 @@ tp_status sae_init(sae_model *m, const sae_config *cfg, int64_t max_rows)
     ALLOC_OR_FAIL(w->colsum, F);
     w->n_stats = SAE_ST_HEAD + d + F;
     ALLOC_OR_FAIL(w->stats, w->n_stats);
+    device_views(m, backend_cpu());
     return TP_OK;
 nomem:
     sae_free(m);
     return TP_ERR_NOMEM;
+}
+
+static tp_status device_alloc(tp_backend *be, void **p, size_t count, size_t size)
+{
+    return be_alloc(be, (count > 0 ? count : 1) * size, p);
+}
+
+tp_status sae_use_backend(sae_model *m, tp_backend *be)
+{
+    sae_workspace *w = m->ws;
+    TP_CHECK(sae_sync_host(m));
+    device_free(w);
+    device_views(m, backend_cpu());
+    if (be->host_memory) {
+        w->tb = be;
+        return TP_OK;
+    }
+    if (m->cfg.arch != SAE_TOPK)
+        return tp_err(TP_ERR_UNSUPPORTED, "sae: architecture %s trains on the CPU only; on backend %s only topk "
+                      "(set device: cpu, or sae.architecture: topk)", sae_arch_name(m->cfg.arch), be->name);
+    const sae_config *c = &m->cfg;
+    const size_t d = (size_t)c->d_in, F = (size_t)c->d_sae, cap = (size_t)m->max_rows, P = (size_t)m->n_params;
+    sae_device D = {.owned = 1};
+    w->tb = be;
+    tp_status st = TP_OK;
+#define DEV_ALLOC(ptr, count)                                                         \
+    if (st == TP_OK) st = device_alloc(be, (void **)&(ptr), (count), sizeof *(ptr))
+    DEV_ALLOC(D.params, P);
+    DEV_ALLOC(D.grad, P);
+    DEV_ALLOC(D.adam_m, P);
+    DEV_ALLOC(D.adam_v, P);
+    DEV_ALLOC(D.x, cap * d);
+    DEV_ALLOC(D.u, cap * d);
+    DEV_ALLOC(D.xt, cap * d);
+    DEV_ALLOC(D.pre, cap * F);
+    DEV_ALLOC(D.delta, cap * d);
+    DEV_ALLOC(D.adelta, cap * d);
+    DEV_ALLOC(D.act_ptr, cap + 1);
+    DEV_ALLOC(D.aux_ptr, cap + 1);
+    DEV_ALLOC(D.act_idx, cap * (size_t)c->k);
+    DEV_ALLOC(D.act_val, cap * (size_t)c->k);
+    DEV_ALLOC(D.aux_idx, cap * (size_t)c->aux_k);
+    DEV_ALLOC(D.aux_val, cap * (size_t)c->aux_k);
+    DEV_ALLOC(D.dead, F);
+    DEV_ALLOC(D.stats, w->n_stats);
+#undef DEV_ALLOC
+    w->dev = D;   /* owned: device_free releases what was made */
+    if (st != TP_OK) {
+        device_free(w);
+        device_views(m, backend_cpu());
+        return tp_err(st, "sae: the %lld-parameter SAE and its workspace of %lld rows do not fit on %s",
+                      (long long)m->n_params, (long long)m->max_rows, be->name);
+    }
+    return TP_OK;
+}
+
+/* Parameters and Adam moments between the host and the training backend's copies. */
+static tp_status copy_state(const sae_model *m, int to_device)
+{
+    sae_workspace *w = m->ws;
+    sae_device *D = &w->dev;
+    float *host[3] = {m->params, m->adam_m, m->adam_v}, *dev[3] = {D->params, D->adam_m, D->adam_v};
+    const size_t bytes = (size_t)m->n_params * sizeof(float);
+    for (int i = 0; i < 3; i++)
+        TP_CHECK(to_device ? be_upload(w->tb, dev[i], host[i], bytes) : be_download(w->tb, host[i], dev[i], bytes));
+    return TP_OK;
+}
+
+tp_status sae_sync_host(const sae_model *m)
+{
+    sae_device *D = &m->ws->dev;
+    if (!D->owned || !D->host_stale) return TP_OK;
+    TP_CHECK(copy_state(m, 0));
+    D->host_stale = 0;
+    return TP_OK;
+}
+
+/* The device's parameters and moments from the host's, when the host changed them. */
+static tp_status device_refresh(sae_model *m)
+{
+    sae_device *D = &m->ws->dev;
+    if (D->fresh) return TP_OK;
+    TP_CHECK(copy_state(m, 1));
+    D->fresh = 1;
+    return TP_OK;
+}
+
+/* The host is about to change the parameters: bring it up to date first, and have
+ * the device take them before its next step. */
+static tp_status host_will_change(sae_model *m)
+{
+    TP_CHECK(sae_sync_host(m));
+    if (m->ws->dev.owned) m->ws->dev.fresh = 0;
+    return TP_OK;
 }
 
 /* ---- random initialisation ------------------------------------------------------------ */
@@ -239,6 +379,7 @@ static double rng_normal(sae_model *m)
 tp_status sae_init_weights(sae_model *m, uint64_t seed)
 {
     const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
+    TP_CHECK(host_will_change(m));
     m->rng = seed;
     double *row = tp_malloc((size_t)d * sizeof *row);
     if (!row) return TP_ERR_NOMEM;
@@ -295,6 +436,7 @@ tp_status sae_init_b_dec(sae_model *m, const float *rows, int64_t n_local, MPI_C
 {
     const int64_t d = m->cfg.d_in;
     const double s = m->input_scale;
+    TP_CHECK(host_will_change(m));
     if (method == SAE_BDEC_ZERO) {
         memset(m->b_dec, 0, (size_t)d * sizeof(float));
         return TP_OK;
@@ -343,50 +485,6 @@ done:
 }
 
 /* ---- selection ------------------------------------------------------------------------ */
-
-/* Heap order: a is "below" b when its value is lower, or equal with a higher index,
- * so the root is the first to evict and ties keep the lower index. */
-static inline int heap_below(float va, int32_t ia, float vb, int32_t ib)
-{
-    return va < vb || (va == vb && ia > ib);
-}
-
-static void heap_sift(float *hv, int32_t *hi, int64_t n, int64_t p)
-{
-    float v = hv[p];
-    int32_t id = hi[p];
-    for (;;) {
-        int64_t c = 2 * p + 1;
-        if (c >= n) break;
-        if (c + 1 < n && heap_below(hv[c + 1], hi[c + 1], hv[c], hi[c])) c++;
-        if (!heap_below(hv[c], hi[c], v, id)) break;
-        hv[p] = hv[c], hi[p] = hi[c];
-        p = c;
-    }
-    hv[p] = v, hi[p] = id;
-}
-
-/* The k largest of row[cand[j]] (cand NULL: row[j]), j < n_cand, k ≤ n_cand, into
- * hv/hi (heap order). O(n_cand) compares plus O(log k) per replacement. */
-static void select_topk(const float *restrict row, const int32_t *cand, int64_t n_cand, int64_t k, float *hv,
-                        int32_t *hi)
-{
-    for (int64_t j = 0; j < k; j++) {
-        int32_t id = cand ? cand[j] : (int32_t)j;
-        hv[j] = row[id], hi[j] = id;
-    }
-    for (int64_t p = k / 2 - 1; p >= 0; p--) heap_sift(hv, hi, k, p);
-    float floor_v = hv[0];
-    for (int64_t j = k; j < n_cand; j++) {
-        int32_t id = cand ? cand[j] : (int32_t)j;
-        float v = row[id];
-        if (v > floor_v) {   /* equal values never replace: the lower index stays */
-            hv[0] = v, hi[0] = id;
-            heap_sift(hv, hi, k, 0);
-            floor_v = hv[0];
-        }
-    }
-}
 
 static tp_status allreduce_i64(MPI_Comm comm, int64_t *buf, int n, MPI_Op op)
 {
@@ -447,67 +545,21 @@ static tp_status act_reserve(sae_workspace *w, size_t need)
     if (!nv) return tp_err(TP_ERR_NOMEM, "sae: out of memory for %zu active latents", cap);
     w->act_val = nv;
     w->act_cap = cap;
+    w->dev.act_idx = w->act_idx, w->dev.act_val = w->act_val;   /* batchtopk: host views */
     return TP_OK;
 }
 
 /* ---- forward -------------------------------------------------------------------------- */
 
-/* 16 partial sums, so the loop vectorises (a single float sum cannot be reordered
- * without -ffast-math); the order is fixed, so every rank gets the same bits. */
-TP_MULTIVERSION
-static float dotf(const float *restrict a, const float *restrict b, int64_t d)
-{
-    float acc[16] = {0};
-    int64_t j = 0;
-    for (; j + 16 <= d; j += 16)
-        for (int q = 0; q < 16; q++) acc[q] += a[j + q] * b[j + q];
-    float s = 0;
-    for (int q = 0; q < 16; q++) s += acc[q];
-    for (; j < d; j++) s += a[j] * b[j];
-    return s;
-}
-
-TP_MULTIVERSION
-static void axpyf(float a, const float *restrict x, float *restrict y, int64_t d)
-{
-    for (int64_t j = 0; j < d; j++) y[j] += a * x[j];
-}
-
-/* One row's sparse backward over its selected latents idx[a0..a1) with values val:
- * with g = coef·δ (δ the row's residual gradient) and x̃ the row's encoder input,
- * ∂W_dec[i] += val·g, ∂pre_i = g·W_dec[i], ∂W_enc[i] += ∂pre_i·x̃, ∂b_enc[i] += ∂pre_i. */
-static void latent_grads(const float *W_dec, int64_t d, const int32_t *idx, const float *val, int64_t a0,
-                         int64_t a1, const float *delta, const float *xt, float coef, float *gWd, float *gWe,
-                         float *gbe)
-{
-    for (int64_t a = a0; a < a1; a++) {
-        const size_t i = (size_t)idx[a];
-        float gp = coef * dotf(delta, W_dec + i * (size_t)d, d);
-        axpyf(coef * val[a], delta, gWd + i * (size_t)d, d);
-        axpyf(gp, xt, gWe + i * (size_t)d, d);
-        gbe[i] += gp;
-    }
-}
-
-/* u = s·x, x̃ = u − b_dec (or u), stats Σu, Σ‖u‖², pre = x̃ W_encᵀ + b_enc. */
+/* u = s·x, x̃ = u − b_dec (or u), stats Σu, Σ‖u‖², pre = x̃ W_encᵀ + b_enc, on the
+ * host buffers (inference, relu, batchtopk). */
 static tp_status encode_block(const sae_model *m, const float *rows, int64_t n, float *pre, double *sum_u,
                               double *sqnorm)
 {
     const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
     sae_workspace *w = m->ws;
-    const float s = (float)m->input_scale;
-    for (int64_t r = 0; r < n; r++) {
-        const float *restrict x = rows + (size_t)r * (size_t)d;
-        float *restrict u = w->u + (size_t)r * (size_t)d, *restrict xt = w->xt + (size_t)r * (size_t)d;
-        double q = 0;
-        for (int64_t j = 0; j < d; j++) {
-            u[j] = s * x[j];
-            xt[j] = m->cfg.apply_b_dec_to_input ? u[j] - m->b_dec[j] : u[j];
-        }
-        if (sum_u)
-            for (int64_t j = 0; j < d; j++) sum_u[j] += u[j], q += (double)u[j] * u[j];
-        if (sqnorm) *sqnorm += q;
-    }
+    TP_CHECK(be_sae_encode_in(w->be, rows, n, d, (float)m->input_scale, m->b_dec, m->cfg.apply_b_dec_to_input,
+                              w->u, w->xt, sum_u, sqnorm));
     if (n == 0) return TP_OK;
     TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, w->xt, d, m->W_enc, d, 0.0f, pre, F));
     for (int64_t r = 0; r < n; r++) {
@@ -517,10 +569,128 @@ static tp_status encode_block(const sae_model *m, const float *rows, int64_t n, 
     return TP_OK;
 }
 
+static tp_status forward_relu(sae_model *m, int64_t n)
+{
+    const sae_config *c = &m->cfg;
+    const int64_t d = c->d_in, F = c->d_sae;
+    sae_workspace *w = m->ws;
+    double *st = w->stats, *fires = st + SAE_ST_HEAD + d;
+    double l1 = 0;
+    int64_t active = 0;
+    for (int64_t i = 0; i < F; i++) {
+        double q = 0;
+        const float *wd = m->W_dec + (size_t)i * (size_t)d;
+        for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
+        w->dec_norm[i] = (float)sqrt(q);
+    }
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict f = w->pre + (size_t)r * (size_t)F;
+        double rl1 = 0;
+        for (int64_t i = 0; i < F; i++) {
+            f[i] = f[i] > 0 ? f[i] : 0.0f;
+            rl1 += (double)f[i] * w->dec_norm[i];
+        }
+        for (int64_t i = 0; i < F; i++)
+            if (f[i] > 0) fires[i] += 1, active++;
+        l1 += rl1;
+    }
+    if (n > 0)
+        TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_NO_TRANS, n, d, F, 1.0f, w->pre, F, m->W_dec, d, 0.0f,
+                             w->delta, d));
+    double rec = 0;
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict dl = w->delta + (size_t)r * (size_t)d;
+        const float *restrict u = w->u + (size_t)r * (size_t)d;
+        for (int64_t j = 0; j < d; j++) {
+            dl[j] += m->b_dec[j] - u[j];
+            rec += (double)dl[j] * dl[j];
+        }
+    }
+    st[SAE_ST_RECON] = rec, st[SAE_ST_L1] = l1, st[SAE_ST_ACTIVE] = (double)active;
+    return TP_OK;
+}
+
+/* batchtopk's codes: every pre ≥ θ_b and > 0, into the host CSR (pre already has b_enc). */
+static tp_status select_batch(sae_model *m, int64_t n, int64_t n_global, MPI_Comm comm)
+{
+    const sae_config *c = &m->cfg;
+    const int64_t F = c->d_sae;
+    sae_workspace *w = m->ws;
+    size_t na = 0;
+    float theta = 0;
+    TP_CHECK(batch_threshold(w->pre, (size_t)n * (size_t)F, c->k * n_global, comm, &theta));
+    w->batch_threshold = theta;
+    w->act_ptr[0] = 0;
+    for (int64_t r = 0; r < n; r++) {
+        const float *restrict p = w->pre + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) {
+            if (p[i] >= theta && p[i] > 0) {
+                if (na == w->act_cap) TP_CHECK(act_reserve(w, na + 1));
+                w->act_idx[na] = (int32_t)i, w->act_val[na++] = p[i];
+            }
+        }
+        w->act_ptr[r + 1] = (int64_t)na;
+    }
+    return TP_OK;
+}
+
+/* topk / batchtopk on the training backend: encode, select, sparse decode (delta =
+ * b_dec − u + Σ v·w_i), AuxK; the stats are summed in the backend's memory and
+ * brought back to w->stats. */
+static tp_status forward_sparse(sae_model *m, const float *rows, int64_t n, int64_t n_global, MPI_Comm comm)
+{
+    const sae_config *c = &m->cfg;
+    const int64_t d = c->d_in, F = c->d_sae;
+    sae_workspace *w = m->ws;
+    sae_device *D = &w->dev;
+    tp_backend *be = w->tb;
+    double *st = w->stats;
+    TP_CHECK(device_refresh(m));
+    const float *x = rows;
+    if (D->owned) {
+        if (n > 0) TP_CHECK(be_upload(be, D->x, rows, (size_t)n * (size_t)d * sizeof(float)));
+        TP_CHECK(be_upload(be, D->stats, st, w->n_stats * sizeof *st));
+        x = D->x;
+    }
+    double *ds = D->stats;
+    const float *W_enc = D->params, *W_dec = D->params + (size_t)F * (size_t)d;
+    const float *b_enc = W_dec + (size_t)F * (size_t)d, *b_dec = b_enc + F;
+    if (c->arch == SAE_TOPK) {
+        TP_CHECK(be_sae_encode_in(be, x, n, d, (float)m->input_scale, b_dec, c->apply_b_dec_to_input, D->u, D->xt,
+                                  ds + SAE_ST_HEAD, ds + SAE_ST_SQNORM));
+        if (n > 0)
+            TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, D->xt, d, W_enc, d, 0.0f, D->pre, F));
+        TP_CHECK(be_sae_topk(be, D->pre, n, F, b_enc, NULL, F, c->k, D->act_ptr, D->act_idx, D->act_val));
+    } else {   /* batchtopk: host memory only (sae_use_backend) */
+        TP_CHECK(encode_block(m, rows, n, w->pre, st + SAE_ST_HEAD, &st[SAE_ST_SQNORM]));
+        TP_CHECK(select_batch(m, n, n_global, comm));
+    }
+    const tp_sae_codes codes = {D->act_ptr, D->act_idx, D->act_val};
+    TP_CHECK(be_sae_decode(be, n, d, codes, W_dec, b_dec, D->u, D->delta, ds + SAE_ST_HEAD + d,
+                           ds + SAE_ST_ACTIVE, ds + SAE_ST_RECON));
+
+    /* AuxK: the aux_k largest pre-activations among the dead latents reconstruct
+     * the error e = u − x̂ = −delta; adelta = ê − e = ê + delta. */
+    w->n_dead = 0;
+    for (int64_t i = 0; i < F; i++)
+        if (m->since_fired[i] >= c->dead_tokens) w->dead[w->n_dead++] = (int32_t)i;
+    w->n_aux = c->aux_k < w->n_dead ? c->aux_k : w->n_dead;
+    if (w->n_aux > 0 && n > 0) {
+        if (D->owned) TP_CHECK(be_upload(be, D->dead, w->dead, (size_t)w->n_dead * sizeof *w->dead));
+        TP_CHECK(be_copy(be, D->adelta, D->delta, (size_t)n * (size_t)d * sizeof(float)));
+        TP_CHECK(be_sae_topk(be, D->pre, n, F, NULL, D->dead, w->n_dead, w->n_aux, D->aux_ptr, D->aux_idx,
+                             D->aux_val));
+        const tp_sae_codes aux = {D->aux_ptr, D->aux_idx, D->aux_val};
+        TP_CHECK(be_sae_decode(be, n, d, aux, W_dec, NULL, NULL, D->adelta, NULL, NULL, ds + SAE_ST_AUX));
+    }
+    if (D->owned) TP_CHECK(be_download(be, st, D->stats, w->n_stats * sizeof *st));
+    return TP_OK;
+}
+
 tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t n_global, MPI_Comm comm)
 {
     const sae_config *c = &m->cfg;
-    const int64_t d = c->d_in, F = c->d_sae, n = n_local;
+    const int64_t n = n_local;
     sae_workspace *w = m->ws;
     if (n_local < 0 || n_local > m->max_rows)
         return tp_err(TP_ERR_RANGE, "sae: %lld rows in a step, the workspace holds %lld", (long long)n_local,
@@ -530,112 +700,15 @@ tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t 
                       (long long)n_local);
     w->have_forward = 0;
     w->n_local = n, w->n_global = n_global;
-    double *st = w->stats, *sum_u = st + SAE_ST_HEAD, *fires = st + SAE_ST_HEAD + d;
+    double *st = w->stats;
     memset(st, 0, w->n_stats * sizeof *st);
     st[SAE_ST_ROWS] = (double)n;
-    TP_CHECK(encode_block(m, rows, n, w->pre, sum_u, &st[SAE_ST_SQNORM]));
-
     if (c->arch == SAE_RELU) {
-        double l1 = 0;
-        int64_t active = 0;
-        for (int64_t i = 0; i < F; i++) {
-            double q = 0;
-            const float *wd = m->W_dec + (size_t)i * (size_t)d;
-            for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
-            w->dec_norm[i] = (float)sqrt(q);
-        }
-        for (int64_t r = 0; r < n; r++) {
-            float *restrict f = w->pre + (size_t)r * (size_t)F;
-            double rl1 = 0;
-            for (int64_t i = 0; i < F; i++) {
-                f[i] = f[i] > 0 ? f[i] : 0.0f;
-                rl1 += (double)f[i] * w->dec_norm[i];
-            }
-            for (int64_t i = 0; i < F; i++)
-                if (f[i] > 0) fires[i] += 1, active++;
-            l1 += rl1;
-        }
-        if (n > 0)
-            TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_NO_TRANS, n, d, F, 1.0f, w->pre, F, m->W_dec, d, 0.0f,
-                                 w->delta, d));
-        double rec = 0;
-        for (int64_t r = 0; r < n; r++) {
-            float *restrict dl = w->delta + (size_t)r * (size_t)d;
-            const float *restrict u = w->u + (size_t)r * (size_t)d;
-            for (int64_t j = 0; j < d; j++) {
-                dl[j] += m->b_dec[j] - u[j];
-                rec += (double)dl[j] * dl[j];
-            }
-        }
-        st[SAE_ST_RECON] = rec, st[SAE_ST_L1] = l1, st[SAE_ST_ACTIVE] = (double)active;
-        w->have_forward = 1;
-        return TP_OK;
-    }
-
-    /* topk / batchtopk: the active latents as CSR, positive values only */
-    size_t na = 0;
-    w->act_ptr[0] = 0;
-    if (c->arch == SAE_TOPK) {
-        for (int64_t r = 0; r < n; r++) {
-            select_topk(w->pre + (size_t)r * (size_t)F, NULL, F, c->k, w->heap_v, w->heap_i);
-            for (int64_t j = 0; j < c->k; j++)
-                if (w->heap_v[j] > 0) w->act_idx[na] = w->heap_i[j], w->act_val[na++] = w->heap_v[j];
-            w->act_ptr[r + 1] = (int64_t)na;
-        }
+        TP_CHECK(encode_block(m, rows, n, w->pre, st + SAE_ST_HEAD, &st[SAE_ST_SQNORM]));
+        TP_CHECK(forward_relu(m, n));
     } else {
-        float theta = 0;
-        TP_CHECK(batch_threshold(w->pre, (size_t)n * (size_t)F, c->k * n_global, comm, &theta));
-        w->batch_threshold = theta;
-        for (int64_t r = 0; r < n; r++) {
-            const float *restrict p = w->pre + (size_t)r * (size_t)F;
-            for (int64_t i = 0; i < F; i++) {
-                if (p[i] >= theta && p[i] > 0) {
-                    if (na == w->act_cap) TP_CHECK(act_reserve(w, na + 1));
-                    w->act_idx[na] = (int32_t)i, w->act_val[na++] = p[i];
-                }
-            }
-            w->act_ptr[r + 1] = (int64_t)na;
-        }
+        TP_CHECK(forward_sparse(m, rows, n, n_global, comm));
     }
-    /* sparse decode: delta = b_dec − u + Σ v·w_i */
-    double rec = 0;
-    for (int64_t r = 0; r < n; r++) {
-        float *restrict dl = w->delta + (size_t)r * (size_t)d;
-        const float *restrict u = w->u + (size_t)r * (size_t)d;
-        for (int64_t j = 0; j < d; j++) dl[j] = m->b_dec[j] - u[j];
-        for (int64_t a = w->act_ptr[r]; a < w->act_ptr[r + 1]; a++) {
-            axpyf(w->act_val[a], m->W_dec + (size_t)w->act_idx[a] * (size_t)d, dl, d);
-            fires[w->act_idx[a]] += 1;
-        }
-        for (int64_t j = 0; j < d; j++) rec += (double)dl[j] * dl[j];
-    }
-    st[SAE_ST_RECON] = rec, st[SAE_ST_ACTIVE] = (double)na;
-
-    /* AuxK: the aux_k largest pre-activations among the dead latents reconstruct
-     * the error e = u − x̂ = −delta; adelta = ê − e = ê + delta. */
-    w->n_dead = 0;
-    for (int64_t i = 0; i < F; i++)
-        if (m->since_fired[i] >= c->dead_tokens) w->dead[w->n_dead++] = (int32_t)i;
-    const int64_t ka = c->aux_k < w->n_dead ? c->aux_k : w->n_dead;
-    size_t nx = 0;
-    double aux = 0;
-    w->aux_ptr[0] = 0;
-    for (int64_t r = 0; r < n && ka > 0; r++) {
-        const float *p = w->pre + (size_t)r * (size_t)F;
-        float *restrict ad = w->adelta + (size_t)r * (size_t)d;
-        memcpy(ad, w->delta + (size_t)r * (size_t)d, (size_t)d * sizeof *ad);
-        select_topk(p, w->dead, w->n_dead, ka, w->heap_v, w->heap_i);
-        for (int64_t j = 0; j < ka; j++) {
-            if (!(w->heap_v[j] > 0)) continue;
-            w->aux_idx[nx] = w->heap_i[j], w->aux_val[nx++] = w->heap_v[j];
-            axpyf(w->heap_v[j], m->W_dec + (size_t)w->heap_i[j] * (size_t)d, ad, d);
-        }
-        w->aux_ptr[r + 1] = (int64_t)nx;
-        for (int64_t j = 0; j < d; j++) aux += (double)ad[j] * ad[j];
-    }
-    if (ka == 0)
-        for (int64_t r = 0; r <= n; r++) w->aux_ptr[r] = 0;
-    st[SAE_ST_AUX] = aux;
     w->have_forward = 1;
     return TP_OK;
 }
@@ -654,55 +727,53 @@ tp_status sae_backward(sae_model *m)
     sae_workspace *w = m->ws;
     if (!w->have_forward) return tp_err(TP_ERR_INTERNAL, "sae_backward without a forward pass");
     const int64_t d = c->d_in, F = c->d_sae, n = w->n_local;
+    const float cr = (float)(2.0 / (double)w->n_global);                  /* ∂recon/∂x̂ = cr·delta */
+    if (c->arch != SAE_RELU) {
+        const sae_device *D = &w->dev;
+        const tp_sae_bwd a = {
+            .n = n, .d = d, .F = F,
+            .codes = {D->act_ptr, D->act_idx, D->act_val},
+            .aux = {w->n_aux > 0 ? D->aux_ptr : NULL, D->aux_idx, D->aux_val},
+            .delta = D->delta, .adelta = D->adelta, .xt = D->xt,
+            .W_enc = D->params, .W_dec = D->params + (size_t)F * (size_t)d,
+            .coef = cr, .aux_coef = (float)(2.0 * c->aux_coef / (double)w->n_global),
+            .sub_b_dec = c->apply_b_dec_to_input, .grad = D->grad,
+        };
+        TP_CHECK(be_sae_sparse_bwd(w->tb, &a));
+        w->have_forward = 0;
+        return TP_OK;
+    }
     float *gWe = m->grad, *gWd = m->grad + (size_t)F * (size_t)d, *gbe = gWd + (size_t)F * (size_t)d;
     float *gbd = gbe + F;
     memset(m->grad, 0, (size_t)m->n_params * sizeof(float));
     if (n == 0) return TP_OK;
-    const float cr = (float)(2.0 / (double)w->n_global);                  /* ∂recon/∂x̂ = cr·delta */
 
-    for (int64_t r = 0; r < n; r++) axpyf(cr, w->delta + (size_t)r * (size_t)d, gbd, d);
+    for (int64_t r = 0; r < n; r++) sae_cpu_axpyf(cr, w->delta + (size_t)r * (size_t)d, gbd, d);
 
-    if (c->arch == SAE_RELU) {
-        const float cl = (float)(sae_l1_coef_at(c, m->step) / (double)w->n_global);
-        const float *f = w->pre;
-        /* ∂/∂W_dec: cr·fᵀ·delta, plus the L1 term (λ/N) Σ_n f_ni · w_i/‖w_i‖ */
-        TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, cr, f, F, w->delta, d, 0.0f, gWd, d));
-        memset(w->colsum, 0, (size_t)F * sizeof(float));
-        for (int64_t r = 0; r < n; r++) {
-            const float *restrict fr = f + (size_t)r * (size_t)F;
-            for (int64_t i = 0; i < F; i++) w->colsum[i] += fr[i];
-        }
-        for (int64_t i = 0; i < F; i++)
-            if (w->colsum[i] > 0 && w->dec_norm[i] > 0)
-                axpyf(cl * w->colsum[i] / w->dec_norm[i], m->W_dec + (size_t)i * (size_t)d,
-                      gWd + (size_t)i * (size_t)d, d);
-        /* ∂/∂pre = (cr·delta·W_decᵀ + (λ/N)‖w_i‖)·[f > 0] */
-        TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, cr, w->delta, d, m->W_dec, d, 0.0f, w->G, F));
-        for (int64_t r = 0; r < n; r++) {
-            float *restrict g = w->G + (size_t)r * (size_t)F;
-            const float *restrict fr = f + (size_t)r * (size_t)F;
-            for (int64_t i = 0; i < F; i++) g[i] = fr[i] > 0 ? g[i] + cl * w->dec_norm[i] : 0.0f;
-            for (int64_t i = 0; i < F; i++) gbe[i] += g[i];
-        }
-        TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, 1.0f, w->G, F, w->xt, d, 0.0f, gWe, d));
-        if (c->apply_b_dec_to_input)
-            TP_CHECK(be_gemv_f32(w->be, TP_TRANS, F, d, -1.0f, m->W_enc, d, gbe, 1.0f, gbd));
-        w->have_forward = 0;
-        return TP_OK;
-    }
-
-    /* sparse: only the k (or aux) latents of each row touch W_dec and W_enc */
-    const float ca = (float)(2.0 * c->aux_coef / (double)w->n_global);
+    const float cl = (float)(sae_l1_coef_at(c, m->step) / (double)w->n_global);
+    const float *f = w->pre;
+    /* ∂/∂W_dec: cr·fᵀ·delta, plus the L1 term (λ/N) Σ_n f_ni · w_i/‖w_i‖ */
+    TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, cr, f, F, w->delta, d, 0.0f, gWd, d));
+    memset(w->colsum, 0, (size_t)F * sizeof(float));
     for (int64_t r = 0; r < n; r++) {
-        const float *xt = w->xt + (size_t)r * (size_t)d;
-        latent_grads(m->W_dec, d, w->act_idx, w->act_val, w->act_ptr[r], w->act_ptr[r + 1],
-                     w->delta + (size_t)r * (size_t)d, xt, cr, gWd, gWe, gbe);
-        latent_grads(m->W_dec, d, w->aux_idx, w->aux_val, w->aux_ptr[r], w->aux_ptr[r + 1],
-                     w->adelta + (size_t)r * (size_t)d, xt, ca, gWd, gWe, gbe);
+        const float *restrict fr = f + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) w->colsum[i] += fr[i];
     }
+    for (int64_t i = 0; i < F; i++)
+        if (w->colsum[i] > 0 && w->dec_norm[i] > 0)
+            sae_cpu_axpyf(cl * w->colsum[i] / w->dec_norm[i], m->W_dec + (size_t)i * (size_t)d,
+                  gWd + (size_t)i * (size_t)d, d);
+    /* ∂/∂pre = (cr·delta·W_decᵀ + (λ/N)‖w_i‖)·[f > 0] */
+    TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, cr, w->delta, d, m->W_dec, d, 0.0f, w->G, F));
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict g = w->G + (size_t)r * (size_t)F;
+        const float *restrict fr = f + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) g[i] = fr[i] > 0 ? g[i] + cl * w->dec_norm[i] : 0.0f;
+        for (int64_t i = 0; i < F; i++) gbe[i] += g[i];
+    }
+    TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, 1.0f, w->G, F, w->xt, d, 0.0f, gWe, d));
     if (c->apply_b_dec_to_input)
-        for (int64_t i = 0; i < F; i++)
-            if (gbe[i] != 0) axpyf(-gbe[i], m->W_enc + (size_t)i * (size_t)d, gbd, d);
+        TP_CHECK(be_gemv_f32(w->be, TP_TRANS, F, d, -1.0f, m->W_enc, d, gbe, 1.0f, gbd));
     w->have_forward = 0;
     return TP_OK;
 }
@@ -754,52 +825,19 @@ tp_status sae_apply_step(sae_model *m, sae_metrics *out)
     if (!isfinite(met.loss))
         return tp_err(TP_ERR_RANGE, "sae: non-finite loss %g at step %lld", met.loss, (long long)m->step);
 
-    /* 1. no gradient along the unit decoder rows */
-    float *gWd = m->grad + (size_t)F * (size_t)d;
-    if (c->decoder_unit_norm) {
-        for (int64_t i = 0; i < F; i++) {
-            const float *wd = m->W_dec + (size_t)i * (size_t)d;
-            float *g = gWd + (size_t)i * (size_t)d;
-            axpyf(-dotf(g, wd, d), wd, g, d);
-        }
-    }
-    /* 2. clipping by the global norm */
-    double gn = 0;
-    for (size_t p = 0; p < P; p++) gn += (double)m->grad[p] * m->grad[p];
-    gn = sqrt(gn);
-    met.grad_norm = gn;
-    if (c->max_grad_norm > 0) {
-        double coef = c->max_grad_norm / (gn + 1e-6);
-        if (coef < 1) {
-            const float cf = (float)coef;
-            for (size_t p = 0; p < P; p++) m->grad[p] *= cf;
-        }
-    }
-    /* 3. Adam, as torch.optim.Adam (single-tensor path) computes it in f32 */
+    /* 1–4 on the training backend: projection, clipping, Adam, unit decoder rows */
     {
         const double t1 = (double)(m->step + 1);
         const double bc1 = 1.0 - pow(c->beta1, t1), bc2s = sqrt(1.0 - pow(c->beta2, t1));
-        const float step_size = (float)(met.lr / bc1), bc2f = (float)bc2s, eps = (float)c->eps;
-        const float w1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2, w2 = (float)(1.0 - c->beta2);
-        float *restrict p = m->params, *restrict mm = m->adam_m, *restrict vv = m->adam_v;
-        const float *restrict g = m->grad;
-        for (size_t q = 0; q < P; q++) {
-            mm[q] += w1 * (g[q] - mm[q]);
-            vv[q] = vv[q] * b2 + w2 * g[q] * g[q];
-            p[q] -= step_size * (mm[q] / (sqrtf(vv[q]) / bc2f + eps));
-        }
-    }
-    /* 4. unit decoder rows */
-    if (c->decoder_unit_norm) {
-        for (int64_t i = 0; i < F; i++) {
-            float *wd = m->W_dec + (size_t)i * (size_t)d;
-            double q = 0;
-            for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
-            if (q > 0) {
-                const float inv = (float)(1.0 / sqrt(q));
-                for (int64_t j = 0; j < d; j++) wd[j] *= inv;
-            }
-        }
+        sae_device *D = &w->dev;
+        const tp_sae_adam a = {
+            .P = (int64_t)P, .F = F, .d = d, .params = D->params, .grad = D->grad, .m = D->adam_m, .v = D->adam_v,
+            .decoder_unit_norm = c->decoder_unit_norm, .max_grad_norm = c->max_grad_norm,
+            .step_size = (float)(met.lr / bc1), .bc2 = (float)bc2s, .eps = (float)c->eps,
+            .w1 = (float)(1.0 - c->beta1), .b2 = (float)c->beta2, .w2 = (float)(1.0 - c->beta2),
+        };
+        TP_CHECK(be_sae_adam(w->tb, &a, &met.grad_norm));
+        if (D->owned) D->host_stale = 1;
     }
     /* 5. dead-latent counters */
     const double *fires = st + SAE_ST_HEAD + d;
@@ -840,7 +878,7 @@ tp_status sae_train_step(sae_model *m, const float *rows, int64_t n_local, MPI_C
     if (comm != MPI_COMM_NULL) {
         TP_CHECK(dist_agree(comm, st, "sae step"));
         /* MPI on CPU ranks, NCCL when the gradients are device memory */
-        TP_CHECK(dist_grad_allreduce(comm, m->ws->be, m->grad, (size_t)m->n_params));
+        TP_CHECK(dist_grad_allreduce(comm, m->ws->tb, m->ws->dev.grad, (size_t)m->n_params));
         TP_CHECK(dist_allreduce_sum_f64(comm, m->ws->stats, m->ws->n_stats));
     } else {
         TP_CHECK(st);
@@ -855,6 +893,7 @@ tp_status sae_encode(sae_model *m, const float *rows, int64_t n, float *codes)
     const sae_config *c = &m->cfg;
     const int64_t F = c->d_sae, d = c->d_in;
     sae_workspace *w = m->ws;
+    TP_CHECK(sae_sync_host(m));
     w->have_forward = 0;
     for (int64_t r0 = 0; r0 < n; r0 += m->max_rows) {
         const int64_t nb = n - r0 < m->max_rows ? n - r0 : m->max_rows;
@@ -868,7 +907,7 @@ tp_status sae_encode(sae_model *m, const float *rows, int64_t n, float *codes)
                 const float th = (float)m->threshold;
                 for (int64_t i = 0; i < F; i++) p[i] = p[i] > th && p[i] > 0 ? p[i] : 0.0f;
             } else {
-                select_topk(p, NULL, F, c->k, w->heap_v, w->heap_i);
+                sae_cpu_select_topk(p, NULL, F, c->k, w->heap_v, w->heap_i);
                 memset(p, 0, (size_t)F * sizeof *p);
                 for (int64_t j = 0; j < c->k; j++)
                     if (w->heap_v[j] > 0) p[w->heap_i[j]] = w->heap_v[j];

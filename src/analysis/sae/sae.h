@@ -88,6 +88,11 @@
  *   row count, two failure agreements, batchtopk's 4 histograms). Every rank ends
  *   with the same bits. comm = MPI_COMM_NULL means one process, with no MPI call.
  *
+ * Where it runs (sae_use_backend): on the CPU by default; TopK's step (encode,
+ *   select, sparse decode, AuxK, backward, optimiser) is written against the
+ *   backend's sae_* ops, so the same code trains on a GPU, with the stats downloaded
+ *   (f64, small) and summed over MPI and the gradient summed in device memory.
+ *
  * Memory: everything is allocated by sae_init, sized by max_rows (local rows per
  *   step): [max_rows, F] pre-activations (and a second such buffer for relu's
  *   backward) plus a few [max_rows, d]; batchtopk's active list grows on demand.
@@ -95,6 +100,7 @@
 #ifndef TP_SAE_H
 #define TP_SAE_H
 
+#include "backend/backend.h"
 #include "core/error.h"
 
 #include <mpi.h>
@@ -169,6 +175,18 @@ tp_status sae_config_validate(const sae_config *cfg);  /* TP_ERR_CONFIG, one lin
 /* Allocates everything (parameters zero); max_rows ≥ 1 local rows per step. */
 tp_status sae_init(sae_model *m, const sae_config *cfg, int64_t max_rows);
 void sae_free(sae_model *m);
+
+/* Trains on backend `be` from now on (sae_init: backend_cpu()). A host-memory
+ * backend trains on the host buffers; a device backend (--device cuda) gets the
+ * parameters, gradient, Adam moments and the TopK workspace in its own memory, and
+ * the step runs there through the backend's sae_* ops, the gradient summed by NCCL.
+ * The host's params, adam_m, adam_v are then a copy, brought up to date by
+ * sae_sync_host (sae_save, sae_encode, sae_reconstruct call it; so must any other
+ * reader of m->params after a step); host changes (sae_init_weights, sae_init_b_dec)
+ * reach the device before the next step. relu and batchtopk on a device backend are
+ * TP_ERR_UNSUPPORTED (they train on the CPU only). */
+tp_status sae_use_backend(sae_model *m, tp_backend *be);
+tp_status sae_sync_host(const sae_model *m);
 
 tp_status sae_init_weights(sae_model *m, uint64_t seed);
 uint64_t sae_rng_next(sae_model *m);

@@ -70,6 +70,7 @@ static tp_status config_from_json(const char *path, const char *text, size_t len
 
 tp_status sae_save(const sae_model *m, const char *path)
 {
+    TP_CHECK(sae_sync_host(m));
     const int64_t d = m->cfg.d_in, F = m->cfg.d_sae, P = m->n_params;
     char *cfg = config_to_json(&m->cfg);
     if (!cfg) return tp_err(TP_ERR_NOMEM, "%s: out of memory serialising the SAE config", path);

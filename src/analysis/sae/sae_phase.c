@@ -565,6 +565,7 @@ static tp_status init_models(sae_run *r)
             lst = sae_init(&j->m, &c, r->local_max);
             if (lst == TP_OK) lst = sae_init_weights(&j->m, r->ss.seed + (uint64_t)i);
         }
+        if (lst == TP_OK) lst = sae_use_backend(&j->m, backend_default());   /* --device cuda: topk on the GPU */
         if (lst == TP_OK && r->resume && j->m.cfg.d_in != j->d)
             lst = tp_err(TP_ERR_FORMAT, "sae: %s: checkpoint is %lld wide, the store's %s is %lld", cp,
                          (long long)j->m.cfg.d_in, j->name, (long long)j->d);
@@ -738,7 +739,8 @@ static tp_status export_job(sae_run *r, sae_job *j, json_t *list)
     json_object_set_new(j->eval, "dead_and_dense_over_rows", json_integer(json_integer_value(json_object_get(j->catalog, "rows"))));
     json_t *extra = json_pack("{s:O, s:O}", "training", train, "evaluation", j->eval);
     const char *model_name = r->model ? r->model->cfg.name : r->set.model.dir;
-    tp_status st = sae_export_saelens(&j->m, j->dir, j->name, model_name, extra);
+    tp_status st = sae_sync_host(&j->m);
+    if (st == TP_OK) st = sae_export_saelens(&j->m, j->dir, j->name, model_name, extra);
     json_decref(extra);
     double *density = tp_malloc((size_t)j->m.cfg.d_sae * sizeof *density);
     if (st == TP_OK) st = density ? catalog_density(j->catalog, j->m.cfg.d_sae, density) : TP_ERR_NOMEM;

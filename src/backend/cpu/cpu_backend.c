@@ -12,6 +12,7 @@
 #include "backend/cpu/blas.h"     /* cpu_blas_linear, cpu_be_gemm_f32, ... (the OpenBLAS ops) */
 #include "backend/cpu/cpu.h"      /* cpu_rmsnorm, cpu_rope, cpu_attention, cpu_silu_mul, cpu_add */
 #include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable */
+#include "backend/cpu/sae_ops.h"  /* cpu_be_sae_*: the SAE's training ops */
 
 #include <cblas.h>                /* openblas_get_config */
 #include <stdio.h>
@@ -247,6 +248,12 @@ static tp_backend cpu_backend = {
         .axpy_f64 = cpu_be_axpy_f64,
         .nrm2_f64 = cpu_be_nrm2_f64,
         .scal_f64 = cpu_be_scal_f64,
+
+        .sae_encode_in = cpu_be_sae_encode_in,
+        .sae_topk = cpu_be_sae_topk,
+        .sae_decode = cpu_be_sae_decode,
+        .sae_sparse_bwd = cpu_be_sae_sparse_bwd,
+        .sae_adam = cpu_be_sae_adam,
     },
     .context = &cpu_ctx,
 };

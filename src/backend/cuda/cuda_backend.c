@@ -174,6 +174,12 @@ static const tp_backend_i cuda_iface = {
     .axpy_f64 = cuda_axpy_f64,
     .nrm2_f64 = cuda_nrm2_f64,
     .scal_f64 = cuda_scal_f64,
+
+    .sae_encode_in = cuda_sae_encode_in,
+    .sae_topk = cuda_sae_topk,
+    .sae_decode = cuda_sae_decode,
+    .sae_sparse_bwd = cuda_sae_sparse_bwd,
+    .sae_adam = cuda_sae_adam,
 };
 
 const tp_backend_i *backend_cuda_table(void) { return &cuda_iface; }

@@ -67,6 +67,16 @@ tp_status cuda_attention(tp_backend *be, const tp_attn_shape *a, const tp_attn_s
 tp_status cuda_attention_bwd(tp_backend *be, const tp_attn_shape *a, const tp_attn_seq *seqs,
                              const tp_attn_grad *grads, int nseq);
 
+/* cuda_sae.c: the SAE's training ops */
+tp_status cuda_sae_encode_in(tp_backend *be, const float *x, int64_t n, int64_t d, float s, const float *b_dec,
+                             bool sub_b_dec, float *u, float *xt, double *sum_u, double *sqnorm);
+tp_status cuda_sae_topk(tp_backend *be, float *pre, int64_t n, int64_t F, const float *bias, const int32_t *cand,
+                        int64_t n_cand, int64_t k, int64_t *ptr, int32_t *idx, float *val);
+tp_status cuda_sae_decode(tp_backend *be, int64_t n, int64_t d, tp_sae_codes codes, const float *W, const float *b,
+                          const float *u, float *out, double *fires, double *active, double *sqsum);
+tp_status cuda_sae_sparse_bwd(tp_backend *be, const tp_sae_bwd *a);
+tp_status cuda_sae_adam(tp_backend *be, const tp_sae_adam *a, double *grad_norm);
+
 /* cuda_blas.c */
 tp_status cuda_linear(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx, const tp_linear_out *outs,
                       int nout);
