@@ -202,7 +202,9 @@ tp_status cpu_be_sae_adam(tp_backend *be, const tp_sae_adam *a, double *grad_nor
     (void)be;
     const int64_t d = a->d, F = a->F;
     const size_t P = (size_t)a->P;
-    float *W_dec = a->params + (size_t)F * (size_t)d, *gWd = a->grad + (size_t)F * (size_t)d;
+    /* locals, not a->…: a store through grad could alias *a and stop the loops vectorising */
+    float *restrict grad = a->grad, *restrict params = a->params;
+    float *W_dec = params + (size_t)F * (size_t)d, *gWd = grad + (size_t)F * (size_t)d;
     /* 1. no gradient along the unit decoder rows */
     if (a->decoder_unit_norm) {
         for (int64_t i = 0; i < F; i++) {
@@ -213,21 +215,21 @@ tp_status cpu_be_sae_adam(tp_backend *be, const tp_sae_adam *a, double *grad_nor
     }
     /* 2. clipping by the global norm */
     double gn = 0;
-    for (size_t p = 0; p < P; p++) gn += (double)a->grad[p] * a->grad[p];
+    for (size_t p = 0; p < P; p++) gn += (double)grad[p] * grad[p];
     gn = sqrt(gn);
     *grad_norm = gn;
     if (a->max_grad_norm > 0) {
         double coef = a->max_grad_norm / (gn + 1e-6);
         if (coef < 1) {
             const float cf = (float)coef;
-            for (size_t p = 0; p < P; p++) a->grad[p] *= cf;
+            for (size_t p = 0; p < P; p++) grad[p] *= cf;
         }
     }
     /* 3. Adam, as torch.optim.Adam (single-tensor path) computes it in f32 */
     {
         const float step_size = a->step_size, bc2f = a->bc2, eps = a->eps, w1 = a->w1, b2 = a->b2, w2 = a->w2;
-        float *restrict p = a->params, *restrict mm = a->m, *restrict vv = a->v;
-        const float *restrict g = a->grad;
+        float *restrict p = params, *restrict mm = a->m, *restrict vv = a->v;
+        const float *restrict g = grad;
         for (size_t q = 0; q < P; q++) {
             mm[q] += w1 * (g[q] - mm[q]);
             vv[q] = vv[q] * b2 + w2 * g[q] * g[q];
