@@ -621,6 +621,90 @@ START_TEST(test_backward_parity)
 }
 END_TEST
 
+/* Per row, the positive codes sorted by latent: the CPU writes them in heap order,
+ * the GPU best first with padding; the set is what must agree. */
+static void codes_sorted(const int64_t *ptr, const int32_t *idx, const float *val, int64_t r, int32_t *oi,
+                         float *ov, int *n)
+{
+    *n = 0;
+    for (int64_t a = ptr[r]; a < ptr[r + 1]; a++)
+        if (val[a] > 0 && idx[a] >= 0) oi[*n] = idx[a], ov[(*n)++] = val[a];
+    for (int i = 1; i < *n; i++)
+        for (int j = i; j > 0 && oi[j - 1] > oi[j]; j--) {
+            int32_t ti = oi[j];
+            float tv = ov[j];
+            oi[j] = oi[j - 1], ov[j] = ov[j - 1], oi[j - 1] = ti, ov[j - 1] = tv;
+        }
+}
+
+/* sae_topk (with b_enc; over a candidate list) and sae_decode (with counts and Σout²),
+ * GPU against CPU: the same picks exactly (random values: no ties), decode f32. */
+START_TEST(test_sae_ops)
+{
+    const int64_t n = 37, F = 500, d = 48, k = 9;
+    float *pre = rand_f32((size_t)(n * F), -1.0f, 1.0f), *bias = rand_f32((size_t)F, -0.3f, 0.3f);
+    float *W = rand_f32((size_t)(F * d), -1.0f, 1.0f), *b = rand_f32((size_t)d, -1.0f, 1.0f);
+    float *u = rand_f32((size_t)(n * d), -1.0f, 1.0f);
+    int32_t cand[200];
+    for (int i = 0; i < 200; i++) cand[i] = 2 * i + 1;   /* increasing, as the dead list */
+    int64_t cptr[38], gptr[38];
+    int32_t cidx[37 * 9], gidx[37 * 9], si[9], gi[9];
+    float cval[37 * 9], gval[37 * 9], sv[9], gv[9];
+    for (int pass = 0; pass < 2; pass++) {
+        const int32_t *cc = pass ? cand : NULL;
+        const int64_t nc = pass ? 200 : F;
+        const float *bb = pass ? NULL : bias;
+        float *pc = malloc((size_t)(n * F) * sizeof *pc);
+        ck_assert_ptr_nonnull(pc);
+        memcpy(pc, pre, (size_t)(n * F) * sizeof *pc);
+        OK(be_sae_topk(cpu, pc, n, F, bb, cc, nc, k, cptr, cidx, cval));
+        float *pd = on_gpu(pre, (size_t)(n * F) * sizeof *pre), *bd = on_gpu(bias, (size_t)F * sizeof *bias);
+        int32_t *cd = on_gpu(cand, sizeof cand), *id = NULL;
+        int64_t *ptrd = NULL;
+        float *vd = NULL;
+        OK(be_alloc(gpu, sizeof gidx, (void **)&id));
+        OK(be_alloc(gpu, sizeof gval, (void **)&vd));
+        OK(be_alloc(gpu, sizeof gptr, (void **)&ptrd));
+        OK(be_sae_topk(gpu, pd, n, F, pass ? NULL : bd, pass ? cd : NULL, nc, k, ptrd, id, vd));
+        OK(be_download(gpu, gptr, ptrd, sizeof gptr));
+        OK(be_download(gpu, gidx, id, sizeof gidx));
+        OK(be_download(gpu, gval, vd, sizeof gval));
+        for (int64_t r = 0; r < n; r++) {
+            int nc1, nc2;
+            codes_sorted(cptr, cidx, cval, r, si, sv, &nc1);
+            codes_sorted(gptr, gidx, gval, r, gi, gv, &nc2);
+            ck_assert_int_eq(nc1, nc2);
+            for (int q = 0; q < nc1; q++) {
+                ck_assert_int_eq(si[q], gi[q]);
+                ck_assert_msg(fabsf(sv[q] - gv[q]) <= 1e-6f, "row %lld: %g vs %g", (long long)r, sv[q], gv[q]);
+            }
+        }
+        /* decode from those codes: out = b − u + Σ v·W[i], counts, Σ out² */
+        double cf[500] = {0}, cact = 0, csq = 0, hf[500], hs[2];
+        float *oc = malloc((size_t)(n * d) * sizeof *oc);
+        ck_assert_ptr_nonnull(oc);
+        OK(be_sae_decode(cpu, n, d, (tp_sae_codes){cptr, cidx, cval}, W, b, u, oc, cf, &cact, &csq));
+        float *Wd = on_gpu(W, (size_t)(F * d) * sizeof *W), *b_d = on_gpu(b, (size_t)d * sizeof *b);
+        float *ud = on_gpu(u, (size_t)(n * d) * sizeof *u), *od = NULL;
+        double zeros[502] = {0}, *sd = on_gpu(zeros, sizeof zeros);
+        OK(be_alloc(gpu, (size_t)(n * d) * sizeof(float), (void **)&od));
+        OK(be_sae_decode(gpu, n, d, (tp_sae_codes){ptrd, id, vd}, Wd, b_d, ud, od, sd, sd + 500, sd + 501));
+        float *og = from_gpu(od, (size_t)(n * d));
+        OK(be_download(gpu, hf, sd, sizeof hf));
+        OK(be_download(gpu, hs, sd + 500, sizeof hs));
+        ck_assert_msg(tp_test_rel_err(og, oc, (size_t)(n * d)) <= TOL_F32, "decode: rel err %g",
+                      tp_test_rel_err(og, oc, (size_t)(n * d)));
+        ck_assert(memcmp(hf, cf, sizeof hf) == 0);   /* counts: exact */
+        ck_assert_double_eq(hs[0], cact);
+        ck_assert_msg(fabs(hs[1] - csq) <= TOL_F32 * csq, "sum of squares %g vs %g", hs[1], csq);
+        be_free(gpu, pd), be_free(gpu, bd), be_free(gpu, cd), be_free(gpu, id), be_free(gpu, vd), be_free(gpu, ptrd);
+        be_free(gpu, Wd), be_free(gpu, b_d), be_free(gpu, ud), be_free(gpu, od), be_free(gpu, sd);
+        free(pc), free(oc), free(og);
+    }
+    free(pre), free(bias), free(W), free(b), free(u);
+}
+END_TEST
+
 /* TopK SAE training on the GPU (sae_use_backend(gpu): parameters, moments and the
  * workspace on the device, the backend's sae_* ops) against the CPU, AuxK on. */
 START_TEST(test_sae_train_parity)
@@ -668,7 +752,7 @@ int main(void)
     snprintf(reason, sizeof reason, "%s", tp_err_msg());
     const TTest *tests[] = {test_linear,       test_attention, test_attention_bwd, test_rmsnorm_bwd,   test_rope_bwd,
                             test_silu_mul_bwd, test_embed_bwd, test_sae_topk,      test_forward_parity,
-                            test_backward_parity, test_sae_train_parity};
+                            test_backward_parity, test_sae_ops, test_sae_train_parity};
     size_t n = sizeof tests / sizeof *tests;
     if (s != TP_OK) {
         if (s != TP_ERR_NO_DEVICE) {

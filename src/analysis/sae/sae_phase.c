@@ -450,6 +450,8 @@ static tp_status scan_catalogs(sae_run *r)
     for (int k = 0; st == TP_OK && k < nd; k++) names[k] = dom[k].name;
     for (int i = 0; st == TP_OK && i < r->n; i++) {
         sae_job *j = &r->jobs[i];
+        st = dist_agree(r->comm, sae_sync_host(&j->m), "sae features catalog");   /* it reads W_enc, W_dec */
+        if (st != TP_OK) break;
         j->cat_in = (features_catalog_input){.sae = &j->m, .hook_name = j->name, .layer = j->layer,
                                              .domain_names = names, .n_domains = nd, .store_path = r->path,
                                              .model = r->model, .tok = r->tok};
