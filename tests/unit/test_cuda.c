@@ -209,7 +209,8 @@ END_TEST
     X(gemm_f32) X(gemm_f64) X(gemv_f32) X(syrk_f64) X(syr_f64) X(dot_f64) X(axpy_f64) X(nrm2_f64)         \
     X(scal_f64)
 #define NULL_SLOTS(X) \
-    X(linear) X(linear_bwd) X(rmsnorm_bwd) X(rope_bwd) X(attention) X(attention_bwd) X(silu_mul_bwd) X(embed_bwd)
+    X(linear) X(linear_bwd) X(rmsnorm_bwd) X(rope_bwd) X(attention) X(attention_bwd) X(silu_mul_bwd) X(embed_bwd) \
+    X(syrk_f32)
 
 /* The message, less its " (file:line)" suffix, is `want`. */
 static void check_msg(const char *want)
