@@ -14,17 +14,17 @@
  *        The incremental API (pca_accum_*) lets a caller stream row blocks.
  *        With gram = f32 (geometry.pca.gram) the products run in f32 at twice the
  *        f64 rate: the shift is the mean of the rank's first PCA_F32_BLOCK_ROWS
- *        rows rounded to f32, so x − shift is one f32 subtraction, exact but for
- *        one rounding, and small: the large means never enter an f32 product. Rows are multiplied PCA_F32_BLOCK_ROWS at a
- *        time (ssyrk) into an f32 partial Gram, which is added into the f64 one
- *        every PCA_F32_SUM_ROWS rows, so no f32 sum runs over more rows than
- *        that; the column sums are f64 sums of the same f32 differences. The
- *        blocks follow the order rows are added in, whatever the sizes of the
- *        calls. Eigenvalues then err by about eps32·λ_max in absolute terms
- *        instead of ~1e-15·λ_max (BENCHMARKS.md, "Geometry: PCA": 1e-7 to
- *        1.4e-6 relative on the top 10 of the benchmark rows, where
- *        scikit-learn's covariance_eigh, XᵀX in f32 without a shift, errs by
- *        1.3e-4); the mean is as exact as with f64.
+ *        rows rounded to f32, so x − shift is exact in f64 and small: the large
+ *        means never enter an f32 product. Its f32 rounding is multiplied
+ *        PCA_F32_BLOCK_ROWS rows at a time (ssyrk) into an f32 partial Gram, which
+ *        is added into the f64 one every PCA_F32_SUM_ROWS rows, so no f32 sum runs
+ *        over more rows than that; the column sums are f64 sums of the exact
+ *        differences, so the mean is as exact as with f64. The blocks follow the
+ *        order rows are added in, whatever the sizes of the calls. Eigenvalues then
+ *        err by about eps32·λ_max in absolute terms instead of ~1e-15·λ_max
+ *        (BENCHMARKS.md, "Geometry: PCA": at most 1.4e-6 relative on the top 100
+ *        of the benchmark rows, where scikit-learn's covariance_eigh, XᵀX in f32
+ *        without a shift, errs by 1.3e-4).
  *   svd  The centred rows (f64) are redistributed to a block-cyclic N × d matrix
  *        (MPI_Alltoallv) and factored by pdgesvd; eigenvalues = s² / (n − 1).
  *        More accurate for small eigenvalues, but holds all N·d values (f64)
