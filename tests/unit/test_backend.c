@@ -83,8 +83,8 @@ START_TEST(test_cpu_slots)
         SLOT(prefetch), SLOT(prefetch_wait),
         SLOT(linear), SLOT(linear_bwd), SLOT(rmsnorm), SLOT(rmsnorm_bwd), SLOT(rope), SLOT(rope_bwd),
         SLOT(attention), SLOT(attention_bwd), SLOT(silu_mul), SLOT(silu_mul_bwd), SLOT(add), SLOT(embed),
-        SLOT(embed_bwd), SLOT(gemm_f32), SLOT(gemm_f64), SLOT(gemv_f32), SLOT(syrk_f64), SLOT(syr_f64),
-        SLOT(dot_f64), SLOT(axpy_f64), SLOT(nrm2_f64), SLOT(scal_f64),
+        SLOT(embed_bwd), SLOT(gemm_f32), SLOT(gemm_f64), SLOT(gemv_f32), SLOT(syrk_f64), SLOT(syrk_f32),
+        SLOT(syr_f64), SLOT(dot_f64), SLOT(axpy_f64), SLOT(nrm2_f64), SLOT(scal_f64),
     };
     size_t n = sizeof slots / sizeof *slots;
     /* Every member is a function pointer: a slot added to backend.h but not to the
@@ -209,6 +209,11 @@ START_TEST(test_gemv_syrk_syr_bits)
         cblas_dsyrk(CblasRowMajor, CblasUpper, cb((tp_trans)ta), d, rows, 1.0, A, ld, 0.5, R, ldc);
         ck_assert_msg(!memcmp(C, R, (size_t)d * ldc * sizeof *C), "syrk_f64 ta=%d", ta);
         free(A), free(C), free(R);
+        float *a = rand_f32(na), *c = rand_f32((size_t)d * ldc), *r = dup(c, (size_t)d * ldc * sizeof *c);
+        ck_assert_int_eq(be_syrk_f32(be, (tp_trans)ta, d, rows, 1.0f, a, ld, 0.5f, c, ldc), TP_OK);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, cb((tp_trans)ta), d, rows, 1.0f, a, ld, 0.5f, r, ldc);
+        ck_assert_msg(!memcmp(c, r, (size_t)d * ldc * sizeof *c), "syrk_f32 ta=%d", ta);
+        free(a), free(c), free(r);
     }
     double *x = rand_f64((size_t)d), *G = rand_f64((size_t)d * ldc), *R = dup(G, (size_t)d * ldc * sizeof *G);
     ck_assert_int_eq(be_syr_f64(be, d, -0.125, x, G, ldc), TP_OK);

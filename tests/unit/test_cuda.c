@@ -212,6 +212,7 @@ END_TEST
     X(gemm_f32) X(gemm_f64) X(gemv_f32) X(syrk_f64) X(syr_f64) X(dot_f64) X(axpy_f64) X(nrm2_f64)         \
     X(scal_f64) X(linear) X(linear_bwd) X(rmsnorm_bwd) X(rope_bwd) X(attention) X(attention_bwd)         \
     X(silu_mul_bwd) X(embed_bwd) X(prefetch) X(prefetch_wait)
+#define NULL_SLOTS(X) X(syrk_f32)
 
 /* The message, less its " (file:line)" suffix, is `want`. */
 static void check_msg(const char *want)
@@ -248,6 +249,10 @@ START_TEST(test_table)
 #define IS_FILLED(slot) ck_assert_msg(t->slot != NULL, "slot %s should be filled", #slot);
     FILLED_SLOTS(IS_FILLED)
 #undef IS_FILLED
+    /* PCA's f32 Gram runs on the CPU backend: no kernel for it */
+#define IS_NULL(slot) ck_assert_msg(t->slot == NULL, "slot %s has no CUDA kernel", #slot);
+    NULL_SLOTS(IS_NULL)
+#undef IS_NULL
     /* A backend with no context: only the NULL-slot path may run. */
     tp_backend fake = {.name = "cuda", .host_memory = false, .iface = *t, .context = NULL};
     check_null_slots(&fake);

@@ -242,6 +242,7 @@ static tp_backend cpu_backend = {
         .gemm_f64 = cpu_be_gemm_f64,
         .gemv_f32 = cpu_be_gemv_f32,
         .syrk_f64 = cpu_be_syrk_f64,
+        .syrk_f32 = cpu_be_syrk_f32,
         .syr_f64 = cpu_be_syr_f64,
         .dot_f64 = cpu_be_dot_f64,
         .axpy_f64 = cpu_be_axpy_f64,

@@ -169,6 +169,7 @@ static const tp_backend_i cuda_iface = {
     .gemm_f64 = cuda_gemm_f64,
     .gemv_f32 = cuda_gemv_f32,
     .syrk_f64 = cuda_syrk_f64,
+    .syrk_f32 = NULL,        /* PCA's f32 Gram runs on the CPU backend */
     .syr_f64 = cuda_syr_f64,
     .dot_f64 = cuda_dot_f64,
     .axpy_f64 = cuda_axpy_f64,
