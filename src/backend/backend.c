@@ -66,3 +66,10 @@ tp_status backend_unsupported(const tp_backend *be, const char *op)
 {
     return tp_err(TP_ERR_UNSUPPORTED, "op %s is not available on %s", op, be->name);
 }
+
+tp_status backend_check_copy_slot(const tp_backend *be, int slot)
+{
+    if (slot < 0 || slot >= TP_BE_COPY_SLOTS)
+        return tp_err(TP_ERR_RANGE, "%s: copy slot %d out of range [0, %d)", be->name, slot, (int)TP_BE_COPY_SLOTS);
+    return TP_OK;
+}

@@ -150,6 +150,9 @@ typedef struct {
 
 /* ---- the table ---------------------------------------------------------------- */
 
+/* Completion handles of download_async: a double buffer needs two. */
+enum { TP_BE_COPY_SLOTS = 2 };
+
 typedef struct {
     /* buffers */
     tp_status (*alloc)(tp_backend *be, size_t bytes, void **ptr);   /* bytes 0 gives NULL */
@@ -168,6 +171,19 @@ typedef struct {
      * before it. On the CPU a memcpy and nothing. */
     tp_status (*prefetch)(tp_backend *be, void *dst, const void *host_src, size_t bytes);
     tp_status (*prefetch_wait)(tp_backend *be);
+    /* Pinned host memory (capture's double buffers): host memory the device can copy
+     * into without the host waiting. CUDA: cudaHostAlloc; CPU: aligned malloc. bytes 0
+     * gives NULL; host_free(NULL) is fine. */
+    tp_status (*host_alloc)(tp_backend *be, size_t bytes, void **ptr);
+    void (*host_free)(tp_backend *be, void *ptr);
+    /* host_dst = src (memory of this backend), queued after the work queued so far and
+     * returning without waiting: the caller may go on queueing ops that overwrite src
+     * (the copy is done before they run). host_dst must be host_alloc memory, left
+     * alone until `wait` on the same slot (0 <= slot < TP_BE_COPY_SLOTS) returns; a
+     * wait covers every download_async queued on its slot before it. wait is where a
+     * failure of the queued work is reported. CPU: memcpy, and wait returns at once. */
+    tp_status (*download_async)(tp_backend *be, void *host_dst, const void *src, size_t bytes, int slot);
+    tp_status (*wait)(tp_backend *be, int slot);
 
     /* forward-pass ops (and their backward beside them) */
 
@@ -244,6 +260,9 @@ typedef struct {
      * C = alpha · Aᵀ A + beta C for A [k, n]; with NO_TRANS, alpha · A Aᵀ for A [n, k]. */
     tp_status (*syrk_f64)(tp_backend *be, tp_trans ta, int64_t n, int64_t k, double alpha, const double *A,
                           int64_t lda, double beta, double *C, int64_t ldc);
+    /* the same in f32 (twice the f64 rate on CPUs; PCA sums its block products in f64) */
+    tp_status (*syrk_f32)(tp_backend *be, tp_trans ta, int64_t n, int64_t k, float alpha, const float *A,
+                          int64_t lda, float beta, float *C, int64_t ldc);
     /* Upper triangle of A [n, n] += alpha · x xᵀ */
     tp_status (*syr_f64)(tp_backend *be, int64_t n, double alpha, const double *x, double *A, int64_t lda);
     /* level 1, f64: dot, y += alpha x, ‖x‖₂, x *= alpha */
@@ -302,6 +321,8 @@ const char *backend_names(void);
 
 /* TP_ERR_UNSUPPORTED: "op <op> is not available on <backend>". */
 tp_status backend_unsupported(const tp_backend *be, const char *op);
+/* TP_ERR_RANGE unless 0 <= slot < TP_BE_COPY_SLOTS (download_async, wait). */
+tp_status backend_check_copy_slot(const tp_backend *be, int slot);
 
 /* ---- calling an op -------------------------------------------------------------
  * be_<slot>(be, ...) calls the slot, or fails with backend_unsupported when it is
@@ -314,6 +335,8 @@ tp_status backend_unsupported(const tp_backend *be, const char *op);
 #define be_download(be, ...) TP_BE_CALL(be, download, __VA_ARGS__)
 #define be_copy(be, ...) TP_BE_CALL(be, copy, __VA_ARGS__)
 #define be_prefetch(be, ...) TP_BE_CALL(be, prefetch, __VA_ARGS__)
+#define be_host_alloc(be, ...) TP_BE_CALL(be, host_alloc, __VA_ARGS__)
+#define be_download_async(be, ...) TP_BE_CALL(be, download_async, __VA_ARGS__)
 #define be_linear(be, ...) TP_BE_CALL(be, linear, __VA_ARGS__)
 #define be_linear_bwd(be, ...) TP_BE_CALL(be, linear_bwd, __VA_ARGS__)
 #define be_rmsnorm(be, ...) TP_BE_CALL(be, rmsnorm, __VA_ARGS__)
@@ -331,6 +354,7 @@ tp_status backend_unsupported(const tp_backend *be, const char *op);
 #define be_gemm_f64(be, ...) TP_BE_CALL(be, gemm_f64, __VA_ARGS__)
 #define be_gemv_f32(be, ...) TP_BE_CALL(be, gemv_f32, __VA_ARGS__)
 #define be_syrk_f64(be, ...) TP_BE_CALL(be, syrk_f64, __VA_ARGS__)
+#define be_syrk_f32(be, ...) TP_BE_CALL(be, syrk_f32, __VA_ARGS__)
 #define be_syr_f64(be, ...) TP_BE_CALL(be, syr_f64, __VA_ARGS__)
 #define be_dot_f64(be, ...) TP_BE_CALL(be, dot_f64, __VA_ARGS__)
 #define be_axpy_f64(be, ...) TP_BE_CALL(be, axpy_f64, __VA_ARGS__)
@@ -353,6 +377,14 @@ static inline tp_status be_prefetch_wait(tp_backend *be)
 static inline void be_free(tp_backend *be, void *ptr)
 {
     if (ptr && be->iface.free) be->iface.free(be, ptr);
+}
+static inline tp_status be_wait(tp_backend *be, int slot)
+{
+    return be->iface.wait ? be->iface.wait(be, slot) : TP_OK;
+}
+static inline void be_host_free(tp_backend *be, void *ptr)
+{
+    if (ptr && be->iface.host_free) be->iface.host_free(be, ptr);
 }
 static inline void be_info(const tp_backend *be, tp_backend_info *out)
 {

@@ -174,7 +174,7 @@ static tp_status time_geometry(int64_t n1, int64_t d, int slot, plan_rates *r)
     pca_result pr = {0};
     pca_options po = pca_options_default();
     double t0 = tp_now();
-    TP_CHECK_GOTO(pca_accum_init(d, &acc), st, done);
+    TP_CHECK_GOTO(pca_accum_init(d, po.gram, &acc), st, done);
     TP_CHECK_GOTO(pca_accum_add(acc, X, n1), st, done);
     double t1 = tp_now();
     r->geo_cov_rate[slot] = (double)n1 * d * d / (t1 - t0);

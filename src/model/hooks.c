@@ -8,6 +8,7 @@ typedef struct hook_cb {
     tp_hook_fn fn;
     void *user;
     bool edits;            /* may overwrite the tensor */
+    bool device;           /* takes the backend's memory (hooks_add_device_reader) */
     struct hook_cb *next;
 } hook_cb;
 
@@ -104,7 +105,8 @@ static hook_cb **slot(const tp_hooks *h, int layer, tp_hook_point pt)
     return &h->slots[(size_t)row * TP_HOOK_POINT_COUNT + (size_t)pt];
 }
 
-static tp_status add_cb(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user, bool edits)
+static tp_status add_cb(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user, bool edits,
+                        bool device)
 {
     if (pt < 0 || pt >= TP_HOOK_POINT_COUNT)
         return tp_err(TP_ERR_RANGE, "hook point %d out of range", (int)pt);
@@ -115,6 +117,7 @@ static tp_status add_cb(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn,
     c->fn = fn;
     c->user = user;
     c->edits = edits;
+    c->device = device;
     hook_cb **p = slot(h, layer, pt);
     while (*p) p = &(*p)->next;
     *p = c;
@@ -123,17 +126,30 @@ static tp_status add_cb(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn,
 
 tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user)
 {
-    return add_cb(h, layer, pt, fn, user, true);
+    return add_cb(h, layer, pt, fn, user, true, false);
 }
 
 tp_status hooks_add_reader(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user)
 {
-    return add_cb(h, layer, pt, fn, user, false);
+    return add_cb(h, layer, pt, fn, user, false, false);
+}
+
+tp_status hooks_add_device_reader(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user)
+{
+    return add_cb(h, layer, pt, fn, user, false, true);
 }
 
 bool hooks_active(const tp_hooks *h, int layer, tp_hook_point pt)
 {
     return h && *slot(h, layer, pt) != NULL;
+}
+
+bool hooks_point_host(const tp_hooks *h, int layer, tp_hook_point pt)
+{
+    if (!h) return false;
+    for (const hook_cb *c = *slot(h, layer, pt); c; c = c->next)
+        if (!c->device) return true;
+    return false;
 }
 
 bool hooks_point_edits(const tp_hooks *h, int layer, tp_hook_point pt)
@@ -144,12 +160,22 @@ bool hooks_point_edits(const tp_hooks *h, int layer, tp_hook_point pt)
     return false;
 }
 
-tp_status hooks_fire(const tp_hooks *h, const tp_hook_info *info, float *data)
+static tp_status fire_kind(const tp_hooks *h, const tp_hook_info *info, float *data, bool device)
 {
     if (!h) return TP_OK;
     for (hook_cb *c = *slot(h, info->layer, info->point); c; c = c->next)
-        TP_CHECK(c->fn(info, data, c->user));
+        if (c->device == device) TP_CHECK(c->fn(info, data, c->user));
     return TP_OK;
+}
+
+tp_status hooks_fire(const tp_hooks *h, const tp_hook_info *info, float *data)
+{
+    return fire_kind(h, info, data, false);
+}
+
+tp_status hooks_fire_device(const tp_hooks *h, const tp_hook_info *info, float *data)
+{
+    return fire_kind(h, info, data, true);
 }
 
 /* Hugging Face module paths after "model.layers.L." and the point they denote.

@@ -8,6 +8,11 @@
  * A callback added with hooks_add_reader promises not to write: on a device
  * backend the forward pass then copies the point to the host for it but not back
  * (hooks_point_edits); hooks_add keeps the conservative "may edit".
+ * A callback added with hooks_add_device_reader gets the tensor where the forward
+ * pass keeps it, in the memory of its backend (device memory on a device backend:
+ * no host copy is made for it), and only reads it, through the backend (capture
+ * queues be_download_async into its own pinned buffers). Device readers of a point
+ * are called before its other callbacks.
  *
  * Shapes (B sequences, T positions, H heads, K kv heads, dh head dim, F MLP width):
  *   [B,T,d]   hook_embed, hook_resid_*, hook_attn_out, hook_mlp_out, attn.hook_out,
@@ -79,6 +84,8 @@ void hooks_free(tp_hooks *h);
 tp_status hooks_add(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user);
 /* The same for a callback that only reads the tensor (capture, statistics). */
 tp_status hooks_add_reader(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user);
+/* A reader that takes the tensor in the backend's memory (above). */
+tp_status hooks_add_device_reader(tp_hooks *h, int layer, tp_hook_point pt, tp_hook_fn fn, void *user);
 /* Parses a name (canonical or alias) and adds the callback. */
 tp_status hooks_add_named(tp_hooks *h, const tp_model_config *cfg, const char *name,
                           tp_hook_fn fn, void *user);
@@ -86,8 +93,15 @@ bool hooks_active(const tp_hooks *h, int layer, tp_hook_point pt);   /* h may be
 /* Whether a callback on (layer, pt) may overwrite the tensor (one added with
  * hooks_add rather than hooks_add_reader). h may be NULL. */
 bool hooks_point_edits(const tp_hooks *h, int layer, tp_hook_point pt);
-/* Calls every callback on (layer, pt) in order; stops at the first failure. */
+/* Whether a callback on (layer, pt) wants the tensor in host memory (any but a device
+ * reader). h may be NULL. */
+bool hooks_point_host(const tp_hooks *h, int layer, tp_hook_point pt);
+/* Calls every callback on (layer, pt) but the device readers, in order, with `data`
+ * in host memory; stops at the first failure. */
 tp_status hooks_fire(const tp_hooks *h, const tp_hook_info *info, float *data);
+/* Calls the device readers on (layer, pt), in order, with `data` in the backend's
+ * memory. */
+tp_status hooks_fire_device(const tp_hooks *h, const tp_hook_info *info, float *data);
 
 /* Resolves a name to (layer, point). Accepts canonical TransformerLens names, the
  * and the Hugging Face module paths listed in docs/hooks.md. An architecture-specific alias that does not apply (q_norm on

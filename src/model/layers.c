@@ -75,11 +75,14 @@ static tp_status stage_reserve(tp_forward *f, size_t n)
     return TP_OK;
 }
 
-/* The callbacks on info's point with `data` [be]: the buffer itself on a host-memory
- * backend (no copy), else a host copy, put back only if a callback may edit it. */
+/* The callbacks on info's point with `data` [be]: device readers get the buffer
+ * itself; the others too on a host-memory backend (no copy), else a host copy, put
+ * back only if a callback may edit it. */
 static tp_status fire(tp_forward *f, const tp_hook_info *info, float *data)
 {
+    TP_CHECK(hooks_fire_device(f->hooks, info, data));
     if (f->be->host_memory) return hooks_fire(f->hooks, info, data);
+    if (!hooks_point_host(f->hooks, info->layer, info->point)) return TP_OK;
     size_t n = 1;
     for (int i = 0; i < info->ndim; i++) n *= (size_t)info->shape[i];
     TP_CHECK(stage_reserve(f, n));

@@ -22,11 +22,14 @@ static tp_status stage_reserve(tp_backward *b, size_t n)
     return TP_OK;
 }
 
-/* Readers on a host-memory backend read the gradient in place; otherwise the callbacks
- * get a host copy that is never put back, so nothing they write reaches the backward. */
+/* Device readers, and readers on a host-memory backend, read the gradient in place;
+ * otherwise the callbacks get a host copy that is never put back, so nothing they
+ * write reaches the backward. */
 static tp_status fire_info(tp_backward *b, const tp_hook_info *info, float *data)
 {
     const tp_hooks *h = b->grad_hooks;
+    TP_CHECK(hooks_fire_device(h, info, data));
+    if (!hooks_point_host(h, info->layer, info->point)) return TP_OK;
     if (b->be->host_memory && !hooks_point_edits(h, info->layer, info->point)) return hooks_fire(h, info, data);
     size_t n = 1;
     for (int i = 0; i < info->ndim; i++) n *= (size_t)info->shape[i];

@@ -30,6 +30,8 @@ if $PY -c "import h5py, numpy" 2>/dev/null; then
   done
   expect_ok "svd method" -- geo_np 2 "$TMP/r" --set geometry.pca.method=svd
   expect_ok "svd: /pca matches NumPy" -- $PY "$CHECK" "$TMP/r/activations.h5" "$TMP/r/$J"
+  expect_ok "f32 Gram products" -- geo_np 2 "$TMP/r" --set geometry.pca.gram=f32
+  expect_ok "f32: /pca matches NumPy (f32 tolerances)" -- $PY "$CHECK" "$TMP/r/activations.h5" "$TMP/r/$J"
   expect_ok "a sample of rows in memory" -- geo "$TMP/r" --set geometry.max_rows=700
   rows=$($PY -c "import json; print(json.load(open('$TMP/r/$J'))['rows_in_memory'])")
   if [ "$rows" = 700 ]; then passes=$((passes+1)); echo "ok   geometry.max_rows holds 700 rows"
@@ -47,6 +49,7 @@ expect_fail "hook not captured" "geometry.hooks|hook_resid_pre|not captured" -- 
 expect_fail "layer not captured" "blocks.0.hook_resid_post|not captured" -- geo "$TMP/r" --set geometry.hooks=blocks.0.hook_resid_post
 expect_fail "more components than columns" "geometry.pca.components|100000|only 256 columns" -- geo "$TMP/r" --set geometry.pca.components=100000
 expect_fail "bad method" "geometry.pca.method|qr" -- geo "$TMP/r" --set geometry.pca.method=qr
+expect_fail "bad Gram precision" "geometry.pca.gram|f16" -- geo "$TMP/r" --set geometry.pca.gram=f16
 expect_fail "k-means k out of range" "geometry.kmeans.k" -- geo "$TMP/r" --set geometry.kmeans.k=1
 expect_ok "a one-document capture" -- "$BIN" capture "${common[@]}" --num-samples 1 --set data.seq_len=16 --out "$TMP/tiny"
 expect_fail "fewer rows than components" "geometry.pca.components|64|only 18 unmasked rows" -- geo "$TMP/tiny"

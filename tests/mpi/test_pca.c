@@ -20,6 +20,15 @@
  *    ratio, effective rank and total variance relative 1e-9 (1e-8 for svd): they
  *    are smooth functions of the eigenvalues, dominated by the large ones.
  *  - mean: relative 1e-12 to max |μ| (f64 sums of 600 values in another order).
+ * gram = f32 (the products in f32 blocks, summed in f64 about a shift): an f32
+ * product errs by ~eps32·‖Y‖² ≈ 6e-8·λ_max in absolute terms, whatever the mean.
+ *  - golden rows: eigenvalues relative 3e-3 (λ_max/λ_min ≈ 3e4, so ~2e-3 on the
+ *    smallest; measured 1e-4 to 6e-4 at np 1, 2, 4), summary numbers the same;
+ *    the top 10 components 1e-6 per entry (well separated; measured ≤ 1.5e-7).
+ *  - rows with a large mean (test_cov_f32_large_mean, λ_max/λ_min ≈ 7e2): against
+ *    the f64 Gram, eigenvalues relative 2e-5 (6e-8 · 7e2 = 4e-5 at worst; measured
+ *    2e-6 to 3.4e-6), components 1e-6, mean 1e-12; the naive f32 XᵀX − nμμᵀ errs
+ *    by more than 100 × 2e-5 (measured 3e3: nothing left).
  */
 #include "tp_test.h"
 
@@ -28,7 +37,9 @@
 #include "dist/world.h"
 #include "io/npy.h"
 
+#include <cblas.h>
 #include <jansson.h>
+#include <lapacke.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdbool.h>
@@ -124,12 +135,19 @@ typedef struct {
 
 static double relerr(double a, double b) { return fabs(a - b) / fabs(b); }
 
-/* Checks r against the golden (cov → eigh reference, svd → svd reference);
+/* The tolerances of the header: eigenvalues (relative), components (per entry),
+ * summary numbers (relative); the mean's 1e-12 is the same for all. */
+typedef struct {
+    double lam, comp, sum;
+} tols;
+static const tols TOL_COV = {1e-9, 1e-7, 1e-9}, TOL_SVD = {1e-8, 1e-7, 1e-8};
+static const tols TOL_F32 = {3e-3, 1e-6, 3e-3}, TOL_F32_LM = {2e-5, 1e-6, 2e-5};
+
+/* Checks r against the golden (cov → eigh reference, svd → svd reference) to t;
  * returns the largest errors for the log line. */
-static errs check_result(const pca_result *r, pca_method m, int64_t k)
+static errs check_result_tol(const pca_result *r, pca_method m, int64_t k, tols t)
 {
-    const double tol_lam = m == PCA_METHOD_COV ? 1e-9 : 1e-8;
-    const double tol_sum = m == PCA_METHOD_COV ? 1e-9 : 1e-8;
+    const double tol_lam = t.lam, tol_sum = t.sum;
     const double *lam = m == PCA_METHOD_COV ? G.lam_eigh : G.lam_svd;
     const double *comp = m == PCA_METHOD_COV ? G.comp_eigh : G.comp_svd;
     const int64_t d = G.d;
@@ -151,7 +169,7 @@ static errs check_result(const pca_result *r, pca_method m, int64_t k)
     for (int64_t c = 0; c < k; c++)
         for (int64_t j = 0; j < d; j++) {
             double ec = fabs(r->components[c * d + j] - comp[c * d + j]);
-            ck_assert_msg(ec <= 1e-7, "component %lld entry %lld: %.17g vs %.17g", (long long)c, (long long)j,
+            ck_assert_msg(ec <= t.comp, "component %lld entry %lld: %.17g vs %.17g", (long long)c, (long long)j,
                           r->components[c * d + j], comp[c * d + j]);
             e.comp = fmax(e.comp, ec);
         }
@@ -170,6 +188,11 @@ static errs check_result(const pca_result *r, pca_method m, int64_t k)
     ck_assert_msg(es[2] <= tol_sum, "total variance %.17g vs %.17g", r->total_variance, G.total);
     for (int i = 0; i < 3; i++) e.summary = fmax(e.summary, es[i]);
     return e;
+}
+
+static errs check_result(const pca_result *r, pca_method m, int64_t k)
+{
+    return check_result_tol(r, m, k, m == PCA_METHOD_COV ? TOL_COV : TOL_SVD);
 }
 
 static void log_errs(const char *what, const errs *e)
@@ -327,7 +350,7 @@ END_TEST
 START_TEST(test_accum_streaming)
 {
     pca_accum *acc = NULL;
-    ck_assert(pca_accum_init(G.d, &acc) == TP_OK);
+    ck_assert(pca_accum_init(G.d, PCA_GRAM_F64, &acc) == TP_OK);
     for (int64_t r = 0; r < my_rows; r += 7) {
         int64_t nb = my_rows - r < 7 ? my_rows - r : 7;
         ck_assert(pca_accum_add(acc, my_x() + (size_t)r * G.d, nb) == TP_OK);
@@ -345,6 +368,121 @@ START_TEST(test_accum_streaming)
 }
 END_TEST
 
+/* ---- f32 Gram products ------------------------------------------------------------ */
+
+/* The golden rows with gram = f32. */
+START_TEST(test_cov_f32_golden)
+{
+    pca_options o = pca_options_default();
+    o.gram = PCA_GRAM_F32;
+    o.k = 10;
+    o.nb = 8;
+    pca_result r;
+    ck_assert_msg(pca_fit_distributed(my_x(), my_rows, G.d, MPI_COMM_WORLD, &o, &r) == TP_OK, "%s", tp_err_msg());
+    errs e = check_result_tol(&r, PCA_METHOD_COV, 10, TOL_F32);
+    log_errs("cov gram=f32 nb=8 k=10", &e);
+    pca_result_free(&r);
+}
+END_TEST
+
+/* Rows with a large common mean (4000 + 100 j, 4·10⁴ times the smallest standard
+ * deviation), a shared factor and a spread of scales, made here from a counter-
+ * based generator so that every rank can make any row. Enough rows that every
+ * rank, at 2 or 4 ranks, runs several ssyrk blocks and several f64 folds. */
+#define LM_D 24
+#define LM_N (9 * PCA_F32_SUM_ROWS + PCA_F32_BLOCK_ROWS / 2 + 5)
+
+static double lm_uniform(uint64_t i)
+{
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;   /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double lm_normal(uint64_t i)   /* Box–Muller on two uniforms */
+{
+    return sqrt(-2 * log(lm_uniform(2 * i))) * cos(6.283185307179586 * lm_uniform(2 * i + 1));
+}
+
+static float *lm_rows(int64_t r0, int64_t n)
+{
+    float *x = malloc((size_t)(n ? n : 1) * LM_D * sizeof *x);
+    ck_assert(x);
+    for (int64_t r = 0; r < n; r++) {
+        uint64_t row = (uint64_t)(r0 + r) * (LM_D + 1);
+        double common = 0.5 * lm_normal(row + LM_D);
+        for (int j = 0; j < LM_D; j++)
+            x[r * LM_D + j] = (float)(4000.0 + 100.0 * j + common + (0.1 + 0.9 * pow(0.8, j)) * lm_normal(row + j));
+    }
+    return x;
+}
+
+/* Eigenvalues (descending) of (XᵀX − n μμᵀ) / (n − 1) with XᵀX in f32 on the raw rows:
+ * the Gram product of scikit-learn's covariance_eigh (the subtraction here in f64,
+ * which only helps it). */
+static void lm_naive_f32(const float *x, int64_t n, double *lam)
+{
+    float *g = calloc(LM_D * LM_D, sizeof *g);
+    double *c = malloc(LM_D * LM_D * sizeof *c), mu[LM_D] = {0}, w[LM_D];
+    ck_assert(g && c);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, LM_D, (int)n, 1.0f, x, LM_D, 0.0f, g, LM_D);
+    for (int64_t r = 0; r < n; r++)
+        for (int j = 0; j < LM_D; j++) mu[j] += x[r * LM_D + j];
+    for (int j = 0; j < LM_D; j++) mu[j] /= (double)n;
+    for (int i = 0; i < LM_D; i++)
+        for (int j = i; j < LM_D; j++)
+            c[i * LM_D + j] = c[j * LM_D + i] = ((double)g[i * LM_D + j] - (double)n * mu[i] * mu[j]) / (double)(n - 1);
+    ck_assert(LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'N', 'U', LM_D, c, LM_D, w) == 0);
+    for (int i = 0; i < LM_D; i++) lam[i] = w[LM_D - 1 - i];
+    free(g), free(c);
+}
+
+/* gram = f32 against gram = f64 on those rows (the f64 path meets the goldens to
+ * 1e-9 above), at 2 and 4 ranks (ctest): within TOL_F32_LM whatever the rank count;
+ * the naive f32 product misses by far more; and rows streamed 7 at a time give the
+ * same bits as one call, since the blocks follow the rows, not the calls. */
+START_TEST(test_cov_f32_large_mean)
+{
+    int64_t r0, n;
+    tp_test_uneven_slice(LM_N, dist_rank(), dist_size(), &r0, &n);
+    float *x = lm_rows(r0, n);
+    pca_options o = pca_options_default();
+    o.k = 4;
+    pca_result r64, r32, rs;
+    ck_assert_msg(pca_fit_distributed(x, n, LM_D, MPI_COMM_WORLD, &o, &r64) == TP_OK, "%s", tp_err_msg());
+    o.gram = PCA_GRAM_F32;
+    ck_assert_msg(pca_fit_distributed(x, n, LM_D, MPI_COMM_WORLD, &o, &r32) == TP_OK, "%s", tp_err_msg());
+    pca_accum *acc = NULL;
+    ck_assert(pca_accum_init(LM_D, PCA_GRAM_F32, &acc) == TP_OK);
+    for (int64_t r = 0; r < n; r += 7)
+        ck_assert(pca_accum_add(acc, x + (size_t)r * LM_D, n - r < 7 ? n - r : 7) == TP_OK);
+    ck_assert_msg(pca_accum_finish(acc, MPI_COMM_WORLD, &o, &rs) == TP_OK, "%s", tp_err_msg());
+    pca_accum_free(acc);
+    ck_assert(!memcmp(rs.eigenvalues, r32.eigenvalues, LM_D * sizeof(double)));
+    ck_assert(!memcmp(rs.components, r32.components, (size_t)o.k * LM_D * sizeof(double)));
+
+    double e_rel = 0, e_comp = 0, e_mean = 0, e_naive = 0, lam_naive[LM_D];
+    for (int i = 0; i < LM_D; i++) e_rel = fmax(e_rel, relerr(r32.eigenvalues[i], r64.eigenvalues[i]));
+    for (int64_t i = 0; i < o.k * LM_D; i++) e_comp = fmax(e_comp, fabs(r32.components[i] - r64.components[i]));
+    for (int j = 0; j < LM_D; j++) e_mean = fmax(e_mean, relerr(r32.mean[j], r64.mean[j]));
+    float *all = lm_rows(0, LM_N);
+    lm_naive_f32(all, LM_N, lam_naive);
+    free(all);
+    for (int i = 0; i < LM_D; i++) e_naive = fmax(e_naive, relerr(lam_naive[i], r64.eigenvalues[i]));
+    if (dist_rank() == 0)
+        fprintf(stderr, "pca gram=f32 large mean  np=%d  eigenvalues %.1e (naive f32 XtX %.1e)  components %.1e  mean %.1e\n",
+                dist_size(), e_rel, e_naive, e_comp, e_mean);
+    ck_assert_msg(e_rel <= TOL_F32_LM.lam, "f32 eigenvalues: rel %.3e", e_rel);
+    ck_assert_msg(e_comp <= TOL_F32_LM.comp, "f32 components: %.3e", e_comp);
+    ck_assert_msg(e_mean <= 1e-12, "f32 mean: rel %.3e", e_mean);
+    ck_assert_msg(e_naive > 100 * TOL_F32_LM.lam, "naive f32 eigenvalues: rel %.3e: the rows are too easy", e_naive);
+    pca_result_free(&r64), pca_result_free(&r32), pca_result_free(&rs);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     pca_options o = pca_options_default();
@@ -358,7 +496,7 @@ START_TEST(test_errors)
     ck_assert(pca_fit_distributed(my_x(), my_rows, 0, MPI_COMM_WORLD, &o, &r) == TP_ERR_RANGE);
     ck_assert(strstr(tp_err_msg(), "d = 0") != NULL);
     pca_accum *acc = NULL;
-    ck_assert(pca_accum_init(0, &acc) == TP_ERR_RANGE);
+    ck_assert(pca_accum_init(0, PCA_GRAM_F64, &acc) == TP_ERR_RANGE);
     /* fewer than 2 rows in all: one row on rank 0, none elsewhere, both methods */
     for (int m = 0; m < 2; m++) {
         o.method = (pca_method)m;
@@ -438,6 +576,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_svd_wide);
     tcase_add_test(tc, test_other_grids);
     tcase_add_test(tc, test_accum_streaming);
+    tcase_add_test(tc, test_cov_f32_golden);
+    tcase_add_test(tc, test_cov_f32_large_mean);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     int worst = tp_test_run_suite_mpi(s);

@@ -1,7 +1,10 @@
 #include "tp_test.h"
 
+#include "analysis/capture/capture_phase.h"
+#include "backend/backend.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "io/store.h"
 #include "settings.h"
 
 #include <mpi.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *tp_test_data(const char *rel)
 {
@@ -77,6 +81,51 @@ tp_config *tp_test_bundled_config(void)
     snprintf(path, sizeof path, "%s/data/corpus/heldout.jsonl", src);
     ck_assert_msg(tp_config_set(cfg, "data.corpus", path, "test") == TP_OK, "%s", tp_err_msg());
     return cfg;
+}
+
+tp_status tp_test_capture(const tp_config *cfg, tp_backend *be, const char *name, char *store, size_t n)
+{
+    const char *dir = tp_test_tmp_path(name);
+    mkdir(dir, 0755);
+    snprintf(store, n, "%s/activations.h5", dir);
+    backend_set_default(be);
+    tp_status st = capture_phase_run(cfg, dir);
+    backend_set_default(NULL);
+    return st;
+}
+
+double tp_test_store_diff(const char *a_path, const char *b_path, int *same_bits)
+{
+    tp_store *a, *b;
+    ck_assert_msg(store_open_read(a_path, MPI_COMM_SELF, &a) == TP_OK, "%s", tp_err_msg());
+    ck_assert_msg(store_open_read(b_path, MPI_COMM_SELF, &b) == TP_OK, "%s", tp_err_msg());
+    int64_t n = store_rows(a);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(store_rows(b), n);
+    ck_assert(store_is_complete(a, "tokens") && store_is_complete(b, "tokens"));
+    int32_t *ta = malloc((size_t)n * 4), *tb = malloc((size_t)n * 4);
+    ck_assert(ta && tb);
+    ck_assert(store_read_i32(a, "tokens", 0, n, ta) == TP_OK && store_read_i32(b, "tokens", 0, n, tb) == TP_OK);
+    ck_assert(!memcmp(ta, tb, (size_t)n * 4));
+    ck_assert_int_eq(store_num_acts(a), store_num_acts(b));
+    double worst = 0;
+    *same_bits = 1;
+    for (int i = 0; i < store_num_acts(a); i++) {
+        const store_act_spec *sa = store_act(a, i);
+        int j = store_find_act(b, sa->name);
+        ck_assert_msg(j >= 0, "/acts/%s missing from %s", sa->name, b_path);
+        size_t cnt = (size_t)n * (size_t)sa->cols;
+        float *x = malloc(cnt * 4), *y = malloc(cnt * 4);
+        ck_assert(x && y);
+        ck_assert(store_read_acts(a, i, 0, n, x) == TP_OK && store_read_acts(b, j, 0, n, y) == TP_OK);
+        if (memcmp(x, y, cnt * 4)) *same_bits = 0;
+        double e = tp_test_rel_err(x, y, cnt);
+        if (!(e <= worst)) worst = e;
+        free(x), free(y);
+    }
+    free(ta), free(tb);
+    ck_assert(store_close(a) == TP_OK && store_close(b) == TP_OK);
+    return worst;
 }
 
 const tp_settings *tp_test_settings_of(const tp_config *cfg)

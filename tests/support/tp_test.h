@@ -62,6 +62,16 @@ struct tp_config *tp_test_bundled_config(void);
 /* The shared sections of cfg read as the commands read them (settings.h); valid
  * until the next call and while cfg lives. */
 const struct tp_settings *tp_test_settings_of(const struct tp_config *cfg);
+/* Phase 2 (capture) of cfg with `be` as the default backend (the CPU's again after)
+ * into <tmpdir>/<name>; the store's path into store[n]. */
+struct tp_backend;
+tp_status tp_test_capture(const struct tp_config *cfg, struct tp_backend *be, const char *name, char *store,
+                          size_t n);
+/* Two complete activation stores with the same rows, tokens and capture points (the
+ * test fails otherwise): the largest relative difference of a capture point,
+ * max|a − b| / max|b|, and whether every capture point has the same bits
+ * (*same_bits). */
+double tp_test_store_diff(const char *a, const char *b, int *same_bits);
 /* The whole file, NUL-terminated, malloc'ed (n: its length, may be NULL); fails the
  * test when it cannot be read. */
 char *tp_test_read_file(const char *path, size_t *n);

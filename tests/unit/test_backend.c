@@ -80,11 +80,11 @@ START_TEST(test_cpu_slots)
     const tp_backend *be = backend_cpu();
     const slot slots[] = {
         SLOT(alloc), SLOT(free), SLOT(upload), SLOT(download), SLOT(copy), SLOT(sync), SLOT(info),
-        SLOT(prefetch), SLOT(prefetch_wait),
+        SLOT(prefetch), SLOT(prefetch_wait), SLOT(host_alloc), SLOT(host_free), SLOT(download_async), SLOT(wait),
         SLOT(linear), SLOT(linear_bwd), SLOT(rmsnorm), SLOT(rmsnorm_bwd), SLOT(rope), SLOT(rope_bwd),
         SLOT(attention), SLOT(attention_bwd), SLOT(silu_mul), SLOT(silu_mul_bwd), SLOT(add), SLOT(embed),
-        SLOT(embed_bwd), SLOT(gemm_f32), SLOT(gemm_f64), SLOT(gemv_f32), SLOT(syrk_f64), SLOT(syr_f64),
-        SLOT(dot_f64), SLOT(axpy_f64), SLOT(nrm2_f64), SLOT(scal_f64),
+        SLOT(embed_bwd), SLOT(gemm_f32), SLOT(gemm_f64), SLOT(gemv_f32), SLOT(syrk_f64), SLOT(syrk_f32),
+        SLOT(syr_f64), SLOT(dot_f64), SLOT(axpy_f64), SLOT(nrm2_f64), SLOT(scal_f64),
         SLOT(sae_encode_in), SLOT(sae_topk), SLOT(sae_decode), SLOT(sae_sparse_bwd), SLOT(sae_adam),
     };
     size_t n = sizeof slots / sizeof *slots;
@@ -94,6 +94,32 @@ START_TEST(test_cpu_slots)
     for (size_t i = 0; i < n; i++) ck_assert_msg(slots[i].fn != NULL, "cpu slot %s is NULL", slots[i].name);
     ck_assert_str_eq(be->name, "cpu");
     ck_assert(be->host_memory);
+}
+END_TEST
+
+/* Pinned buffers are aligned host memory; download_async is a memcpy done on return
+ * and wait only checks its slot. */
+START_TEST(test_cpu_download_async)
+{
+    tp_backend *be = backend_cpu();
+    void *p = (void *)&p;
+    ck_assert(be_host_alloc(be, 0, &p) == TP_OK);
+    ck_assert_ptr_null(p);
+    float *h = NULL, x[33];
+    ck_assert(be_host_alloc(be, sizeof x, (void **)&h) == TP_OK);
+    ck_assert_uint_eq((uintptr_t)h % 64, 0);
+    for (int i = 0; i < 33; i++) x[i] = (float)urand();
+    for (int s = 0; s < TP_BE_COPY_SLOTS; s++) {
+        memset(h, 0, sizeof x);
+        ck_assert(be_download_async(be, h, x, sizeof x, s) == TP_OK);
+        ck_assert(!memcmp(h, x, sizeof x));
+        ck_assert(be_wait(be, s) == TP_OK);
+    }
+    ck_assert_int_eq(be_download_async(be, h, x, sizeof x, TP_BE_COPY_SLOTS), TP_ERR_RANGE);
+    TP_ASSERT_ERR_HAS("copy slot 2 out of range [0, 2)");
+    ck_assert_int_eq(be_wait(be, -1), TP_ERR_RANGE);
+    be_host_free(be, h);
+    be_host_free(be, NULL);
 }
 END_TEST
 
@@ -210,6 +236,11 @@ START_TEST(test_gemv_syrk_syr_bits)
         cblas_dsyrk(CblasRowMajor, CblasUpper, cb((tp_trans)ta), d, rows, 1.0, A, ld, 0.5, R, ldc);
         ck_assert_msg(!memcmp(C, R, (size_t)d * ldc * sizeof *C), "syrk_f64 ta=%d", ta);
         free(A), free(C), free(R);
+        float *a = rand_f32(na), *c = rand_f32((size_t)d * ldc), *r = dup(c, (size_t)d * ldc * sizeof *c);
+        ck_assert_int_eq(be_syrk_f32(be, (tp_trans)ta, d, rows, 1.0f, a, ld, 0.5f, c, ldc), TP_OK);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, cb((tp_trans)ta), d, rows, 1.0f, a, ld, 0.5f, r, ldc);
+        ck_assert_msg(!memcmp(c, r, (size_t)d * ldc * sizeof *c), "syrk_f32 ta=%d", ta);
+        free(a), free(c), free(r);
     }
     double *x = rand_f64((size_t)d), *G = rand_f64((size_t)d * ldc), *R = dup(G, (size_t)d * ldc * sizeof *G);
     ck_assert_int_eq(be_syr_f64(be, d, -0.125, x, G, ldc), TP_OK);
@@ -595,6 +626,7 @@ int main(void)
     TCase *tc = tcase_create("cpu");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_cpu_slots);
+    tcase_add_test(tc, test_cpu_download_async);
     tcase_add_test(tc, test_null_slot);
     tcase_add_test(tc, test_open);
     tcase_add_test(tc, test_gemm_bits);

@@ -12,8 +12,10 @@
  * dimensions: rmsnorm, silu_mul, add, rope with per-row positions, embed for F32 /
  * BF16 / F16 and its bad-id report, gemm_f32 (all four trans combinations, TF32
  * too), gemm_f64, gemv_f32, syrk_f64, syr_f64, dot / axpy / nrm2 / scal; the two
- * kernels outside the table (softmax, bf16 widening) through kernels/kernels.h; and
- * the NULL-slot path on a copy of the opened backend. The slots of issue 19 (linear,
+ * kernels outside the table (softmax, bf16 widening) through kernels/kernels.h;
+ * download_async into pinned host memory (host_alloc) on two slots, each copy done
+ * before the op queued after it overwrites its source; and the NULL-slot path on a
+ * copy of the opened backend. The slots of issue 19 (linear,
  * attention, the backward ops) are compared with the CPU backend in
  * test_cuda_parity.c.
  *
@@ -211,8 +213,9 @@ END_TEST
     X(alloc) X(free) X(upload) X(download) X(copy) X(sync) X(info) X(rmsnorm) X(rope) X(silu_mul) X(add) X(embed) \
     X(gemm_f32) X(gemm_f64) X(gemv_f32) X(syrk_f64) X(syr_f64) X(dot_f64) X(axpy_f64) X(nrm2_f64)         \
     X(scal_f64) X(linear) X(linear_bwd) X(rmsnorm_bwd) X(rope_bwd) X(attention) X(attention_bwd)         \
-    X(silu_mul_bwd) X(embed_bwd) X(prefetch) X(prefetch_wait) X(sae_encode_in) X(sae_topk) X(sae_decode)        \
-    X(sae_sparse_bwd) X(sae_adam)
+    X(silu_mul_bwd) X(embed_bwd) X(prefetch) X(prefetch_wait) X(host_alloc) X(host_free) X(download_async)  \
+    X(wait) X(sae_encode_in) X(sae_topk) X(sae_decode) X(sae_sparse_bwd) X(sae_adam)
+#define NULL_SLOTS(X) X(syrk_f32)
 
 /* The message, less its " (file:line)" suffix, is `want`. */
 static void check_msg(const char *want)
@@ -249,6 +252,10 @@ START_TEST(test_table)
 #define IS_FILLED(slot) ck_assert_msg(t->slot != NULL, "slot %s should be filled", #slot);
     FILLED_SLOTS(IS_FILLED)
 #undef IS_FILLED
+    /* PCA's f32 Gram runs on the CPU backend: no kernel for it */
+#define IS_NULL(slot) ck_assert_msg(t->slot == NULL, "slot %s has no CUDA kernel", #slot);
+    NULL_SLOTS(IS_NULL)
+#undef IS_NULL
     /* A backend with no context: only the NULL-slot path may run. */
     tp_backend fake = {.name = "cuda", .host_memory = false, .iface = *t, .context = NULL};
     check_null_slots(&fake);
@@ -316,6 +323,40 @@ START_TEST(test_buffers)
     TP_ASSERT_ERR_HAS("out of GPU memory");
     OK(be_sync(be));
     free(x), free(got);
+}
+END_TEST
+
+/* Capture's double buffering: download_async into pinned memory returns at once and
+ * is ordered before the ops queued after it, so an op that overwrites the source
+ * right away does not reach the copy; a slot's wait covers its copies only. */
+START_TEST(test_download_async)
+{
+    void *h = (void *)&h;
+    OK(be_host_alloc(be, 0, &h));
+    ck_assert_ptr_null(h);
+    size_t n = 1 << 20;
+    float *pinned[2] = {NULL, NULL};
+    for (int s = 0; s < 2; s++) OK(be_host_alloc(be, n * sizeof(float), (void **)&pinned[s]));
+    float *x = rand_f32(n, -1, 1), *ones = malloc(n * sizeof *ones);
+    ck_assert_ptr_nonnull(ones);
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    float *dx = dev_from(x, n * sizeof *x), *d1 = dev_from(ones, n * sizeof *ones);
+    OK(be_wait(be, 1));   /* never used: returns */
+    for (int round = 0; round < 3; round++) {
+        int s = round % 2;
+        OK(be_download_async(be, pinned[s], dx, n * sizeof *x, s));
+        OK(be_add(be, dx, d1, n));   /* overwrites the source, queued after the copy */
+        OK(be_wait(be, s));
+        for (size_t i = 0; i < n; i++) ck_assert_float_eq(pinned[s][i], x[i] + (float)round);
+        for (size_t i = 0; i < n; i++) x[i] += 1.0f;   /* what dx holds now, the CPU's rounding */
+    }
+    ck_assert_int_eq(be_download_async(be, pinned[0], dx, n * sizeof *x, 2), TP_ERR_RANGE);
+    ck_assert_int_eq(be_wait(be, -1), TP_ERR_RANGE);
+    OK(be_sync(be));
+    for (int s = 0; s < 2; s++) be_host_free(be, pinned[s]);
+    be_host_free(be, NULL);
+    be_free(be, dx), be_free(be, d1);
+    free(x), free(ones);
 }
 END_TEST
 
@@ -831,7 +872,7 @@ int main(void)
     suite_add_tcase(suite, host);
 
     const TTest *device_tests[] = {
-        test_buffers, test_null_slots, test_rmsnorm,  test_silu_mul_add, test_rope,         test_embed,
+        test_buffers, test_download_async, test_null_slots, test_rmsnorm,  test_silu_mul_add, test_rope,         test_embed,
         test_gemm_f32, test_gemm_f32_tf32, test_gemm_f64, test_gemv_f32, test_syrk_f64, test_syr_f64,
         test_level1_f64, test_softmax_causal, test_bf16_to_f32,
     };

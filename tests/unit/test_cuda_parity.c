@@ -5,7 +5,9 @@
  * decode) against a host reference, TopK SAE training steps against the CPU's, and
  * whole forward passes (logits, and a pattern
  * hook) and backward passes (d/d embeddings, through an edited pattern) on the
- * bundled models with the weights uploaded by model_open.
+ * bundled models with the weights uploaded by model_open, and phase 2 (capture, its
+ * double buffering: pinned buffers, download_async, writes one unit late) on the
+ * bundled model into a store against the CPU's.
  *
  * Not built (no nvcc, or -DTP_CUDA=OFF): prints "skipped: CUDA backend not built".
  * No GPU: prints "<test>: skipped: no GPU" for each test, then "skipped: no GPU
@@ -40,7 +42,9 @@ int main(void)
 #include "analysis/sae/sae.h"
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
+#include "core/config.h"
 #include "core/dtype.h"
+#include "dist/world.h"
 #include "model/backward.h"
 #include "model/forward.h"
 #include "model/hooks.h"
@@ -744,7 +748,28 @@ START_TEST(test_sae_train_parity)
 }
 END_TEST
 
-int main(void)
+/* Capture on the GPU (two pinned sets, each unit written while the next computes)
+ * against the CPU: the same rows and tokens, every capture point within f32's
+ * tolerance. 24 documents of at most 64 tokens in units of 4 sequences, a point at
+ * every layer and a head point. */
+START_TEST(test_capture_parity)
+{
+    tp_config *cfg = tp_test_bundled_config();
+    const char *kv[][2] = {{"data.num_samples", "24"}, {"data.seq_len", "64"}, {"forward.batch_size", "4"},
+                           {"capture.hooks", "hook_resid_post,mlp.hook_post,blocks.1.attn.hook_z"}};
+    for (size_t i = 0; i < sizeof kv / sizeof *kv; i++) OK(tp_config_set(cfg, kv[i][0], kv[i][1], "test"));
+    char sc[4096], sg[4096];
+    OK(tp_test_capture(cfg, cpu, "capture-cpu", sc, sizeof sc));
+    OK(tp_test_capture(cfg, gpu, "capture-gpu", sg, sizeof sg));
+    int same = 0;
+    double e = tp_test_store_diff(sg, sc, &same);
+    ck_assert_msg(e <= TOL_F32, "capture: rel err %g > %g", e, TOL_F32);
+    printf("capture parity: rel err %g\n", e);
+    tp_config_free(cfg);
+}
+END_TEST
+
+int main(int argc, char **argv)
 {
     int n_gpus = 0;
     tp_status s = cuda_probe(&n_gpus, NULL, 0);
@@ -752,7 +777,7 @@ int main(void)
     snprintf(reason, sizeof reason, "%s", tp_err_msg());
     const TTest *tests[] = {test_linear,       test_attention, test_attention_bwd, test_rmsnorm_bwd,   test_rope_bwd,
                             test_silu_mul_bwd, test_embed_bwd, test_sae_topk,      test_forward_parity,
-                            test_backward_parity, test_sae_ops, test_sae_train_parity};
+                            test_backward_parity, test_capture_parity, test_sae_ops, test_sae_train_parity};
     size_t n = sizeof tests / sizeof *tests;
     if (s != TP_OK) {
         if (s != TP_ERR_NO_DEVICE) {
@@ -763,6 +788,11 @@ int main(void)
         const char *why = strncmp(reason, "no GPU: ", 8) == 0 ? reason + 8 : reason;
         printf("skipped: no GPU (%s)\n", why);
         return EXIT_SUCCESS;
+    }
+    /* capture runs as one MPI rank */
+    if (dist_init(&argc, &argv) != TP_OK) {
+        fprintf(stderr, "dist_init: %s\n", tp_err_msg());
+        return EXIT_FAILURE;
     }
     cpu = backend_cpu();
     tp_backend_options opt = {.device = 0, .tf32 = false};
@@ -783,6 +813,7 @@ int main(void)
     srunner_free(sr);
     if (be_sync(gpu) != TP_OK) fprintf(stderr, "be_sync: %s\n", tp_err_msg());
     backend_close(gpu);
+    dist_finalize();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 

@@ -2,7 +2,7 @@
  * read from a .npy file (run by tools/bench/pca.sh, which times NumPy and scikit-learn
  * on the same file beside it; tools/bench/make_pca_rows.py writes the rows).
  *
- *   mpiexec -np P bench_pca --npy ROWS.npy [--rows N] [--k 100] [--nb 64] [--grid RxC]
+ *   mpiexec -np P bench_pca --npy ROWS.npy [--rows N] [--k 100] [--gram f64|f32] [--nb 64] [--grid RxC]
  *           [--reps 1] [--no-cov] [--eig-cov COV.npy] [--eig-routines pdsyevd,pdsyevr]
  *           [--svd-rows S] [--out PREFIX] [--tag TEXT]
  *
@@ -12,7 +12,8 @@
  *
  *   kind "cov"  the incremental cov method as a caller streams rows:
  *               accum_s   pca_accum_init + pca_accum_add over this rank's rows (local
- *                         f64 dsyrk, no communication);
+ *                         dsyrk, or with --gram f32 ssyrk blocks summed in f64; no
+ *                         communication);
  *               finish_s  pca_accum_finish after a barrier: the global mean, the merge
  *                         and MPI_Allreduce of the packed d(d+1)/2 sums of squares, the
  *                         BLACS grid, pdsyevd, the gather of k components, the summary;
@@ -233,6 +234,7 @@ int main(int argc, char **argv)
     char routines[256] = "pdsyevd";
     int64_t n_use = 0, k = 100, svd_rows = 0;
     int nb = BLACS_DEFAULT_NB, reps = 1, nprow = 0, npcol = 0, do_cov = 1;
+    pca_gram gram = PCA_GRAM_F64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-cov")) { do_cov = 0; continue; }
@@ -241,6 +243,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--npy")) npy = v;
         else if (!strcmp(a, "--rows")) n_use = atoll(v);
         else if (!strcmp(a, "--k")) k = atoll(v);
+        else if (!strcmp(a, "--gram")) CHECK(pca_gram_parse(v, &gram));
         else if (!strcmp(a, "--nb")) nb = atoi(v);
         else if (!strcmp(a, "--grid")) { if (sscanf(v, "%dx%d", &nprow, &npcol) != 2) DIE("--grid RxC"); }
         else if (!strcmp(a, "--reps")) reps = atoi(v);
@@ -262,13 +265,15 @@ int main(int argc, char **argv)
     else CHECK(blacs_grid_init(MPI_COMM_WORLD, nb, &grid));
     pca_options opt = pca_options_default();
     opt.k = k;
+    opt.gram = gram;
     opt.nb = nb;
     opt.grid = &grid;
     char common[512];
     snprintf(common, sizeof common,
              "\"bench\":\"pca\",\"tag\":\"%s\",\"d\":%lld,\"ranks\":%d,\"grid\":\"%dx%d\",\"nb\":%d,"
-             "\"blas_threads\":%d,\"k\":%lld",
-             tag, (long long)d, size, grid.nprow, grid.npcol, grid.nb, openblas_get_num_threads(), (long long)k);
+             "\"blas_threads\":%d,\"k\":%lld,\"gram\":\"%s\"",
+             tag, (long long)d, size, grid.nprow, grid.npcol, grid.nb, openblas_get_num_threads(), (long long)k,
+             pca_gram_name(gram));
 
     if (do_cov) {
         int64_t r0 = (int64_t)g_rank * N / size, r1 = (int64_t)(g_rank + 1) * N / size;
@@ -283,7 +288,7 @@ int main(int argc, char **argv)
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = now_s();
             pca_accum *acc = NULL;
-            CHECK(pca_accum_init(d, &acc));
+            CHECK(pca_accum_init(d, gram, &acc));
             CHECK(pca_accum_add(acc, rows, r1 - r0));
             double t1 = now_s();
             MPI_Barrier(MPI_COMM_WORLD);

@@ -3,6 +3,8 @@
 #include "analysis/capture/capture_phase.h"
 #include "analysis/store_inputs.h"
 
+#include "backend/backend.h"
+
 #include "core/fault.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -59,20 +61,34 @@ tp_status capture_settings_read(const tp_config *cfg, capture_settings *out)
  * seconds of work at the speeds in BENCHMARKS.md, is what a killed run can lose. */
 #define FLUSH_BYTES ((double)(512 << 20))
 
+/* Sets of capture buffers: a device backend alternates two (double buffering), a
+ * host-memory one writes each unit as soon as it is computed and needs one. */
+#define MAX_SETS 2
+
+struct capture_run;
+
 typedef struct {
     int layer;
     tp_hook_point pt;
     char name[STORE_NAME_MAX];
     int64_t cols;
-    float *buf;            /* rows of the current unit */
+    float *buf[MAX_SETS];  /* rows of a unit, pinned host memory of the run's backend */
+    struct capture_run *run;
 } point;
+
+/* A unit computed into buffer set `set`, not yet written (have: there is one). */
+typedef struct {
+    bool have;
+    int set;
+    int64_t u, r0, nrows;
+} unit_batch;
 
 typedef struct {
     double compute_s, io_s, wait_s;
     int64_t tokens, bytes, units;
 } capture_stats;
 
-typedef struct {
+typedef struct capture_run {
     /* inputs */
     tp_settings set;
     capture_settings cs;
@@ -99,6 +115,8 @@ typedef struct {
     uint8_t *done;             /* [n_units] complete before this run */
     /* the forward pass */
     tp_forward *f;
+    tp_backend *be;            /* the forward's: its hooks' tensors are this backend's memory */
+    int nsets, cur;            /* buffer sets (1 or 2) and the one the forward fills now */
     tp_hooks *hooks;
     int last_layer;
     int32_t *ids;
@@ -110,12 +128,14 @@ typedef struct {
 } capture_run;
 
 /* The unit runs unpadded (forward_run_varlen): the tensor is [rows of the unit, cols]
- * in store order already, so it is one copy. */
+ * in store order already, so it is one copy into the current set, queued on a device
+ * (a memcpy done on return on the CPU) and waited for in write_unit. */
 static tp_status capture_cb(const tp_hook_info *info, float *data, void *user)
 {
     point *p = user;
-    memcpy(p->buf, data, (size_t)info->shape[1] * (size_t)p->cols * sizeof(float));
-    return TP_OK;
+    struct capture_run *r = p->run;
+    return be_download_async(r->be, p->buf[r->cur], data, (size_t)info->shape[1] * (size_t)p->cols * sizeof(float),
+                             r->cur);
 }
 
 static int64_t point_cols(const tp_model_config *c, tp_hook_point pt)
@@ -411,12 +431,16 @@ static tp_status prepare_forward(capture_run *r)
         if (L > r->last_layer) r->last_layer = L;
     }
     TP_CHECK(forward_new(r->m, batch, seq_len, &r->f));
+    r->be = backend_default();   /* forward_new's backend */
+    r->nsets = r->be->host_memory ? 1 : 2;
     TP_CHECK(hooks_new(mc->num_layers, &r->hooks));
     for (int i = 0; i < r->npts; i++) {
         point *p = &r->pts[i];
-        if (!(p->buf = tp_malloc((size_t)batch * (size_t)seq_len * (size_t)p->cols * sizeof(float))))
-            return TP_ERR_NOMEM;
-        TP_CHECK(hooks_add_reader(r->hooks, p->layer, p->pt, capture_cb, p));
+        p->run = r;
+        for (int s = 0; s < r->nsets; s++)
+            TP_CHECK(be_host_alloc(r->be, (size_t)batch * (size_t)seq_len * (size_t)p->cols * sizeof(float),
+                                   (void **)&p->buf[s]));
+        TP_CHECK(hooks_add_device_reader(r->hooks, p->layer, p->pt, capture_cb, p));
     }
     r->ids = tp_malloc((size_t)batch * (size_t)seq_len * sizeof *r->ids);
     r->lens = tp_malloc((size_t)batch * sizeof *r->lens);
@@ -456,9 +480,29 @@ static tp_status flush_point(capture_run *r, int64_t *npend)
     return TP_OK;
 }
 
+/* Writes unit b's rows from its buffer set, once the set's copies are done (on a
+ * device: once the GPU has finished b's forward pass, which counts as compute). */
+static tp_status write_unit(capture_run *r, const unit_batch *b, int64_t *npend)
+{
+    double t0 = tp_now();
+    TP_CHECK(be_wait(r->be, b->set));
+    double t1 = tp_now();
+    r->st.compute_s += t1 - t0;
+    for (int i = 0; i < r->npts; i++) TP_CHECK(store_write_acts(r->store, i, b->r0, b->nrows, r->pts[i].buf[b->set]));
+    r->my_units[(*npend)++] = b->u;
+    r->st.io_s += tp_now() - t1;
+    return TP_OK;
+}
+
 /* Rounds: each rank computes and writes its next unit (independent writes, so ranks
  * meet only at flush points: the first and the last round and every flush_every
- * rounds, the same rounds on every rank, computed from global sizes). */
+ * rounds, the same rounds on every rank, computed from global sizes).
+ *
+ * On a device backend (two buffer sets) a unit is written one round late: round k
+ * queues unit k's forward pass and its downloads into set k % 2, then writes unit
+ * k−1 from the other set while the GPU computes. The writes keep their order, and a
+ * flush point writes the round's own unit before flushing, so what is on disk and
+ * marked at every flush point (and the file) is the same as with one set. */
 static tp_status run_units(capture_run *r)
 {
     double row_bytes = 0, N = (double)r->data.seqs.n_tokens;
@@ -484,20 +528,32 @@ static tp_status run_units(capture_run *r)
     tp_progress prog;
     tp_progress_begin(&prog, "capture", "rows", todo_rows);
     int64_t npend = 0;
+    unit_batch pend = {0};
     for (int64_t k = 0; k < r->max_n; k++) {
         int64_t u = r->u_lo + k;
-        int have = u < r->u_hi && !r->done[u];
-        int64_t r0 = have ? r->units_row0[u] : 0, nrows = have ? r->units_row0[u + 1] - r->units_row0[u] : 0;
-        if (have) TP_CHECK_GOTO(compute_unit(r, u, nrows), st, out);
+        unit_batch cur = {.have = u < r->u_hi && !r->done[u], .set = (int)(k % r->nsets), .u = u};
+        if (cur.have) cur.r0 = r->units_row0[u], cur.nrows = r->units_row0[u + 1] - r->units_row0[u];
+        r->cur = cur.set;
+        if (cur.have) TP_CHECK_GOTO(compute_unit(r, u, cur.nrows), st, out);
+        bool flush = k == 0 || k == r->max_n - 1 || k % flush_every == 0;
+        unit_batch wrote[2];
+        int nw = 0;
+        if (pend.have) {   /* last round's unit (two sets), while this one computes */
+            TP_CHECK_GOTO(write_unit(r, &pend, &npend), st, out);
+            wrote[nw++] = pend;
+        }
+        pend = cur;
+        if (pend.have && (r->nsets == 1 || flush)) {
+            TP_CHECK_GOTO(write_unit(r, &pend, &npend), st, out);
+            wrote[nw++] = pend;
+            pend.have = false;
+        }
         double t1 = tp_now();
-        for (int i = 0; have && i < r->npts; i++)
-            TP_CHECK_GOTO(store_write_acts(r->store, i, r0, nrows, r->pts[i].buf), st, out);
-        if (have) r->my_units[npend++] = u;
 #ifdef __linux__
         if (r->wb_fd >= 0) (void)sync_file_range(r->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #endif
         r->st.io_s += tp_now() - t1;
-        if (k == 0 || k == r->max_n - 1 || k % flush_every == 0) {
+        if (flush) {
             TP_CHECK_GOTO(flush_point(r, &npend), st, out);
             /* Every unit so far is on disk and marked: a safe point to stop at
              * (SIGUSR1 on any rank, dist/stop.h); the rerun does the rest. */
@@ -509,9 +565,10 @@ static tp_status run_units(capture_run *r)
                 goto out;
             }
         }
-        if (have) {
-            r->st.units++, r->st.tokens += nrows;
-            for (int i = 0; i < r->npts; i++) r->st.bytes += nrows * r->pts[i].cols * (int64_t)tp_dtype_size(r->cs.dtype);
+        for (int j = 0; j < nw; j++) {
+            r->st.units++, r->st.tokens += wrote[j].nrows;
+            for (int i = 0; i < r->npts; i++)
+                r->st.bytes += wrote[j].nrows * r->pts[i].cols * (int64_t)tp_dtype_size(r->cs.dtype);
             /* a unit written (not yet flushed): the resume tests stop a rank here */
             TP_CHECK_GOTO(tp_fault("capture", "unit"), st, out);
         }
@@ -519,6 +576,8 @@ static tp_status run_units(capture_run *r)
          * when rank 0's units are larger or (on resume) fewer of them were done. */
         tp_progress_add(&prog, round_rows(r, lo, hi, k));
     }
+    /* the last round is a flush point, which writes its unit */
+    if (pend.have) st = tp_err(TP_ERR_INTERNAL, "capture: unit %lld computed but not written", (long long)pend.u);
     tp_progress_end(&prog);
 out:
     free(lo);
@@ -589,7 +648,16 @@ static void capture_run_free(capture_run *r, tp_status st)
         if (st == TP_OK) (void)store_close(r->store);
         else store_close_after_error(r->store);
     }
-    for (int i = 0; r->pts && i < r->npts; i++) free(r->pts[i].buf);
+    /* Copies still queued after a failure must not land in freed buffers (the
+     * failure's message stays the one reported). */
+    if (r->be && st != TP_OK) {
+        char saved[2048];
+        snprintf(saved, sizeof saved, "%s", tp_err_msg());
+        (void)be_sync(r->be);
+        tp_err_restore(saved);
+    }
+    for (int i = 0; r->pts && i < r->npts; i++)
+        for (int s = 0; s < r->nsets; s++) be_host_free(r->be, r->pts[i].buf[s]);
     free(r->pts), free(r->hook_list), free(r->specs), free(r->ids), free(r->lens), free(r->done);
     free(r->units_row0), free(r->my_units), free(r->doc_domain), free(r->vocab_off), free(r->vocab_bytes);
     dataset_free_domains(r->domains, r->n_domains);

@@ -272,7 +272,7 @@ static tp_status measure(const geo_ctx *g, hook_job *j, const float *X, pca_accu
     int64_t d = j->d, nloc = g->n_keep_local;
     double t1 = tp_now();
     pca_options po = pca_options_default();
-    po.method = gs->pca_method, po.k = gs->pca_components;
+    po.method = gs->pca_method, po.gram = gs->pca_gram, po.k = gs->pca_components;
     TP_CHECK(acc ? pca_accum_finish(acc, g->comm, &po, &r->pr) : pca_fit_distributed(X, nloc, d, g->comm, &po, &r->pr));
     r->t_pca = tp_now() - t1, t1 = tp_now();
     norm_stats_options no = norm_stats_options_default();
@@ -403,7 +403,7 @@ static tp_status analyse_hook(geo_ctx *g, hook_job *j, json_t *timing)
     double t0 = tp_now();
     float *X = tp_malloc((size_t)(g->n_keep_local ? g->n_keep_local : 1) * (size_t)j->d * sizeof *X);
     tp_status st = X ? TP_OK : TP_ERR_NOMEM;
-    if (st == TP_OK && g->gs->pca_method == PCA_METHOD_COV) st = pca_accum_init(j->d, &acc);
+    if (st == TP_OK && g->gs->pca_method == PCA_METHOD_COV) st = pca_accum_init(j->d, g->gs->pca_gram, &acc);
     st = dist_agree(g->comm, st, "geometry");
     if (st == TP_OK) st = stream_rows(g, j, X, acc);
     r.t_read = tp_now() - t0;
@@ -513,10 +513,10 @@ static tp_status write_results(const geo_ctx *g, const char *run_dir, hook_job *
     TP_CHECK(run_path(out, sizeof out, run_dir, RUN_GEOMETRY_JSON));
     json_t *layers = json_array();
     for (int h = 0; h < n; h++) json_array_append(layers, jobs[h].j);
-    json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:i, s:{s:s, s:I, s:I, s:I}, s:o, s:o, s:O, s:f}",
+    json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:i, s:{s:s, s:s, s:I, s:I, s:I}, s:o, s:o, s:O, s:f}",
         "store", g->path, "rows_total", (json_int_t)g->N, "rows_unmasked", (json_int_t)g->n_unmasked,
         "rows_in_memory", (json_int_t)g->n_keep, "ranks", g->size, "settings", "pca_method",
-        pca_method_name(gs->pca_method), "max_rows", (json_int_t)gs->max_rows, "seed", (json_int_t)gs->seed,
+        pca_method_name(gs->pca_method), "pca_gram", pca_gram_name(gs->pca_gram), "max_rows", (json_int_t)gs->max_rows, "seed", (json_int_t)gs->seed,
         "pca_components", (json_int_t)gs->pca_components, "definitions", definitions(), "layers", layers,
         "timing_rank0", timing, "wall_s", tp_now() - t_start);
     tp_status st = fs_mkdir_parent(out);

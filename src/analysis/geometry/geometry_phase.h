@@ -32,6 +32,7 @@ typedef struct {
     int64_t max_rows;                   /* geometry.max_rows (0: all) */
     uint64_t seed;                      /* geometry.seed */
     pca_method pca_method;              /* geometry.pca.method */
+    pca_gram pca_gram;                  /* geometry.pca.gram */
     int64_t pca_components;             /* geometry.pca.components */
     const char *pca_components_origin;
     int64_t id_sample, id_k;            /* geometry.id.* */

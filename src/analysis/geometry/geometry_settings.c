@@ -8,6 +8,7 @@ static const tp_cfg_key geometry_keys[] = {
     {"geometry.max_rows", TP_CFG_INT, "0", TP_CFG_MIN(0), NULL, "unmasked rows per capture point held in memory (spread over the ranks) for PCA svd, neighbours, local geometry, k-means and norms; a seeded sample when the store has more; 0 means all"},
     {"geometry.seed", TP_CFG_INT, "1234", TP_CFG_MIN(0), NULL, "seed of every sample the geometry phase draws"},
     {"geometry.pca.method", TP_CFG_STRING, "cov", TP_CFG_ANY, "cov|svd", "cov: f64 covariance over every unmasked row, pdsyevd; svd: pdgesvd on the centred in-memory rows (more accurate small eigenvalues)"},
+    {"geometry.pca.gram", TP_CFG_STRING, "f64", TP_CFG_ANY, "f64|f32", "precision of the cov method's Gram products: f64; f32 (about twice as fast; row blocks summed in f64 about a shift, eigenvalues to ~1e-7 relative instead of ~1e-13)"},
     {"geometry.pca.components", TP_CFG_INT, "64", TP_CFG_MIN(1), NULL, "principal components written to /pca/<hook>/components (at most d and the row count)"},
     {"geometry.id.sample", TP_CFG_INT, "2000", TP_CFG_MIN(0), NULL, "rows sampled as queries for MLE and TwoNN (0: all)"},
     {"geometry.id.k", TP_CFG_INT, "20", TP_CFG_IN(3, 1024), NULL, "neighbours for the MLE intrinsic dimension (Levina-Bickel with the MacKay-Ghahramani correction)"},
@@ -33,6 +34,7 @@ tp_status geometry_settings_read(const tp_config *cfg, geometry_settings *g)
     g->max_rows = tp_config_int(cfg, "geometry.max_rows");
     g->seed = (uint64_t)tp_config_int(cfg, "geometry.seed");
     TP_CHECK(pca_method_parse(tp_config_str(cfg, "geometry.pca.method"), &g->pca_method));
+    TP_CHECK(pca_gram_parse(tp_config_str(cfg, "geometry.pca.gram"), &g->pca_gram));
     g->pca_components = tp_config_int(cfg, "geometry.pca.components");
     g->pca_components_origin = tp_config_origin(cfg, "geometry.pca.components");
     g->id_sample = tp_config_int(cfg, "geometry.id.sample");

@@ -1,42 +1,69 @@
 #include "analysis/geometry/pca.h"
 
-#include "backend/backend.h"   /* be_syrk_f64, be_syr_f64 */
+#include "backend/backend.h"   /* be_syrk_f64, be_syrk_f32, be_syr_f64 */
 #include "dist/mpi_check.h"
 #include "dist/world.h"
 
 #include <lapacke.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* MPI counts are int: long buffers go in pieces. */
 
 struct pca_accum {
-    tp_backend *be;  /* the Gram products (backend_cpu(): the arrays below are host memory) */
+    tp_backend *be;   /* the Gram products (backend_cpu(): the arrays below are host memory) */
+    pca_gram prec;
     int64_t d, n;
-    double *shift;   /* [d] the first row added: sums are taken about it */
-    double *sum;     /* [d] Σ (x − shift) */
-    double *gram;    /* [d, d] upper triangle (row-major) of Σ (x − shift)(x − shift)ᵀ */
-    double *block;   /* [PCA_BLOCK_ROWS, d] f64 scratch */
+    double *shift;    /* [d] f64: the first row added; f32: the f32-rounded mean of the
+                         first block's rows. Sums are taken about it */
+    double *sum;      /* [d] Σ (x − shift) */
+    double *gram;     /* [d, d] upper triangle (row-major) of Σ (x − shift)(x − shift)ᵀ */
+    double *block;    /* f64: [PCA_BLOCK_ROWS, d] scratch */
+    float *block32;   /* f32: [PCA_F32_BLOCK_ROWS, d] rows − shift not multiplied yet */
+    float *gram32;    /* f32: [d, d] upper, the block products not yet added into gram */
+    int64_t pending;  /* rows in block32 */
+    bool shift_set;   /* f32: the first block has been seen (until then block32 holds x) */
+    int64_t unfolded; /* rows in gram32 */
 };
 
 pca_options pca_options_default(void)
 {
-    pca_options o = {.method = PCA_METHOD_COV, .k = 0, .nb = BLACS_DEFAULT_NB, .grid = NULL};
+    pca_options o = {.method = PCA_METHOD_COV, .gram = PCA_GRAM_F64, .k = 0, .nb = BLACS_DEFAULT_NB, .grid = NULL};
     return o;
+}
+
+/* Names of the enum values, in enum order. */
+static const char *const method_names[] = {"cov", "svd"}, *const gram_names[] = {"f64", "f32"};
+
+/* The index of s among names[0..2), or a TP_ERR_CONFIG naming the key and value. */
+static tp_status parse_one_of_two(const char *key, const char *s, const char *const names[2], int *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (s && strcmp(s, names[i]) == 0) return *out = i, TP_OK;
+    return tp_err(TP_ERR_CONFIG, "%s: '%s' is not one of %s, %s", key, s ? s : "(null)", names[0], names[1]);
 }
 
 tp_status pca_method_parse(const char *s, pca_method *out)
 {
-    if (s && strcmp(s, "cov") == 0) *out = PCA_METHOD_COV;
-    else if (s && strcmp(s, "svd") == 0) *out = PCA_METHOD_SVD;
-    else
-        return tp_err(TP_ERR_CONFIG, "geometry.pca.method: '%s' is not one of cov, svd", s ? s : "(null)");
+    int i = 0;
+    TP_CHECK(parse_one_of_two("geometry.pca.method", s, method_names, &i));
+    *out = (pca_method)i;
     return TP_OK;
 }
 
-const char *pca_method_name(pca_method m) { return m == PCA_METHOD_SVD ? "svd" : "cov"; }
+tp_status pca_gram_parse(const char *s, pca_gram *out)
+{
+    int i = 0;
+    TP_CHECK(parse_one_of_two("geometry.pca.gram", s, gram_names, &i));
+    *out = (pca_gram)i;
+    return TP_OK;
+}
+
+const char *pca_method_name(pca_method m) { return method_names[m == PCA_METHOD_SVD]; }
+const char *pca_gram_name(pca_gram g) { return gram_names[g == PCA_GRAM_F32]; }
 
 void pca_result_free(pca_result *r)
 {
@@ -60,6 +87,8 @@ static tp_status check_inputs(MPI_Comm comm, int64_t d, const pca_options *opt)
                     (long long)d);
     else if (opt->method != PCA_METHOD_COV && opt->method != PCA_METHOD_SVD)
         st = tp_err(TP_ERR_CONFIG, "pca: unknown method %d", (int)opt->method);
+    else if (opt->gram != PCA_GRAM_F64 && opt->gram != PCA_GRAM_F32)
+        st = tp_err(TP_ERR_CONFIG, "pca: unknown Gram precision %d", (int)opt->gram);
     else if (opt->grid && opt->grid->comm != comm) {
         int cmp = MPI_UNEQUAL;
         MPI_Comm_compare(opt->grid->comm, comm, &cmp);
@@ -161,20 +190,32 @@ static tp_status check_unit_rows(const double *comp, int64_t k, int64_t d, const
 
 /* ---- accumulation (cov) -------------------------------------------------------- */
 
-tp_status pca_accum_init(int64_t d, pca_accum **out)
+tp_status pca_accum_init(int64_t d, pca_gram gram, pca_accum **out)
 {
     *out = NULL;
     if (d <= 0) return tp_err(TP_ERR_RANGE, "pca: d = %lld columns; need at least 1", (long long)d);
     if (d > INT_MAX / 2) return tp_err(TP_ERR_RANGE, "pca: d = %lld is too large", (long long)d);
+    if (gram != PCA_GRAM_F64 && gram != PCA_GRAM_F32)
+        return tp_err(TP_ERR_CONFIG, "pca: unknown Gram precision %d", (int)gram);
     pca_accum *a = tp_calloc(1, sizeof *a);
     if (!a) return TP_ERR_NOMEM;
     a->be = backend_cpu();
+    a->prec = gram;
     a->d = d;
-    a->shift = tp_calloc((size_t)d, sizeof(double));
-    a->sum = tp_calloc((size_t)d, sizeof(double));
-    a->gram = tp_calloc((size_t)d * (size_t)d, sizeof(double));
-    a->block = tp_malloc((size_t)PCA_BLOCK_ROWS * (size_t)d * sizeof(double));
-    if (!a->shift || !a->sum || !a->gram || !a->block) {
+    const size_t dd = (size_t)d;
+    a->shift = tp_calloc(dd, sizeof(double));
+    a->sum = tp_calloc(dd, sizeof(double));
+    a->gram = tp_calloc(dd * dd, sizeof(double));
+    bool ok = a->shift && a->sum && a->gram;
+    if (gram == PCA_GRAM_F32) {
+        a->block32 = tp_malloc((size_t)PCA_F32_BLOCK_ROWS * dd * sizeof(float));
+        a->gram32 = tp_calloc(dd * dd, sizeof(float));
+        ok = ok && a->block32 && a->gram32;
+    } else {
+        a->block = tp_malloc((size_t)PCA_BLOCK_ROWS * dd * sizeof(double));
+        ok = ok && a->block;
+    }
+    if (!ok) {
         pca_accum_free(a);
         return TP_ERR_NOMEM;
     }
@@ -189,7 +230,91 @@ void pca_accum_free(pca_accum *a)
     free(a->sum);
     free(a->gram);
     free(a->block);
+    free(a->block32);
+    free(a->gram32);
     free(a);
+}
+
+/* f32: gram (f64) += gram32, the upper triangles; gram32 starts again. */
+static void fold_f32(pca_accum *a)
+{
+    const size_t d = (size_t)a->d;
+    for (size_t i = 0; i < d; i++) {
+        double *restrict g = a->gram + i * d;
+        const float *restrict h = a->gram32 + i * d;
+        for (size_t j = i; j < d; j++) g[j] += h[j];
+    }
+    a->unfolded = 0;
+}
+
+/* f32: gram32 += the pending block's product; folded every PCA_F32_SUM_ROWS rows. */
+static tp_status multiply_f32(pca_accum *a)
+{
+    if (a->pending == 0) return TP_OK;
+    const int64_t d = a->d;
+    TP_CHECK(be_syrk_f32(a->be, TP_TRANS, d, a->pending, 1.0f, a->block32, d, a->unfolded ? 1.0f : 0.0f,
+                         a->gram32, d));
+    a->unfolded += a->pending;
+    a->pending = 0;
+    if (a->unfolded >= PCA_F32_SUM_ROWS) fold_f32(a);
+    return TP_OK;
+}
+
+/* y = x − shift for n rows (y may be x), and Σ (x − shift) into sum. The shift is
+ * an f32, so the f64 difference is exact and y its one rounding to f32; the sums
+ * take the exact one, which keeps the mean as exact as the f64 path's. */
+static void shift_rows_f32(pca_accum *a, const float *x, float *y, int64_t n)
+{
+    const size_t d = (size_t)a->d;
+    const double *restrict shift = a->shift;
+    double *restrict sum = a->sum;
+    for (size_t i = 0; i < (size_t)n * d; i += d)
+        for (size_t j = 0; j < d; j++) {
+            double v = (double)x[i + j] - shift[j];
+            sum[j] += v;
+            y[i + j] = (float)v;
+        }
+}
+
+/* The shift: the mean of the first block's rows (held unshifted until now), rounded
+ * to f32 (see shift_rows_f32), so that x − shift is small.
+ * Taken from the first block whatever the calls were, so the result does not
+ * depend on how the caller split its rows. */
+static void set_shift_f32(pca_accum *a)
+{
+    const size_t d = (size_t)a->d;
+    double *restrict sum = a->sum;
+    for (int64_t r = 0; r < a->pending; r++)
+        for (size_t j = 0; j < d; j++) sum[j] += a->block32[(size_t)r * d + j];
+    for (size_t j = 0; j < d; j++) {
+        a->shift[j] = (float)(sum[j] / (double)a->pending);
+        sum[j] = 0;
+    }
+    a->shift_set = true;
+    shift_rows_f32(a, a->block32, a->block32, a->pending);
+}
+
+/* f32: the pending rows (shifted; the first block gets the shift now) into gram32. */
+static tp_status flush_block_f32(pca_accum *a)
+{
+    if (!a->shift_set && a->pending > 0) set_shift_f32(a);
+    return multiply_f32(a);
+}
+
+static tp_status add_f32(pca_accum *a, const float *rows, int64_t n)
+{
+    const size_t d = (size_t)a->d;
+    for (int64_t r = 0; r < n;) {
+        int64_t m = PCA_F32_BLOCK_ROWS - a->pending;
+        if (m > n - r) m = n - r;
+        float *y = a->block32 + (size_t)a->pending * d;
+        if (a->shift_set) shift_rows_f32(a, rows + (size_t)r * d, y, m);
+        else memcpy(y, rows + (size_t)r * d, (size_t)m * d * sizeof(float));
+        a->pending += m, r += m;
+        if (a->pending == PCA_F32_BLOCK_ROWS) TP_CHECK(flush_block_f32(a));
+    }
+    a->n += n;
+    return TP_OK;
 }
 
 tp_status pca_accum_add(pca_accum *a, const float *rows, int64_t n)
@@ -197,6 +322,7 @@ tp_status pca_accum_add(pca_accum *a, const float *rows, int64_t n)
     if (n < 0) return tp_err(TP_ERR_RANGE, "pca: %lld rows added", (long long)n);
     if (n == 0) return TP_OK;
     if (!rows) return tp_err(TP_ERR_RANGE, "pca: %lld rows added from a NULL pointer", (long long)n);
+    if (a->prec == PCA_GRAM_F32) return add_f32(a, rows, n);
     const size_t d = (size_t)a->d;
     if (a->n == 0)
         for (size_t j = 0; j < d; j++) a->shift[j] = rows[j];
@@ -333,6 +459,11 @@ tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt
     TP_CHECK(check_inputs(comm, acc ? acc->d : 0, opt));
     const int64_t d = acc->d;
     const size_t dd = (size_t)d;
+    if (acc->prec == PCA_GRAM_F32) {   /* the last rows into the f64 Gram */
+        tp_status sf = flush_block_f32(acc);
+        if (sf == TP_OK && acc->unfolded) fold_f32(acc);
+        TP_CHECK(dist_agree(comm, sf, "pca"));
+    }
 
     /* Global n and mean. */
     int64_t n = 0;
@@ -682,7 +813,7 @@ tp_status pca_fit_distributed(const float *rows, int64_t n_local, int64_t d, MPI
     TP_CHECK(check_inputs(comm, d, opt));
     if (opt->method == PCA_METHOD_SVD) return fit_svd(rows, n_local, d, comm, opt, out);
     pca_accum *acc = NULL;
-    tp_status st = pca_accum_init(d, &acc);
+    tp_status st = pca_accum_init(d, opt->gram, &acc);
     if (st == TP_OK) st = pca_accum_add(acc, rows, n_local);
     st = dist_agree(comm, st, "pca");
     if (st == TP_OK) st = pca_accum_finish(acc, comm, opt, out);

@@ -12,6 +12,19 @@
  *        block-cyclically on a BLACS grid, eigendecomposed by ScaLAPACK pdsyevd
  *        (on a single rank without a given grid: LAPACK dsyevd, faster there).
  *        The incremental API (pca_accum_*) lets a caller stream row blocks.
+ *        With gram = f32 (geometry.pca.gram) the products run in f32 at twice the
+ *        f64 rate: the shift is the mean of the rank's first PCA_F32_BLOCK_ROWS
+ *        rows rounded to f32, so x − shift is exact in f64 and small: the large
+ *        means never enter an f32 product. Its f32 rounding is multiplied
+ *        PCA_F32_BLOCK_ROWS rows at a time (ssyrk) into an f32 partial Gram, which
+ *        is added into the f64 one every PCA_F32_SUM_ROWS rows, so no f32 sum runs
+ *        over more rows than that; the column sums are f64 sums of the exact
+ *        differences, so the mean is as exact as with f64. The blocks follow the
+ *        order rows are added in, whatever the sizes of the calls. Eigenvalues then
+ *        err by about eps32·λ_max in absolute terms instead of ~1e-15·λ_max
+ *        (BENCHMARKS.md, "Geometry: PCA": at most 1.4e-6 relative on the top 100
+ *        of the benchmark rows, where scikit-learn's covariance_eigh, XᵀX in f32
+ *        without a shift, errs by 1.3e-4).
  *   svd  The centred rows (f64) are redistributed to a block-cyclic N × d matrix
  *        (MPI_Alltoallv) and factored by pdgesvd; eigenvalues = s² / (n − 1).
  *        More accurate for small eigenvalues, but holds all N·d values (f64)
@@ -43,9 +56,11 @@
 #include <stdint.h>
 
 typedef enum { PCA_METHOD_COV = 0, PCA_METHOD_SVD = 1 } pca_method;
+typedef enum { PCA_GRAM_F64 = 0, PCA_GRAM_F32 = 1 } pca_gram;
 
 typedef struct {
     pca_method method;          /* geometry.pca.method: cov | svd */
+    pca_gram gram;              /* geometry.pca.gram: f64 | f32 products (cov only) */
     int64_t k;                  /* components to return (≤ d; svd: also ≤ n) */
     int nb;                     /* ScaLAPACK block size of the grid made when grid
                                    is NULL; default BLACS_DEFAULT_NB */
@@ -70,18 +85,24 @@ pca_options pca_options_default(void);
 /* "cov" or "svd" → method; anything else is a TP_ERR_CONFIG naming the value. */
 tp_status pca_method_parse(const char *s, pca_method *out);
 const char *pca_method_name(pca_method m);
+/* "f64" or "f32" → gram; anything else is a TP_ERR_CONFIG naming the value. */
+tp_status pca_gram_parse(const char *s, pca_gram *out);
+const char *pca_gram_name(pca_gram g);
 
 tp_status pca_fit_distributed(const float *rows, int64_t n_local, int64_t d, MPI_Comm comm,
                               const pca_options *opt, pca_result *out);
 void pca_result_free(pca_result *r);
 
 /* Incremental cov method: init, add this rank's rows in any number of calls
- * (local, no communication; converted to f64 PCA_BLOCK_ROWS rows at a time),
- * finish (collective) into the result. finish uses up the accumulated state:
- * free the accumulator after it. */
+ * (local, no communication; f64: converted PCA_BLOCK_ROWS rows at a time; f32:
+ * the blocks above), finish (collective) into the result; opt->gram of finish
+ * is not used (init's gram is). finish uses up the accumulated state: free the
+ * accumulator after it. */
 #define PCA_BLOCK_ROWS 256
+#define PCA_F32_BLOCK_ROWS 1024   /* rows per ssyrk */
+#define PCA_F32_SUM_ROWS 4096     /* rows summed in f32 before the f64 sum */
 typedef struct pca_accum pca_accum;
-tp_status pca_accum_init(int64_t d, pca_accum **out);
+tp_status pca_accum_init(int64_t d, pca_gram gram, pca_accum **out);
 tp_status pca_accum_add(pca_accum *acc, const float *rows, int64_t n);
 tp_status pca_accum_finish(pca_accum *acc, MPI_Comm comm, const pca_options *opt, pca_result *out);
 void pca_accum_free(pca_accum *acc);

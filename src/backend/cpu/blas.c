@@ -62,6 +62,15 @@ tp_status cpu_be_syrk_f64(tp_backend *be, tp_trans ta, int64_t n, int64_t k, dou
     return TP_OK;
 }
 
+tp_status cpu_be_syrk_f32(tp_backend *be, tp_trans ta, int64_t n, int64_t k, float alpha, const float *A,
+                          int64_t lda, float beta, float *C, int64_t ldc)
+{
+    CHECK_SIZES("syrk_f32", n, k, lda, ldc);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, trans(ta), (blasint)n, (blasint)k, alpha, A, (blasint)lda, beta, C,
+                (blasint)ldc);
+    return TP_OK;
+}
+
 tp_status cpu_be_syr_f64(tp_backend *be, int64_t n, double alpha, const double *x, double *A, int64_t lda)
 {
     CHECK_SIZES("syr_f64", n, lda);

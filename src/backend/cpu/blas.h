@@ -1,6 +1,6 @@
 /* blas.h — the CPU backend's ops that go to OpenBLAS.
  *
- * The analyses' dense linear algebra (gemm_f32/f64, gemv_f32, syrk_f64, syr_f64,
+ * The analyses' dense linear algebra (gemm_f32/f64, gemv_f32, syrk_f64/f32, syr_f64,
  * dot/axpy/nrm2/scal_f64): thin wrappers over the cblas calls the analyses made
  * themselves before, with unit strides and the upper triangle, so results are the
  * same bits. And the OpenBLAS path of `linear`: f32 weights straight from their
@@ -47,6 +47,8 @@ tp_status cpu_be_gemv_f32(tp_backend *be, tp_trans ta, int64_t m, int64_t n, flo
                           int64_t lda, const float *x, float beta, float *y);
 tp_status cpu_be_syrk_f64(tp_backend *be, tp_trans ta, int64_t n, int64_t k, double alpha, const double *A,
                           int64_t lda, double beta, double *C, int64_t ldc);
+tp_status cpu_be_syrk_f32(tp_backend *be, tp_trans ta, int64_t n, int64_t k, float alpha, const float *A,
+                          int64_t lda, float beta, float *C, int64_t ldc);
 tp_status cpu_be_syr_f64(tp_backend *be, int64_t n, double alpha, const double *x, double *A, int64_t lda);
 tp_status cpu_be_dot_f64(tp_backend *be, int64_t n, const double *x, const double *y, double *out);
 tp_status cpu_be_axpy_f64(tp_backend *be, int64_t n, double alpha, const double *x, double *y);

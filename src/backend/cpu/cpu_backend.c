@@ -43,6 +43,28 @@ static tp_status cpu_be_copy(tp_backend *be, void *dst, const void *src, size_t 
 
 static tp_status cpu_be_sync(tp_backend *be) { return TP_OK; }
 
+/* Pinned memory is plain host memory here, aligned to a cache line (64 bytes: an
+ * AVX-512 vector) like the device's copies would like. */
+static tp_status cpu_be_host_alloc(tp_backend *be, size_t bytes, void **ptr)
+{
+    *ptr = NULL;
+    if (!bytes) return TP_OK;
+    if (posix_memalign(ptr, 64, bytes) != 0) {
+        *ptr = NULL;
+        return tp_err(TP_ERR_NOMEM, "out of memory allocating %zu bytes of host buffers", bytes);
+    }
+    return TP_OK;
+}
+
+/* Nothing is queued: the copy is done on return, and waiting is only the slot check. */
+static tp_status cpu_be_download_async(tp_backend *be, void *host_dst, const void *src, size_t bytes, int slot)
+{
+    TP_CHECK(backend_check_copy_slot(be, slot));
+    return cpu_be_copy(be, host_dst, src, bytes);
+}
+
+static tp_status cpu_be_wait(tp_backend *be, int slot) { return backend_check_copy_slot(be, slot); }
+
 static void cpu_be_info(const tp_backend *be, tp_backend_info *out)
 {
     static char device[64];
@@ -224,6 +246,10 @@ static tp_backend cpu_backend = {
         .info = cpu_be_info,
         .prefetch = cpu_be_copy,   /* nothing is queued: a memcpy, done on return */
         .prefetch_wait = cpu_be_sync,
+        .host_alloc = cpu_be_host_alloc,
+        .host_free = cpu_be_free,
+        .download_async = cpu_be_download_async,
+        .wait = cpu_be_wait,
 
         .linear = cpu_be_linear,
         .linear_bwd = cpu_be_linear_bwd,
@@ -243,6 +269,7 @@ static tp_backend cpu_backend = {
         .gemm_f64 = cpu_be_gemm_f64,
         .gemv_f32 = cpu_be_gemv_f32,
         .syrk_f64 = cpu_be_syrk_f64,
+        .syrk_f32 = cpu_be_syrk_f32,
         .syr_f64 = cpu_be_syr_f64,
         .dot_f64 = cpu_be_dot_f64,
         .axpy_f64 = cpu_be_axpy_f64,

@@ -4,8 +4,9 @@
  *
  * Ops are queued on the context's non-blocking stream and return at once; upload
  * and download are ordered after the queued work and return when the copy is done
- * (the host buffer may be reused at once); download and sync are where a failure of
- * queued work is reported. Every slot of the table is filled.
+ * (the host buffer may be reused at once); download_async returns at once and its
+ * slot's wait is where the copy is done; download, wait and sync are where a failure
+ * of queued work is reported. Every slot of the table is filled.
  */
 #include "backend/cuda/cuda_backend.h"
 
@@ -17,21 +18,27 @@
 
 /* ---- buffers -------------------------------------------------------------------- */
 
+/* The status of an allocation that gave `e`: out of memory is TP_ERR_NOMEM naming
+ * the size, what ran out ("GPU memory") and the device, with *ptr NULL. */
+static tp_status alloc_status(const struct cuda_ctx *c, cudaError_t e, void **ptr, size_t bytes, const char *what)
+{
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        *ptr = NULL;
+        return tp_err(TP_ERR_NOMEM, "cuda: out of %s allocating %zu bytes on device %d (%s)", what, bytes, c->device,
+                      c->device_name);
+    }
+    CUDA_CHECK(e);
+    return TP_OK;
+}
+
 static tp_status cuda_alloc(tp_backend *be, size_t bytes, void **ptr)
 {
     struct cuda_ctx *c = cuda_ctx_of(be);
     *ptr = NULL;
     if (bytes == 0) return TP_OK;
     CUDA_ENTER(c);
-    cudaError_t e = cudaMalloc(ptr, bytes);
-    if (e == cudaErrorMemoryAllocation) {
-        (void)cudaGetLastError();
-        *ptr = NULL;
-        return tp_err(TP_ERR_NOMEM, "cuda: out of GPU memory allocating %zu bytes on device %d (%s)", bytes,
-                      c->device, c->device_name);
-    }
-    CUDA_CHECK(e);
-    return TP_OK;
+    return alloc_status(c, cudaMalloc(ptr, bytes), ptr, bytes, "GPU memory");
 }
 
 /* The slot returns nothing: a failing cudaFree (a fault of earlier queued work) is
@@ -96,6 +103,51 @@ static tp_status cuda_prefetch_wait(tp_backend *be)
     return TP_OK;
 }
 
+/* Pinned (page-locked) host memory: a copy into it is a DMA the host does not wait
+ * for, where one into pageable memory would be staged by the driver. */
+static tp_status cuda_host_alloc(tp_backend *be, size_t bytes, void **ptr)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    *ptr = NULL;
+    if (bytes == 0) return TP_OK;
+    CUDA_ENTER(c);
+    return alloc_status(c, cudaHostAlloc(ptr, bytes, cudaHostAllocDefault), ptr, bytes, "pinned host memory");
+}
+
+static void cuda_host_free(tp_backend *be, void *ptr)
+{
+    if (!ptr) return;
+    (void)cudaSetDevice(cuda_ctx_of(be)->device);
+    (void)cudaFreeHost(ptr);
+}
+
+/* On the compute stream, not the copy stream: the forward overwrites its buffers in
+ * place (hook_resid_post is the next layer's input and gets the next layer's adds), so
+ * the compute stream would have to wait for a copy-stream copy at once anyway, and on
+ * the copy stream the download would also queue behind the next layer's weight
+ * prefetch. Into pinned memory the copy is a DMA in stream order: the GPU copies while
+ * the host, which does not wait, writes the previous batch to HDF5. */
+static tp_status cuda_download_async(tp_backend *be, void *host_dst, const void *src, size_t bytes, int slot)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(backend_check_copy_slot(be, slot));
+    if (bytes == 0) return TP_OK;
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(cudaEventRecord(c->download_done[slot], c->stream));
+    return TP_OK;
+}
+
+/* An event never recorded counts as complete: waiting on an unused slot returns. */
+static tp_status cuda_wait(tp_backend *be, int slot)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(backend_check_copy_slot(be, slot));
+    CUDA_ENTER(c);
+    CUDA_CHECK(cudaEventSynchronize(c->download_done[slot]));
+    return TP_OK;
+}
+
 static tp_status cuda_sync(tp_backend *be)
 {
     struct cuda_ctx *c = cuda_ctx_of(be);
@@ -150,6 +202,10 @@ static const tp_backend_i cuda_iface = {
     .info = cuda_info,
     .prefetch = cuda_prefetch,
     .prefetch_wait = cuda_prefetch_wait,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .download_async = cuda_download_async,
+    .wait = cuda_wait,
 
     .linear = cuda_linear,
     .linear_bwd = cuda_linear_bwd,
@@ -169,6 +225,7 @@ static const tp_backend_i cuda_iface = {
     .gemm_f64 = cuda_gemm_f64,
     .gemv_f32 = cuda_gemv_f32,
     .syrk_f64 = cuda_syrk_f64,
+    .syrk_f32 = NULL,        /* PCA's f32 Gram runs on the CPU backend */
     .syr_f64 = cuda_syr_f64,
     .dot_f64 = cuda_dot_f64,
     .axpy_f64 = cuda_axpy_f64,
@@ -204,6 +261,8 @@ static void cuda_release(tp_backend *be)
         if (c->copy_stream) (void)cudaStreamDestroy(c->copy_stream);
         if (c->compute_done) (void)cudaEventDestroy(c->compute_done);
         if (c->copies_done) (void)cudaEventDestroy(c->copies_done);
+        for (int i = 0; i < TP_BE_COPY_SLOTS; i++)
+            if (c->download_done[i]) (void)cudaEventDestroy(c->download_done[i]);
         free(c);
     }
     free(be);
@@ -240,6 +299,8 @@ tp_status backend_cuda_open(const tp_backend_options *opt, tp_backend **out)
     /* ordering only: no timing, so the events cost no timestamps */
     CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->compute_done, cudaEventDisableTiming), st, fail);
     CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->copies_done, cudaEventDisableTiming), st, fail);
+    for (int i = 0; i < TP_BE_COPY_SLOTS; i++)
+        CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&c->download_done[i], cudaEventDisableTiming), st, fail);
     cublasStatus_t bs = cublasCreate(&c->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;

@@ -29,6 +29,8 @@ struct cuda_ctx {
     /* prefetch's lane: copies overlap the compute stream; events order the two */
     cudaStream_t copy_stream;
     cudaEvent_t compute_done, copies_done;
+    /* download_async's completion handles, recorded on `stream` after each copy */
+    cudaEvent_t download_done[TP_BE_COPY_SLOTS];
     cublasHandle_t blas;           /* bound to stream, pointer mode host */
     bool tf32;
     unsigned long long *bad_row;   /* device: first row of the last embed with a bad id */
