@@ -5,7 +5,7 @@
  *
  *   mpiexec -np P bench_sae --npy ROWS.npy [--arch topk|relu|batchtopk] [--d-sae F]
  *           [--k 32] [--aux-k A] [--batch 4096] [--steps 40] [--warmup 3] [--seed 1]
- *           [--profile S] [--tag TEXT]
+ *           [--profile S] [--tag TEXT] [--device cpu|cuda]
  *   bench_sae --npy ROWS.npy --export DIR [--arch ...] [--steps 20] [--check-rows 256] ...
  *
  * Set-up (untimed): every rank reads the whole file (npy_read_f32);
@@ -38,6 +38,13 @@
  *                      same codes on raw rows, the input scale being folded in)
  *   DIR/recon_reader.npy  saelens_load() + saelens_reconstruct() (our reader of the
  *                      export, SAELens' inference rule in C)
+ *
+ * --device cuda (topk only): the SAE on GPU dist_local_rank() through
+ * sae_use_backend (what `transpolmo sae --device cuda` does), called right after
+ * sae_init_weights; the rows stay host memory and sae_train_step uploads each batch;
+ * the gradient is summed by NCCL when P > 1. The timed span ends with a be_sync. No
+ * GPU: one line {"bench":"sae",...,"skipped":"no GPU: ..."} and exit 0. Not with
+ * --profile or --export (their phases are spelt out on the CPU).
  *
  * Output: one JSON line per result on rank 0's stdout.
  */
@@ -169,7 +176,7 @@ int main(int argc, char **argv)
     CHECK(dist_init(&argc, &argv));
     g_rank = dist_rank();
     const int size = dist_size();
-    const char *npy = NULL, *export_dir = NULL, *tag = "";
+    const char *npy = NULL, *export_dir = NULL, *tag = "", *device = "cpu";
     sae_arch arch = SAE_TOPK;
     int64_t F = 0, k = 32, aux_k = -1, batch = 4096, steps = 40, warmup = 3, check_rows = 256;
     int profile = 0;
@@ -191,10 +198,26 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--export")) export_dir = v;
         else if (!strcmp(a, "--check-rows")) check_rows = atoll(v);
         else if (!strcmp(a, "--tag")) tag = v;
+        else if (!strcmp(a, "--device")) device = v;
         else DIE("unknown option %s", a);
     }
     if (!npy) DIE("--npy ROWS.npy is required");
     if (export_dir) warmup = 0, profile = 0;
+    tp_backend *be = backend_cpu();
+    if (!strcmp(device, "cuda")) {
+        if (profile > 0 || export_dir) DIE("--device cuda: not with --profile or --export");
+        tp_backend_options bo = {.device = dist_local_rank()};
+        tp_status bs = backend_open("cuda", &bo, &be);
+        if (bs == TP_ERR_NO_DEVICE || bs == TP_ERR_CONFIG) {   /* no GPU, or a build without CUDA */
+            if (g_rank == 0) printf("{\"bench\":\"sae\",\"kind\":\"train\",\"impl\":\"c\",\"device\":\"cuda\","
+                                    "\"skipped\":\"%s\"}\n", tp_err_msg());
+            dist_finalize();
+            return 0;
+        }
+        CHECK(bs);
+    } else if (strcmp(device, "cpu")) {
+        DIE("--device %s: cpu or cuda", device);
+    }
     npy_array X;
     double t_read = now_s();
     CHECK(npy_read_f32(npy, &X));
@@ -217,6 +240,7 @@ int main(int argc, char **argv)
     sae_model m;
     CHECK(sae_init(&m, &cfg, max_local));
     CHECK(sae_init_weights(&m, seed));
+    if (be != backend_cpu()) CHECK(sae_use_backend(&m, be));
     double t_init = now_s();
     CHECK(sae_compute_input_scale(rows + (size_t)lo * (size_t)d, hi - lo, d, comm, &m.input_scale));
     CHECK(sae_init_b_dec(&m, rows + (size_t)lo * (size_t)d, hi - lo, comm, cfg.b_dec_init, 30));
@@ -237,18 +261,19 @@ int main(int argc, char **argv)
         if (t >= warmup) step_t[t - warmup] = now_s() - t0;
         if (t == 0) first = met;
     }
+    CHECK(be_sync(be));
     train_s = now_s() - t_start;
     double train_s_max = max_all(train_s);
 
     const char *an = sae_arch_name(arch);
     if (g_rank == 0 && !export_dir)
-        printf("{\"bench\":\"sae\",\"kind\":\"train\",\"impl\":\"c\",\"tag\":\"%s\",\"arch\":\"%s\",\"ranks\":%d,"
+        printf("{\"bench\":\"sae\",\"kind\":\"train\",\"impl\":\"c\",\"device\":\"%s\",\"tag\":\"%s\",\"arch\":\"%s\",\"ranks\":%d,"
                "\"blas_threads\":%d,\"rows_file\":%lld,\"d\":%lld,\"F\":%lld,\"k\":%lld,\"aux_k\":%lld,"
                "\"batch\":%lld,\"warmup\":%lld,\"steps\":%lld,\"train_s\":%.6f,\"train_s_slowest\":%.6f,"
                "\"rows_per_s\":%.2f,\"step_s_median\":%.6f,\"step_s_min\":%.6f,\"read_s\":%.3f,\"init_s\":%.3f,"
                "\"loss_first\":%.6g,\"loss_last\":%.6g,\"fvu_last\":%.6g,\"l0_last\":%.4g,\"aux_last\":%.6g,"
                "\"dead_frac_last\":%.4g}\n",
-               tag, an, size, openblas_get_num_threads(), (long long)N, (long long)d, (long long)F,
+               device, tag, an, size, openblas_get_num_threads(), (long long)N, (long long)d, (long long)F,
                (long long)cfg.k, (long long)cfg.aux_k, (long long)batch, (long long)warmup, (long long)steps,
                train_s, train_s_max, (double)(steps * batch) / train_s, median(step_t, (int)steps),
                min_of(step_t, (int)steps), t_read, t_init, first.loss, met.loss, met.fvu, met.l0, met.aux,
@@ -309,6 +334,7 @@ int main(int argc, char **argv)
     }
     free(step_t);
     sae_free(&m);
+    if (be != backend_cpu()) backend_close(be);
     npy_free(&X);
     dist_finalize();
     return 0;
