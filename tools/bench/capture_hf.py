@@ -4,7 +4,7 @@
     /opt/transpolmo-ref/bin/python tools/bench/capture_hf.py --model DIR \
         --corpus data/corpus/train.jsonl --num-samples 256 --seed 1234 --seq-len 256 \
         --batch 8 --threads 2 --hooks hook_resid_post,hook_mlp_out --out /tmp/x/hf.h5 \
-        [--compare RUN/activations.h5] [--json out.json]
+        [--compare RUN/activations.h5] [--json out.json] [--device cpu|cuda] [--dtype f32|bf16]
 
 The same work as phase 2 with `data.packing: split`, written the way a competent
 PyTorch user would:
@@ -37,6 +37,14 @@ store, forward, writes; the Python and transformers imports, like the C process
 start, are outside it); `loop_s` = forward (hooks included) + h5py writes of the
 activations. Prints `key=value` lines; --json writes them as a JSON object.
 
+--device cuda (tools/bench/gpu.sh): the model on the GPU (model.to('cuda')), the ids
+and row indices uploaded per unit, each hook's index_select on the GPU then one
+non_blocking copy into a pinned f32 host tensor (bf16 widened on the GPU first), and
+torch.cuda.synchronize() before the unit's h5py writes (inside forward_s). --dtype bf16
+loads the model in bfloat16 (activations bf16 too, as a GPU user would run it; the C
+side keeps f32 activations with bf16 weights); default f32 (on the GPU without TF32,
+torch's default for matmul). Without CUDA: one line skipped=... and exit 0.
+
 --compare C_STORE checks, after the timed part, that /tokens are identical and that
 every activation dataset matches the C store (tools/bench/capture_compare.py: relative
 Frobenius error <= 1e-4; the worst row's relative error is printed too).
@@ -44,7 +52,12 @@ Frobenius error <= 1e-4; the worst row's relative error is printed too).
 
 import os
 
-os.environ["CUDA_VISIBLE_DEVICES"] = ""
+import sys  # noqa: E402
+
+# CPU runs hide the GPUs (as before); --device cuda keeps them (checked before torch loads).
+if not any(a in ("--device=cuda",) or (a == "--device" and sys.argv[i + 1:i + 2] == ["cuda"])
+           for i, a in enumerate(sys.argv)):
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
@@ -151,7 +164,18 @@ def main():
     ap.add_argument("--out", required=True, help="the HDF5 file to write (replaced)")
     ap.add_argument("--compare", help="a C activations.h5 to compare the rows with (untimed)")
     ap.add_argument("--json", help="also write the key=value results here as JSON")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    gpu = args.device == "cuda"
+    if gpu and not torch.cuda.is_available():
+        print(f"skipped=no GPU: torch {torch.__version__} sees no CUDA device")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"skipped": f"no GPU: torch {torch.__version__} sees no CUDA device"}, fh)
+        return
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
 
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
@@ -159,7 +183,9 @@ def main():
     t_start = time.perf_counter()
 
     # Model (base model only: the capture never needs the LM head).
-    model = Olmo2Model.from_pretrained(args.model, dtype=torch.float32).eval()
+    tdt = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    model = Olmo2Model.from_pretrained(args.model, dtype=tdt).eval().to(dev)
+    sync()
     cfg = model.config
     res["load_s"] = time.perf_counter() - t_start
 
@@ -188,9 +214,14 @@ def main():
     points = []
     for h in hooks:
         for L in range(len(layers)):
-            buf = np.empty((max_rows, d), dtype=np.float32)
+            if gpu:
+                buf_t = torch.empty((max_rows, d), dtype=torch.float32, pin_memory=True)
+                buf = buf_t.numpy()
+            else:
+                buf = np.empty((max_rows, d), dtype=np.float32)
+                buf_t = torch.from_numpy(buf)
             points.append({"name": f"blocks.{L}.{h}", "module": hook_module(layers[L], h),
-                           "buf": buf, "buf_t": torch.from_numpy(buf)})
+                           "buf": buf, "buf_t": buf_t})
     state = {"idx": None, "n": 0}
 
     def make_hook(p):
@@ -198,7 +229,11 @@ def main():
 
         def hook(_mod, _inp, out):
             x = out[0] if isinstance(out, tuple) else out
-            torch.index_select(x.reshape(-1, x.shape[-1]), 0, state["idx"], out=buf_t[:state["n"]])
+            if gpu:
+                sel = torch.index_select(x.reshape(-1, x.shape[-1]), 0, state["idx"]).float()
+                buf_t[:state["n"]].copy_(sel, non_blocking=True)
+            else:
+                torch.index_select(x.reshape(-1, x.shape[-1]), 0, state["idx"], out=buf_t[:state["n"]])
         return hook
 
     handles = [p["module"].register_forward_hook(make_hook(p)) for p in points]
@@ -229,9 +264,10 @@ def main():
             for b in range(B):                    # one slice copy per sequence
                 ids[b, :lens[s0 + b]] = seqs[s0 + b]
             valid = np.arange(T)[None, :] < lens[s0:s1, None]          # [B, T]
-            state["idx"] = torch.from_numpy(np.flatnonzero(valid))
+            state["idx"] = torch.from_numpy(np.flatnonzero(valid)).to(dev)
             n = state["n"] = int(lens[s0:s1].sum())
-            model(input_ids=torch.from_numpy(np.ascontiguousarray(ids)), use_cache=False)
+            model(input_ids=torch.from_numpy(np.ascontiguousarray(ids)).to(dev), use_cache=False)
+            sync()
             t1 = time.perf_counter()
             r0 = int(starts[s0])
             for p in points:
@@ -254,7 +290,7 @@ def main():
     loop = fwd_s + write_s
     bytes_written = N * d * 4 * len(points)
     res.update({
-        "impl": f"torch {torch.__version__} transformers f32 attn={cfg._attn_implementation}",
+        "impl": f"torch {torch.__version__} transformers {args.dtype} {args.device} attn={cfg._attn_implementation}",
         "torch_threads": torch.get_num_threads(),
         "documents": len(sel), "sequences": len(seqs), "units": n_units, "rows": N,
         "points": len(points), "bytes_written": bytes_written,

@@ -5,6 +5,7 @@ bench_sae.
 
     sae_saelens.py --npy ROWS.npy [--arch topk|relu] [--d-sae F] [--k 32] [--batch 4096]
                    [--steps 40] [--warmup 3] [--threads 2] [--sparse-acts] [--tag TEXT]
+                   [--device cpu|cuda]
 
 What runs: SAELens' own trainer, `sae_lens.training.sae_trainer.SAETrainer`, and its
 public per-step method `SAETrainer.step(batch)` (what `SAETrainer.fit()` calls per
@@ -26,6 +27,12 @@ Configuration, to match bench_sae:
         ours (Anthropic April 2024): L1 of f_i·‖w_i‖, free decoder norms).
 Rows are multiplied by s = √d / mean‖x‖ of the first batch before training (ours does
 the same inside its step); normalize_activations="none".
+
+--device cuda (tools/bench/gpu.sh): the SAE, the trainer and every batch on the GPU
+(the batches are moved there before the timed steps: the baseline reads no host memory
+per step, while bench_sae --device cuda uploads each batch), torch.cuda.synchronize()
+after each step. No CUDA in torch, or no sae-lens: one JSON line with "skipped" and
+exit 0 (the device machine has torch but not sae-lens unless it was carried as wheels).
 
 Timing: torch.set_num_threads(threads); the first `warmup` steps are untimed; then
 the wall time of `steps` calls of trainer.step(batch) (+ n_training_steps += 1, as fit()
@@ -52,19 +59,30 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sparse-acts", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
 
     t_import = time.perf_counter()
     import numpy as np
     import torch
 
+    def skipped(why):
+        print(json.dumps({"bench": "sae", "kind": "train", "impl": "saelens", "device": a.device, "skipped": why}))
+        return 0
+
+    if a.device == "cuda" and not torch.cuda.is_available():
+        return skipped(f"no GPU: torch {torch.__version__} sees no CUDA device")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    import sae_lens
-    from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
-    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.training.sae_trainer import SAETrainer
+    try:
+        import sae_lens
+        from sae_lens.config import LoggingConfig, SAETrainerConfig
+        from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+        from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+        from sae_lens.training.sae_trainer import SAETrainer
+    except ImportError as e:
+        return skipped(f"no sae-lens in this Python ({e})")
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
 
     t_import = time.perf_counter() - t_import
 
@@ -74,21 +92,21 @@ def main() -> int:
     nb = N // a.batch
     s = np.sqrt(d) / np.linalg.norm(X[: a.batch].astype(np.float64), axis=1).mean()
     Xt = torch.from_numpy((X * np.float32(s)).astype(np.float32))
-    batches = [Xt[b * a.batch:(b + 1) * a.batch] for b in range(nb)]
+    batches = [Xt[b * a.batch:(b + 1) * a.batch].to(a.device) for b in range(nb)]
 
     if a.arch == "topk":
-        cfg = TopKTrainingSAEConfig(d_in=d, d_sae=F, k=a.k, dtype="float32", device="cpu",
+        cfg = TopKTrainingSAEConfig(d_in=d, d_sae=F, k=a.k, dtype="float32", device=a.device,
                                     apply_b_dec_to_input=True, rescale_acts_by_decoder_norm=True,
                                     use_sparse_activations=a.sparse_acts, aux_loss_coefficient=1 / 32)
         sae = TopKTrainingSAE(cfg)
     else:
-        cfg = StandardTrainingSAEConfig(d_in=d, d_sae=F, dtype="float32", device="cpu",
+        cfg = StandardTrainingSAEConfig(d_in=d, d_sae=F, dtype="float32", device=a.device,
                                         apply_b_dec_to_input=False, l1_coefficient=5.0)
         sae = StandardTrainingSAE(cfg)
     total = a.warmup + a.steps
     lr = 2e-4 if a.arch == "topk" else 5e-5
     tcfg = SAETrainerConfig(total_training_samples=total * a.batch, train_batch_size_samples=a.batch,
-                            lr=lr, lr_end=lr / 10, device="cpu", autocast=False,
+                            lr=lr, lr_end=lr / 10, device=a.device, autocast=False,
                             dead_feature_window=1000, feature_sampling_window=2000,
                             logger=LoggingConfig(log_to_wandb=False))
     trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=iter(()))
@@ -98,10 +116,12 @@ def main() -> int:
     t_start = 0.0
     for t in range(total):
         if t == a.warmup:
+            sync()
             t_start = time.perf_counter()
         t0 = time.perf_counter()
         out = trainer.step(batches[t % nb])
         trainer.n_training_steps += 1
+        sync()
         if t >= a.warmup:
             step_t.append(time.perf_counter() - t0)
         if t == 0:
@@ -118,7 +138,8 @@ def main() -> int:
     n = len(st)
     med = st[n // 2] if n % 2 else 0.5 * (st[n // 2 - 1] + st[n // 2])
     print(json.dumps({
-        "bench": "sae", "kind": "train", "impl": "saelens-sparse" if a.sparse_acts else "saelens", "tag": a.tag,
+        "bench": "sae", "kind": "train", "impl": "saelens-sparse" if a.sparse_acts else "saelens", "device": a.device,
+        "tag": a.tag,
         "arch": a.arch, "ranks": 1, "torch_threads": torch.get_num_threads(), "rows_file": N, "d": d, "F": F,
         "k": a.k if a.arch == "topk" else 0, "batch": a.batch, "warmup": a.warmup, "steps": a.steps,
         "train_s": train_s, "rows_per_s": a.steps * a.batch / train_s, "step_s_median": med, "step_s_min": st[0],
