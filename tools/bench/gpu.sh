@@ -4,7 +4,7 @@
 # to do on a GPU"). Everything is time-boxed (TP_GPU_BUDGET, default 480 s in all);
 # a step that fails or runs out of time is recorded and the rest still runs.
 #
-#   bash tools/bench/gpu.sh [--quick] [--no-build] [--budget SECONDS]
+#   [TP_COMMIT=<hash>] bash tools/bench/gpu.sh [--quick] [--no-build] [--budget SECONDS]
 #
 #   1. build    fresh CMake build with CUDA into $WORK/build (-j$(nproc), only the
 #               targets used here); TP_BUILD_DIR=DIR reuses DIR instead (incremental).
@@ -58,8 +58,11 @@ rm -rf "$LOGS" "$WORK/cap" "$WORK/sae"
 mkdir -p "$OUT" "$LOGS" "$WORK"
 : > "$STEPS"
 : > "$RES"
-exec > >(tee "$LOGS/gpu.log") 2>&1
+exec 3>&1 4>&2 > >(tee "$LOGS/gpu.log") 2>&1
+TEE_PID=$!
 T0=$SECONDS
+# the checkout that travels to the device machine may have no .git: TP_COMMIT=<hash> names it
+COMMIT=${TP_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}
 cd "$ROOT"   # the tests read tests/data and models/ relative to it
 NP=$(nproc)
 export PATH=$PATH:/usr/local/cuda/bin
@@ -108,7 +111,7 @@ step() {
     record "$name" "$st" "$dt" "$note"
 }
 
-echo "# TranspOLMo GPU checks (issue 19) — $(date -u +%FT%TZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# TranspOLMo GPU checks (issue 19) — $(date -u +%FT%TZ), commit $COMMIT"
 echo "# GPU: $GPU_NAME; $NP CPUs; budget ${BUDGET}s; quick=$QUICK; python $PY; work $WORK; out $OUT"
 { nvidia-smi 2>&1 || echo "nvidia-smi: not available"; nvcc --version 2>&1 | tail -2; cmake --version | head -1
   "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1
@@ -184,9 +187,13 @@ capture_ours() {   # NAME DEVICE SAMPLES
         echo "{\"bench\":\"capture\",\"impl\":\"$1\",\"skipped\":\"no GPU\"}" >> "$RES"
     fi
 }
-if [ -f "$M/config.json" ] && HAVE transpolmo; then
-    capture_ours capture_ours_gpu cuda "$NS"
-    capture_ours capture_ours_cpu cpu "$NS_CPU"
+if [ -f "$M/config.json" ]; then   # the HF baseline runs even when our build failed
+    if HAVE transpolmo; then
+        capture_ours capture_ours_gpu cuda "$NS"
+        capture_ours capture_ours_cpu cpu "$NS_CPU"
+    else
+        record capture_ours FAIL 0 "transpolmo not built"
+    fi
     HFDEV=cpu HFDT=f32; [ "$GPU" = 1 ] && HFDEV=cuda HFDT=bf16
     if "$PY" -c 'import torch, transformers, h5py, tokenizers' 2>/dev/null; then
         step capture_hf 180 env OMP_NUM_THREADS="$NP" "$PY" "$ROOT/tools/bench/capture_hf.py" --model "$M" \
@@ -201,7 +208,7 @@ if [ -f "$M/config.json" ] && HAVE transpolmo; then
     fi
     rm -f "$CAP"/capture_ours_*/activations.h5
 else
-    record capture SKIP 0 "no model ($M) or no transpolmo binary"
+    record capture FAIL 0 "no model ($M): see make_model.log"
 fi
 
 # ---- 3c. SAE training: ours vs SAELens ----------------------------------------------------
@@ -214,10 +221,14 @@ else
 fi
 step sae_rows 90 "$PY" "$ROOT/tools/bench/make_sae_rows.py" --rows "$SROWS" --dim "$SDIM" --out "$SAE/rows.npy"
 SCOMMON=(--npy "$SAE/rows.npy" --d-sae "$SF" --k 32 --batch 4096 --steps "$SSTEPS" --warmup 3 --arch topk)
-if [ -f "$SAE/rows.npy" ] && HAVE bench_sae; then
-    step sae_ours_gpu 150 "$BUILD/bench_sae" "${SCOMMON[@]}" --device cuda
-    { grep '^{' "$LOGS/sae_ours_gpu.log" || true; } | sed 's/"impl":"c"/"impl":"sae_ours_gpu"/' >> "$RES"
-    if [ "$GPU" = 0 ]; then   # dry run: our CPU path stands in, so the ratio code runs
+if [ -f "$SAE/rows.npy" ]; then   # the SAELens baseline runs even when our build failed
+    if HAVE bench_sae; then
+        step sae_ours_gpu 150 "$BUILD/bench_sae" "${SCOMMON[@]}" --device cuda
+    else
+        record sae_ours_gpu FAIL 0 "bench_sae not built"
+    fi
+    { grep -s '^{' "$LOGS/sae_ours_gpu.log" || true; } | sed 's/"impl":"c"/"impl":"sae_ours_gpu"/' >> "$RES"
+    if [ "$GPU" = 0 ] && HAVE bench_sae; then   # dry run: our CPU path stands in, so the ratio code runs
         step sae_ours_cpu 90 env OPENBLAS_NUM_THREADS="$NP" "$BUILD/bench_sae" "${SCOMMON[@]}" --device cpu
         { grep '^{' "$LOGS/sae_ours_cpu.log" || true; } | sed 's/"impl":"c"/"impl":"sae_ours_cpu"/' >> "$RES"
     fi
@@ -227,12 +238,12 @@ if [ -f "$SAE/rows.npy" ] && HAVE bench_sae; then
     { grep '^{' "$LOGS/sae_saelens.log" || true; } | "$PY" -c 'import json,sys
 for l in sys.stdin: r=json.loads(l); r["impl"]="sae_saelens_"+r.get("device","?"); print(json.dumps(r))' >> "$RES" || true
 else
-    record sae SKIP 0 "no rows or no bench_sae binary"
+    record sae FAIL 0 "no rows: see sae_rows.log"
 fi
 
 # ---- 4. summary ---------------------------------------------------------------------------
 "$PY" "$ROOT/tools/bench/gpu_summary.py" --steps "$STEPS" --results "$RES" --gpu "$GPU_NAME" --dry "$((1 - GPU))" \
-    --commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" --wall "$((SECONDS - T0))" \
+    --commit "$COMMIT" --wall "$((SECONDS - T0))" \
     --capture-label "$(basename "$M"), $NS documents, seq_len $SEQ, batch $BATCH, hook_resid_post at every layer" \
     > "$OUT/gpu_summary.md" 2> "$LOGS/summary.err" ||
     { echo "gpu_summary.py failed (see summary.err); raw results:"; cat "$STEPS" "$RES"; } > "$OUT/gpu_summary.md"
@@ -240,6 +251,7 @@ cp "$STEPS" "$OUT/gpu_steps.jsonl"
 cp "$RES" "$OUT/gpu_results.jsonl"
 echo
 cat "$OUT/gpu_summary.md"
-sleep 0.2
+exec 1>&3 2>&4 3>&- 4>&-   # close the tee's pipe and let it finish gpu.log before the tar
+wait "$TEE_PID" 2>/dev/null || true
 tar -czf "$OUT/gpu_logs.tar.gz" -C "$WORK" logs
 exit 0

@@ -29,11 +29,13 @@ def load(path):
     return out
 
 
-def met(value, goal, dry):
-    if value is None:
-        return "n/a"
+def met(value, goal, dry, ours_ok=True):
     if dry:
         return "(dry run)"
+    if not ours_ok:
+        return "**NO** (ours: no result)"
+    if value is None:
+        return "n/a (no baseline)"
     return "**yes**" if value >= goal else "**NO**"
 
 
@@ -128,7 +130,7 @@ def main():
     print(f"| capture (phase 2), {a.capture_label} | {'; '.join(parts)} | "
           f"{'%.2f (%s)' % (ratio, rl) if ratio else 'n/a'}"
           f"{'; GPU/CPU %.2f' % (rps(ours) / rps(cpu)) if rps(ours) and rps(cpu) else ''} | ≥ 3× HF | "
-          f"{met(ratio, 3.0, dry)} |")
+          f"{met(ratio, 3.0, dry, rps(ours) is not None)} |")
 
     # c. SAE
     sae = {r.get("impl"): r for r in res if r.get("bench") == "sae"}
@@ -148,7 +150,7 @@ def main():
     shape = next((f"d {r['d']}, F {r['F']}, k {r['k']}, batch {r['batch']}" for r in (so, sc, sl)
                   if r and "d" in r), "")
     print(f"| SAE TopK training {shape} | {'; '.join(parts) or 'no result'} | "
-          f"{'%.2f' % ratio if ratio else 'n/a'} | ≥ 2× SAELens | {met(ratio, 2.0, dry)} |")
+          f"{'%.2f' % ratio if ratio else 'n/a'} | ≥ 2× SAELens | {met(ratio, 2.0, dry, rps(so) is not None)} |")
 
     print()
     print("Steps:")
