@@ -121,6 +121,9 @@ echo "# GPU: $GPU_NAME; $NP CPUs; budget ${BUDGET}s; quick=$QUICK; python $PY; w
       pkg-config --exists "$m" 2>/dev/null && echo "pkg-config $m: yes" || echo "pkg-config $m: MISSING"; done
 } > "$LOGS/env.log" 2>&1 || true
 grep -E 'NVIDIA-SMI|H100|H200|MiB|release|^torch|^transformers|^sae_lens|MISSING' "$LOGS/env.log" | head -20 || true
+MISSING=$(sed -n 's/^pkg-config \(.*\): MISSING$/\1/p' "$LOGS/env.log" | tr '\n' ' ')
+if [ -n "$MISSING" ]; then record deps FAIL 0 "pkg-config modules missing here (the build needs them): $MISSING"
+else record deps PASS 0 "every pkg-config module the build needs is here"; fi
 
 # ---- 1. build -----------------------------------------------------------------------
 TARGETS=(transpolmo bench_gpu bench_sae test_cuda test_cuda_parity test_capture_device test_sae npy_allclose store_compare)

@@ -74,7 +74,7 @@ def main():
     print()
     print("| check | result | ratio | goal | met? |")
     print("|---|---|---:|---|---|")
-    for name in ("configure", "build", "test_cuda", "test_cuda_parity", "test_capture_device", "test_sae"):
+    for name in ("deps", "configure", "build", "test_cuda", "test_cuda_parity", "test_capture_device", "test_sae"):
         s = steps.get(name)
         if s:
             st = s["status"] if s["status"] == "PASS" else f"**{s['status']}**"
