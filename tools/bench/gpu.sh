@@ -107,7 +107,11 @@ step() {
     if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT note="killed at ${lim}s"
     elif [ "$GPU" = 0 ] && grep -q 'no GPU' "$LOGS/$name.log"; then st=SKIP   # dry run: refused for want of a GPU
     elif [ "$RC" != 0 ]; then st=FAIL note="exit $RC: $note"
-    elif grep -q '"skipped"' "$LOGS/$name.log"; then st=SKIP; fi
+    elif grep -qE '"skipped"|^skipped=' "$LOGS/$name.log"; then   # a program that said why it did not run
+        st=SKIP
+        # ... for want of a GPU, on a GPU machine: it did not see the GPU
+        if [ "$GPU" = 1 ] && grep -q 'no GPU' "$LOGS/$name.log"; then st=FAIL note="saw no GPU on a GPU machine: $note"; fi
+    fi
     record "$name" "$st" "$dt" "$note"
 }
 

@@ -100,7 +100,8 @@ def main():
               f"{'%.2f of peak' % frac if frac is not None else 'no peak known'}; {tf_b / tf_c:.2f} of cuBLAS "
               f"| ≥ 0.50 of peak | {met(frac, 0.5, dry)} |")
     elif skip:
-        print(f"| linear bf16 vs cuBLAS vs peak | skipped: {skip[0]['skipped'][:100]} | | ≥ 0.50 of peak | n/a |")
+        print(f"| linear bf16 vs cuBLAS vs peak | skipped: {skip[0]['skipped'][:100]} | | ≥ 0.50 of peak | "
+              f"{'(dry run)' if dry else '**NO**'} |")
     else:
         print(f"| linear bf16 vs cuBLAS vs peak | **no result** ({steps.get('bench_linear', {}).get('note', '')}) "
               f"| | ≥ 0.50 of peak | **NO** |")
