@@ -35,6 +35,7 @@ static const tp_cfg_key forward_keys[] = {
     {"forward.batch_size", TP_CFG_INT, "8", TP_CFG_IN(1, 65536), NULL, "sequences per forward batch"},
     {"forward.threads", TP_CFG_INT, "0", TP_CFG_MIN(0), NULL, "compute threads per rank; 0: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS when set, else the CPUs the rank may run on, shared with the ranks of its node that may run on the same CPUs"},
     {"forward.gemm", TP_CFG_STRING, "auto", TP_CFG_ANY, "auto|openblas", "GEMM of the linear layers: auto = TranspOLMo's AVX-512 kernel when the CPU has AVX-512 (weights packed from their stored dtype), else OpenBLAS; openblas = OpenBLAS sgemm always"},
+    {"forward.bf16_compute", TP_CFG_STRING, "auto", TP_CFG_ANY, "auto|on|off", "BF16 weights (forward.gemm auto): auto = multiply them as stored with X rounded to bf16, f32 accumulation (AVX512-BF16 VDPBF16PS, as a Hugging Face bf16 model computes) when the CPU has it, else as off; on = the same, an error on a CPU without it; off = widen them to f32 and multiply f32 X (the f32 path, as F32 and F16 weights always are)"},
 };
 
 static const tp_cfg_key log_keys[] = {
@@ -98,6 +99,9 @@ tp_status settings_read(const tp_config *cfg, tp_settings *out)
         .threads = (int)tp_config_int(cfg, "forward.threads"),
         .own_gemm = strcmp(tp_config_str(cfg, "forward.gemm"), "openblas") != 0,
     };
+    const char *bf16 = tp_config_str(cfg, "forward.bf16_compute");
+    out->backend.bf16_compute = !strcmp(bf16, "on") ? TP_BF16_COMPUTE_ON
+                              : !strcmp(bf16, "off") ? TP_BF16_COMPUTE_OFF : TP_BF16_COMPUTE_AUTO;
     const char *mode = tp_config_str(cfg, "log.progress");
     out->progress = !strcmp(mode, "always") ? TP_PROGRESS_ALWAYS
                   : !strcmp(mode, "never") ? TP_PROGRESS_NEVER : TP_PROGRESS_AUTO;

@@ -29,7 +29,7 @@ typedef struct tp_settings {
     size_t n_layers;
     const char *layers_origin;      /* where `layers` was set, for error messages */
     int batch_size;                 /* forward.batch_size */
-    tp_backend_options backend;     /* forward.threads, forward.gemm */
+    tp_backend_options backend;     /* forward.threads, forward.gemm, forward.bf16_compute */
     tp_progress_mode progress;      /* log.progress */
     double progress_interval;       /* log.progress_interval */
     bool verbose;                   /* log.verbose */

@@ -134,16 +134,23 @@ typedef struct {
     const char *name;          /* "cpu", "cuda" */
     const char *device;        /* "x86-64 (avx512f)", "NVIDIA H200" */
     const char *kernels;       /* CPU features the kernels dispatch on */
-    const char *linear_gemm;   /* "transpolmo-avx512", "openblas", "cublas" */
+    const char *linear_gemm;   /* "transpolmo-avx512", "transpolmo-avx512-bf16" (BF16 weights on the
+                                  AVX512-BF16 kernel), "openblas", "cublas" */
     const char *blas;          /* the BLAS library as it describes itself ("OpenBLAS 0.3.21 ...") */
     int threads;               /* compute threads of this process (CPU) */
 } tp_backend_info;
 
+/* forward.bf16_compute: BF16 weights times X rounded to bf16 on AVX512-BF16 (auto:
+ * where the CPU has it; on: an error where it does not), or f32 X times widened W. */
+typedef enum { TP_BF16_COMPUTE_AUTO = 0, TP_BF16_COMPUTE_ON, TP_BF16_COMPUTE_OFF } tp_bf16_compute;
+
 /* Settings a backend is opened with (from the config's forward.* keys). backend_open
- * with NULL options uses the config's defaults: {.own_gemm = true}, the rest 0. */
+ * with NULL options uses the config's defaults: {.own_gemm = true}, the rest 0
+ * (bf16_compute auto). */
 typedef struct {
     int threads;               /* 0: the library default */
     bool own_gemm;             /* CPU: TranspOLMo's AVX-512 GEMM where the CPU has it (forward.gemm auto) */
+    tp_bf16_compute bf16_compute; /* CPU, own GEMM: forward.bf16_compute */
     int device;                /* GPU ordinal */
     bool tf32;                 /* CUDA: TF32 tensor cores for f32 GEMMs */
 } tp_backend_options;

@@ -3,19 +3,24 @@
 # logits dumped to .npy match Hugging Face (tools/reference) to 1e-4 relative, for
 # canonical names and Hugging Face aliases; `run` makes a run directory and skips
 # the complete phase on a re-run.
+# The goldens are Hugging Face in f32: the BF16 model matches them to 1e-4 with
+# forward.bf16_compute=off, and to 2e-2 with its default (auto: where the CPU has
+# AVX512-BF16, X rounded to bf16 in the GEMMs; seen 7.4e-3, tests/unit/test_forward.c).
 . "$(dirname "$0")/lib.sh"
 CLOSE=${TP_NPY_ALLCLOSE:?}
-for model in olmo2-gqa-bf16 llama-gqa-tied; do
+for run in olmo2-gqa-bf16:off:1e-4 olmo2-gqa-bf16:auto:2e-2 llama-gqa-tied:auto:1e-4; do
+  IFS=: read -r model bf16 tol <<< "$run"
   g=$DATA/golden/$model
-  out=$TMP/$model
-  expect_ok "$model forward --dump" -- "$BIN" forward --model "$DATA/models/$model" --ids-file "$g/input_ids.npy" \
+  out=$TMP/$model-$bf16
+  expect_ok "$model forward --dump (bf16_compute $bf16)" -- "$BIN" forward --model "$DATA/models/$model" \
+    --ids-file "$g/input_ids.npy" --set forward.bf16_compute="$bf16" \
     --top 3 --dump blocks.1.hook_resid_post,blocks.0.attn.hook_pattern,model.layers.0.mlp,model.layers.1.self_attn.o_proj.input \
     --dump-dir "$out" --logits-out "$out/logits.npy" --out "$TMP/run"
   for pair in logits:logits blocks.1.hook_resid_post:blocks.1.hook_resid_post \
               blocks.0.attn.hook_pattern:blocks.0.attn.hook_pattern \
               blocks.0.mlp.hook_out:blocks.0.mlp.hook_out blocks.1.attn.hook_z:blocks.1.attn.hook_z; do
     mine=${pair%%:*}; ref=${pair##*:}
-    expect_ok "$model $mine matches transformers" -- "$CLOSE" "$out/$mine.npy" "$g/$ref.npy" 1e-4
+    expect_ok "$model $mine matches transformers (bf16_compute $bf16, $tol)" -- "$CLOSE" "$out/$mine.npy" "$g/$ref.npy" "$tol"
   done
 done
 

@@ -1,8 +1,11 @@
 /* MPI: the collectives the phases share, and that a sequence's forward pass gives
  * bit-identical results on whichever rank runs it (the basis of sharding prompts
- * and documents over ranks). Run by ctest with 2 and 4 ranks. */
+ * and documents over ranks). Run by ctest with 2 and 4 ranks; the forward pass on
+ * the f32 kernel and (where the CPU has AVX512-BF16) on the bf16 one, which every rank
+ * then runs: forward.bf16_compute must keep the property. */
 #include "tp_test.h"
 
+#include "backend/cpu/linear.h"   /* cpu_linear_bf16_enable, cpu_linear_bf16_supported */
 #include "dist/world.h"
 #include "io/npy.h"
 #include "model/forward.h"
@@ -38,9 +41,14 @@ START_TEST(test_gather_strings)
 }
 END_TEST
 
-START_TEST(test_forward_same_on_every_rank)
+START_TEST(test_forward_same_on_every_rank) /* _i = 1: bf16 compute */
 {
     int rank = dist_rank(), size = dist_size();
+    if (_i == 1 && !cpu_linear_bf16_supported()) {
+        if (rank == 0) printf("skipped: this CPU has no AVX512-BF16: bf16 compute does not apply\n");
+        return;
+    }
+    cpu_linear_bf16_enable(_i == 1);
     tp_model *m = NULL;
     ck_assert_msg(model_open(tp_test_data("models/olmo2-gqa-bf16"), TP_CONVERT_PER_MATRIX, &m) == TP_OK,
                   "%s", tp_err_msg());
@@ -71,6 +79,7 @@ START_TEST(test_forward_same_on_every_rank)
     npy_free(&ids);
     forward_free(f);
     model_close(m);
+    cpu_linear_bf16_enable(0);
 }
 END_TEST
 
@@ -81,7 +90,7 @@ int main(int argc, char **argv)
     TCase *tc = tcase_create("collectives");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_gather_strings);
-    tcase_add_test(tc, test_forward_same_on_every_rank);
+    tcase_add_loop_test(tc, test_forward_same_on_every_rank, 0, 2);
     suite_add_tcase(s, tc);
     int worst = tp_test_run_suite_mpi(s);
     dist_finalize();

@@ -158,14 +158,28 @@ START_TEST(test_open)
     be_info(be, &info);
     ck_assert_str_eq(info.name, "cpu");
     ck_assert_str_eq(info.kernels, cpu_features());
-    ck_assert_str_eq(info.linear_gemm, cpu_linear_supported() ? "transpolmo-avx512" : "openblas");
+    ck_assert_str_eq(info.linear_gemm, cpu_linear_bf16_supported() ? "transpolmo-avx512-bf16"
+                                       : cpu_linear_supported() ? "transpolmo-avx512" : "openblas");
     ck_assert_int_ge(info.threads, 1);
     ck_assert_str_eq(info.blas, openblas_get_config());
     ck_assert_int_eq(backend_open("cpu", &(tp_backend_options){.own_gemm = false}, &be), TP_OK);
     ck_assert_int_eq(cpu_linear_supported(), 0);
     be_info(be, &info);
     ck_assert_str_eq(info.linear_gemm, "openblas");
+    /* forward.bf16_compute: off keeps the f32 kernel; on is an error where it cannot run */
+    ck_assert_int_eq(backend_open("cpu", &(tp_backend_options){.own_gemm = true, .bf16_compute = TP_BF16_COMPUTE_OFF},
+                                  &be), TP_OK);
+    ck_assert_int_eq(cpu_linear_bf16_active(), 0);
+    be_info(be, &info);
+    ck_assert_str_eq(info.linear_gemm, cpu_linear_supported() ? "transpolmo-avx512" : "openblas");
+    ck_assert_int_eq(backend_open("cpu", &(tp_backend_options){.own_gemm = false, .bf16_compute = TP_BF16_COMPUTE_ON},
+                                  &be), TP_ERR_CONFIG);
+    TP_ASSERT_ERR_HAS("forward.bf16_compute: on needs");
+    tp_status on = backend_open("cpu", &(tp_backend_options){.own_gemm = true, .bf16_compute = TP_BF16_COMPUTE_ON}, &be);
+    ck_assert_int_eq(on, cpu_linear_bf16_supported() ? TP_OK : TP_ERR_CONFIG);
+    ck_assert_int_eq(cpu_linear_bf16_active(), cpu_linear_bf16_supported());
     ck_assert_int_eq(backend_open("cpu", &(tp_backend_options){.own_gemm = true}, &be), TP_OK);
+    cpu_linear_bf16_enable(0); /* the rest of this test checks the f32 kernel */
 
     void *p = (void *)1;
     ck_assert_int_eq(be_alloc(be, 0, &p), TP_OK);

@@ -87,6 +87,7 @@ START_TEST(test_hash_propagates_downstream_only)
     ck_assert_uint_eq(changed_by("data.seed", "7"), capture | geometry | sae | circuits | verify | document);
     ck_assert_uint_eq(changed_by("layers", "0,1"), capture | geometry | sae | verify | document);
     ck_assert_uint_eq(changed_by("forward.gemm", "openblas"), capture | geometry | sae | circuits | verify | document);
+    ck_assert_uint_eq(changed_by("forward.bf16_compute", "off"), capture | geometry | sae | circuits | verify | document);
     /* keys that change no result */
     ck_assert_uint_eq(changed_by("forward.threads", "2"), 0);
     ck_assert_uint_eq(changed_by("log.progress", "never"), 0);

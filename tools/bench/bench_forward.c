@@ -4,11 +4,14 @@
  *
  *   bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]
  *                 [--threads 2] [--reps 5] [--capture-layer L]
- *                 [--gemm auto|openblas] [--no-profile] [--no-ceiling] [--serve]
+ *                 [--gemm auto|openblas] [--bf16-compute auto|on|off] [--no-profile]
+ *                 [--no-ceiling] [--serve]
  *
  * --gemm: the forward pass's linear layers on backend/linear's kernel (auto, the
  * default of `forward.gemm`) or on OpenBLAS sgemm (openblas, the previous path; the
  * in-run baseline of tools/bench/forward.sh). The ceiling is OpenBLAS sgemm either way.
+ * --bf16-compute: `forward.bf16_compute` (auto, its default: a BF16 checkpoint's GEMMs
+ * on AVX512-BF16 where the CPU has it; off: widened to f32; tools/bench/bf16.sh).
  *
  * 1. forward: model_open(), forward_new(m, 1, seq), a capture callback on one layer's
  *    hook_resid_post that copies the tensor out, one warm-up, then the median of
@@ -341,13 +344,14 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_forward --model DIR [--conversion per_matrix|upfront] [--seq 512]\n"
             "                     [--threads 2] [--reps 5] [--capture-layer L]\n"
-            "                     [--gemm auto|openblas] [--no-profile] [--no-ceiling] [--serve]\n");
+            "                     [--gemm auto|openblas] [--bf16-compute auto|on|off] [--no-profile]\n"
+            "                     [--no-ceiling] [--serve]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *conv = "per_matrix", *gemm = "auto";
+    const char *dir = NULL, *conv = "per_matrix", *gemm = "auto", *bf16 = "auto";
     int T = 512, threads = 2, reps = 5, cap_layer = -1, do_profile = 1, do_ceiling = 1, serve = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -359,6 +363,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--model")) dir = v;
         else if (!strcmp(a, "--conversion")) conv = v;
         else if (!strcmp(a, "--gemm")) gemm = v;
+        else if (!strcmp(a, "--bf16-compute")) bf16 = v;
         else if (!strcmp(a, "--seq")) T = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
@@ -374,7 +379,12 @@ int main(int argc, char **argv)
 
     if (strcmp(gemm, "auto") && strcmp(gemm, "openblas")) DIE("--gemm must be auto or openblas, not '%s'", gemm);
     tp_backend *be = NULL;
-    CHECK(backend_open("cpu", &(tp_backend_options){.threads = threads, .own_gemm = !strcmp(gemm, "auto")}, &be));
+    tp_bf16_compute b16 = TP_BF16_COMPUTE_AUTO;
+    if (!strcmp(bf16, "on")) b16 = TP_BF16_COMPUTE_ON;
+    else if (!strcmp(bf16, "off")) b16 = TP_BF16_COMPUTE_OFF;
+    else if (strcmp(bf16, "auto")) DIE("--bf16-compute must be auto, on or off, not '%s'", bf16);
+    CHECK(backend_open("cpu", &(tp_backend_options){.threads = threads, .own_gemm = !strcmp(gemm, "auto"),
+                                                    .bf16_compute = b16}, &be));
     tp_backend_info info;
     be_info(be, &info);
     printf("blas=%s threads=%d cpu_features=%s gemm=%s\n", openblas_get_corename(), info.threads, info.kernels,

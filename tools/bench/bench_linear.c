@@ -2,7 +2,7 @@
  * same thread count, alternating call by call (so a slow spell of the machine hits both).
  *
  *   bench_linear [--m 512] [--threads 2] [--reps 5] [--type f32|bf16|f16]
- *                [--shapes "2048x2048 8192x2048 2048x8192 100352x2048"]
+ *                [--shapes "2048x2048 8192x2048 2048x8192 100352x2048"] [--bf16-compute]
  *
  * A shape is NxK: W [N, K] (the nn.Linear layout), X [m, K], Y [m, N]. Default: the
  * OLMo-2-1B shapes (q/k/v/o, gate/up, down, LM head). For bf16/f16, W is stored in that
@@ -10,6 +10,10 @@
  * a lower bound on the OpenBLAS path's cost). Prints per shape the median seconds and
  * GFLOP/s of both, the median of the per-pair speed ratios, and the largest relative
  * difference between the two results.
+ *
+ * --bf16-compute (with --type bf16): the bf16 kernel (X rounded to bf16, VDPBF16PS)
+ * against our f32 kernel on the same bf16 W instead of OpenBLAS (the `openblas_*`
+ * columns are then the f32 kernel's): the speed-up forward.bf16_compute gives a GEMM.
  *
  * Run it with OPENBLAS_THREAD_TIMEOUT=4: otherwise OpenBLAS's threads spin for ~0.1 s
  * after each sgemm and take the core the next cpu_linear call's second thread needs.
@@ -30,7 +34,10 @@ int main(int argc, char **argv)
     int64_t m = 512;
     int threads = 2, reps = 5;
     const char *type = "f32", *shapes = "2048x2048 8192x2048 2048x8192 100352x2048";
-    for (int i = 1; i + 1 < argc; i += 2) {
+    int bf16 = 0;
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--bf16-compute")) { bf16 = 1, i--; continue; }
+        if (i + 1 >= argc) DIE("option %s takes a value", argv[i]);
         if (!strcmp(argv[i], "--m")) m = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
@@ -38,12 +45,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
         else DIE("unknown option %s", argv[i]);
     }
-    if (argc % 2 == 0) DIE("options take a value");
     cpu_wtype wt = !strcmp(type, "bf16") ? CPU_W_BF16 : !strcmp(type, "f16") ? CPU_W_F16 : CPU_W_F32;
     tp_dtype dt = wt == CPU_W_BF16 ? TP_DTYPE_BF16 : TP_DTYPE_F16;
     if (!cpu_linear_supported()) DIE("this CPU has no AVX-512 (F, BW, VL): nothing to compare");
+    if (bf16 && (wt != CPU_W_BF16 || !cpu_linear_bf16_supported()))
+        DIE("--bf16-compute needs --type bf16 and a CPU with AVX512-BF16");
     cpu_set_threads(threads);
-    printf("m=%lld threads=%d type=%s reps=%d\n", (long long)m, cpu_get_threads(), type, reps);
+    printf("m=%lld threads=%d type=%s reps=%d baseline=%s\n", (long long)m, cpu_get_threads(), type, reps,
+           bf16 ? "f32-kernel (the openblas_* columns)" : "openblas");
 
     const char *p = shapes;
     while (*p) {
@@ -75,11 +84,18 @@ int main(int argc, char **argv)
                *ratio = calloc((size_t)reps, sizeof *ratio);
         if (!tl || !tb || !ratio) DIE("out of memory");
         for (int r = -1; r < reps; r++) {   /* r = -1: warm-up of both */
+            cpu_linear_bf16_enable(bf16);
             double t0 = now_s();
             if (cpu_linear(m, K, x, K, &o, 1)) DIE("cpu_linear failed");
             double t1 = now_s();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)N, (int)K, 1.0f, x, (int)K, wf,
-                        (int)K, 0.0f, yb, (int)N);
+            if (bf16) {
+                cpu_linear_out ob = {w, N, K, wt, yb, N};
+                cpu_linear_bf16_enable(0);
+                if (cpu_linear(m, K, x, K, &ob, 1)) DIE("cpu_linear failed");
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)N, (int)K, 1.0f, x, (int)K, wf,
+                            (int)K, 0.0f, yb, (int)N);
+            }
             double t2 = now_s();
             if (r >= 0) tl[r] = t1 - t0, tb[r] = t2 - t1, ratio[r] = (t2 - t1) / (t1 - t0);
         }

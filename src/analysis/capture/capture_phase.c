@@ -700,7 +700,7 @@ static void capture_headline(const char *run_dir, char *buf, size_t n)
 }
 
 static const char *const capture_outputs[] = {RUN_STORE, RUN_CAPTURE_SUMMARY_JSON, NULL};
-static const char *const capture_reads[] = {"model.", "data.", "layers", "forward.batch_size", "forward.gemm", NULL};
+static const char *const capture_reads[] = {"model.", "data.", "layers", "forward.batch_size", "forward.gemm", "forward.bf16_compute", NULL};
 
 static const char *const capture_faults[] = {"unit", NULL};
 const tp_phase capture_phase = {

@@ -137,7 +137,7 @@ static uint64_t circuits_inputs_hash(const tp_config *cfg)
 
 static const char *const circuits_outputs[] = {RUN_CIRCUITS_HEAD_SCORES_JSON, RUN_CIRCUITS_WEIGHTS_JSON,
                                                RUN_CIRCUITS_LIBRARY_JSON, NULL};
-static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", NULL};
+static const char *const circuits_reads[] = {"model.", "data.", "forward.gemm", "forward.bf16_compute", NULL};
 
 static const char *const circuits_faults[] = {"heads", "weights", "library", NULL};
 const tp_phase circuits_phase = {

@@ -198,7 +198,7 @@ static void verify_headline(const char *run_dir, char *buf, size_t n)
 }
 
 static const char *const verify_outputs[] = {RUN_VERIFICATION_JSON, NULL};
-static const char *const verify_reads[] = {"model.", "data.", "forward.gemm", "circuits.", "sae.skip", NULL};
+static const char *const verify_reads[] = {"model.", "data.", "forward.gemm", "forward.bf16_compute", "circuits.", "sae.skip", NULL};
 static const tp_phase *const verify_needs[] = {&sae_phase, &circuits_phase, NULL};
 
 static const char *const verify_faults[] = {"features", "heads", "circuits", NULL};

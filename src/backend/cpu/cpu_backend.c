@@ -11,7 +11,7 @@
 
 #include "backend/cpu/blas.h"     /* cpu_blas_linear, cpu_be_gemm_f32, ... (the OpenBLAS ops) */
 #include "backend/cpu/cpu.h"      /* cpu_rmsnorm, cpu_rope, cpu_attention, cpu_silu_mul, cpu_add */
-#include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable */
+#include "backend/cpu/linear.h"   /* cpu_linear, cpu_linear_supported, cpu_linear_enable, cpu_linear_bf16_* */
 #include "backend/cpu/sae_ops.h"  /* cpu_be_sae_*: the SAE's training ops */
 
 #include <cblas.h>                /* openblas_get_config */
@@ -74,7 +74,8 @@ static void cpu_be_info(const tp_backend *be, tp_backend_info *out)
     snprintf(device, sizeof device, "cpu (%s)", cpu_features());
 #endif
     *out = (tp_backend_info){.name = be->name, .device = device, .kernels = cpu_features(),
-                             .linear_gemm = cpu_linear_supported() ? "transpolmo-avx512" : "openblas",
+                             .linear_gemm = cpu_linear_bf16_active() ? "transpolmo-avx512-bf16"
+                                            : cpu_linear_supported() ? "transpolmo-avx512" : "openblas",
                              .blas = openblas_get_config(), .threads = cpu_get_threads()};
 }
 
@@ -292,6 +293,14 @@ tp_status backend_cpu_configure(const tp_backend_options *opt, tp_backend **out)
     if (opt) {
         cpu_set_threads(opt->threads);   /* 0 leaves OpenBLAS's default */
         cpu_linear_enable(opt->own_gemm);
+        if (opt->bf16_compute == TP_BF16_COMPUTE_ON && !cpu_linear_bf16_supported())
+            return tp_err(TP_ERR_CONFIG, "forward.bf16_compute: on needs TranspOLMo's GEMM (forward.gemm: auto) on a "
+                          "CPU with AVX512-BF16 and AVX-512 F/BW/VL; this %s; use auto (bf16 compute where the CPU "
+                          "has it) or off", !opt->own_gemm ? "run has forward.gemm: openblas"
+                                            : cpu_linear_supported() ? "CPU has no AVX512-BF16"
+                                                                     : "CPU has no AVX-512");
+        /* the same choice on every rank of a homogeneous job: the same kernel, the same bits */
+        cpu_linear_bf16_enable(opt->bf16_compute != TP_BF16_COMPUTE_OFF);
     }
     *out = &cpu_backend;
     return TP_OK;
