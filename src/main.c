@@ -407,6 +407,10 @@ int main(int argc, char **argv)
         return 0;
     }
     submit_cmd_keep_environ(environ);   /* before MPI_Init adds its own */
+    /* SIGUSR1 can come at any time (Slurm's warning before the time limit may come
+     * within seconds of a job's start): a flag from the first instruction on, not the
+     * default action (the rank ends); installed again after MPI_Init below. */
+    dist_stop_install();
     if (dist_init(&argc, &argv) != TP_OK) {
         report_error(verbose);
         return 1;

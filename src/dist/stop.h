@@ -23,7 +23,8 @@
  * scripts of `transpolmo submit` requeue a job that ends with it. */
 #define TP_EXIT_STOPPED 75
 
-/* SIGUSR1 handler (after MPI_Init, so that it replaces any installed there). */
+/* SIGUSR1 handler: main installs it first thing and again after MPI_Init, so that it
+ * replaces any installed there. */
 void dist_stop_install(void);
 /* Has this rank been asked to stop? (Local; no communication.) */
 bool dist_stop_requested(void);

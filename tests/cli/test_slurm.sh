@@ -4,13 +4,12 @@
 # end), the small configuration of test_pipeline.sh with 2 tasks.
 #   - `submit --dry-run`: a script per phase of `transpolmo phases`, chained sbatch
 #     lines, srun --mpi=pmix, --requeue, --signal=B:USR1@<grace>; nothing written.
-#   - a chain (`--grace 30`) whose SAE job is given a real time limit of 1 minute
-#     (`scontrol update TimeLimit=1` while it waits for its dependency; the other
-#     phases have none, so a slow machine cannot make them hit it) and waits at step 3
-#     (rank 0) until Slurm itself sends the warning before the limit (SIGUSR1, 30-60 s
-#     into the job: slurmctld checks the limits every 30 s): the SAE checkpoints,
-#     exits 75, the job requeues itself and its next run resumes; no job is killed
-#     by the limit.
+#   - a chain (`--grace 30`) whose SAE job waits at step 3 (rank 0) and is then given
+#     a real time limit (`scontrol update TimeLimit=`, its run time so far + 1 minute;
+#     the other phases have none, so a slow machine cannot make them hit it) until
+#     Slurm itself sends the warning before the limit (SIGUSR1, 30 s or less before
+#     the end: slurmctld checks the limits every 30 s): the SAE checkpoints, exits 75,
+#     the job requeues itself and its next run resumes; no job is killed by the limit.
 #   - a chain whose capture job is cancelled half-way (`scancel`, rank 0 waiting after
 #     its second unit), then requeued (`scontrol requeue`, and the next job's
 #     dependency set again: Slurm marks it never satisfied when a job it waits for is
@@ -99,10 +98,10 @@ submit_chain() {
   env "$@" "$BIN" submit "${small[@]}" --out "$out" --ntasks-per-node 2 "${extra[@]}" > "$out.ids" 2> "$out.submit.log"
 }
 job_of() { awk -v p="$2" '$1 == p { print $2 }' "$1.ids"; }
-# wait_log FILE-GLOB TEXT: until a job log says TEXT (90 s at most)
+# wait_log FILE-GLOB TEXT [SECONDS]: until a job log says TEXT (90 s at most by default)
 wait_log() {
   local i
-  for i in $(seq 1 180); do
+  for i in $(seq 1 $((${3:-90} * 2))); do
     grep -qs "$2" $1 && return 0
     sleep 0.5
   done
@@ -141,9 +140,20 @@ check "submit: a job per phase, in order ($(awk '{print $1}' "$c1.ids" | paste -
 check "jobs/submitted.tsv lists them" test "$(cut -f2 "$c1/jobs/submitted.tsv" 2> /dev/null | paste -sd' ')" = "$(awk '{print $2}' "$c1.ids" | paste -sd' ')"
 sae=$(job_of "$c1" sae)
 check "the scripts carry the warning" grep -q "^#SBATCH --signal=B:USR1@30$" "$c1/jobs/4-sae.sbatch"
-check "the SAE job gets a 1-minute time limit" bash -c "scontrol update jobid=$sae TimeLimit=1 && scontrol show job $sae | grep -q 'TimeLimit=00:01:00'"
-check "the SAE job reaches step 3 (rank 0 waits there)" wait_log "$c1/jobs/logs/4-sae-*.out" "waits for a signal"
-check "Slurm sends the warning before the time limit (SIGUSR1)" wait_log "$c1/jobs/logs/4-sae-*.out" "SIGUSR1: sae stops at its next safe point"
+check "the SAE job reaches step 3 (rank 0 waits there)" wait_log "$c1/jobs/logs/4-sae-*.out" "waits for a signal" 300
+# The limit is set now, so that the warning cannot come before step 3: the job's run
+# time so far, rounded up to whole minutes, + 1 minute (at least 60 s left, so the
+# warning, 30 s before the end, comes 30-90 s from now).
+limit_now() {
+  local rt m s
+  rt=$(scontrol show job "$sae" | grep -o 'RunTime=[0-9:-]*' | cut -d= -f2)
+  IFS=: read -r h m s <<< "$(echo "$rt" | awk -F: '{ if (NF == 2) print "0:" $0; else print $0 }')"
+  echo $(( (10#$h * 3600 + 10#$m * 60 + 10#$s + 59) / 60 + 1 ))
+}
+lim=$(limit_now)
+check "the SAE job gets a time limit of $lim minute(s), its run time so far + 1" \
+  bash -c "scontrol update jobid=$sae TimeLimit=$lim && scontrol show job $sae | grep -q 'TimeLimit=$(printf '00:%02d:00' "$lim")'"
+check "Slurm sends the warning before the time limit (SIGUSR1)" wait_log "$c1/jobs/logs/4-sae-*.out" "SIGUSR1: sae stops at its next safe point" 150
 check "chain 1 ends" wait_chain "$c1"
 check "chain 1: every job completed" all_completed "$c1"
 sae_log=$(cat "$c1"/jobs/logs/4-sae-*.out 2> /dev/null)
