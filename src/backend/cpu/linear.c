@@ -90,11 +90,13 @@ static int ws_threads(int nt)
 
 /* ---- loads and the 16x16 transpose ------------------------------------------------ */
 
+/* The first n lanes (none for n <= 0: the bf16 packing asks past the end of k). */
+
 /* Packing kind of the bf16 path: W's stored bf16 bits as 4-byte pairs (k, k+1). */
 #define W_BF16_PAIRS ((cpu_wtype)(CPU_W_F16 + 1))
 
-static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
-static inline __mmask32 lanes32(int64_t n) { return n >= 32 ? (__mmask32)~0u : (__mmask32)((1u << n) - 1u); }
+static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u); }
+static inline __mmask32 lanes32(int64_t n) { return n >= 32 ? (__mmask32)~0u : n <= 0 ? 0 : (__mmask32)((1u << n) - 1u); }
 
 /* 16 pairs of bf16 from the first `n` (<= 32, rest zero) floats at p, rounded to
  * nearest even on the bit pattern like tp_f32_to_bf16 (NaN stays a quiet NaN);
