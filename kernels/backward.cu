@@ -3,6 +3,7 @@
  * attention's is in attention.cu, RoPE's in rope.cu. Formulas: backend/backend.h. */
 #include "cuda_common.cuh"
 // defines: block_sum, block_max
+#include "pointwise_grad.h"
 #include "reduce.cuh"
 
 /* r = 1/sqrt(mean(x²) + eps) of each row, into inv[rows] (for dw). */
@@ -71,10 +72,8 @@ __global__ void silu_mul_bwd_kernel(float *dgate, float *dup, const float *dout,
 {
     GRID_STRIDE(i, n)
     {
-        float g = gate[i], u = up[i], d = dout[i];
-        float sg = 1.0f / (1.0f + expf(-g));
-        float dg = d * u * (sg * (1.0f + g * (1.0f - sg)));
-        float du = d * (g * sg);
+        float dg, du;
+        tp_silu_mul_grad(gate[i], up[i], dout[i], &dg, &du);
         dgate[i] = dg;
         dup[i] = du;
     }

@@ -83,6 +83,14 @@ tp_config *tp_test_bundled_config(void)
     return cfg;
 }
 
+void *tp_test_on_device(tp_backend *be, const void *host, size_t bytes)
+{
+    void *d = NULL;
+    TP_ASSERT_OK(be_alloc(be, bytes, &d));
+    TP_ASSERT_OK(be_upload(be, d, host, bytes));
+    return d;
+}
+
 tp_status tp_test_capture(const tp_config *cfg, tp_backend *be, const char *name, char *store, size_t n)
 {
     const char *dir = tp_test_tmp_path(name);

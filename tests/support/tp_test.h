@@ -4,8 +4,9 @@
  * tp_test_tmpdir() makes a fresh temporary directory and tp_test_tmp_path() names a
  * file in it; TP_ASSERT_ERR_HAS / TP_ASSERT_FAILS check error messages;
  * tp_test_rel_err compares arrays; tp_test_rng_next / tp_test_rand_f32 make
- * reproducible random data; tp_test_run_suite runs one suite and returns the
- * process exit code. Every test file uses these instead of its own copy.
+ * reproducible random data; TP_ASSERT_OK and tp_test_on_device serve the device
+ * tests; tp_test_run_suite runs one suite and returns the process exit code.
+ * Every test file uses these instead of its own copy.
  */
 #ifndef TP_TEST_H
 #define TP_TEST_H
@@ -44,6 +45,12 @@ float *tp_test_rand_f32(uint64_t *state, size_t n, float lo, float hi);
                       tp_status_name(code), tp_err_msg());                                      \
         TP_ASSERT_ERR_HAS(needle);                                                              \
     } while (0)
+/* `call` returns TP_OK; otherwise the test fails with the call and the error message. */
+#define TP_ASSERT_OK(call) ck_assert_msg((call) == TP_OK, "%s: %s", #call, tp_err_msg())
+/* A copy of `bytes` bytes of host memory in backend be's memory (be_alloc + be_upload;
+ * the caller frees with be_free); fails the test when either fails. */
+struct tp_backend;
+void *tp_test_on_device(struct tp_backend *be, const void *host, size_t bytes);
 int tp_test_run_suite(Suite *s);                 /* srunner + exit code */
 /* Same without forking (tests that initialise MPI or CUDA: a forked child breaks them). */
 int tp_test_run_suite_nofork(Suite *s);

@@ -99,15 +99,10 @@ static void *copy_of(const void *a, size_t bytes)
     return b;
 }
 
-#define OK(call) ck_assert_msg((call) == TP_OK, "%s: %s", #call, tp_err_msg())
+#define OK TP_ASSERT_OK
 
-static void *dev_from(const void *host, size_t bytes)
-{
-    void *d = NULL;
-    OK(be_alloc(be, bytes, &d));
-    OK(be_upload(be, d, host, bytes));
-    return d;
-}
+/* A device copy of n bytes of host memory (tests/support). */
+static void *dev_from(const void *host, size_t bytes) { return tp_test_on_device(be, host, bytes); }
 
 /* Downloads (which waits for the queued work and reports its failure), then frees. */
 static void dev_to(void *host, void *dev, size_t bytes)

@@ -79,16 +79,10 @@ static float rng_f(float lo, float hi)
     return v;
 }
 
-#define OK(call) ck_assert_msg((call) == TP_OK, "%s: %s", #call, tp_err_msg())
+#define OK TP_ASSERT_OK
 
-/* A device copy of n bytes of host memory. */
-static void *on_gpu(const void *host, size_t bytes)
-{
-    void *d = NULL;
-    OK(be_alloc(gpu, bytes, &d));
-    OK(be_upload(gpu, d, host, bytes));
-    return d;
-}
+/* A device copy of n bytes of host memory (tests/support). */
+static void *on_gpu(const void *host, size_t bytes) { return tp_test_on_device(gpu, host, bytes); }
 
 /* The device buffer's contents in fresh host memory (the caller frees). */
 static float *from_gpu(const void *dev, size_t n)

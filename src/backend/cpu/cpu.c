@@ -1,6 +1,8 @@
 /* cpu.c — the CPU kernels of the forward pass (see cpu.h). */
 #include "backend/cpu/cpu.h"
 
+#include "pointwise_grad.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -191,17 +193,15 @@ void cpu_silu_mul(float *restrict gate, const float *restrict up, size_t n)
     cpu_parallel_for((int64_t)((n + ELEM_BLOCK - 1) / ELEM_BLOCK), silu_task, &j);
 }
 
-/* Backward of silu_mul: s = 1 / (1 + exp(-g)), silu = g s, silu' = s (1 + g (1 - s)).
- * Not restrict: dgate or dup may alias dout (each element is read before written). */
+/* Backward of silu_mul (the formula: kernels/pointwise_grad.h, shared with the CUDA
+ * kernel). Not restrict: dgate or dup may alias dout (each element is read before written). */
 TP_MULTIVERSION
 static void silu_mul_bwd_serial(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                                 size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float g = gate[i], u = up[i], d = dout[i];
-        float sg = 1.0f / (1.0f + expf(-g));
-        float dg = d * u * (sg * (1.0f + g * (1.0f - sg)));
-        float du = d * (g * sg);
+        float dg, du;
+        tp_silu_mul_grad(gate[i], up[i], dout[i], &dg, &du);
         dgate[i] = dg;
         dup[i] = du;
     }
