@@ -49,6 +49,11 @@ export TP_SLURM_DIR=$TMP/slurm
 # A port of its own, so that a cluster the user started (6817) is left alone.
 export TP_SLURM_PORT=$((20000 + ($$ % 5000) * 2))
 trap '"$SRC/tools/slurm-local.sh" stop > /dev/null 2>&1; rm -rf "$TMP"' EXIT
+# ctest's timeout kills this script with SIGKILL: the EXIT trap never runs, and the
+# daemons (they detach) would outlive it. A sentinel in a session of its own, holding
+# none of ctest's pipes, stops them and removes $TMP once this script is gone.
+setsid bash -c 'while kill -0 "$1" 2> /dev/null; do sleep 5; done; "$2/tools/slurm-local.sh" stop; rm -rf "$3"' \
+  sentinel $$ "$SRC" "$TMP" < /dev/null > /dev/null 2>&1 &
 if ! "$SRC/tools/slurm-local.sh" start > "$TMP/slurm-start.log" 2>&1; then
   echo "SKIP: the local Slurm does not start here:"; cat "$TMP/slurm-start.log"
   exit 77
