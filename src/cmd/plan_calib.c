@@ -308,6 +308,21 @@ static tp_status time_sae_encode(int64_t d, int64_t F, int64_t B, double *sec)
     return st;
 }
 
+/* An SAE step's per-row rate (d·F per second) and per-step part (ns per parameter,
+ * 2·d·F of them) from its times s1, s2 at batch sizes B1 < B2. Timing noise on a
+ * loaded machine can make either part come out <= 0: then the whole step counts as
+ * per row, and the per-step part is floored at 1 % of s1 (plan_calib_load requires
+ * every rate to be positive; a zero once made the file unreadable). */
+static void split_sae_step(double s1, double s2, int64_t B1, int64_t B2, int64_t d, int64_t F, double *row_rate,
+                           double *param_ns)
+{
+    double per_row = (s2 - s1) / (double)(B2 - B1), per_step = s1 - per_row * (double)B1;
+    if (per_row <= 0) per_row = s2 / (double)B2, per_step = 0;
+    if (per_step < 0.01 * s1) per_step = 0.01 * s1;
+    *row_rate = (double)d * (double)F / per_row;
+    *param_ns = per_step / (2.0 * (double)d * (double)F) * 1e9;
+}
+
 /* The SAE step's per-row and per-step parts at the phase's shapes (d, d_sae = F),
  * from two batch sizes; and the encoder alone. */
 static tp_status time_sae_shape(int64_t d, int64_t F, int slot, plan_rates *r)
@@ -316,11 +331,7 @@ static tp_status time_sae_shape(int64_t d, int64_t F, int slot, plan_rates *r)
     double s1, s2, e;
     TP_CHECK(time_sae_step(SAE_TOPK, d, F, B1, &s1));
     TP_CHECK(time_sae_step(SAE_TOPK, d, F, B2, &s2));
-    double per_row = (s2 - s1) / (double)(B2 - B1), per_step = s1 - per_row * (double)B1;
-    if (per_row <= 0) per_row = s2 / (double)B2, per_step = 0;
-    if (per_step < 0) per_step = 0;
-    r->sae_step_rate[slot] = (double)d * (double)F / per_row;
-    r->sae_step_param_ns[slot] = per_step / (2.0 * d * F) * 1e9;
+    split_sae_step(s1, s2, B1, B2, d, F, &r->sae_step_rate[slot], &r->sae_step_param_ns[slot]);
     TP_CHECK(time_sae_encode(d, F, B2, &e));
     r->sae_encode_rate[slot] = (double)B2 * d * F / e;
     return TP_OK;
@@ -462,11 +473,7 @@ tp_status plan_calibrate(const char *dir, plan_rates *out)
     double s1, s2, r1, r2;
     TP_CHECK(time_sae_step(SAE_TOPK, d, F, B1, &s1));
     TP_CHECK(time_sae_step(SAE_TOPK, d, F, B2, &s2));
-    double per_row = (s2 - s1) / (double)(B2 - B1), per_step = s1 - per_row * (double)B1;
-    if (per_row <= 0) per_row = s2 / (double)B2, per_step = 0;
-    if (per_step < 0) per_step = 0;
-    r.sae_topk_rate = (double)d * (double)F / per_row;
-    r.sae_param_ns = per_step / (2.0 * d * F) * 1e9;
+    split_sae_step(s1, s2, B1, B2, d, F, &r.sae_topk_rate, &r.sae_param_ns);
     TP_CHECK(time_sae_step(SAE_RELU, d, F, B1, &r1));
     TP_CHECK(time_sae_step(SAE_RELU, d, F, B2, &r2));
     double per_row_relu = (r2 - r1) / (double)(B2 - B1);

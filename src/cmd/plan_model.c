@@ -16,7 +16,7 @@ void plan_rates_default(plan_rates *r)
     *r = (plan_rates){
         .threads = 2,
         .linear_f32_gflops = 40,
-        .linear_bf16_gflops = 30,
+        .linear_bf16_gflops = 30, /* as on a CPU without AVX512-BF16 (widened to f32) */
         .attention_gflops = 8,
         .gemm_f64_gflops = 15,
         .sae_topk_rate = 1.0e10,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `transpolmo plan`: its error handling, its JSON, the calibration round trip, and
+# the plans printed in configs/olmo2-*.yaml (tools/update-config-plans.sh --check), and
 # its memory predictions against measured runs: predicted peak RSS of capture,
 # geometry and sae within 20 % of /usr/bin/time's, on the bundled model at np 1 and 2
 # (tools/bench/plan_check.sh --assert-mem 0.2). Time is never asserted. The
@@ -22,6 +23,8 @@ expect_fail "unknown option" "--rank" rc=2 -- "$BIN" plan configs/default.yaml -
 printf 'not json' > "$TMP/bad.json"
 expect_fail "bad calibration file" "bad.json|not JSON" -- "$BIN" plan configs/default.yaml --ranks 1 --calibration "$TMP/bad.json"
 
+expect_ok "configs/olmo2-*.yaml headers are the planner's output (built-in rates)" -- \
+  bash tools/update-config-plans.sh --check "$BIN"
 expect_ok "uncalibrated plan says so" -- sh -c "'$BIN' plan configs/default.yaml --ranks 1 | grep -q 'built-in defaults'"
 expect_ok "calibrate" -- "$BIN" plan --calibrate --out "$CAL"
 expect_ok "calibrated plan says so" -- sh -c "'$BIN' plan configs/default.yaml --ranks 1 | grep -q 'calibrated on'"
