@@ -708,36 +708,41 @@ END_TEST
 START_TEST(test_sae_train_parity)
 {
     const int64_t d = 64, F = 256, N = 96;
-    sae_config c = sae_config_default(SAE_TOPK, d, F);
-    c.k = 8, c.aux_k = 16, c.dead_tokens = 2 * N, c.total_steps = 20;
     float *x = rand_f32((size_t)(N * d), -1.0f, 1.0f);
     for (int64_t q = 0; q < N * d; q++) x[q] += (q % 3 == 0) ? 0.5f : 0.0f;
-    sae_model a, b;
-    OK(sae_init(&a, &c, N));
-    OK(sae_init(&b, &c, N));
-    OK(sae_init_weights(&a, 7));
-    OK(sae_init_weights(&b, 7));
-    OK(sae_compute_input_scale(x, N, d, MPI_COMM_NULL, &a.input_scale));
-    b.input_scale = a.input_scale;
-    OK(sae_init_b_dec(&a, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0));
-    OK(sae_init_b_dec(&b, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0));
-    OK(sae_use_backend(&b, gpu));
-    double aux = 0;
-    for (int t = 0; t < 6; t++) {
-        sae_metrics ma, mb;
-        OK(sae_train_step(&a, x, N, MPI_COMM_NULL, &ma));
-        OK(sae_train_step(&b, x, N, MPI_COMM_NULL, &mb));
-        double e = fabs(mb.loss - ma.loss) / fabs(ma.loss);
-        ck_assert_msg(e <= TOL_SAE_LOSS, "step %d: loss %.9g (gpu) vs %.9g (cpu), rel %g", t, mb.loss, ma.loss, e);
-        ck_assert_msg(fabs(mb.grad_norm - ma.grad_norm) <= TOL_SAE_LOSS * ma.grad_norm, "step %d: grad norm %g vs %g",
-                      t, mb.grad_norm, ma.grad_norm);
-        aux += ma.aux;
+    /* topk on the device; batchtopk with its batch selection on the host */
+    for (int arch = SAE_TOPK; arch <= SAE_BATCHTOPK; arch++) {
+        sae_config c = sae_config_default((sae_arch)arch, d, F);
+        c.k = 8, c.aux_k = 16, c.dead_tokens = 2 * N, c.total_steps = 20;
+        sae_model a, b;
+        OK(sae_init(&a, &c, N));
+        OK(sae_init(&b, &c, N));
+        OK(sae_init_weights(&a, 7));
+        OK(sae_init_weights(&b, 7));
+        OK(sae_compute_input_scale(x, N, d, MPI_COMM_NULL, &a.input_scale));
+        b.input_scale = a.input_scale;
+        OK(sae_init_b_dec(&a, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0));
+        OK(sae_init_b_dec(&b, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0));
+        OK(sae_use_backend(&b, gpu));
+        const char *name = sae_arch_name((sae_arch)arch);
+        double aux = 0;
+        for (int t = 0; t < 6; t++) {
+            sae_metrics ma, mb;
+            OK(sae_train_step(&a, x, N, MPI_COMM_NULL, &ma));
+            OK(sae_train_step(&b, x, N, MPI_COMM_NULL, &mb));
+            double e = fabs(mb.loss - ma.loss) / fabs(ma.loss);
+            ck_assert_msg(e <= TOL_SAE_LOSS, "%s step %d: loss %.9g (gpu) vs %.9g (cpu), rel %g", name, t, mb.loss,
+                          ma.loss, e);
+            ck_assert_msg(fabs(mb.grad_norm - ma.grad_norm) <= TOL_SAE_LOSS * ma.grad_norm,
+                          "%s step %d: grad norm %g vs %g", name, t, mb.grad_norm, ma.grad_norm);
+            aux += ma.aux;
+        }
+        ck_assert_msg(aux > 0, "%s: AuxK never ran", name);
+        OK(sae_sync_host(&b));
+        double e = tp_test_rel_err(b.params, a.params, (size_t)a.n_params);
+        ck_assert_msg(e <= TOL_SAE_PARAMS, "%s: parameters after 6 steps: rel err %g", name, e);
+        sae_free(&a), sae_free(&b);
     }
-    ck_assert_msg(aux > 0, "AuxK never ran");
-    OK(sae_sync_host(&b));
-    double e = tp_test_rel_err(b.params, a.params, (size_t)a.n_params);
-    ck_assert_msg(e <= TOL_SAE_PARAMS, "parameters after 6 steps: rel err %g", e);
-    sae_free(&a), sae_free(&b);
     free(x);
 }
 END_TEST

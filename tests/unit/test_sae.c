@@ -777,8 +777,10 @@ END_TEST
 START_TEST(test_fake_device_training)
 {
     const int64_t d = 8, F = 32, N = 16;
-    for (int apply = 0; apply <= 1; apply++) {
-        sae_config c = small_config(SAE_TOPK, d, F);
+    for (int run = 0; run < 4; run++) {
+        const int apply = run & 1;
+        const sae_arch arch = run < 2 ? SAE_TOPK : SAE_BATCHTOPK;
+        sae_config c = small_config(arch, d, F);
         c.dead_tokens = 2 * N;   /* latents die after two steps: AuxK runs */
         c.apply_b_dec_to_input = apply;
         tp_backend fake = *backend_cpu();
@@ -802,8 +804,8 @@ START_TEST(test_fake_device_training)
             sae_metrics ma, mb;
             ck_assert_int_eq(sae_train_step(&a, x, n, MPI_COMM_NULL, &ma), TP_OK);
             ck_assert_msg(sae_train_step(&b, x, n, MPI_COMM_NULL, &mb) == TP_OK, "%s", tp_err_msg());
-            ck_assert_msg(memcmp(&ma, &mb, sizeof ma) == 0, "step %d: metrics differ (loss %.9g vs %.9g)", t,
-                          ma.loss, mb.loss);
+            ck_assert_msg(memcmp(&ma, &mb, sizeof ma) == 0, "%s step %d: metrics differ (loss %.9g vs %.9g)",
+                          sae_arch_name(arch), t, ma.loss, mb.loss);
             aux_seen += ma.aux;
             ck_assert_int_eq(sae_sync_host(&b), TP_OK);
             ck_assert_msg(memcmp(a.params, b.params, P * sizeof(float)) == 0, "step %d: parameters differ", t);
@@ -813,6 +815,21 @@ START_TEST(test_fake_device_training)
         }
         ck_assert(a.step == 6 && b.step == 6);
         ck_assert_msg(aux_seen > 0, "AuxK never ran: the test does not cover it");
+        if (arch == SAE_BATCHTOPK) {
+            /* a batch of 4N rows over the ranks, N of them here: the global threshold
+             * gives this rank more than k a row, past the device lists' first room
+             * (N·k), which must grow */
+            ck_assert_int_eq(sae_forward(&a, x, N, 4 * N, MPI_COMM_NULL), TP_OK);
+            ck_assert_msg(sae_forward(&b, x, N, 4 * N, MPI_COMM_NULL) == TP_OK, "%s", tp_err_msg());
+            size_t ns = 0, nb = 0;
+            double *sa = sae_stats(&a, &ns), *sb = sae_stats(&b, &nb);
+            ck_assert(ns == nb);
+            ck_assert_msg(sa[SAE_ST_ACTIVE] > (double)(N * c.k), "%.0f active: the lists did not need to grow",
+                          sa[SAE_ST_ACTIVE]);
+            ck_assert(memcmp(sa, sb, ns * sizeof *sa) == 0);
+            ck_assert_int_eq(sae_backward(&a), TP_OK);
+            ck_assert_int_eq(sae_backward(&b), TP_OK);
+        }
         /* inference reads the host copy */
         float *ca = malloc((size_t)(N * F) * sizeof *ca), *cb = malloc((size_t)(N * F) * sizeof *cb);
         ck_assert(ca && cb);
@@ -830,21 +847,18 @@ START_TEST(test_fake_device_training)
 }
 END_TEST
 
-/* relu and batchtopk train on the CPU only: a device backend is refused by name. */
+/* relu trains on the CPU only: a device backend is refused by name. */
 START_TEST(test_device_arch_refused)
 {
     tp_backend fake = *backend_cpu();
     fake.name = "fake-device";
     fake.host_memory = false;
-    for (int arch = SAE_RELU; arch <= SAE_BATCHTOPK; arch += 2) {
-        sae_config c = small_config((sae_arch)arch, 8, 16);
-        sae_model m;
-        ck_assert_int_eq(sae_init(&m, &c, 4), TP_OK);
-        ck_assert_int_eq(sae_use_backend(&m, &fake), TP_ERR_UNSUPPORTED);
-        TP_ASSERT_ERR_HAS(arch == SAE_RELU ? "architecture relu trains on the CPU only"
-                                           : "architecture batchtopk trains on the CPU only");
-        sae_free(&m);
-    }
+    sae_config c = small_config(SAE_RELU, 8, 16);
+    sae_model m;
+    ck_assert_int_eq(sae_init(&m, &c, 4), TP_OK);
+    ck_assert_int_eq(sae_use_backend(&m, &fake), TP_ERR_UNSUPPORTED);
+    TP_ASSERT_ERR_HAS("architecture relu trains on the CPU only; on backend fake-device topk or batchtopk");
+    sae_free(&m);
 }
 END_TEST
 

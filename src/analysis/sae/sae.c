@@ -16,7 +16,8 @@
 /* Where training runs (sae_use_backend): on a host-memory backend these are views of
  * the host buffers below and of sae_model's; on a device, buffers of its own (owned),
  * with the host's parameters and moments as the copy that checkpoints and exports
- * read (sae_sync_host). TopK trains here; relu and batchtopk use only the host side. */
+ * read (sae_sync_host). TopK and batchtopk train here (batchtopk's selection on the
+ * host: select_batch); relu uses only the host side. */
 typedef struct {
     float *params, *grad, *adam_m, *adam_v;   /* [P] */
     float *x;                                 /* [cap, d] the step's rows (device only) */
@@ -24,15 +25,17 @@ typedef struct {
     int64_t *act_ptr, *aux_ptr;
     int32_t *act_idx, *aux_idx, *dead;
     float *act_val, *aux_val;
+    size_t act_cap;      /* room in act_idx/act_val (owned: batchtopk grows it) */
     double *stats;
+    float *bias_host;    /* [F] batchtopk, owned: b_enc brought to the host (host memory) */
     int owned;           /* allocated on the training backend */
     int fresh;           /* the device holds the host's parameters and moments */
     int host_stale;      /* the host's are behind the device's */
 } sae_device;
 
 struct sae_workspace {
-    tp_backend *be;      /* the host-side dense products (backend_cpu(): inference, relu, batchtopk) */
-    tp_backend *tb;      /* training backend (TopK's step and every arch's optimiser step) */
+    tp_backend *be;      /* the host-side dense products (backend_cpu(): inference, relu) */
+    tp_backend *tb;      /* training backend (topk's and batchtopk's step, every arch's optimiser step) */
     sae_device dev;
     float *u;            /* [cap, d] scaled rows s·x */
     float *xt;           /* [cap, d] encoder input x̃ (u − b_dec, or a copy of u) */
@@ -169,7 +172,7 @@ static void device_views(sae_model *m, tp_backend *be)
         .params = m->params, .grad = m->grad, .adam_m = m->adam_m, .adam_v = m->adam_v, .u = w->u, .xt = w->xt,
         .pre = w->pre, .delta = w->delta, .adelta = w->adelta, .act_ptr = w->act_ptr, .aux_ptr = w->aux_ptr,
         .act_idx = w->act_idx, .aux_idx = w->aux_idx, .dead = w->dead, .act_val = w->act_val,
-        .aux_val = w->aux_val, .stats = w->stats, .fresh = 1,
+        .aux_val = w->aux_val, .act_cap = w->act_cap, .stats = w->stats, .fresh = 1,
     };
 }
 
@@ -182,6 +185,7 @@ static void device_free(sae_workspace *w)
                         D->act_idx, D->aux_idx, D->dead,   D->act_val, D->aux_val, D->stats};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be_free(w->tb, bufs[i]);
     }
+    free(D->bias_host);
     memset(D, 0, sizeof *D);
 }
 
@@ -284,9 +288,9 @@ tp_status sae_use_backend(sae_model *m, tp_backend *be)
         w->tb = be;
         return TP_OK;
     }
-    if (m->cfg.arch != SAE_TOPK)
-        return tp_err(TP_ERR_UNSUPPORTED, "sae: architecture %s trains on the CPU only; on backend %s only topk "
-                      "(set device: cpu, or sae.architecture: topk)", sae_arch_name(m->cfg.arch), be->name);
+    if (m->cfg.arch == SAE_RELU)
+        return tp_err(TP_ERR_UNSUPPORTED, "sae: architecture relu trains on the CPU only; on backend %s topk or "
+                      "batchtopk (set device: cpu, or sae.architecture: topk)", be->name);
     const sae_config *c = &m->cfg;
     const size_t d = (size_t)c->d_in, F = (size_t)c->d_sae, cap = (size_t)m->max_rows, P = (size_t)m->n_params;
     sae_device D = {.owned = 1};
@@ -306,13 +310,16 @@ tp_status sae_use_backend(sae_model *m, tp_backend *be)
     DEV_ALLOC(D.adelta, cap * d);
     DEV_ALLOC(D.act_ptr, cap + 1);
     DEV_ALLOC(D.aux_ptr, cap + 1);
-    DEV_ALLOC(D.act_idx, cap * (size_t)c->k);
-    DEV_ALLOC(D.act_val, cap * (size_t)c->k);
+    D.act_cap = cap * (size_t)c->k;
+    DEV_ALLOC(D.act_idx, D.act_cap);
+    DEV_ALLOC(D.act_val, D.act_cap);
     DEV_ALLOC(D.aux_idx, cap * (size_t)c->aux_k);
     DEV_ALLOC(D.aux_val, cap * (size_t)c->aux_k);
     DEV_ALLOC(D.dead, F);
     DEV_ALLOC(D.stats, w->n_stats);
 #undef DEV_ALLOC
+    if (st == TP_OK && c->arch == SAE_BATCHTOPK && !(D.bias_host = tp_malloc(F * sizeof *D.bias_host)))
+        st = TP_ERR_NOMEM;
     w->dev = D;   /* owned: device_free releases what was made */
     if (st != TP_OK) {
         device_free(w);
@@ -545,7 +552,24 @@ static tp_status act_reserve(sae_workspace *w, size_t need)
     if (!nv) return tp_err(TP_ERR_NOMEM, "sae: out of memory for %zu active latents", cap);
     w->act_val = nv;
     w->act_cap = cap;
-    w->dev.act_idx = w->act_idx, w->dev.act_val = w->act_val;   /* batchtopk: host views */
+    if (!w->dev.owned)   /* the training side's views of the host lists */
+        w->dev.act_idx = w->act_idx, w->dev.act_val = w->act_val, w->dev.act_cap = cap;
+    return TP_OK;
+}
+
+/* Room for `need` active latents in the training backend's lists (owned: batchtopk's
+ * selection can give a rank more than k per row). */
+static tp_status dev_act_reserve(sae_workspace *w, size_t need)
+{
+    sae_device *D = &w->dev;
+    if (need <= D->act_cap) return TP_OK;
+    size_t cap = D->act_cap * 2 > need ? D->act_cap * 2 : need;
+    be_free(w->tb, D->act_idx), be_free(w->tb, D->act_val);
+    D->act_idx = NULL, D->act_val = NULL, D->act_cap = 0;
+    if (device_alloc(w->tb, (void **)&D->act_idx, cap, sizeof *D->act_idx) != TP_OK ||
+        device_alloc(w->tb, (void **)&D->act_val, cap, sizeof *D->act_val) != TP_OK)
+        return tp_err(TP_ERR_NOMEM, "sae: no room on %s for %zu active latents", w->tb->name, cap);
+    D->act_cap = cap;
     return TP_OK;
 }
 
@@ -610,12 +634,28 @@ static tp_status forward_relu(sae_model *m, int64_t n)
     return TP_OK;
 }
 
-/* batchtopk's codes: every pre ≥ θ_b and > 0, into the host CSR (pre already has b_enc). */
+/* batchtopk's codes: pre += b_enc, then every pre ≥ θ_b and > 0 into the CSR lists.
+ * The selection runs on the host (its histograms are summed over the ranks): on a
+ * device the pre-activations [n, F] come to the host and the lists go back (2·n·F·4
+ * bytes a step over the bus), and the device's pre keeps no b_enc (the AuxK
+ * selection adds it there). */
 static tp_status select_batch(sae_model *m, int64_t n, int64_t n_global, MPI_Comm comm)
 {
     const sae_config *c = &m->cfg;
-    const int64_t F = c->d_sae;
+    const int64_t d = c->d_in, F = c->d_sae;
     sae_workspace *w = m->ws;
+    sae_device *D = &w->dev;
+    const float *bias = m->b_enc;
+    if (D->owned) {
+        if (n > 0) TP_CHECK(be_download(w->tb, w->pre, D->pre, (size_t)n * (size_t)F * sizeof *w->pre));
+        TP_CHECK(be_download(w->tb, D->bias_host, D->params + 2 * (size_t)F * (size_t)d,
+                             (size_t)F * sizeof *D->bias_host));
+        bias = D->bias_host;
+    }
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict p = w->pre + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) p[i] += bias[i];
+    }
     size_t na = 0;
     float theta = 0;
     TP_CHECK(batch_threshold(w->pre, (size_t)n * (size_t)F, c->k * n_global, comm, &theta));
@@ -630,6 +670,14 @@ static tp_status select_batch(sae_model *m, int64_t n, int64_t n_global, MPI_Com
             }
         }
         w->act_ptr[r + 1] = (int64_t)na;
+    }
+    if (D->owned) {
+        TP_CHECK(dev_act_reserve(w, na));
+        TP_CHECK(be_upload(w->tb, D->act_ptr, w->act_ptr, ((size_t)n + 1) * sizeof *w->act_ptr));
+        if (na > 0) {
+            TP_CHECK(be_upload(w->tb, D->act_idx, w->act_idx, na * sizeof *w->act_idx));
+            TP_CHECK(be_upload(w->tb, D->act_val, w->act_val, na * sizeof *w->act_val));
+        }
     }
     return TP_OK;
 }
@@ -655,16 +703,16 @@ static tp_status forward_sparse(sae_model *m, const float *rows, int64_t n, int6
     double *ds = D->stats;
     const float *W_enc = D->params, *W_dec = D->params + (size_t)F * (size_t)d;
     const float *b_enc = W_dec + (size_t)F * (size_t)d, *b_dec = b_enc + F;
-    if (c->arch == SAE_TOPK) {
-        TP_CHECK(be_sae_encode_in(be, x, n, d, (float)m->input_scale, b_dec, c->apply_b_dec_to_input, D->u, D->xt,
-                                  ds + SAE_ST_HEAD, ds + SAE_ST_SQNORM));
-        if (n > 0)
-            TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, D->xt, d, W_enc, d, 0.0f, D->pre, F));
+    TP_CHECK(be_sae_encode_in(be, x, n, d, (float)m->input_scale, b_dec, c->apply_b_dec_to_input, D->u, D->xt,
+                              ds + SAE_ST_HEAD, ds + SAE_ST_SQNORM));
+    if (n > 0) TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, D->xt, d, W_enc, d, 0.0f, D->pre, F));
+    /* pre += b_enc and the selection: per row (topk), over the batch (batchtopk) */
+    if (c->arch == SAE_TOPK)
         TP_CHECK(be_sae_topk(be, D->pre, n, F, b_enc, NULL, F, c->k, D->act_ptr, D->act_idx, D->act_val));
-    } else {   /* batchtopk: host memory only (sae_use_backend) */
-        TP_CHECK(encode_block(m, rows, n, w->pre, st + SAE_ST_HEAD, &st[SAE_ST_SQNORM]));
+    else
         TP_CHECK(select_batch(m, n, n_global, comm));
-    }
+    /* the device's pre lacks b_enc after batchtopk's host selection */
+    const float *aux_bias = c->arch == SAE_BATCHTOPK && D->owned ? b_enc : NULL;
     const tp_sae_codes codes = {D->act_ptr, D->act_idx, D->act_val};
     TP_CHECK(be_sae_decode(be, n, d, codes, W_dec, b_dec, D->u, D->delta, ds + SAE_ST_HEAD + d,
                            ds + SAE_ST_ACTIVE, ds + SAE_ST_RECON));
@@ -678,7 +726,7 @@ static tp_status forward_sparse(sae_model *m, const float *rows, int64_t n, int6
     if (w->n_aux > 0 && n > 0) {
         if (D->owned) TP_CHECK(be_upload(be, D->dead, w->dead, (size_t)w->n_dead * sizeof *w->dead));
         TP_CHECK(be_copy(be, D->adelta, D->delta, (size_t)n * (size_t)d * sizeof(float)));
-        TP_CHECK(be_sae_topk(be, D->pre, n, F, NULL, D->dead, w->n_dead, w->n_aux, D->aux_ptr, D->aux_idx,
+        TP_CHECK(be_sae_topk(be, D->pre, n, F, aux_bias, D->dead, w->n_dead, w->n_aux, D->aux_ptr, D->aux_idx,
                              D->aux_val));
         const tp_sae_codes aux = {D->aux_ptr, D->aux_idx, D->aux_val};
         TP_CHECK(be_sae_decode(be, n, d, aux, W_dec, NULL, NULL, D->adelta, NULL, NULL, ds + SAE_ST_AUX));

@@ -183,8 +183,9 @@ void sae_free(sae_model *m);
  * The host's params, adam_m, adam_v are then a copy, brought up to date by
  * sae_sync_host (sae_save, sae_encode, sae_reconstruct call it; so must any other
  * reader of m->params after a step); host changes (sae_init_weights, sae_init_b_dec)
- * reach the device before the next step. relu and batchtopk on a device backend are
- * TP_ERR_UNSUPPORTED (they train on the CPU only). */
+ * reach the device before the next step. batchtopk's batch selection runs on the
+ * host (the pre-activations come down, the codes go up). relu on a device backend is
+ * TP_ERR_UNSUPPORTED (it trains on the CPU only). */
 tp_status sae_use_backend(sae_model *m, tp_backend *be);
 tp_status sae_sync_host(const sae_model *m);
 
