@@ -218,13 +218,16 @@ static void plan_capture(ctx *c, plan_phase *p)
      * forward uses; f32 copies with weight_conversion = upfront. */
     double w = fmax(weights_touched(in, in->last_layer, false), checkpoint_elems(mc) * in->weight_bytes);
     double fwd = forward_scratch(mc, rows_b), pts = rows_b * cols * 4.0;
+    /* on a GPU the rows come down into two sets of pinned host buffers (capture's
+     * double buffering), each resident in full (page-locked) */
+    if (in->gpus_per_rank > 0) pts = 2.0 * (double)in->batch * in->seq_len * cols * 4.0;
     double data = (double)in->rows * 4.0 * 2 + (double)in->rows / R * 13.0 + (double)in->seqs * 16.0 + (double)in->docs * 40.0;
     double vocab = (double)mc->vocab_size * 24.0;
     p->shared_bytes = in->upfront ? 0 : w;
     p->rss_bytes = c->base + w + fwd + pts + data + vocab;
     add_peak(p->peak, sizeof p->peak, in->upfront ? "weights f32" : "weights (mmap)", w);
     add_peak(p->peak, sizeof p->peak, "forward", fwd);
-    add_peak(p->peak, sizeof p->peak, "capture bufs", pts);
+    add_peak(p->peak, sizeof p->peak, in->gpus_per_rank > 0 ? "capture bufs (2 pinned sets)" : "capture bufs", pts);
     add_peak(p->peak, sizeof p->peak, "sample", data + vocab);
     snprintf(p->note, sizeof p->note, "%.3g rows x %.0f cols x %.0f B; layers 0..%d", (double)in->rows, cols,
              in->store_dtype_bytes, in->last_layer);

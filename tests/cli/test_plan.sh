@@ -29,6 +29,9 @@ expect_ok "uncalibrated plan says so" -- sh -c "'$BIN' plan configs/default.yaml
 expect_ok "calibrate" -- "$BIN" plan --calibrate --out "$CAL"
 expect_ok "calibrated plan says so" -- sh -c "'$BIN' plan configs/default.yaml --ranks 1 | grep -q 'calibrated on'"
 expect_ok "json" -- sh -c "'$BIN' plan configs/default.yaml --ranks 2 --json | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); assert [p[\"phase\"] for p in j[\"phases\"]][:4] == [\"inspect\",\"capture\",\"geometry\",\"sae\"]; assert j[\"phases\"][1][\"disk_bytes\"] > 0'"
+expect_ok "on a GPU, capture's host peak counts two pinned sets" -- sh -c \
+  "'$BIN' plan configs/default.yaml --ranks 1 --gpus-per-rank 1 | grep -q 'capture bufs (2 pinned sets)' &&
+   ! '$BIN' plan configs/default.yaml --ranks 1 | grep -q 'pinned sets'"
 expect_ok "built-in 32B shape from a config alone" -- sh -c "'$BIN' plan configs/default.yaml --ranks 8 --model-config 32b --rows 100000 | grep -q 'd 5120, 64 layers'"
 expect_ok "a rank that does not fit is warned about, with what to change" -- sh -c \
   "'$BIN' plan configs/default.yaml --ranks 1 --mem-per-rank 0.1 2>&1 | grep -q 'does not fit.*sae.window_chunks'"
