@@ -107,6 +107,18 @@ cudaError_t kern_sae_sumsq(cudaStream_t stream, const float *x, size_t n, double
 cudaError_t kern_sae_adam(cudaStream_t stream, float *params, float *grad, float *m, float *v, size_t n, float cf,
                           int clip, float step_size, float bc2, float eps, float w1, float b2, float w2);
 cudaError_t kern_sae_renorm(cudaStream_t stream, float *W_dec, int64_t F, int64_t d);
+/* sae.cu, ReLU's elementwise ops (the backend's sae_relu, sae_residual, sae_relu_bwd_init
+ * and sae_relu_bwd_pre; contracts: backend.h, tp_sae_relu_bwd; f64 sums by atomics).
+ * kern_sae_relu_bwd_pre needs n ≥ 1. */
+cudaError_t kern_sae_relu(cudaStream_t stream, float *pre, int64_t n, int64_t F, int64_t d, const float *b_enc,
+                          const float *W_dec, float *dec_norm, double *fires, double *active, double *l1);
+cudaError_t kern_sae_residual(cudaStream_t stream, int64_t n, int64_t d, const float *b, const float *u,
+                              float *delta, double *sqsum);
+cudaError_t kern_sae_relu_bwd_init(cudaStream_t stream, int64_t n, int64_t d, int64_t F, const float *delta,
+                                   float coef, float *grad);
+cudaError_t kern_sae_relu_bwd_pre(cudaStream_t stream, int64_t n, int64_t d, int64_t F, const float *f,
+                                  const float *W_dec, const float *dec_norm, float l1_coef, float *G, float *colsum,
+                                  float *grad);
 
 /* softmax.cu: row i of s[T, ld]: scale, softmax over columns 0..i, columns
  * i+1..T-1 set to 0 (T <= INT_MAX, ld >= T). */

@@ -1,7 +1,8 @@
 /* sae.cu — the SAE's training ops on the GPU (kernels.h): TopK selection
  * (kern_topk_rows, and kern_sae_topk over a candidate list for AuxK), the sparse
- * decode (kern_topk_decode, kern_sae_decode with the loss sums), the sparse backward
- * and the optimiser step (projection, squared norm, Adam, unit decoder rows). The
+ * decode (kern_topk_decode, kern_sae_decode with the loss sums), the sparse backward,
+ * ReLU's elementwise forward and backward (the dense products are cuBLAS gemms) and
+ * the optimiser step (projection, squared norm, Adam, unit decoder rows). The
  * backend's sae_* slots (src/backend/cuda/cuda_sae.c) launch them; contracts in
  * src/backend/backend.h. */
 #include "cuda_common.cuh"
@@ -273,6 +274,18 @@ __global__ void sae_bdec_enc_kernel(const float *__restrict__ gbe, const float *
     }
 }
 
+/* grad = 0, then ∂b_dec = coef·Σ_r delta[r] (the start of both backwards) */
+static cudaError_t grad_init_bdec(cudaStream_t stream, int64_t n, int64_t d, int64_t F, const float *delta,
+                                  float coef, float *grad)
+{
+    const size_t fd = (size_t)F * (size_t)d;
+    cudaError_t e = cudaMemsetAsync(grad, 0, (2 * fd + (size_t)F + (size_t)d) * sizeof(float), stream);
+    if (e != cudaSuccess || n == 0) return e;
+    sae_bdec_grad_kernel<<<cuda_grid_for((size_t)d), TP_CUDA_BLOCK, 0, stream>>>(delta, n, d, coef,
+                                                                               grad + 2 * fd + (size_t)F);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t kern_sae_sparse_bwd(cudaStream_t stream, int64_t n, int64_t d, int64_t F,
                                            const int64_t *ptr, const int32_t *idx, const float *val,
                                            const float *delta, float coef, const int64_t *aux_ptr,
@@ -283,9 +296,8 @@ extern "C" cudaError_t kern_sae_sparse_bwd(cudaStream_t stream, int64_t n, int64
     if (n < 0 || n > INT_MAX || d < 1 || F < 1) return cudaErrorInvalidValue;
     const size_t fd = (size_t)F * (size_t)d;
     float *gWe = grad, *gWd = grad + fd, *gbe = grad + 2 * fd, *gbd = gbe + F;
-    cudaError_t e = cudaMemsetAsync(grad, 0, (2 * fd + (size_t)F + (size_t)d) * sizeof(float), stream);
+    cudaError_t e = grad_init_bdec(stream, n, d, F, delta, coef, grad);
     if (e != cudaSuccess || n == 0) return e;
-    sae_bdec_grad_kernel<<<cuda_grid_for((size_t)d), TP_CUDA_BLOCK, 0, stream>>>(delta, n, d, coef, gbd);
     sae_latent_grads_kernel<<<(unsigned)n, TP_CUDA_BLOCK, 0, stream>>>(d, ptr, idx, val, delta, xt, W_dec, coef,
                                                                        gWd, gWe, gbe);
     if (aux_ptr)
@@ -357,13 +369,19 @@ extern "C" cudaError_t kern_sae_adam(cudaStream_t stream, float *params, float *
     return cudaGetLastError();
 }
 
+/* ‖w‖² of the block's row w [d] in f64 (every thread of the block calls it) */
+static __device__ double row_sumsq_f64(const float *w, int64_t d)
+{
+    double q = 0;
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) q += (double)w[c] * w[c];
+    return block_sum_f64(q);
+}
+
 /* A block per decoder row: w /= ‖w‖ (f64 norm, as the CPU) */
 __global__ void sae_renorm_kernel(float *__restrict__ W, int64_t d)
 {
     float *w = W + (size_t)blockIdx.x * (size_t)d;
-    double q = 0;
-    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) q += (double)w[c] * w[c];
-    q = block_sum_f64(q);
+    const double q = row_sumsq_f64(w, d);
     if (q > 0) {
         const float inv = (float)(1.0 / sqrt(q));
         for (int64_t c = threadIdx.x; c < d; c += blockDim.x) w[c] = __fmul_rn(w[c], inv);
@@ -374,5 +392,139 @@ extern "C" cudaError_t kern_sae_renorm(cudaStream_t stream, float *W_dec, int64_
 {
     if (F < 1 || F > INT_MAX || d < 1) return cudaErrorInvalidValue;
     sae_renorm_kernel<<<(unsigned)F, TP_CUDA_BLOCK, 0, stream>>>(W_dec, d);
+    return cudaGetLastError();
+}
+
+/* ---- relu (the backend's sae_relu, sae_residual, sae_relu_bwd_init, sae_relu_bwd_pre) -- */
+
+/* A block per decoder row: dn[i] = ‖w_i‖ (f64 sum, rounded to f32, as the CPU) */
+__global__ void sae_row_norm_kernel(const float *__restrict__ W, int64_t d, float *__restrict__ dn)
+{
+    const double q = row_sumsq_f64(W + (size_t)blockIdx.x * (size_t)d, d);
+    if (threadIdx.x == 0) dn[blockIdx.x] = (float)sqrt(q);
+}
+
+/* f = max(pre + b, 0) in place over pre [n, F] (nf = n·F); *l1 += Σ f·dn */
+__global__ void sae_relu_kernel(float *__restrict__ pre, size_t nf, int64_t F, const float *__restrict__ b,
+                                const float *__restrict__ dn, double *l1)
+{
+    double a = 0;
+    GRID_STRIDE(q, nf)
+    {
+        const size_t i = q % (size_t)F;
+        const float v = __fadd_rn(pre[q], b[i]);
+        const float f = v > 0.0f ? v : 0.0f;   /* NaN to 0, as the CPU */
+        pre[q] = f;
+        a += (double)f * dn[i];
+    }
+    a = block_sum_f64(a);
+    if (threadIdx.x == 0) atomicAdd(l1, a);
+}
+
+/* fires[i] += the rows with f[r, i] > 0, a thread per latent; *active += their total */
+__global__ void sae_fires_kernel(const float *__restrict__ f, int64_t n, int64_t F, double *fires, double *active)
+{
+    double a = 0;
+    GRID_STRIDE(i, (size_t)F)
+    {
+        int64_t c = 0;
+        for (int64_t r = 0; r < n; r++) c += f[(size_t)r * (size_t)F + i] > 0.0f;
+        fires[i] += (double)c;
+        a += (double)c;
+    }
+    a = block_sum_f64(a);
+    if (threadIdx.x == 0) atomicAdd(active, a);
+}
+
+extern "C" cudaError_t kern_sae_relu(cudaStream_t stream, float *pre, int64_t n, int64_t F, int64_t d,
+                                     const float *b_enc, const float *W_dec, float *dec_norm, double *fires,
+                                     double *active, double *l1)
+{
+    if (n < 0 || n > INT_MAX || F < 1 || F > INT_MAX || d < 1) return cudaErrorInvalidValue;
+    sae_row_norm_kernel<<<(unsigned)F, TP_CUDA_BLOCK, 0, stream>>>(W_dec, d, dec_norm);
+    if (n > 0) {
+        const size_t nf = (size_t)n * (size_t)F;
+        sae_relu_kernel<<<cuda_grid_for(nf), TP_CUDA_BLOCK, 0, stream>>>(pre, nf, F, b_enc, dec_norm, l1);
+        sae_fires_kernel<<<cuda_grid_for((size_t)F), TP_CUDA_BLOCK, 0, stream>>>(pre, n, F, fires, active);
+    }
+    return cudaGetLastError();
+}
+
+/* delta += b − u over [n, d] (nd = n·d), b − u rounded first as the CPU; *sq += Σ delta² */
+__global__ void sae_residual_kernel(float *__restrict__ delta, size_t nd, int64_t d, const float *__restrict__ b,
+                                    const float *__restrict__ u, double *sq)
+{
+    double a = 0;
+    GRID_STRIDE(q, nd)
+    {
+        const float v = __fadd_rn(delta[q], __fsub_rn(b[q % (size_t)d], u[q]));
+        delta[q] = v;
+        a += (double)v * v;
+    }
+    a = block_sum_f64(a);
+    if (threadIdx.x == 0) atomicAdd(sq, a);
+}
+
+extern "C" cudaError_t kern_sae_residual(cudaStream_t stream, int64_t n, int64_t d, const float *b, const float *u,
+                                         float *delta, double *sqsum)
+{
+    if (n < 0 || n > INT_MAX || d < 1) return cudaErrorInvalidValue;
+    if (n == 0) return cudaSuccess;
+    const size_t nd = (size_t)n * (size_t)d;
+    sae_residual_kernel<<<cuda_grid_for(nd), TP_CUDA_BLOCK, 0, stream>>>(delta, nd, d, b, u, sqsum);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t kern_sae_relu_bwd_init(cudaStream_t stream, int64_t n, int64_t d, int64_t F,
+                                              const float *delta, float coef, float *grad)
+{
+    if (n < 0 || n > INT_MAX || d < 1 || F < 1) return cudaErrorInvalidValue;
+    return grad_init_bdec(stream, n, d, F, delta, coef, grad);
+}
+
+/* out[i] += Σ_r x[r, i] over x [n, F] in row order (f32), a thread per column */
+__global__ void sae_colsum_f32_kernel(const float *__restrict__ x, int64_t n, int64_t F, float *__restrict__ out)
+{
+    GRID_STRIDE(i, (size_t)F)
+    {
+        float a = out[i];
+        for (int64_t r = 0; r < n; r++) a = __fadd_rn(a, x[(size_t)r * (size_t)F + i]);
+        out[i] = a;
+    }
+}
+
+/* gWd[i] += (cl·colsum_i/dn_i)·W[i] where colsum_i > 0 and dn_i > 0, over [F, d] (fd = F·d) */
+__global__ void sae_l1_dec_kernel(const float *__restrict__ W, const float *__restrict__ colsum,
+                                  const float *__restrict__ dn, size_t fd, int64_t d, float cl, float *__restrict__ gWd)
+{
+    GRID_STRIDE(q, fd)
+    {
+        const size_t i = q / (size_t)d;
+        if (colsum[i] > 0.0f && dn[i] > 0.0f)
+            gWd[q] = __fadd_rn(gWd[q], __fmul_rn(__fdiv_rn(__fmul_rn(cl, colsum[i]), dn[i]), W[q]));
+    }
+}
+
+/* G = f > 0 ? G + cl·dn : 0 over [n, F] (nf = n·F) */
+__global__ void sae_relu_mask_kernel(float *__restrict__ G, const float *__restrict__ f, size_t nf, int64_t F,
+                                     const float *__restrict__ dn, float cl)
+{
+    GRID_STRIDE(q, nf) G[q] = f[q] > 0.0f ? __fadd_rn(G[q], __fmul_rn(cl, dn[q % (size_t)F])) : 0.0f;
+}
+
+extern "C" cudaError_t kern_sae_relu_bwd_pre(cudaStream_t stream, int64_t n, int64_t d, int64_t F, const float *f,
+                                             const float *W_dec, const float *dec_norm, float l1_coef, float *G,
+                                             float *colsum, float *grad)
+{
+    if (n < 1 || n > INT_MAX || d < 1 || F < 1) return cudaErrorInvalidValue;
+    const size_t fd = (size_t)F * (size_t)d, nf = (size_t)n * (size_t)F;
+    float *gWd = grad + fd, *gbe = grad + 2 * fd;
+    cudaError_t e = cudaMemsetAsync(colsum, 0, (size_t)F * sizeof *colsum, stream);
+    if (e != cudaSuccess) return e;
+    const unsigned gF = cuda_grid_for((size_t)F);
+    sae_colsum_f32_kernel<<<gF, TP_CUDA_BLOCK, 0, stream>>>(f, n, F, colsum);
+    sae_l1_dec_kernel<<<cuda_grid_for(fd), TP_CUDA_BLOCK, 0, stream>>>(W_dec, colsum, dec_norm, fd, d, l1_coef, gWd);
+    sae_relu_mask_kernel<<<cuda_grid_for(nf), TP_CUDA_BLOCK, 0, stream>>>(G, f, nf, F, dec_norm, l1_coef);
+    sae_colsum_f32_kernel<<<gF, TP_CUDA_BLOCK, 0, stream>>>(G, n, F, gbe);
     return cudaGetLastError();
 }

@@ -127,6 +127,23 @@ typedef struct {
     float w1, b2, w2;               /* 1−β1, β2, 1−β2 */
 } tp_sae_adam;
 
+/* Arguments of `sae_relu_bwd_init` and `sae_relu_bwd_pre`: the gradient of a ReLU
+ * SAE's loss (sae.h) from one forward pass, grad [2Fd + F + d] in sae.h's layout.
+ * The caller runs, on the same backend: sae_relu_bwd_init; (n > 0) the gemms
+ * ∂W_dec = coef·fᵀ·delta and G = coef·delta·W_decᵀ; sae_relu_bwd_pre; the gemm
+ * ∂W_enc = Gᵀ·x̃ and, when b_dec is subtracted from the input, ∂b_dec −= W_encᵀ·∂b_enc. */
+typedef struct {
+    int64_t n, d, F;
+    const float *f;                 /* [n, F]: the codes (pre after sae_relu) */
+    const float *delta;             /* [n, d]: x̂ − u */
+    const float *W_dec;             /* [F, d] */
+    const float *dec_norm;          /* [F]: ‖W_dec[i]‖ as sae_relu wrote it */
+    float coef, l1_coef;            /* 2/N, λ_t/N */
+    float *G;                       /* [n, F]: coef·delta·W_decᵀ in, ∂L/∂pre out */
+    float *colsum;                  /* [F] scratch: Σ_r f[r] */
+    float *grad;
+} tp_sae_relu_bwd;
+
 typedef enum { TP_NO_TRANS = 0, TP_TRANS = 1 } tp_trans;
 
 /* What a backend says about itself (versions.json, logs). */
@@ -278,8 +295,8 @@ typedef struct {
     tp_status (*nrm2_f64)(tp_backend *be, int64_t n, const double *x, double *out);
     tp_status (*scal_f64)(tp_backend *be, int64_t n, double alpha, double *x);
 
-    /* SAE training, TopK (analysis/sae/sae.h; the f64 sums are memory of this backend
-     * and are added to, so the caller zeroes them) */
+    /* SAE training, TopK (analysis/sae/sae.h; the f64 sums here and in the ReLU ops
+     * below are memory of this backend and are added to, so the caller zeroes them) */
 
     /* u = s·x, x̃ = u − b_dec (sub_b_dec) or u; sum_u[j] += Σ_r u[r,j], *sqnorm += Σ‖u‖²
      * (either NULL: not wanted). x, u, xt [n, d]. */
@@ -297,8 +314,29 @@ typedef struct {
                             const float *b, const float *u, float *out, double *fires, double *active,
                             double *sqsum);
     tp_status (*sae_sparse_bwd)(tp_backend *be, const tp_sae_bwd *a);
+
     /* Steps 1–4 of sae.h's optimiser step; *grad_norm (host) = ‖g‖₂ before clipping. */
     tp_status (*sae_adam)(tp_backend *be, const tp_sae_adam *a, double *grad_norm);
+
+    /* SAE training, ReLU (L1 penalty weighted by the decoder norms; the dense
+     * products are gemm_f32 / gemv_f32 between these) */
+
+    /* dec_norm[i] = ‖W_dec[i]‖ (W_dec [F, d], summed in f64, rounded to f32); then per
+     * row r of pre [n, F]: f = max(pre[r] + b_enc, 0) in place; *l1 += Σ f_i·dec_norm_i
+     * (f64), fires[i] += 1 and *active += 1 per f_i > 0. */
+    tp_status (*sae_relu)(tp_backend *be, float *pre, int64_t n, int64_t F, int64_t d, const float *b_enc,
+                          const float *W_dec, float *dec_norm, double *fires, double *active, double *l1);
+    /* delta [n, d] += b − u (b − u rounded first, b [d] per row), then *sqsum += Σ delta²
+     * (f64): the residual after the decode gemm delta = f·W_dec. */
+    tp_status (*sae_residual)(tp_backend *be, int64_t n, int64_t d, const float *b, const float *u, float *delta,
+                              double *sqsum);
+    /* grad = 0, then ∂b_dec = Σ_r coef·delta[r] (f32, in row order). Before the gemms. */
+    tp_status (*sae_relu_bwd_init)(tp_backend *be, const tp_sae_relu_bwd *a);
+    /* After the gemms (tp_sae_relu_bwd): colsum = Σ_r f[r] (f32, row order); ∂W_dec[i]
+     * += (l1_coef·colsum_i/dec_norm_i)·W_dec[i] where colsum_i > 0 and dec_norm_i > 0;
+     * G[r, i] = f[r, i] > 0 ? G[r, i] + l1_coef·dec_norm_i : 0; ∂b_enc += Σ_r G[r]
+     * (f32, row order). n ≥ 1. */
+    tp_status (*sae_relu_bwd_pre)(tp_backend *be, const tp_sae_relu_bwd *a);
 } tp_backend_i;
 
 struct tp_backend {
@@ -372,6 +410,10 @@ tp_status backend_check_copy_slot(const tp_backend *be, int slot);
 #define be_sae_decode(be, ...) TP_BE_CALL(be, sae_decode, __VA_ARGS__)
 #define be_sae_sparse_bwd(be, ...) TP_BE_CALL(be, sae_sparse_bwd, __VA_ARGS__)
 #define be_sae_adam(be, ...) TP_BE_CALL(be, sae_adam, __VA_ARGS__)
+#define be_sae_relu(be, ...) TP_BE_CALL(be, sae_relu, __VA_ARGS__)
+#define be_sae_residual(be, ...) TP_BE_CALL(be, sae_residual, __VA_ARGS__)
+#define be_sae_relu_bwd_init(be, ...) TP_BE_CALL(be, sae_relu_bwd_init, __VA_ARGS__)
+#define be_sae_relu_bwd_pre(be, ...) TP_BE_CALL(be, sae_relu_bwd_pre, __VA_ARGS__)
 
 static inline tp_status be_sync(tp_backend *be)
 {

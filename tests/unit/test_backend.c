@@ -86,6 +86,7 @@ START_TEST(test_cpu_slots)
         SLOT(embed_bwd), SLOT(gemm_f32), SLOT(gemm_f64), SLOT(gemv_f32), SLOT(syrk_f64), SLOT(syrk_f32),
         SLOT(syr_f64), SLOT(dot_f64), SLOT(axpy_f64), SLOT(nrm2_f64), SLOT(scal_f64),
         SLOT(sae_encode_in), SLOT(sae_topk), SLOT(sae_decode), SLOT(sae_sparse_bwd), SLOT(sae_adam),
+        SLOT(sae_relu), SLOT(sae_residual), SLOT(sae_relu_bwd_init), SLOT(sae_relu_bwd_pre),
     };
     size_t n = sizeof slots / sizeof *slots;
     /* Every member is a function pointer: a slot added to backend.h but not to the

@@ -209,7 +209,8 @@ END_TEST
     X(gemm_f32) X(gemm_f64) X(gemv_f32) X(syrk_f64) X(syr_f64) X(dot_f64) X(axpy_f64) X(nrm2_f64)         \
     X(scal_f64) X(linear) X(linear_bwd) X(rmsnorm_bwd) X(rope_bwd) X(attention) X(attention_bwd)         \
     X(silu_mul_bwd) X(embed_bwd) X(prefetch) X(prefetch_wait) X(host_alloc) X(host_free) X(download_async)  \
-    X(wait) X(sae_encode_in) X(sae_topk) X(sae_decode) X(sae_sparse_bwd) X(sae_adam)
+    X(wait) X(sae_encode_in) X(sae_topk) X(sae_decode) X(sae_sparse_bwd) X(sae_adam) X(sae_relu)          \
+    X(sae_residual) X(sae_relu_bwd_init) X(sae_relu_bwd_pre)
 #define NULL_SLOTS(X) X(syrk_f32)
 
 /* The message, less its " (file:line)" suffix, is `want`. */

@@ -703,17 +703,104 @@ START_TEST(test_sae_ops)
 }
 END_TEST
 
-/* TopK SAE training on the GPU (sae_use_backend(gpu): parameters, moments and the
- * workspace on the device, the backend's sae_* ops) against the CPU, AuxK on. */
+/* relu's ops, GPU against CPU: sae_relu (f exact: one f32 add and a max; the norms and
+ * l1 f64 sums in another order: TOL_F32; counts exact), sae_residual (delta exact,
+ * Σ delta² TOL_F32), sae_relu_bwd_init (grad zeroed, ∂b_dec) and sae_relu_bwd_pre (the
+ * mask, colsum, the L1 term of ∂W_dec, ∂b_enc: f32 sums in the CPU's order, TOL_F32).
+ * Values in [-1, 1): about half the codes fire. */
+START_TEST(test_sae_relu_ops)
+{
+    const int64_t n = 37, F = 300, d = 40;
+    const size_t nf = (size_t)(n * F), fd = (size_t)(F * d), nd = (size_t)(n * d), P = 2 * fd + (size_t)(F + d);
+    float *pre = rand_f32(nf, -1.0f, 1.0f), *be_ = rand_f32((size_t)F, -0.3f, 0.3f);
+    float *W = rand_f32(fd, -1.0f, 1.0f), *b = rand_f32((size_t)d, -1.0f, 1.0f);
+    float *u = rand_f32(nd, -1.0f, 1.0f), *delta = rand_f32(nd, -1.0f, 1.0f), *G = rand_f32(nf, -1.0f, 1.0f);
+    float *grad = rand_f32(P, -1.0f, 1.0f), *gzero = calloc(P, sizeof *gzero);
+    ck_assert_ptr_nonnull(gzero);
+    for (int64_t i = 0; i < F; i += 7)   /* a decoder row of zeros: no L1 term there */
+        memset(W + (size_t)i * (size_t)d, 0, (size_t)d * sizeof *W);
+    /* CPU */
+    float *fc = malloc(nf * sizeof *fc), *dnc = malloc((size_t)F * sizeof *dnc), *rc = malloc(nd * sizeof *rc);
+    float *Gc = malloc(nf * sizeof *Gc), *gc = malloc(P * sizeof *gc), *cc = malloc((size_t)F * sizeof *cc);
+    ck_assert(fc && dnc && rc && Gc && gc && cc);
+    memcpy(fc, pre, nf * sizeof *fc), memcpy(rc, delta, nd * sizeof *rc), memcpy(Gc, G, nf * sizeof *Gc);
+    memcpy(gc, grad, P * sizeof *gc);
+    double *sc = calloc((size_t)F + 3, sizeof *sc);   /* fires [F], active, l1, Σ delta² */
+    ck_assert_ptr_nonnull(sc);
+    OK(be_sae_relu(cpu, fc, n, F, d, be_, W, dnc, sc, sc + F, sc + F + 1));
+    OK(be_sae_residual(cpu, n, d, b, u, rc, sc + F + 2));
+    tp_sae_relu_bwd a = {.n = n, .d = d, .F = F, .f = fc, .delta = rc, .W_dec = W, .dec_norm = dnc, .coef = 0.03f,
+                         .l1_coef = 0.7f, .G = Gc, .colsum = cc, .grad = gc};
+    OK(be_sae_relu_bwd_init(cpu, &a));
+    ck_assert(memcmp(gc, gzero, 2 * fd * sizeof *gc) == 0);
+    memcpy(gc + fd, grad + fd, fd * sizeof *gc);   /* ∂W_dec as a gemm would have left it */
+    OK(be_sae_relu_bwd_pre(cpu, &a));
+    /* GPU, from the same inputs */
+    float *fd_ = on_gpu(pre, nf * sizeof *pre), *bed = on_gpu(be_, (size_t)F * sizeof *be_);
+    float *Wd = on_gpu(W, fd * sizeof *W), *bd = on_gpu(b, (size_t)d * sizeof *b), *ud = on_gpu(u, nd * sizeof *u);
+    float *rd = on_gpu(delta, nd * sizeof *delta), *Gd = on_gpu(G, nf * sizeof *G), *gd = on_gpu(grad, P * sizeof *grad);
+    double *zeros = calloc((size_t)F + 3, sizeof *zeros);
+    ck_assert_ptr_nonnull(zeros);
+    double *sd = on_gpu(zeros, ((size_t)F + 3) * sizeof *zeros);
+    float *dnd = NULL, *cd = NULL;
+    OK(be_alloc(gpu, (size_t)F * sizeof(float), (void **)&dnd));
+    OK(be_alloc(gpu, (size_t)F * sizeof(float), (void **)&cd));
+    OK(be_sae_relu(gpu, fd_, n, F, d, bed, Wd, dnd, sd, sd + F, sd + F + 1));
+    OK(be_sae_residual(gpu, n, d, bd, ud, rd, sd + F + 2));
+    float *fg = from_gpu(fd_, nf), *dng = from_gpu(dnd, (size_t)F), *rg = from_gpu(rd, nd);
+    double *sg = malloc(((size_t)F + 3) * sizeof *sg);
+    ck_assert_ptr_nonnull(sg);
+    OK(be_download(gpu, sg, sd, ((size_t)F + 3) * sizeof *sg));
+    ck_assert(memcmp(fg, fc, nf * sizeof *fg) == 0);
+    ck_assert_msg(tp_test_rel_err(dng, dnc, (size_t)F) <= TOL_F32, "decoder norms: rel err %g",
+                  tp_test_rel_err(dng, dnc, (size_t)F));
+    ck_assert(memcmp(sg, sc, ((size_t)F + 1) * sizeof *sg) == 0);   /* fires, active: exact */
+    ck_assert_msg(sc[F] > 0.2 * (double)nf && sc[F] < 0.8 * (double)nf, "%g of %zu fire", sc[F], nf);
+    ck_assert_msg(fabs(sg[F + 1] - sc[F + 1]) <= TOL_F32 * sc[F + 1], "l1 %g vs %g", sg[F + 1], sc[F + 1]);
+    ck_assert(memcmp(rg, rc, nd * sizeof *rg) == 0);
+    ck_assert_msg(fabs(sg[F + 2] - sc[F + 2]) <= TOL_F32 * sc[F + 2], "sum of squares %g vs %g", sg[F + 2],
+                  sc[F + 2]);
+    /* the backward on the CPU's codes and norms, so both mask the same entries */
+    float *fcd = on_gpu(fc, nf * sizeof *fc), *dncd = on_gpu(dnc, (size_t)F * sizeof *dnc);
+    float *rcd = on_gpu(rc, nd * sizeof *rc);
+    tp_sae_relu_bwd ag = a;
+    ag.f = fcd, ag.delta = rcd, ag.W_dec = Wd, ag.dec_norm = dncd, ag.G = Gd, ag.colsum = cd, ag.grad = gd;
+    OK(be_sae_relu_bwd_init(gpu, &ag));
+    float *gg = from_gpu(gd, P);
+    ck_assert(memcmp(gg, gzero, 2 * fd * sizeof *gg) == 0);
+    OK(be_upload(gpu, gd + fd, grad + fd, fd * sizeof *grad));
+    OK(be_sae_relu_bwd_pre(gpu, &ag));
+    free(gg);
+    gg = from_gpu(gd, P);
+    float *Gg = from_gpu(Gd, nf), *cg = from_gpu(cd, (size_t)F);
+    const char *what[] = {"G", "colsum", "dW_dec", "db_enc and db_dec"};
+    const float *got[] = {Gg, cg, gg + fd, gg + 2 * fd}, *want[] = {Gc, cc, gc + fd, gc + 2 * fd};
+    const size_t cnt[] = {nf, (size_t)F, fd, (size_t)(F + d)};
+    for (int i = 0; i < 4; i++) {
+        double e = tp_test_rel_err(got[i], want[i], cnt[i]);
+        ck_assert_msg(e <= TOL_F32, "relu backward %s: rel err %g", what[i], e);
+    }
+    void *dev[] = {fd_, bed, Wd, bd, ud, rd, Gd, gd, sd, dnd, cd, fcd, dncd, rcd};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) be_free(gpu, dev[i]);
+    void *host[] = {pre, be_, W,  b,  u,  delta, G,     grad, gzero, fc, dnc, rc,
+                    Gc,  gc,  cc, sc, zeros, fg, dng, rg, sg, gg, Gg, cg};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
+}
+END_TEST
+
+/* SAE training on the GPU (sae_use_backend(gpu): parameters, moments and the
+ * workspace on the device, the backend's sae_* ops) against the CPU, AuxK on for
+ * topk and batchtopk. */
 START_TEST(test_sae_train_parity)
 {
     const int64_t d = 64, F = 256, N = 96;
     float *x = rand_f32((size_t)(N * d), -1.0f, 1.0f);
     for (int64_t q = 0; q < N * d; q++) x[q] += (q % 3 == 0) ? 0.5f : 0.0f;
-    /* topk on the device; batchtopk with its batch selection on the host */
-    for (int arch = SAE_TOPK; arch <= SAE_BATCHTOPK; arch++) {
+    /* relu and topk on the device; batchtopk with its batch selection on the host */
+    for (int arch = SAE_RELU; arch <= SAE_BATCHTOPK; arch++) {
         sae_config c = sae_config_default((sae_arch)arch, d, F);
-        c.k = 8, c.aux_k = 16, c.dead_tokens = 2 * N, c.total_steps = 20;
+        c.dead_tokens = 2 * N, c.total_steps = 20;
+        if (arch != SAE_RELU) c.k = 8, c.aux_k = 16;
         sae_model a, b;
         OK(sae_init(&a, &c, N));
         OK(sae_init(&b, &c, N));
@@ -737,7 +824,7 @@ START_TEST(test_sae_train_parity)
                           "%s step %d: grad norm %g vs %g", name, t, mb.grad_norm, ma.grad_norm);
             aux += ma.aux;
         }
-        ck_assert_msg(aux > 0, "%s: AuxK never ran", name);
+        ck_assert_msg(arch == SAE_RELU || aux > 0, "%s: AuxK never ran", name);
         OK(sae_sync_host(&b));
         double e = tp_test_rel_err(b.params, a.params, (size_t)a.n_params);
         ck_assert_msg(e <= TOL_SAE_PARAMS, "%s: parameters after 6 steps: rel err %g", name, e);
@@ -776,7 +863,8 @@ int main(int argc, char **argv)
     snprintf(reason, sizeof reason, "%s", tp_err_msg());
     const TTest *tests[] = {test_linear,       test_attention, test_attention_bwd, test_rmsnorm_bwd,   test_rope_bwd,
                             test_silu_mul_bwd, test_embed_bwd, test_sae_topk,      test_forward_parity,
-                            test_backward_parity, test_capture_parity, test_sae_ops, test_sae_train_parity};
+                            test_backward_parity, test_capture_parity, test_sae_ops, test_sae_relu_ops,
+                            test_sae_train_parity};
     size_t n = sizeof tests / sizeof *tests;
     if (s != TP_OK) {
         if (s != TP_ERR_NO_DEVICE) {

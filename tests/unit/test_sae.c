@@ -769,17 +769,19 @@ END_TEST
 
 /* ---- the training step on a device-like backend --------------------------------------- */
 
-/* TopK training on a "fake device" (the CPU's ops with host_memory = 0, so the SAE
- * keeps its parameters, moments and workspace in buffers of its own and copies rows
- * in and stats out as on a GPU) gives the CPU's bits: the same ops in the same order.
- * AuxK on (dead_tokens small), b_dec changed on the host between steps (it must reach
- * the device), a checkpoint-style read (sae_sync_host) after every step. */
+/* Training on a "fake device" (the CPU's ops with host_memory = 0, so the SAE keeps
+ * its parameters, moments and workspace in buffers of its own and copies rows in and
+ * stats out as on a GPU) gives the CPU's bits, for every architecture: the same ops
+ * in the same order. AuxK on (dead_tokens small), b_dec changed on the host between
+ * steps (it must reach the device), a checkpoint-style read (sae_sync_host) after
+ * every other step (in between the host's copy is stale, and a step that read it
+ * instead of the device's would show). */
 START_TEST(test_fake_device_training)
 {
     const int64_t d = 8, F = 32, N = 16;
-    for (int run = 0; run < 4; run++) {
+    for (int run = 0; run < 6; run++) {
         const int apply = run & 1;
-        const sae_arch arch = run < 2 ? SAE_TOPK : SAE_BATCHTOPK;
+        const sae_arch arch = (sae_arch)(run / 2);
         sae_config c = small_config(arch, d, F);
         c.dead_tokens = 2 * N;   /* latents die after two steps: AuxK runs */
         c.apply_b_dec_to_input = apply;
@@ -794,7 +796,7 @@ START_TEST(test_fake_device_training)
         make_point(&a, x, N, 400 + (uint64_t)apply);
         make_point(&b, x, N, 400 + (uint64_t)apply);
         const size_t P = (size_t)a.n_params;
-        double aux_seen = 0;
+        double aux_seen = 0, l1_seen = 0;
         for (int t = 0; t < 6; t++) {
             if (t == 3) {   /* a host change between steps */
                 ck_assert_int_eq(sae_init_b_dec(&a, x, N, MPI_COMM_NULL, SAE_BDEC_MEAN, 0), TP_OK);
@@ -806,15 +808,19 @@ START_TEST(test_fake_device_training)
             ck_assert_msg(sae_train_step(&b, x, n, MPI_COMM_NULL, &mb) == TP_OK, "%s", tp_err_msg());
             ck_assert_msg(memcmp(&ma, &mb, sizeof ma) == 0, "%s step %d: metrics differ (loss %.9g vs %.9g)",
                           sae_arch_name(arch), t, ma.loss, mb.loss);
-            aux_seen += ma.aux;
+            aux_seen += ma.aux, l1_seen += ma.l1 * ma.l0;
+            ck_assert(memcmp(a.since_fired, b.since_fired, (size_t)F * sizeof(int64_t)) == 0);
+            if (t % 2 == 0) continue;
             ck_assert_int_eq(sae_sync_host(&b), TP_OK);
             ck_assert_msg(memcmp(a.params, b.params, P * sizeof(float)) == 0, "step %d: parameters differ", t);
             ck_assert(memcmp(a.adam_m, b.adam_m, P * sizeof(float)) == 0);
             ck_assert(memcmp(a.adam_v, b.adam_v, P * sizeof(float)) == 0);
-            ck_assert(memcmp(a.since_fired, b.since_fired, (size_t)F * sizeof(int64_t)) == 0);
         }
         ck_assert(a.step == 6 && b.step == 6);
-        ck_assert_msg(aux_seen > 0, "AuxK never ran: the test does not cover it");
+        if (arch == SAE_RELU)   /* latents fire, so the mask and the L1 terms are exercised */
+            ck_assert_msg(l1_seen > 0, "relu: no latent fired: the test does not cover the backward");
+        else
+            ck_assert_msg(aux_seen > 0, "AuxK never ran: the test does not cover it");
         if (arch == SAE_BATCHTOPK) {
             /* a batch of 4N rows over the ranks, N of them here: the global threshold
              * gives this rank more than k a row, past the device lists' first room
@@ -847,18 +853,19 @@ START_TEST(test_fake_device_training)
 }
 END_TEST
 
-/* relu trains on the CPU only: a device backend is refused by name. */
-START_TEST(test_device_arch_refused)
+/* Every architecture trains on a device backend: none is refused. */
+START_TEST(test_device_arch_accepted)
 {
     tp_backend fake = *backend_cpu();
     fake.name = "fake-device";
     fake.host_memory = false;
-    sae_config c = small_config(SAE_RELU, 8, 16);
-    sae_model m;
-    ck_assert_int_eq(sae_init(&m, &c, 4), TP_OK);
-    ck_assert_int_eq(sae_use_backend(&m, &fake), TP_ERR_UNSUPPORTED);
-    TP_ASSERT_ERR_HAS("architecture relu trains on the CPU only; on backend fake-device topk or batchtopk");
-    sae_free(&m);
+    for (int a = SAE_RELU; a <= SAE_BATCHTOPK; a++) {
+        sae_config c = small_config((sae_arch)a, 8, 16);
+        sae_model m;
+        ck_assert_int_eq(sae_init(&m, &c, 4), TP_OK);
+        ck_assert_msg(sae_use_backend(&m, &fake) == TP_OK, "%s: %s", sae_arch_name((sae_arch)a), tp_err_msg());
+        sae_free(&m);
+    }
 }
 END_TEST
 
@@ -887,7 +894,7 @@ static Suite *sae_suite(void)
     tcase_add_test(tm, test_schedules);
     tcase_add_test(tm, test_config_errors);
     tcase_add_test(tm, test_fake_device_training);
-    tcase_add_test(tm, test_device_arch_refused);
+    tcase_add_test(tm, test_device_arch_accepted);
     suite_add_tcase(s, tm);
     return s;
 }

@@ -39,7 +39,7 @@
  *   DIR/recon_reader.npy  saelens_load() + saelens_reconstruct() (our reader of the
  *                      export, SAELens' inference rule in C)
  *
- * --device cuda (topk, batchtopk): the SAE on GPU dist_local_rank() through
+ * --device cuda (relu, topk, batchtopk): the SAE on GPU dist_local_rank() through
  * sae_use_backend (what `transpolmo sae --device cuda` does), called right after
  * sae_init_weights; the rows stay host memory and sae_train_step uploads each batch;
  * the gradient is summed by NCCL when P > 1. The timed span ends with a be_sync. No

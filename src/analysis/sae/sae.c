@@ -1,7 +1,7 @@
 #include "analysis/sae/sae.h"
 
 #include "backend/backend.h"        /* be_gemm_f32, be_gemv_f32, be_sae_* */
-#include "backend/cpu/sae_ops.h"    /* sae_cpu_select_topk, sae_cpu_dotf, sae_cpu_axpyf */
+#include "backend/cpu/sae_ops.h"    /* sae_cpu_select_topk */
 #include "core/rng.h"
 
 #include "dist/grad_allreduce.h"   /* dist_grad_allreduce: MPI or NCCL */
@@ -16,12 +16,13 @@
 /* Where training runs (sae_use_backend): on a host-memory backend these are views of
  * the host buffers below and of sae_model's; on a device, buffers of its own (owned),
  * with the host's parameters and moments as the copy that checkpoints and exports
- * read (sae_sync_host). TopK and batchtopk train here (batchtopk's selection on the
- * host: select_batch); relu uses only the host side. */
+ * read (sae_sync_host). Every architecture trains here (batchtopk's selection on the
+ * host: select_batch). */
 typedef struct {
     float *params, *grad, *adam_m, *adam_v;   /* [P] */
     float *x;                                 /* [cap, d] the step's rows (device only) */
     float *u, *xt, *pre, *delta, *adelta;
+    float *G, *dec_norm, *colsum;             /* relu's backward */
     int64_t *act_ptr, *aux_ptr;
     int32_t *act_idx, *aux_idx, *dead;
     float *act_val, *aux_val;
@@ -34,8 +35,8 @@ typedef struct {
 } sae_device;
 
 struct sae_workspace {
-    tp_backend *be;      /* the host-side dense products (backend_cpu(): inference, relu) */
-    tp_backend *tb;      /* training backend (topk's and batchtopk's step, every arch's optimiser step) */
+    tp_backend *be;      /* the host-side dense products (backend_cpu(): inference) */
+    tp_backend *tb;      /* training backend (every arch's step) */
     sae_device dev;
     float *u;            /* [cap, d] scaled rows s·x */
     float *xt;           /* [cap, d] encoder input x̃ (u − b_dec, or a copy of u) */
@@ -170,7 +171,8 @@ static void device_views(sae_model *m, tp_backend *be)
     w->tb = be;
     w->dev = (sae_device){
         .params = m->params, .grad = m->grad, .adam_m = m->adam_m, .adam_v = m->adam_v, .u = w->u, .xt = w->xt,
-        .pre = w->pre, .delta = w->delta, .adelta = w->adelta, .act_ptr = w->act_ptr, .aux_ptr = w->aux_ptr,
+        .pre = w->pre, .delta = w->delta, .adelta = w->adelta, .G = w->G, .dec_norm = w->dec_norm,
+        .colsum = w->colsum, .act_ptr = w->act_ptr, .aux_ptr = w->aux_ptr,
         .act_idx = w->act_idx, .aux_idx = w->aux_idx, .dead = w->dead, .act_val = w->act_val,
         .aux_val = w->aux_val, .act_cap = w->act_cap, .stats = w->stats, .fresh = 1,
     };
@@ -180,9 +182,10 @@ static void device_free(sae_workspace *w)
 {
     sae_device *D = &w->dev;
     if (D->owned) {
-        void *bufs[] = {D->params, D->grad,    D->adam_m,  D->adam_v,  D->x,       D->u,
-                        D->xt,     D->pre,     D->delta,   D->adelta,  D->act_ptr, D->aux_ptr,
-                        D->act_idx, D->aux_idx, D->dead,   D->act_val, D->aux_val, D->stats};
+        void *bufs[] = {D->params,  D->grad,    D->adam_m,  D->adam_v,   D->x,       D->u,
+                        D->xt,      D->pre,     D->delta,   D->adelta,   D->G,       D->dec_norm,
+                        D->colsum,  D->act_ptr, D->aux_ptr, D->act_idx,  D->aux_idx, D->dead,
+                        D->act_val, D->aux_val, D->stats};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be_free(w->tb, bufs[i]);
     }
     free(D->bias_host);
@@ -288,9 +291,6 @@ tp_status sae_use_backend(sae_model *m, tp_backend *be)
         w->tb = be;
         return TP_OK;
     }
-    if (m->cfg.arch == SAE_RELU)
-        return tp_err(TP_ERR_UNSUPPORTED, "sae: architecture relu trains on the CPU only; on backend %s topk or "
-                      "batchtopk (set device: cpu, or sae.architecture: topk)", be->name);
     const sae_config *c = &m->cfg;
     const size_t d = (size_t)c->d_in, F = (size_t)c->d_sae, cap = (size_t)m->max_rows, P = (size_t)m->n_params;
     sae_device D = {.owned = 1};
@@ -308,6 +308,11 @@ tp_status sae_use_backend(sae_model *m, tp_backend *be)
     DEV_ALLOC(D.pre, cap * F);
     DEV_ALLOC(D.delta, cap * d);
     DEV_ALLOC(D.adelta, cap * d);
+    if (c->arch == SAE_RELU) {
+        DEV_ALLOC(D.G, cap * F);
+        DEV_ALLOC(D.dec_norm, F);
+        DEV_ALLOC(D.colsum, F);
+    }
     DEV_ALLOC(D.act_ptr, cap + 1);
     DEV_ALLOC(D.aux_ptr, cap + 1);
     D.act_cap = cap * (size_t)c->k;
@@ -575,62 +580,20 @@ static tp_status dev_act_reserve(sae_workspace *w, size_t need)
 
 /* ---- forward -------------------------------------------------------------------------- */
 
-/* u = s·x, x̃ = u − b_dec (or u), stats Σu, Σ‖u‖², pre = x̃ W_encᵀ + b_enc, on the
- * host buffers (inference, relu, batchtopk). */
-static tp_status encode_block(const sae_model *m, const float *rows, int64_t n, float *pre, double *sum_u,
-                              double *sqnorm)
+/* u = s·x, x̃ = u − b_dec (or u), pre = x̃ W_encᵀ + b_enc, on the host buffers
+ * (inference). */
+static tp_status encode_block(const sae_model *m, const float *rows, int64_t n, float *pre)
 {
     const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
     sae_workspace *w = m->ws;
     TP_CHECK(be_sae_encode_in(w->be, rows, n, d, (float)m->input_scale, m->b_dec, m->cfg.apply_b_dec_to_input,
-                              w->u, w->xt, sum_u, sqnorm));
+                              w->u, w->xt, NULL, NULL));
     if (n == 0) return TP_OK;
     TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, w->xt, d, m->W_enc, d, 0.0f, pre, F));
     for (int64_t r = 0; r < n; r++) {
         float *restrict p = pre + (size_t)r * (size_t)F;
         for (int64_t i = 0; i < F; i++) p[i] += m->b_enc[i];
     }
-    return TP_OK;
-}
-
-static tp_status forward_relu(sae_model *m, int64_t n)
-{
-    const sae_config *c = &m->cfg;
-    const int64_t d = c->d_in, F = c->d_sae;
-    sae_workspace *w = m->ws;
-    double *st = w->stats, *fires = st + SAE_ST_HEAD + d;
-    double l1 = 0;
-    int64_t active = 0;
-    for (int64_t i = 0; i < F; i++) {
-        double q = 0;
-        const float *wd = m->W_dec + (size_t)i * (size_t)d;
-        for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
-        w->dec_norm[i] = (float)sqrt(q);
-    }
-    for (int64_t r = 0; r < n; r++) {
-        float *restrict f = w->pre + (size_t)r * (size_t)F;
-        double rl1 = 0;
-        for (int64_t i = 0; i < F; i++) {
-            f[i] = f[i] > 0 ? f[i] : 0.0f;
-            rl1 += (double)f[i] * w->dec_norm[i];
-        }
-        for (int64_t i = 0; i < F; i++)
-            if (f[i] > 0) fires[i] += 1, active++;
-        l1 += rl1;
-    }
-    if (n > 0)
-        TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_NO_TRANS, n, d, F, 1.0f, w->pre, F, m->W_dec, d, 0.0f,
-                             w->delta, d));
-    double rec = 0;
-    for (int64_t r = 0; r < n; r++) {
-        float *restrict dl = w->delta + (size_t)r * (size_t)d;
-        const float *restrict u = w->u + (size_t)r * (size_t)d;
-        for (int64_t j = 0; j < d; j++) {
-            dl[j] += m->b_dec[j] - u[j];
-            rec += (double)dl[j] * dl[j];
-        }
-    }
-    st[SAE_ST_RECON] = rec, st[SAE_ST_L1] = l1, st[SAE_ST_ACTIVE] = (double)active;
     return TP_OK;
 }
 
@@ -682,6 +645,51 @@ static tp_status select_batch(sae_model *m, int64_t n, int64_t n_global, MPI_Com
     return TP_OK;
 }
 
+/* The start of every step on the training backend: the device takes the host's
+ * changes, the rows and the zeroed stats (owned), then u = s·x, x̃ = u − b_dec (or u),
+ * the stats Σu and Σ‖u‖², and pre = x̃ W_encᵀ (no b_enc yet). */
+static tp_status forward_encode(sae_model *m, const float *rows, int64_t n)
+{
+    const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
+    sae_workspace *w = m->ws;
+    sae_device *D = &w->dev;
+    tp_backend *be = w->tb;
+    TP_CHECK(device_refresh(m));
+    const float *x = rows;
+    if (D->owned) {
+        if (n > 0) TP_CHECK(be_upload(be, D->x, rows, (size_t)n * (size_t)d * sizeof(float)));
+        TP_CHECK(be_upload(be, D->stats, w->stats, w->n_stats * sizeof *w->stats));
+        x = D->x;
+    }
+    const float *W_enc = D->params, *b_dec = D->params + 2 * (size_t)F * (size_t)d + (size_t)F;
+    TP_CHECK(be_sae_encode_in(be, x, n, d, (float)m->input_scale, b_dec, m->cfg.apply_b_dec_to_input, D->u, D->xt,
+                              D->stats + SAE_ST_HEAD, D->stats + SAE_ST_SQNORM));
+    if (n > 0) TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, D->xt, d, W_enc, d, 0.0f, D->pre, F));
+    return TP_OK;
+}
+
+/* relu on the training backend: f = max(pre + b_enc, 0) with the decoder norms and
+ * the L1 and firing sums, delta = f·W_dec + b_dec − u and Σ delta². */
+static tp_status forward_relu(sae_model *m, const float *rows, int64_t n)
+{
+    const int64_t d = m->cfg.d_in, F = m->cfg.d_sae;
+    sae_workspace *w = m->ws;
+    sae_device *D = &w->dev;
+    tp_backend *be = w->tb;
+    TP_CHECK(forward_encode(m, rows, n));
+    double *ds = D->stats;
+    const float *W_dec = D->params + (size_t)F * (size_t)d;
+    const float *b_enc = W_dec + (size_t)F * (size_t)d, *b_dec = b_enc + F;
+    TP_CHECK(be_sae_relu(be, D->pre, n, F, d, b_enc, W_dec, D->dec_norm, ds + SAE_ST_HEAD + d, ds + SAE_ST_ACTIVE,
+                         ds + SAE_ST_L1));
+    if (n > 0) {
+        TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_NO_TRANS, n, d, F, 1.0f, D->pre, F, W_dec, d, 0.0f, D->delta, d));
+        TP_CHECK(be_sae_residual(be, n, d, b_dec, D->u, D->delta, ds + SAE_ST_RECON));
+    }
+    if (D->owned) TP_CHECK(be_download(be, w->stats, ds, w->n_stats * sizeof *w->stats));
+    return TP_OK;
+}
+
 /* topk / batchtopk on the training backend: encode, select, sparse decode (delta =
  * b_dec − u + Σ v·w_i), AuxK; the stats are summed in the backend's memory and
  * brought back to w->stats. */
@@ -693,19 +701,10 @@ static tp_status forward_sparse(sae_model *m, const float *rows, int64_t n, int6
     sae_device *D = &w->dev;
     tp_backend *be = w->tb;
     double *st = w->stats;
-    TP_CHECK(device_refresh(m));
-    const float *x = rows;
-    if (D->owned) {
-        if (n > 0) TP_CHECK(be_upload(be, D->x, rows, (size_t)n * (size_t)d * sizeof(float)));
-        TP_CHECK(be_upload(be, D->stats, st, w->n_stats * sizeof *st));
-        x = D->x;
-    }
+    TP_CHECK(forward_encode(m, rows, n));
     double *ds = D->stats;
-    const float *W_enc = D->params, *W_dec = D->params + (size_t)F * (size_t)d;
+    const float *W_dec = D->params + (size_t)F * (size_t)d;
     const float *b_enc = W_dec + (size_t)F * (size_t)d, *b_dec = b_enc + F;
-    TP_CHECK(be_sae_encode_in(be, x, n, d, (float)m->input_scale, b_dec, c->apply_b_dec_to_input, D->u, D->xt,
-                              ds + SAE_ST_HEAD, ds + SAE_ST_SQNORM));
-    if (n > 0) TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, n, F, d, 1.0f, D->xt, d, W_enc, d, 0.0f, D->pre, F));
     /* pre += b_enc and the selection: per row (topk), over the batch (batchtopk) */
     if (c->arch == SAE_TOPK)
         TP_CHECK(be_sae_topk(be, D->pre, n, F, b_enc, NULL, F, c->k, D->act_ptr, D->act_idx, D->act_val));
@@ -751,12 +750,10 @@ tp_status sae_forward(sae_model *m, const float *rows, int64_t n_local, int64_t 
     double *st = w->stats;
     memset(st, 0, w->n_stats * sizeof *st);
     st[SAE_ST_ROWS] = (double)n;
-    if (c->arch == SAE_RELU) {
-        TP_CHECK(encode_block(m, rows, n, w->pre, st + SAE_ST_HEAD, &st[SAE_ST_SQNORM]));
-        TP_CHECK(forward_relu(m, n));
-    } else {
+    if (c->arch == SAE_RELU)
+        TP_CHECK(forward_relu(m, rows, n));
+    else
         TP_CHECK(forward_sparse(m, rows, n, n_global, comm));
-    }
     w->have_forward = 1;
     return TP_OK;
 }
@@ -791,38 +788,26 @@ tp_status sae_backward(sae_model *m)
         w->have_forward = 0;
         return TP_OK;
     }
-    float *gWe = m->grad, *gWd = m->grad + (size_t)F * (size_t)d, *gbe = gWd + (size_t)F * (size_t)d;
-    float *gbd = gbe + F;
-    memset(m->grad, 0, (size_t)m->n_params * sizeof(float));
-    if (n == 0) return TP_OK;
-
-    for (int64_t r = 0; r < n; r++) sae_cpu_axpyf(cr, w->delta + (size_t)r * (size_t)d, gbd, d);
-
-    const float cl = (float)(sae_l1_coef_at(c, m->step) / (double)w->n_global);
-    const float *f = w->pre;
-    /* ∂/∂W_dec: cr·fᵀ·delta, plus the L1 term (λ/N) Σ_n f_ni · w_i/‖w_i‖ */
-    TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, cr, f, F, w->delta, d, 0.0f, gWd, d));
-    memset(w->colsum, 0, (size_t)F * sizeof(float));
-    for (int64_t r = 0; r < n; r++) {
-        const float *restrict fr = f + (size_t)r * (size_t)F;
-        for (int64_t i = 0; i < F; i++) w->colsum[i] += fr[i];
-    }
-    for (int64_t i = 0; i < F; i++)
-        if (w->colsum[i] > 0 && w->dec_norm[i] > 0)
-            sae_cpu_axpyf(cl * w->colsum[i] / w->dec_norm[i], m->W_dec + (size_t)i * (size_t)d,
-                  gWd + (size_t)i * (size_t)d, d);
-    /* ∂/∂pre = (cr·delta·W_decᵀ + (λ/N)‖w_i‖)·[f > 0] */
-    TP_CHECK(be_gemm_f32(w->be, TP_NO_TRANS, TP_TRANS, n, F, d, cr, w->delta, d, m->W_dec, d, 0.0f, w->G, F));
-    for (int64_t r = 0; r < n; r++) {
-        float *restrict g = w->G + (size_t)r * (size_t)F;
-        const float *restrict fr = f + (size_t)r * (size_t)F;
-        for (int64_t i = 0; i < F; i++) g[i] = fr[i] > 0 ? g[i] + cl * w->dec_norm[i] : 0.0f;
-        for (int64_t i = 0; i < F; i++) gbe[i] += g[i];
-    }
-    TP_CHECK(be_gemm_f32(w->be, TP_TRANS, TP_NO_TRANS, F, d, n, 1.0f, w->G, F, w->xt, d, 0.0f, gWe, d));
-    if (c->apply_b_dec_to_input)
-        TP_CHECK(be_gemv_f32(w->be, TP_TRANS, F, d, -1.0f, m->W_enc, d, gbe, 1.0f, gbd));
+    /* relu: the dense products are gemms; ∂b_dec, the L1 terms and the mask in the ops */
+    const sae_device *D = &w->dev;
+    tp_backend *be = w->tb;
+    const float *W_enc = D->params, *W_dec = D->params + (size_t)F * (size_t)d;
+    float *gWe = D->grad, *gWd = D->grad + (size_t)F * (size_t)d, *gbe = gWd + (size_t)F * (size_t)d;
+    const tp_sae_relu_bwd a = {
+        .n = n, .d = d, .F = F, .f = D->pre, .delta = D->delta, .W_dec = W_dec, .dec_norm = D->dec_norm,
+        .coef = cr, .l1_coef = (float)(sae_l1_coef_at(c, m->step) / (double)w->n_global), .G = D->G,
+        .colsum = D->colsum, .grad = D->grad,
+    };
     w->have_forward = 0;
+    TP_CHECK(be_sae_relu_bwd_init(be, &a));
+    if (n == 0) return TP_OK;
+    /* ∂/∂W_dec = cr·fᵀ·delta (+ the L1 term), G = cr·delta·W_decᵀ (then masked) */
+    TP_CHECK(be_gemm_f32(be, TP_TRANS, TP_NO_TRANS, F, d, n, cr, D->pre, F, D->delta, d, 0.0f, gWd, d));
+    TP_CHECK(be_gemm_f32(be, TP_NO_TRANS, TP_TRANS, n, F, d, cr, D->delta, d, W_dec, d, 0.0f, D->G, F));
+    TP_CHECK(be_sae_relu_bwd_pre(be, &a));
+    TP_CHECK(be_gemm_f32(be, TP_TRANS, TP_NO_TRANS, F, d, n, 1.0f, D->G, F, D->xt, d, 0.0f, gWe, d));
+    if (c->apply_b_dec_to_input)
+        TP_CHECK(be_gemv_f32(be, TP_TRANS, F, d, -1.0f, W_enc, d, gbe, 1.0f, gbe + F));
     return TP_OK;
 }
 
@@ -946,7 +931,7 @@ tp_status sae_encode(sae_model *m, const float *rows, int64_t n, float *codes)
     for (int64_t r0 = 0; r0 < n; r0 += m->max_rows) {
         const int64_t nb = n - r0 < m->max_rows ? n - r0 : m->max_rows;
         float *out = codes + (size_t)r0 * (size_t)F;
-        TP_CHECK(encode_block(m, rows + (size_t)r0 * (size_t)d, nb, out, NULL, NULL));
+        TP_CHECK(encode_block(m, rows + (size_t)r0 * (size_t)d, nb, out));
         for (int64_t r = 0; r < nb; r++) {
             float *restrict p = out + (size_t)r * (size_t)F;
             if (c->arch == SAE_RELU) {

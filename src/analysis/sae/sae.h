@@ -88,10 +88,11 @@
  *   row count, two failure agreements, batchtopk's 4 histograms). Every rank ends
  *   with the same bits. comm = MPI_COMM_NULL means one process, with no MPI call.
  *
- * Where it runs (sae_use_backend): on the CPU by default; TopK's step (encode,
- *   select, sparse decode, AuxK, backward, optimiser) is written against the
- *   backend's sae_* ops, so the same code trains on a GPU, with the stats downloaded
- *   (f64, small) and summed over MPI and the gradient summed in device memory.
+ * Where it runs (sae_use_backend): on the CPU by default; every architecture's step
+ *   (encode, select or ReLU, decode, AuxK, backward, optimiser) is written against
+ *   the backend's sae_* ops and gemms, so the same code trains on a GPU, with the
+ *   stats downloaded (f64, small) and summed over MPI and the gradient summed in
+ *   device memory.
  *
  * Memory: everything is allocated by sae_init, sized by max_rows (local rows per
  *   step): [max_rows, F] pre-activations (and a second such buffer for relu's
@@ -178,14 +179,15 @@ void sae_free(sae_model *m);
 
 /* Trains on backend `be` from now on (sae_init: backend_cpu()). A host-memory
  * backend trains on the host buffers; a device backend (--device cuda) gets the
- * parameters, gradient, Adam moments and the TopK workspace in its own memory, and
+ * parameters, gradient, Adam moments and the training workspace in its own memory, and
  * the step runs there through the backend's sae_* ops, the gradient summed by NCCL.
  * The host's params, adam_m, adam_v are then a copy, brought up to date by
  * sae_sync_host (sae_save, sae_encode, sae_reconstruct call it; so must any other
  * reader of m->params after a step); host changes (sae_init_weights, sae_init_b_dec)
  * reach the device before the next step. batchtopk's batch selection runs on the
- * host (the pre-activations come down, the codes go up). relu on a device backend is
- * TP_ERR_UNSUPPORTED (it trains on the CPU only). */
+ * host (the pre-activations come down, the codes go up); relu's dense products are
+ * the backend's gemms, its elementwise parts the sae_relu, sae_residual and
+ * sae_relu_bwd_* ops. */
 tp_status sae_use_backend(sae_model *m, tp_backend *be);
 tp_status sae_sync_host(const sae_model *m);
 

@@ -567,7 +567,7 @@ static tp_status init_models(sae_run *r)
             lst = sae_init(&j->m, &c, r->local_max);
             if (lst == TP_OK) lst = sae_init_weights(&j->m, r->ss.seed + (uint64_t)i);
         }
-        if (lst == TP_OK) lst = sae_use_backend(&j->m, backend_default());   /* --device cuda: topk on the GPU */
+        if (lst == TP_OK) lst = sae_use_backend(&j->m, backend_default());   /* --device cuda: training on the GPU */
         if (lst == TP_OK && r->resume && j->m.cfg.d_in != j->d)
             lst = tp_err(TP_ERR_FORMAT, "sae: %s: checkpoint is %lld wide, the store's %s is %lld", cp,
                          (long long)j->m.cfg.d_in, j->name, (long long)j->d);

@@ -282,6 +282,10 @@ static tp_backend cpu_backend = {
         .sae_decode = cpu_be_sae_decode,
         .sae_sparse_bwd = cpu_be_sae_sparse_bwd,
         .sae_adam = cpu_be_sae_adam,
+        .sae_relu = cpu_be_sae_relu,
+        .sae_residual = cpu_be_sae_residual,
+        .sae_relu_bwd_init = cpu_be_sae_relu_bwd_init,
+        .sae_relu_bwd_pre = cpu_be_sae_relu_bwd_pre,
     },
     .context = &cpu_ctx,
 };

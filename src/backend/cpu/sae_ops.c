@@ -153,7 +153,60 @@ tp_status cpu_be_sae_decode(tp_backend *be, int64_t n, int64_t d, tp_sae_codes c
     return TP_OK;
 }
 
+tp_status cpu_be_sae_relu(tp_backend *be, float *pre, int64_t n, int64_t F, int64_t d, const float *b_enc,
+                          const float *W_dec, float *dec_norm, double *fires, double *active, double *l1)
+{
+    (void)be;
+    for (int64_t i = 0; i < F; i++) {
+        double q = 0;
+        const float *wd = W_dec + (size_t)i * (size_t)d;
+        for (int64_t j = 0; j < d; j++) q += (double)wd[j] * wd[j];
+        dec_norm[i] = (float)sqrt(q);
+    }
+    double sum = 0;
+    int64_t na = 0;
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict f = pre + (size_t)r * (size_t)F;
+        double rl1 = 0;
+        for (int64_t i = 0; i < F; i++) f[i] += b_enc[i];
+        for (int64_t i = 0; i < F; i++) {
+            f[i] = f[i] > 0 ? f[i] : 0.0f;
+            rl1 += (double)f[i] * dec_norm[i];
+        }
+        for (int64_t i = 0; i < F; i++)
+            if (f[i] > 0) fires[i] += 1, na++;
+        sum += rl1;
+    }
+    *l1 += sum, *active += (double)na;
+    return TP_OK;
+}
+
+tp_status cpu_be_sae_residual(tp_backend *be, int64_t n, int64_t d, const float *b, const float *u_, float *delta,
+                              double *sqsum)
+{
+    (void)be;
+    double sq = 0;
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict dl = delta + (size_t)r * (size_t)d;
+        const float *restrict u = u_ + (size_t)r * (size_t)d;
+        for (int64_t j = 0; j < d; j++) {
+            dl[j] += b[j] - u[j];
+            sq += (double)dl[j] * dl[j];
+        }
+    }
+    *sqsum += sq;
+    return TP_OK;
+}
+
 /* ---- backward ------------------------------------------------------------------------- */
+
+/* grad [2Fd + F + d] = 0, then ∂b_dec = Σ_r coef·delta[r] in row order. */
+static void grad_init_bdec(float *grad, int64_t n, int64_t d, int64_t F, const float *delta, float coef)
+{
+    float *gbd = grad + 2 * (size_t)F * (size_t)d + (size_t)F;
+    memset(grad, 0, (2 * (size_t)F * (size_t)d + (size_t)F + (size_t)d) * sizeof(float));
+    for (int64_t r = 0; r < n; r++) sae_cpu_axpyf(coef, delta + (size_t)r * (size_t)d, gbd, d);
+}
 
 /* One row's sparse backward over its codes [a0, a1): with g = coef·δ (δ the row's
  * residual gradient) and x̃ the row's encoder input, ∂W_dec[i] += val·g,
@@ -177,9 +230,8 @@ tp_status cpu_be_sae_sparse_bwd(tp_backend *be, const tp_sae_bwd *a)
     const int64_t d = a->d, F = a->F, n = a->n;
     float *gWe = a->grad, *gWd = a->grad + (size_t)F * (size_t)d, *gbe = gWd + (size_t)F * (size_t)d;
     float *gbd = gbe + F;
-    memset(a->grad, 0, (2 * (size_t)F * (size_t)d + (size_t)F + (size_t)d) * sizeof(float));
+    grad_init_bdec(a->grad, n, d, F, a->delta, a->coef);
     if (n == 0) return TP_OK;
-    for (int64_t r = 0; r < n; r++) sae_cpu_axpyf(a->coef, a->delta + (size_t)r * (size_t)d, gbd, d);
     /* only the k (or aux) latents of each row touch W_dec and W_enc */
     for (int64_t r = 0; r < n; r++) {
         const float *xt = a->xt + (size_t)r * (size_t)d;
@@ -192,6 +244,39 @@ tp_status cpu_be_sae_sparse_bwd(tp_backend *be, const tp_sae_bwd *a)
     if (a->sub_b_dec)
         for (int64_t i = 0; i < F; i++)
             if (gbe[i] != 0) sae_cpu_axpyf(-gbe[i], a->W_enc + (size_t)i * (size_t)d, gbd, d);
+    return TP_OK;
+}
+
+tp_status cpu_be_sae_relu_bwd_init(tp_backend *be, const tp_sae_relu_bwd *a)
+{
+    (void)be;
+    grad_init_bdec(a->grad, a->n, a->d, a->F, a->delta, a->coef);
+    return TP_OK;
+}
+
+tp_status cpu_be_sae_relu_bwd_pre(tp_backend *be, const tp_sae_relu_bwd *a)
+{
+    (void)be;
+    const int64_t d = a->d, F = a->F, n = a->n;
+    const float cl = a->l1_coef, *dec_norm = a->dec_norm, *f = a->f;
+    float *gWd = a->grad + (size_t)F * (size_t)d, *gbe = gWd + (size_t)F * (size_t)d, *colsum = a->colsum;
+    /* the L1 term of ∂W_dec: (λ/N) Σ_r f_ri · w_i/‖w_i‖ */
+    memset(colsum, 0, (size_t)F * sizeof *colsum);
+    for (int64_t r = 0; r < n; r++) {
+        const float *restrict fr = f + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) colsum[i] += fr[i];
+    }
+    for (int64_t i = 0; i < F; i++)
+        if (colsum[i] > 0 && dec_norm[i] > 0)
+            sae_cpu_axpyf(cl * colsum[i] / dec_norm[i], a->W_dec + (size_t)i * (size_t)d, gWd + (size_t)i * (size_t)d,
+                          d);
+    /* ∂/∂pre = (cr·delta·W_decᵀ + (λ/N)‖w_i‖)·[f > 0] */
+    for (int64_t r = 0; r < n; r++) {
+        float *restrict g = a->G + (size_t)r * (size_t)F;
+        const float *restrict fr = f + (size_t)r * (size_t)F;
+        for (int64_t i = 0; i < F; i++) g[i] = fr[i] > 0 ? g[i] + cl * dec_norm[i] : 0.0f;
+        for (int64_t i = 0; i < F; i++) gbe[i] += g[i];
+    }
     return TP_OK;
 }
 

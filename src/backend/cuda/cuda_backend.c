@@ -237,6 +237,10 @@ static const tp_backend_i cuda_iface = {
     .sae_decode = cuda_sae_decode,
     .sae_sparse_bwd = cuda_sae_sparse_bwd,
     .sae_adam = cuda_sae_adam,
+    .sae_relu = cuda_sae_relu,
+    .sae_residual = cuda_sae_residual,
+    .sae_relu_bwd_init = cuda_sae_relu_bwd_init,
+    .sae_relu_bwd_pre = cuda_sae_relu_bwd_pre,
 };
 
 const tp_backend_i *backend_cuda_table(void) { return &cuda_iface; }

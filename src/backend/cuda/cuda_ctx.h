@@ -78,6 +78,12 @@ tp_status cuda_sae_decode(tp_backend *be, int64_t n, int64_t d, tp_sae_codes cod
                           const float *u, float *out, double *fires, double *active, double *sqsum);
 tp_status cuda_sae_sparse_bwd(tp_backend *be, const tp_sae_bwd *a);
 tp_status cuda_sae_adam(tp_backend *be, const tp_sae_adam *a, double *grad_norm);
+tp_status cuda_sae_relu(tp_backend *be, float *pre, int64_t n, int64_t F, int64_t d, const float *b_enc,
+                        const float *W_dec, float *dec_norm, double *fires, double *active, double *l1);
+tp_status cuda_sae_residual(tp_backend *be, int64_t n, int64_t d, const float *b, const float *u, float *delta,
+                            double *sqsum);
+tp_status cuda_sae_relu_bwd_init(tp_backend *be, const tp_sae_relu_bwd *a);
+tp_status cuda_sae_relu_bwd_pre(tp_backend *be, const tp_sae_relu_bwd *a);
 
 /* cuda_blas.c */
 tp_status cuda_linear(tp_backend *be, int64_t m, int64_t k, const float *x, int64_t ldx, const tp_linear_out *outs,

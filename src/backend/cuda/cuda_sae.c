@@ -6,7 +6,8 @@
 #include "backend/cuda/cuda_ctx.h"
 
 // defines: kern_sae_encode_in, kern_sae_topk, kern_sae_decode, kern_sae_sparse_bwd, kern_sae_project,
-// kern_sae_sumsq, kern_sae_adam, kern_sae_renorm
+// kern_sae_sumsq, kern_sae_adam, kern_sae_renorm, kern_sae_relu, kern_sae_residual, kern_sae_relu_bwd_init,
+// kern_sae_relu_bwd_pre
 #include "kernels.h"
 
 #include <limits.h>
@@ -89,5 +90,55 @@ tp_status cuda_sae_adam(tp_backend *be, const tp_sae_adam *a, double *grad_norm)
     CUDA_CHECK(kern_sae_adam(c->stream, a->params, a->grad, a->m, a->v, P, (float)coef, coef < 1, a->step_size,
                              a->bc2, a->eps, a->w1, a->b2, a->w2));
     if (a->decoder_unit_norm) CUDA_CHECK(kern_sae_renorm(c->stream, a->params + fd, a->F, a->d));
+    return TP_OK;
+}
+
+tp_status cuda_sae_relu(tp_backend *be, float *pre, int64_t n, int64_t F, int64_t d, const float *b_enc,
+                        const float *W_dec, float *dec_norm, double *fires, double *active, double *l1)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(check_rows("sae_relu", n, F));
+    if (F > INT_MAX || d < 1)
+        return tp_err(TP_ERR_RANGE, "cuda sae_relu: %lld latents of width %lld", (long long)F, (long long)d);
+    CUDA_ENTER(c);
+    CUDA_CHECK(kern_sae_relu(c->stream, pre, n, F, d, b_enc, W_dec, dec_norm, fires, active, l1));
+    return TP_OK;
+}
+
+tp_status cuda_sae_residual(tp_backend *be, int64_t n, int64_t d, const float *b, const float *u, float *delta,
+                            double *sqsum)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(check_rows("sae_residual", n, d));
+    if (n == 0) return TP_OK;
+    CUDA_ENTER(c);
+    CUDA_CHECK(kern_sae_residual(c->stream, n, d, b, u, delta, sqsum));
+    return TP_OK;
+}
+
+static tp_status check_relu_bwd(const char *op, const tp_sae_relu_bwd *a)
+{
+    TP_CHECK(check_rows(op, a->n, a->d));
+    if (a->F < 1) return tp_err(TP_ERR_RANGE, "cuda %s: %lld latents", op, (long long)a->F);
+    return TP_OK;
+}
+
+tp_status cuda_sae_relu_bwd_init(tp_backend *be, const tp_sae_relu_bwd *a)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(check_relu_bwd("sae_relu_bwd_init", a));
+    CUDA_ENTER(c);
+    CUDA_CHECK(kern_sae_relu_bwd_init(c->stream, a->n, a->d, a->F, a->delta, a->coef, a->grad));
+    return TP_OK;
+}
+
+tp_status cuda_sae_relu_bwd_pre(tp_backend *be, const tp_sae_relu_bwd *a)
+{
+    struct cuda_ctx *c = cuda_ctx_of(be);
+    TP_CHECK(check_relu_bwd("sae_relu_bwd_pre", a));
+    if (a->n == 0) return tp_err(TP_ERR_RANGE, "cuda sae_relu_bwd_pre: no rows");
+    CUDA_ENTER(c);
+    CUDA_CHECK(kern_sae_relu_bwd_pre(c->stream, a->n, a->d, a->F, a->f, a->W_dec, a->dec_norm, a->l1_coef, a->G,
+                                     a->colsum, a->grad));
     return TP_OK;
 }
