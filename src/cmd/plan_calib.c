@@ -162,6 +162,21 @@ static tp_status time_gemm_f64(tp_backend *be, int64_t n, double *gflops)
  * counts, n1 and 4·n1, which separates their cost per query and row from their cost
  * per query alone (gathering the sample, merging candidate lists, the local PCA of
  * each neighbourhood). Rates in the units of plan_rates' geo_* fields. */
+/* A cost t(x) = fixed + x / rate through two timings (x1, t1), (x2, t2), x1 < x2.
+ * Timing noise on a loaded machine can make the slope or the intercept come out
+ * <= 0: then all of t2 counts as per unit of x, and the fixed part is floored at 1 %
+ * of t1. Every calibrated value must be positive (plan_calib_load refuses a file
+ * otherwise): zeros from these splits failed cli.test_plan twice with CI running
+ * beside it. */
+static void fit_two_points(double x1, double t1, double x2, double t2, double *rate, double *fixed)
+{
+    double slope = (t2 - t1) / (x2 - x1), c = t1 - slope * x1;
+    if (!(slope > 0) || !isfinite(slope)) slope = t2 / x2, c = 0;
+    if (!(c >= 0.01 * t1)) c = 0.01 * t1;
+    *rate = 1.0 / slope;
+    *fixed = c;
+}
+
 static tp_status time_geometry(int64_t n1, int64_t d, int slot, plan_rates *r)
 {
     const int64_t n2 = 4 * n1;
@@ -200,12 +215,10 @@ static tp_status time_geometry(int64_t n1, int64_t d, int slot, plan_rates *r)
         local_geometry_result_free(&lg);
         TP_CHECK_GOTO(st, st, done);
     }
-    /* t = q · (per_query + rows · d / rate) */
-    double span = (double)(n2 - n1) * d;
-    r->geo_id_rate[slot] = q_id * span / fmax(t_id[1] - t_id[0], 1e-6);
-    r->geo_id_query_s[slot] = fmax(t_id[0] / q_id - (double)n1 * d / r->geo_id_rate[slot], 0);
-    r->geo_local_rate[slot] = q_loc * span / fmax(t_loc[1] - t_loc[0], 1e-6);
-    r->geo_local_query_s[slot] = fmax(t_loc[0] / q_loc - (double)n1 * d / r->geo_local_rate[slot], 0);
+    /* t / q = per_query + rows · d / rate */
+    const double x1 = (double)n1 * d, x2 = (double)n2 * d;
+    fit_two_points(x1, t_id[0] / q_id, x2, t_id[1] / q_id, &r->geo_id_rate[slot], &r->geo_id_query_s[slot]);
+    fit_two_points(x1, t_loc[0] / q_loc, x2, t_loc[1] / q_loc, &r->geo_local_rate[slot], &r->geo_local_query_s[slot]);
     /* k-means: one Lloyd iteration, then six; the difference is the iterations' cost,
      * the rest k-means++ on its sample and the final pass over the rows */
     kmeans_options ko = kmeans_options_default();
@@ -220,9 +233,14 @@ static tp_status time_geometry(int64_t n1, int64_t d, int slot, plan_rates *r)
     t5 = tp_now();
     TP_CHECK_GOTO(kmeans_fit_distributed(X, n2, d, MPI_COMM_SELF, &ko, &kr), st, done);
     double t_six = tp_now() - t5;
-    r->geo_kmeans_rate[slot] = (double)(kr.iterations - it_one) * n2 * ko.k * d / fmax(t_six - t_one, 1e-6);
+    /* (converged as early as the one-iteration run, or a noisy difference: the six-
+     * iteration run's time over all its iterations) */
+    const double lloyd = (double)n2 * ko.k * d;
+    r->geo_kmeans_rate[slot] = kr.iterations > it_one && t_six > t_one
+                                   ? (double)(kr.iterations - it_one) * lloyd / (t_six - t_one)
+                                   : (double)(kr.iterations > 0 ? kr.iterations : 1) * lloyd / t_six;
     r->geo_kmeans_init_rate[slot] =
-        ((double)n1 + (double)n2) * ko.k * d / fmax(t_one - it_one * n2 * ko.k * d / r->geo_kmeans_rate[slot], 1e-6);
+        ((double)n1 + (double)n2) * ko.k * d / fmax(t_one - it_one * lloyd / r->geo_kmeans_rate[slot], 0.01 * t_one);
     double t6 = tp_now();
     double sil = 0;
     int64_t ss = 2048;
@@ -309,17 +327,13 @@ static tp_status time_sae_encode(int64_t d, int64_t F, int64_t B, double *sec)
 }
 
 /* An SAE step's per-row rate (d·F per second) and per-step part (ns per parameter,
- * 2·d·F of them) from its times s1, s2 at batch sizes B1 < B2. Timing noise on a
- * loaded machine can make either part come out <= 0: then the whole step counts as
- * per row, and the per-step part is floored at 1 % of s1 (plan_calib_load requires
- * every rate to be positive; a zero once made the file unreadable). */
+ * 2·d·F of them) from its times s1, s2 at batch sizes B1 < B2 (fit_two_points). */
 static void split_sae_step(double s1, double s2, int64_t B1, int64_t B2, int64_t d, int64_t F, double *row_rate,
                            double *param_ns)
 {
-    double per_row = (s2 - s1) / (double)(B2 - B1), per_step = s1 - per_row * (double)B1;
-    if (per_row <= 0) per_row = s2 / (double)B2, per_step = 0;
-    if (per_step < 0.01 * s1) per_step = 0.01 * s1;
-    *row_rate = (double)d * (double)F / per_row;
+    double rows_s, per_step;
+    fit_two_points((double)B1, s1, (double)B2, s2, &rows_s, &per_step);
+    *row_rate = (double)d * (double)F * rows_s;
     *param_ns = per_step / (2.0 * (double)d * (double)F) * 1e9;
 }
 
@@ -559,6 +573,13 @@ static const struct {
 
 tp_status plan_calib_save(const char *path, const plan_rates *r)
 {
+    /* never write what plan_calib_load refuses */
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        double x = *(const double *)((const char *)r + fields[i].off);
+        if (!(x > 0) || !isfinite(x))
+            return tp_err(TP_ERR_RANGE, "plan --calibrate: %s came out %g (timing noise?); %s not written, rerun",
+                          fields[i].key, x, path);
+    }
     json_t *j = json_pack("{s:s, s:i, s:s}", "format", "transpolmo-calibration-1", "threads", r->threads, "source",
                           r->source);
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
