@@ -30,6 +30,7 @@
  * call must leave alone (padding, the strict lower triangle of syrk / syr).
  */
 #include "tp_test.h"
+#include "tp_test_cuda.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,24 +65,11 @@ static int have_gpu;
 static int n_gpus;
 static tp_backend *be;
 
+/* splitmix64 (tests/support): deterministic, so failures reproduce */
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static uint64_t rng_next(void) /* splitmix64: deterministic, so failures reproduce */
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
+static uint64_t rng_next(void) { return tp_test_rng_next(&rng_state); }
 static double rng_unit(void) { return (double)(rng_next() >> 11) / (double)(1ull << 53); }
-
-static float *rand_f32(size_t n, float lo, float hi)
-{
-    float *a = malloc(n * sizeof *a);
-    ck_assert_ptr_nonnull(a);
-    for (size_t i = 0; i < n; i++) a[i] = lo + (hi - lo) * (float)rng_unit();
-    return a;
-}
+static float *rand_f32(size_t n, float lo, float hi) { return tp_test_rand_f32(&rng_state, n, lo, hi); }
 
 static double *rand_f64(size_t n, double lo, double hi)
 {
@@ -793,12 +781,6 @@ END_TEST
 /* Kernels without a slot yet, launched directly on the legacy default stream (the
  * backend's stream is non-blocking: uploads and downloads wait for themselves, and
  * the test waits for the kernel with cudaDeviceSynchronize in between). */
-#define CUDA_OK(call)                                                                          \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        ck_assert_msg(e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));             \
-    } while (0)
-
 START_TEST(test_softmax_causal)
 {
     /* ld > T: the columns past T are not the kernel's and must come back unchanged. */

@@ -25,6 +25,7 @@
  * entries (0), TopK's picks, embed_bwd (the same additions in the same row order).
  */
 #include "tp_test.h"
+#include "tp_test_cuda.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,12 +422,6 @@ START_TEST(test_embed_bwd)
 END_TEST
 
 /* ---- the SAE's kernels ----------------------------------------------------------------- */
-
-#define CUDA_OK(call)                                                                          \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        ck_assert_msg(e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));             \
-    } while (0)
 
 START_TEST(test_sae_topk)
 {
