@@ -24,6 +24,10 @@ for cfg in configs/olmo2-*.yaml; do
     echo "update-config-plans: $cfg: no '#   transpolmo plan ...' line in its header" >&2
     exit 1
   fi
+  if ! grep -q '^#   inspect ' "$cfg"; then
+    echo "update-config-plans: $cfg: no '#   inspect ...' line to replace in its header" >&2
+    exit 1
+  fi
   # shellcheck disable=SC2086  # the header's arguments, word-split as a shell would
   if ! "$bin" $cmd > "$work/plan.txt" 2> "$work/plan.err"; then
     echo "update-config-plans: $cfg: \`transpolmo $cmd\` failed: $(head -n 1 "$work/plan.err")" >&2
@@ -55,10 +59,6 @@ for cfg in configs/olmo2-*.yaml; do
     !done && /^#   inspect / { while ((getline line < block) > 0) print line; skip = 1; done = 1; next }
     skip && /^#/ { next }
     { skip = 0; print }' "$cfg" > "$work/new.yaml"
-  if ! grep -q '^#   inspect ' "$cfg"; then
-    echo "update-config-plans: $cfg: no '#   inspect ...' line to replace in its header" >&2
-    exit 1
-  fi
   if [ "$check" = 1 ]; then
     if ! diff -u "$cfg" "$work/new.yaml" > "$work/diff"; then
       echo "update-config-plans: $cfg: its header is not what \`transpolmo $cmd\` says now (run tools/update-config-plans.sh):" >&2
